@@ -1,0 +1,160 @@
+"""The plain data every part of perfguard speaks: measurements, run info, verdicts.
+
+Nothing here imports pytest, SQLAlchemy or pydantic, so measuring, storing, comparing
+and reporting can all share these types without import cycles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Direction = Literal["lower", "higher"]
+DIRECTIONS: tuple[Direction, ...] = ("lower", "higher")
+
+# What a metric is, which decides whether it can be gated:
+# - "primary": the test's own metric (marker `metric=`, `duration` for unmarked tests);
+# - "custom": recorded by the test body with `perf.record`;
+# - "step": a `perf.measure("name")` block, stored as `step:<name>`;
+# - "system": a collector's reading (cpu_time, rss_peak_mb, gpu_mem_peak_mb, ...).
+MetricKind = Literal["primary", "custom", "step", "system"]
+GATEABLE_KINDS: frozenset[str] = frozenset({"primary", "custom"})
+
+TestOutcome = Literal["passed", "failed", "skipped", "error"]
+RunOutcome = Literal["passed", "failed", "interrupted"]
+RunType = Literal["manual", "ci", "nightly"]
+RUN_TYPES: tuple[RunType, ...] = ("manual", "ci", "nightly")
+GateScope = Literal["marked", "all", "none"]
+GATE_SCOPES: tuple[GateScope, ...] = ("marked", "all", "none")
+
+STEP_PREFIX = "step:"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One metric of one test in one run: a row of the history's results table."""
+
+    test: str
+    metric: str
+    value: float
+    unit: str = ""
+    direction: Direction = "lower"
+    kind: MetricKind = "primary"
+    marked: bool = False
+    outcome: TestOutcome = "passed"
+    threshold: float | None = None
+    samples: tuple[float, ...] = ()
+    error: str | None = None
+
+    def is_gated(self, gate: GateScope) -> bool:
+        """Whether this metric can fail the session under the given gate scope."""
+        if gate == "none" or self.kind not in GATEABLE_KINDS:
+            return False
+        return self.marked or gate == "all"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "test": self.test,
+            "metric": self.metric,
+            "value": self.value,
+            "unit": self.unit,
+            "direction": self.direction,
+            "kind": self.kind,
+            "marked": self.marked,
+            "outcome": self.outcome,
+            "threshold": self.threshold,
+            "samples": list(self.samples),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        return cls(
+            test=data["test"],
+            metric=data["metric"],
+            value=float(data["value"]),
+            unit=data.get("unit", ""),
+            direction=data.get("direction", "lower"),
+            kind=data.get("kind", "primary"),
+            marked=bool(data.get("marked", False)),
+            outcome=data.get("outcome", "passed"),
+            threshold=data.get("threshold"),
+            samples=tuple(float(s) for s in data.get("samples", ())),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformInfo:
+    """A readable platform key and the full fingerprint it was derived from."""
+
+    key: str
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """Everything stored about one session besides its measurements."""
+
+    started_at: datetime
+    platform: PlatformInfo
+    finished_at: datetime | None = None
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_dirty: bool | None = None
+    python_version: str = ""
+    run_type: RunType = "manual"
+    triggered_by: str = "user"  # user / ci / automated
+    host: str = ""
+    args: list[str] = field(default_factory=list)
+    outcome: RunOutcome = "passed"
+    notes: str = ""
+    system_info: dict[str, Any] = field(default_factory=dict)
+
+
+VerdictKind = Literal[
+    "regression", "improvement", "unchanged", "new", "missing", "skipped_failed", "unstable"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The comparison of one gated metric against its baseline."""
+
+    test: str
+    metric: str
+    kind: VerdictKind
+    direction: Direction
+    unit: str
+    threshold: float
+    current: float | None = None
+    baseline: float | None = None
+    change: float | None = None  # signed so that worse is positive
+    detail: str = ""
+    # Step and other informational metrics are compared for the report but never fail.
+    gated: bool = True
+
+    @property
+    def fails(self) -> bool:
+        return self.gated and self.kind == "regression"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "test": self.test,
+            "metric": self.metric,
+            "verdict": self.kind,
+            "direction": self.direction,
+            "unit": self.unit,
+            "threshold": self.threshold,
+            "current": self.current,
+            "baseline": self.baseline,
+            "change": self.change,
+            "detail": self.detail,
+            "gated": self.gated,
+        }
+
+
+def is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,207 @@
+"""Built-in collectors: CPU time, peak resident memory, peak GPU memory.
+
+They are registered through the public ``perfguard_collectors`` hook like any third-party
+collector. Each one is a couple of syscalls per test; anything heavier (initialising NVML,
+opening /proc files) happens once, when the collector is made.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from .measure import Collector, Reading
+
+try:
+    from resource import RUSAGE_SELF, getrusage
+except ImportError:  # Windows
+    getrusage = None  # type: ignore[assignment]
+    RUSAGE_SELF = 0
+
+_MB = 1024 * 1024
+
+
+class CpuTimeCollector:
+    """``cpu_time``: CPU seconds (user + system) of this process per counted round."""
+
+    __slots__ = ("_start",)
+
+    def __init__(self) -> None:
+        self._start = 0.0
+
+    def start(self) -> None:
+        self._start = time.process_time()
+
+    def stop(self, rounds: int) -> Sequence[Reading]:
+        return (("cpu_time", (time.process_time() - self._start) / rounds, "s"),)
+
+
+class ClearRefsRssCollector:
+    """``rss_peak_mb`` on Linux: the exact peak resident memory during the call.
+
+    Writing ``5`` to ``/proc/self/clear_refs`` resets the kernel's RSS high-water mark to the
+    current RSS, so ``ru_maxrss`` read right after is the RSS at the start and ``ru_maxrss``
+    at the end is the peak since then. The metric is the difference: how far above its
+    starting point the call pushed resident memory, even if it freed everything before
+    returning.
+    """
+
+    __slots__ = ("_base", "_fd")
+    method = "clear_refs"
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._base = 0
+
+    @classmethod
+    def open(cls) -> ClearRefsRssCollector | None:
+        if getrusage is None:
+            return None
+        try:
+            fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
+        except OSError:
+            return None
+        try:
+            before = getrusage(RUSAGE_SELF).ru_maxrss
+            os.write(fd, b"5")
+            after = getrusage(RUSAGE_SELF).ru_maxrss
+        except OSError:
+            os.close(fd)
+            return None
+        if after > before:  # a reset can only lower the mark; anything else means no support
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def start(self) -> None:
+        os.write(self._fd, b"5")
+        self._base = getrusage(RUSAGE_SELF).ru_maxrss
+
+    def stop(self, rounds: int) -> Sequence[Reading]:
+        peak = getrusage(RUSAGE_SELF).ru_maxrss
+        return (("rss_peak_mb", max(0, peak - self._base) / 1024, "MB"),)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def describe(self) -> dict[str, Any]:
+        return {"rss_method": self.method}
+
+
+class LifetimePeakRssCollector:
+    """``rss_peak_mb`` where the high-water mark cannot be reset (macOS, Windows, sandboxes).
+
+    Reports how far the call raised the process's lifetime peak RSS. A call that stays below
+    an earlier peak reads 0 even if it allocated; a call that sets a new peak reads exactly.
+    """
+
+    __slots__ = ("_base", "_read")
+    method = "lifetime_peak_delta"
+
+    def __init__(self) -> None:
+        self._read = _lifetime_peak_reader()
+        self._base = 0.0
+
+    def start(self) -> None:
+        self._base = self._read()
+
+    def stop(self, rounds: int) -> Sequence[Reading]:
+        return (("rss_peak_mb", max(0.0, self._read() - self._base) / _MB, "MB"),)
+
+    def describe(self) -> dict[str, Any]:
+        return {"rss_method": self.method}
+
+
+def _lifetime_peak_reader() -> Any:
+    """A function returning the process's peak RSS so far, in bytes."""
+    if sys.platform == "win32":
+        import psutil  # noqa: PLC0415
+
+        process = psutil.Process()
+        return lambda: float(process.memory_info().peak_wset)
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, others KiB
+    return lambda: float(getrusage(RUSAGE_SELF).ru_maxrss * scale)
+
+
+class GpuMemoryCollector:
+    """``gpu_mem_peak_mb``: peak GPU memory used during the call above its start, in MB.
+
+    NVML has no resettable peak, so a daemon thread samples used memory on every visible
+    NVIDIA device (summed) every ``interval`` seconds for the whole session; a test only
+    reads and resets the running maximum. Allocations shorter than the interval can be missed.
+    """
+
+    method = "nvml_sampled"
+
+    def __init__(self, nvml: Any, handles: list[Any], interval: float = 0.005) -> None:
+        self._nvml = nvml
+        self._handles = handles
+        self._interval = interval
+        self._peak = 0
+        self._base = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="perfguard-gpu", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(cls) -> GpuMemoryCollector | None:
+        try:
+            import pynvml  # noqa: PLC0415 - optional extra "gpu"
+        except ImportError:
+            return None
+        try:
+            pynvml.nvmlInit()
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
+                       for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # no driver, no device, broken install: GPU metrics are absent
+            return None
+        if not handles:
+            pynvml.nvmlShutdown()
+            return None
+        return cls(pynvml, handles)
+
+    def _used(self) -> int:
+        return sum(int(self._nvml.nvmlDeviceGetMemoryInfo(h).used) for h in self._handles)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                used = self._used()
+            except Exception:
+                return
+            if used > self._peak:
+                self._peak = used
+
+    def start(self) -> None:
+        self._base = self._peak = self._used()
+
+    def stop(self, rounds: int) -> Sequence[Reading]:
+        peak = max(self._peak, self._used())
+        return (("gpu_mem_peak_mb", max(0, peak - self._base) / _MB, "MB"),)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        try:
+            self._nvml.nvmlShutdown()
+        except Exception:
+            pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"gpu_method": self.method, "gpu_devices": len(self._handles)}
+
+
+@pytest.hookimpl
+def perfguard_collectors(config: pytest.Config) -> Sequence[Collector]:
+    collectors: list[Collector] = [CpuTimeCollector()]
+    collectors.append(ClearRefsRssCollector.open() or LifetimePeakRssCollector())
+    gpu = GpuMemoryCollector.open()
+    if gpu is not None:
+        collectors.append(gpu)
+    return collectors

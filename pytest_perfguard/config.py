@@ -1,0 +1,252 @@
+"""Settings: one validated object, resolved CLI > env > ini > default.
+
+This module knows nothing of pytest: the plugin hands it three plain mappings (what the
+command line gave, the environment, the ini file) and turns `ConfigError` into a usage error.
+The option table below is the single source for option names, env names and ini keys,
+so the plugin registers exactly what is documented here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .results import GATE_SCOPES, RUN_TYPES, GateScope, RunType
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message is one line naming the setting and the fix."""
+
+
+def parse_threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a number; use a fraction such as 0.2 for 20 %") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} must be a finite number >= 0, such as 0.2 for 20 %")
+    return value
+
+
+def parse_gate(text: str) -> GateScope:
+    if text not in GATE_SCOPES:
+        raise ValueError(f"{text!r} is not one of {', '.join(GATE_SCOPES)}")
+    return text  # type: ignore[return-value]
+
+
+def parse_run_type(text: str) -> RunType:
+    if text not in RUN_TYPES:
+        raise ValueError(f"{text!r} is not one of {', '.join(RUN_TYPES)}")
+    return text  # type: ignore[return-value]
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean; use 1/0, true/false, yes/no")
+
+
+def parse_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return value
+
+
+def parse_non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise ValueError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its field name, how users spell it in each source, and its parser."""
+
+    field: str
+    flag: str
+    parse: Callable[[str], Any]
+    help: str
+    is_flag: bool = False
+    metavar: str | None = None
+    env_aliases: tuple[str, ...] = ()
+    # Mode settings switch the plugin on from env or ini too; value settings
+    # (threshold, paths) only configure it, so a project can keep them in its ini.
+    activates: bool = False
+
+    @property
+    def env(self) -> str:
+        if self.field == "enabled":
+            return "PERFGUARD"
+        return "PERFGUARD_" + self.field.upper()
+
+    @property
+    def ini(self) -> str:
+        return "perf" if self.field == "enabled" else "perf_" + self.field
+
+    @property
+    def dest(self) -> str:
+        return "perfguard_" + self.field
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("enabled", "--perf", parse_bool, "measure, compare and report without writing history",
+           is_flag=True, activates=True),
+    Option("record", "--perf-record", parse_bool, "also write this run to the history DB",
+           is_flag=True, activates=True, env_aliases=("ENABLE_PERFORMANCE_RECORDING",)),
+    Option("db", "--perf-db", _text, "SQLAlchemy URL or SQLite file path of the history DB "
+           "(default: .perfguard/history.db under rootdir)", metavar="URL",
+           env_aliases=("PERFORMANCE_DB_PATH",)),
+    Option("baselines", "--perf-baselines", _text, "multi-platform baselines JSON "
+           "(default: baselines/perf_baselines.json)", metavar="PATH"),
+    Option("platform", "--perf-platform", _text, "override the detected platform key",
+           metavar="NAME", env_aliases=("PERFORMANCE_PLATFORM",)),
+    Option("threshold", "--perf-threshold", parse_threshold,
+           "default relative threshold (0.2 = 20 %%)", metavar="FLOAT",
+           env_aliases=("REGRESSION_THRESHOLD",)),
+    Option("gate", "--perf-gate", parse_gate, "which tests can fail the session: "
+           "marked (default), all, none", metavar="{marked,all,none}"),
+    Option("report", "--perf-report", _text, "write the Markdown PR report to PATH",
+           metavar="PATH"),
+    Option("json", "--perf-json", _text, "write the JSON report to PATH", metavar="PATH"),
+    Option("warn_only", "--perf-warn-only", parse_bool,
+           "report regressions but do not fail the session", is_flag=True),
+    Option("update_baselines", "--perf-update-baselines", parse_bool,
+           "update the baselines file from recorded history", is_flag=True, activates=True),
+    Option("accept_regressions", "--perf-accept-regressions", parse_bool,
+           "with --perf-update-baselines, also move baselines that got worse", is_flag=True),
+    Option("min_runs", "--perf-min-runs", parse_positive_int,
+           "recorded runs needed to update a baseline (default 5)", metavar="N"),
+    Option("update_margin", "--perf-update-margin", parse_threshold,
+           "improvement needed to replace a baseline (default 0.05)", metavar="FLOAT"),
+    Option("run_type", "--perf-run-type", parse_run_type,
+           "stored with the run: manual, ci, nightly (default: ci under CI, else manual)",
+           metavar="{manual,ci,nightly}", env_aliases=("PERFORMANCE_RUN_TYPE",)),
+    Option("notes", "--perf-notes", _text, "free text stored with the run", metavar="TEXT"),
+)
+
+OPTIONS_BY_FIELD: dict[str, Option] = {option.field: option for option in OPTIONS}
+
+CI_ENV_VARS = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "BUILDKITE", "JENKINS_URL",
+               "TF_BUILD", "TEAMCITY_VERSION")
+
+
+def running_in_ci(env: Mapping[str, str]) -> bool:
+    return any(env.get(name, "").strip().lower() not in ("", "0", "false") for name in CI_ENV_VARS)
+
+
+class PerfSettings(BaseModel):
+    """The resolved, validated settings of one session."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    record: bool = False
+    db: str | None = None
+    baselines: Path = Path("baselines/perf_baselines.json")
+    platform: str | None = None
+    threshold: float = 0.20
+    gate: GateScope = "marked"
+    report: Path | None = None
+    json_report: Path | None = None
+    warn_only: bool = False
+    update_baselines: bool = False
+    accept_regressions: bool = False
+    min_runs: int = 5
+    update_margin: float = 0.05
+    run_type: RunType = "manual"
+    notes: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or self.record or self.update_baselines
+
+
+def env_value(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (source name, raw value) the environment gives for an option, if any."""
+    for name in (option.env, *option.env_aliases):
+        raw = env.get(name)
+        if raw is not None and raw != "":
+            return name, raw
+    return None
+
+
+def is_active(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, str]) -> bool:
+    """Cheap check, before any settings are built: is the plugin switched on?
+
+    Any ``--perf*`` flag on the command line switches it on; from env and ini only the
+    mode settings do (``PERFGUARD=1``, ``perf = true``, recording, updating baselines).
+    """
+    if any(value not in (None, False) for value in cli.values()):
+        return True
+    for option in OPTIONS:
+        if not option.activates:
+            continue
+        found = env_value(option, env)
+        raw = found[1] if found else ini.get(option.ini)
+        if raw is not None and raw != "":
+            try:
+                if parse_bool(raw):
+                    return True
+            except ValueError:
+                return True  # let resolve() report the bad value
+    return False
+
+
+def resolve(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, str],
+            rootdir: Path) -> PerfSettings:
+    """Build the settings from CLI (already parsed), env and ini, in that order of precedence.
+
+    Relative paths are anchored at rootdir so results do not depend on the working directory.
+    """
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        cli_value = cli.get(option.field)
+        if cli_value is not None and cli_value is not False:
+            values[option.field] = cli_value
+            continue
+        found = env_value(option, env)
+        if found is not None:
+            source, raw = found
+        elif ini.get(option.ini):
+            source, raw = f"ini option {option.ini}", ini[option.ini]
+        else:
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    if "run_type" not in values:
+        values["run_type"] = "ci" if running_in_ci(env) else "manual"
+    for name in ("baselines", "report", "json"):
+        if name in values:
+            path = Path(values[name])
+            values[name] = path if path.is_absolute() else rootdir / path
+    values.setdefault("baselines", rootdir / "baselines" / "perf_baselines.json")
+    if "json" in values:
+        values["json_report"] = values.pop("json")
+    return PerfSettings(**values)
+
+
+def current_env() -> Mapping[str, str]:
+    return os.environ

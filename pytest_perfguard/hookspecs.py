@@ -1,0 +1,32 @@
+"""Hooks other plugins implement to add what perfguard measures.
+
+The built-in collectors (CPU time, peak RSS, GPU memory) are registered through these same
+hooks by :mod:`pytest_perfguard.collectors`, so a third-party metric never touches the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import pytest
+
+    from .measure import Collector
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec
+def perfguard_collectors(config: pytest.Config) -> Sequence[Collector] | None:
+    """Return collectors to run around every measured test's call phase.
+
+    Called once per session, only when perfguard is active. Each collector's ``start()``
+    runs just before the test's counted rounds and ``stop(rounds)`` just after; ``stop``
+    returns ``(metric, value, unit)`` readings, stored as lower-is-better system metrics.
+    Keep both cheap: they run for every test. A collector may define ``close()``, called
+    at session end, and ``describe() -> dict`` whose items are stored in the run's
+    ``system_info`` (e.g. which memory method ran).
+    """

@@ -1,0 +1,199 @@
+"""What happens around the tests: set up at configure time, then store → compare → report.
+
+The plugin calls :func:`open_session` once (bad configuration fails here, before any test
+runs) and :func:`finish_session` once at the end. No pytest in this module: errors come
+back as :class:`~pytest_perfguard.config.ConfigError` or as lines in the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import ConfigError, PerfSettings
+from .platform import detect_platform
+from .results import Measurement, PlatformInfo, RunInfo
+from .runinfo import build_run_info, git_state
+
+if TYPE_CHECKING:
+    from .baselines import BaselineFile
+    from .compare import Comparison
+    from .updating import UpdateResult
+
+Markup = dict[str, bool]
+
+
+@dataclass
+class SessionContext:
+    """What a session needs before its first test: validated settings and loaded inputs."""
+
+    settings: PerfSettings
+    rootdir: Path
+    platform: PlatformInfo
+    baselines: BaselineFile
+    db_url: str | None
+    is_worker: bool
+
+
+def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> SessionContext:
+    """Validate everything a user can get wrong, so it fails as a usage error up front."""
+    from .baselines import BaselinesError, load_baselines  # noqa: PLC0415
+
+    platform = detect_platform(settings.platform)
+    try:
+        baselines = load_baselines(settings.baselines)
+    except BaselinesError as exc:
+        raise ConfigError(str(exc)) from None
+    db_url = None
+    if not is_worker and (settings.record or settings.update_baselines or settings.db):
+        from .history.errors import HistoryError  # noqa: PLC0415
+        from .history.urls import resolve_db_url  # noqa: PLC0415
+
+        try:
+            db_url = resolve_db_url(settings.db, rootdir)
+        except HistoryError as exc:
+            raise ConfigError(str(exc)) from None
+    return SessionContext(settings, rootdir, platform, baselines, db_url, is_worker)
+
+
+@dataclass
+class SessionResult:
+    """The end of a session: what was stored, the verdicts, and what to print."""
+
+    comparison: Comparison
+    run: RunInfo
+    run_id: int | None = None
+    update: UpdateResult | None = None
+    messages: list[tuple[str, Markup]] = field(default_factory=list)
+    fail_session: bool = False
+
+    def terminal_lines(self, verbose: bool) -> list[tuple[str, Markup]]:
+        from .report.terminal import terminal_lines  # noqa: PLC0415
+
+        return [*terminal_lines(self.comparison, verbose), *self.messages]
+
+
+def finish_session(
+    context: SessionContext,
+    rows: Sequence[Measurement],
+    *,
+    worker_rows: Sequence[dict[str, Any]] = (),
+    selected: Collection[str] = (),
+    started_at: datetime,
+    exitstatus: int,
+    args: list[str],
+    system_info: dict[str, Any],
+) -> SessionResult:
+    from .compare import compare  # noqa: PLC0415
+
+    settings = context.settings
+    measurements = [*rows, *(Measurement.from_dict(row) for row in worker_rows)]
+    run = build_run_info(
+        platform=context.platform, started_at=started_at, run_type=settings.run_type,
+        notes=settings.notes, args=args, exitstatus=exitstatus,
+        git=git_state(context.rootdir), system_info=system_info,
+    )
+    comparison = compare(measurements, context.baselines, context.platform.key,
+                         gate=settings.gate, default_threshold=settings.threshold,
+                         selected_tests=selected)
+    result = SessionResult(comparison=comparison, run=run)
+    if settings.record and context.db_url is not None:
+        _store(context, run, measurements, result)
+    _write_reports(context, run, comparison, measurements, result)
+    if settings.update_baselines and context.db_url is not None:
+        _update_baselines(context, run, result)
+    result.fail_session = comparison.failed and not settings.warn_only
+    if comparison.failed and settings.warn_only:
+        result.messages.append(("--perf-warn-only: regressions reported, session not failed",
+                                {"yellow": True}))
+    return result
+
+
+def _store(context: SessionContext, run: RunInfo, measurements: Sequence[Measurement],
+           result: SessionResult) -> None:
+    from .api import History  # noqa: PLC0415
+    from .history.errors import HistoryError  # noqa: PLC0415
+
+    try:
+        with History(context.db_url) as history:
+            result.run_id = history.save_session(run, measurements)
+    except HistoryError as exc:
+        saved = _save_unstored(context.rootdir, run, measurements)
+        result.messages.append((f"perfguard: run not stored: {exc}; measurements kept in {saved}",
+                                {"red": True, "bold": True}))
+        return
+    result.messages.append((f"perfguard: stored run {result.run_id} "
+                            f"({len(measurements)} results, platform {run.platform.key})", {}))
+
+
+def _save_unstored(rootdir: Path, run: RunInfo, measurements: Sequence[Measurement]) -> Path:
+    """Never lose a session's numbers because the database was unreachable."""
+    directory = rootdir / ".perfguard" / "unstored"
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = run.started_at.strftime("%Y%m%dT%H%M%S")
+    path = directory / f"run-{stamp}-{os.getpid()}.json"
+    payload = {"platform": run.platform.key, "git_commit": run.git_commit,
+               "started_at": run.started_at.isoformat(),
+               "results": [m.to_dict() for m in measurements]}
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _write_reports(context: SessionContext, run: RunInfo, comparison: Comparison,
+                   measurements: Sequence[Measurement], result: SessionResult) -> None:
+    settings = context.settings
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not (settings.report or settings.json_report or summary_path):
+        return
+    from .report import build_report  # noqa: PLC0415
+
+    data = build_report(run, comparison, measurements)
+    if settings.report or summary_path:
+        from .report.markdown import render_markdown  # noqa: PLC0415
+
+        markdown = render_markdown(data)
+        if settings.report:
+            _write_text(settings.report, markdown, result, "Markdown report")
+        if summary_path:
+            with open(summary_path, "a", encoding="utf-8") as summary:
+                summary.write(markdown + "\n")
+    if settings.json_report:
+        from .report.json_report import render_json  # noqa: PLC0415
+
+        _write_text(settings.json_report, render_json(data), result, "JSON report")
+
+
+def _write_text(path: Path, text: str, result: SessionResult, what: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    result.messages.append((f"perfguard: {what} written to {path}", {}))
+
+
+def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResult) -> None:
+    from .api import History  # noqa: PLC0415
+    from .history.errors import HistoryError  # noqa: PLC0415
+    from .updating import format_update_table, update_baselines  # noqa: PLC0415
+
+    settings = context.settings
+    try:
+        with History(context.db_url) as history:
+            update = update_baselines(
+                history, settings.baselines, context.platform.key,
+                min_runs=settings.min_runs, margin=settings.update_margin,
+                accept_regressions=settings.accept_regressions, dry_run=False,
+                git_commit=run.git_commit, who=run.triggered_by, gate=settings.gate,
+            )
+    except HistoryError as exc:
+        result.messages.append((f"perfguard: baselines not updated: {exc}", {"red": True}))
+        return
+    result.update = update
+    result.messages.append((f"perfguard: baselines update for platform {context.platform.key}",
+                            {"bold": True}))
+    result.messages.extend((line, {}) for line in format_update_table(update).splitlines())
+
+

@@ -1,0 +1,372 @@
+"""End to end: what the plugin measures and what lands in the history database."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from pytest_perfguard.api import History
+from pytest_perfguard.results import Measurement
+
+pytest_plugins = ["pytester"]
+
+
+def stored(pytester: pytest.Pytester) -> dict[str, dict[str, Measurement]]:
+    """The latest run's measurements as {test name: {metric: measurement}}."""
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        runs = history.recent_runs(limit=1)
+        detail = history.get_run(runs[0].id)
+    by_test: dict[str, dict[str, Measurement]] = {}
+    for row in detail.measurements:
+        by_test.setdefault(row.test.split("::")[-1], {})[row.metric] = row
+    return by_test
+
+
+def test_inactive_plugin_writes_nothing_and_prints_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.perf(rounds=3)
+        def test_marked(perf):
+            perf.record("x", 1.0)
+            assert perf.benchmark(lambda: 42) == 42
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
+    assert "perfguard" not in result.stdout.str()
+    assert not (pytester.path / ".perfguard").exists()
+
+
+def test_record_stores_every_test_with_system_metrics(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_one():
+            sum(range(1000))
+
+        def test_two():
+            pass
+        """
+    )
+    result = pytester.runpytest("--perf-record")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["perfguard: *, platform *", "*stored run 1 (*results*"])
+    rows = stored(pytester)
+    assert set(rows) == {"test_one", "test_two"}
+    one = rows["test_one"]
+    assert {"duration", "cpu_time", "rss_peak_mb"} <= set(one)
+    assert one["duration"].kind == "primary" and one["duration"].unit == "s"
+    assert one["duration"].direction == "lower" and not one["duration"].marked
+    assert one["cpu_time"].kind == "system" and one["rss_peak_mb"].unit == "MB"
+    assert 0 < one["duration"].value < 5
+
+
+def test_marker_rounds_warmup_and_samples(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest, time
+        CALLS = []
+
+        @pytest.fixture(scope="module")
+        def setups():
+            CALLS.append("setup")
+            return CALLS
+
+        @pytest.mark.perf(metric="query_latency", rounds=4, warmup=2, threshold=0.1, unit="s")
+        def test_query(setups):
+            setups.append("call")
+            time.sleep(0.002)
+
+        def test_counts():
+            assert CALLS.count("setup") == 1
+            assert CALLS.count("call") == 6
+        """
+    )
+    result = pytester.runpytest("--perf-record")
+    result.assert_outcomes(passed=2)
+    query = stored(pytester)["test_query"]
+    latency = query["query_latency"]
+    assert latency.kind == "primary" and latency.marked and latency.threshold == 0.1
+    assert len(latency.samples) == 4
+    assert all(s >= 0.002 for s in latency.samples)
+    assert latency.value == statistics.median(latency.samples)
+    assert query["duration"].kind == "system"
+
+
+def test_fixture_record_measure_benchmark(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import time, pytest
+
+        @pytest.mark.perf(metric="tokens_per_s", direction="higher", unit="tok/s")
+        def test_custom(perf):
+            perf.record("tokens_per_s", 1200.0, unit="tok/s", direction="higher")
+            perf.record("mrr", 0.8, unit="", direction="higher", threshold=0.05)
+            with perf.measure("retrieve"):
+                time.sleep(0.003)
+            with perf.measure("generate"):
+                time.sleep(0.006)
+
+        @pytest.mark.perf(metric="parse_time")
+        def test_bench(perf):
+            assert perf.benchmark(sorted, [3, 1, 2]) == [1, 2, 3]
+
+        @pytest.mark.perf(metric="wall")
+        def test_plain_duration():
+            time.sleep(0.004)
+        """
+    )
+    result = pytester.runpytest("--perf-record")
+    result.assert_outcomes(passed=3)
+    rows = stored(pytester)
+    custom = rows["test_custom"]
+    assert custom["tokens_per_s"].value == 1200.0
+    assert custom["tokens_per_s"].direction == "higher"
+    assert custom["tokens_per_s"].kind == "primary"
+    assert custom["mrr"].kind == "custom" and custom["mrr"].threshold == 0.05
+    assert custom["step:retrieve"].kind == "step"
+    assert custom["step:generate"].value > custom["step:retrieve"].value >= 0.003
+    bench = rows["test_bench"]["parse_time"]
+    assert len(bench.samples) >= 5
+    assert bench.value < 0.001  # one call of sorted() on three items, not the whole loop
+    assert rows["test_plain_duration"]["wall"].value >= 0.004
+
+
+def test_failed_test_is_stored_as_failed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_bad():
+            assert False
+
+        def test_skip():
+            pytest.skip("not here")
+        """
+    )
+    result = pytester.runpytest("--perf-record")
+    result.assert_outcomes(failed=1, skipped=1)
+    rows = stored(pytester)
+    assert rows["test_bad"]["duration"].outcome == "failed"
+    assert "test_skip" not in rows
+
+
+def test_rss_peak_sees_memory_freed_before_the_test_returns(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_alloc_and_free():
+            block = bytearray(50 * 1024 * 1024)
+            for offset in range(0, len(block), 4096):
+                block[offset] = 1
+            del block
+
+        def test_nothing():
+            pass
+        """
+    )
+    pytester.runpytest("--perf-record").assert_outcomes(passed=2)
+    rows = stored(pytester)
+    assert 45 <= rows["test_alloc_and_free"]["rss_peak_mb"].value <= 70
+    assert rows["test_nothing"]["rss_peak_mb"].value < 5
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("direction='sideways'", "*test_x*direction='sideways' is invalid*'lower' or 'higher'*"),
+        ("rounds=0", "*test_x*rounds=0 must be a whole number >= 1*"),
+        ("color='red'", "*test_x*unknown argument 'color'*"),
+        ("threshold=-1", "*test_x*threshold=-1 is invalid*"),
+    ],
+)
+def test_bad_marker_arguments_are_collection_errors(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.perf({marker})
+        def test_x():
+            pass
+        """
+    )
+    result = pytester.runpytest("--perf")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*ERROR collecting*", message])
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ini", "message"),
+    [
+        (["--perf-threshold", "abc"], {}, "", "*--perf-threshold*'abc' is not a number*"),
+        (["--perf-threshold=-0.5"], {}, "", "*--perf-threshold*must be a finite number >= 0*"),
+        (["--perf-gate", "some"], {}, "", "*--perf-gate*'some' is not one of marked, all, none*"),
+        (["--perf"], {"PERFGUARD_THRESHOLD": "x"}, "", "*PERFGUARD_THRESHOLD*'x' is not a number*"),
+        (["--perf"], {"REGRESSION_THRESHOLD": "-2"}, "", "*REGRESSION_THRESHOLD*>= 0*"),
+        (["--perf"], {}, "perf_gate = everything", "*perf_gate*'everything' is not one of*"),
+        (["--perf-db", "postgresql+psycopg://u:secret@[bad"], {}, "", "*--perf-db*"),
+    ],
+)
+def test_bad_settings_are_usage_errors(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: list[str],
+    env: dict[str, str], ini: str, message: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_ok(): pass")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+    assert "secret" not in result.stderr.str()
+
+
+def test_gpu_metrics_through_pynvml(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        pynvml="""
+        import os
+        from types import SimpleNamespace
+        USED = [1024 * 1024 * 100]
+        def _log(what):
+            with open(os.environ["FAKE_NVML_LOG"], "a") as log:
+                log.write(what + "\\n")
+        def nvmlInit(): _log("init")
+        def nvmlShutdown(): _log("shutdown")
+        def nvmlDeviceGetCount(): return 1
+        def nvmlDeviceGetHandleByIndex(i): return i
+        def nvmlDeviceGetName(h): return "NVIDIA GeForce RTX 4090"
+        def nvmlDeviceGetMemoryInfo(h):
+            return SimpleNamespace(total=24 * 1024**3, used=USED[0])
+        """,
+        test_gpu="""
+        import pynvml, time
+
+        def test_alloc_gpu():
+            pynvml.USED[0] += 300 * 1024 * 1024
+            time.sleep(0.05)
+            pynvml.USED[0] -= 300 * 1024 * 1024
+
+        def test_a(): pass
+        def test_b(): pass
+        """,
+    )
+    log = pytester.path / "nvml.log"
+    pytester.syspathinsert()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAKE_NVML_LOG", str(log))
+        mp.delitem(__import__("sys").modules, "pynvml", raising=False)
+        result = pytester.runpytest_subprocess("--perf-record", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    rows = stored(pytester)
+    assert rows["test_alloc_gpu"]["gpu_mem_peak_mb"].value == pytest.approx(300, abs=1)
+    assert rows["test_a"]["gpu_mem_peak_mb"].value == 0
+    inits = log.read_text().split().count("init")
+    assert 1 <= inits <= 2  # collector + platform detection, never per test
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        (platform,) = history.platforms()
+    assert platform.key.endswith("RTX_4090_24GB")
+    assert platform.fingerprint["gpus"] == [{"name": "NVIDIA GeForce RTX 4090",
+                                              "memory_mb": 24576}]
+
+
+def test_no_pynvml_means_no_gpu_metric(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(pynvml="raise ImportError('no NVML here')",
+                        test_cpu="def test_cpu(): pass")
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("--perf-record")
+    result.assert_outcomes(passed=1)
+    assert "gpu_mem_peak_mb" not in stored(pytester)["test_cpu"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--perf-platform", "ci_box_1"], {}),
+     ([], {"PERFGUARD_PLATFORM": "ci_box_1"}),
+     ([], {"PERFORMANCE_PLATFORM": "ci_box_1"})],
+)
+def test_platform_override(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                           args: list[str], env: dict[str, str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    pytester.makepyfile("def test_ok(): pass")
+    result = pytester.runpytest("--perf-record", *args)
+    result.stdout.fnmatch_lines(["perfguard: *, platform ci_box_1"])
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        assert [p.key for p in history.platforms()] == ["ci_box_1"]
+        assert history.recent_runs()[0].platform == "ci_box_1"
+
+
+def test_third_party_collector_through_the_hook(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        class WidgetCollector:
+            def start(self):
+                self.started = True
+            def stop(self, rounds):
+                return [("widgets", 7.0 * rounds, "widgets")]
+            def describe(self):
+                return {"widget_method": "counting"}
+
+        @pytest.hookimpl
+        def perfguard_collectors(config):
+            return [WidgetCollector()]
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.perf(rounds=2)
+        def test_one():
+            pass
+        """
+    )
+    pytester.runpytest("--perf-record").assert_outcomes(passed=1)
+    row = stored(pytester)["test_one"]["widgets"]
+    assert (row.value, row.unit, row.kind) == (14.0, "widgets", "system")
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        run = history.get_run(1)
+    assert run.system_info["widget_method"] == "counting"
+    assert run.system_info["rss_method"] in ("clear_refs", "lifetime_peak_delta")
+
+
+def test_sessions_append_and_env_alias_records(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("def test_ok(): pass")
+    pytester.runpytest("--perf-record", "--perf-notes", "first").assert_outcomes(passed=1)
+    monkeypatch.setenv("ENABLE_PERFORMANCE_RECORDING", "1")
+    pytester.runpytest().assert_outcomes(passed=1)
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        runs = history.recent_runs()
+    assert [run.id for run in runs] == [2, 1]
+    assert runs[1].notes == "first"
+    assert all(run.n_results >= 3 for run in runs)
+
+
+def test_perf_alone_measures_but_writes_no_history(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_ok(): pass")
+    result = pytester.runpytest("--perf")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["perfguard: *, platform *"])
+    assert not (pytester.path / ".perfguard").exists()
+
+
+def test_custom_db_path(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_ok(): pass")
+    target = Path(pytester.path / "data" / "perf.sqlite")
+    pytester.runpytest("--perf-record", "--perf-db", "data/perf.sqlite").assert_outcomes(passed=1)
+    with History(target, create=False) as history:
+        assert len(history.recent_runs()) == 1

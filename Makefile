@@ -1,0 +1,30 @@
+# Two entry points, both self-contained from a fresh clone:
+#   make demo   set up .venv and run the plugin on examples/
+#   make test   set up .venv and run lint, type checks and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test install lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# A real (non-editable) install, so the tests see exactly what users get: package data included.
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps .
+	$(BIN)/python -m pip install -q ".[test]"
+
+demo: install
+	$(BIN)/pytest examples -p no:cacheprovider --perf-record \
+		--perf-report .perfguard/report.md --perf-json .perfguard/report.json
+	$(BIN)/perfguard runs --limit 5
+
+lint: install
+	$(BIN)/ruff check pytest_perfguard tests benchmarks examples
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,0 +1,167 @@
+"""Per-test and per-session cost of pytest-perfguard, counted in instructions.
+
+Wall time of a whole pytest run swings by +-15 % here, while the per-test cost we care about
+is under 1 % of what pytest itself spends on a trivial test. So we count instructions with
+``valgrind --tool=callgrind`` (the same count for the same run, whatever else the machine is
+doing), at two suite sizes, and take the slope: instructions per test. The intercept
+difference is the fixed cost per session. Instructions are converted to microseconds with
+bare pytest's own speed on this machine (its wall time per test / its instructions per
+test). Only the pytest process is counted (callgrind does not follow children).
+
+    python benchmarks/bench_overhead.py              # full: callgrind + timings
+    python benchmarks/bench_overhead.py --quick      # smaller suites
+    python benchmarks/bench_overhead.py --no-callgrind
+
+Modes: ``bare`` (plugin disabled with -p no:perfguard), ``inactive`` (installed, no flag),
+``perf`` (--perf: measure and compare), ``record`` (--perf-record into a fresh SQLite DB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODES: dict[str, list[str]] = {
+    "bare": ["-p", "no:perfguard"],
+    "inactive": [],
+    "perf": ["--perf"],
+    "record": ["--perf-record"],
+}
+
+
+def write_suite(directory: Path, n_tests: int, kind: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    if kind == "plain":
+        body = "\n".join(f"def test_{i}():\n    pass\n" for i in range(n_tests))
+    else:
+        body = (
+            "import pytest\n\n"
+            f"@pytest.mark.parametrize('n', range({n_tests}))\n"
+            "def test_param(n):\n    pass\n"
+        )
+    (directory / "test_suite.py").write_text(body, encoding="utf-8")
+
+
+def pytest_command(directory: Path, mode: str) -> list[str]:
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory),
+            *MODES[mode]]
+    if mode == "record":
+        args += ["--perf-db", str(directory / "history.db")]
+    return args
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFGUARD", "PYTEST_"))}
+    env.pop("ENABLE_PERFORMANCE_RECORDING", None)
+    env["PYTHONHASHSEED"] = "0"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def clean(directory: Path) -> None:
+    for name in ("history.db", "history.db-wal", "history.db-shm"):
+        (directory / name).unlink(missing_ok=True)
+
+
+def count_instructions(directory: Path, mode: str, out_dir: Path) -> int:
+    clean(directory)
+    out_file = out_dir / f"callgrind.{directory.name}.{mode}.out"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+               *pytest_command(directory, mode)]
+    done = subprocess.run(command, capture_output=True, text=True, env=environment(),
+                          check=False)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{mode} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    text = out_file.read_text(encoding="utf-8", errors="replace")
+    match = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.MULTILINE)
+    if not match:
+        raise SystemExit(f"no instruction total in {out_file}")
+    return int(match.group(1))
+
+
+def wall_time(directory: Path, mode: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        clean(directory)
+        start = time.perf_counter()
+        subprocess.run(pytest_command(directory, mode), capture_output=True, env=environment(),
+                       check=False)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mb(directory: Path, mode: str) -> float:
+    clean(directory)
+    code = (
+        "import resource, subprocess, sys;"
+        "subprocess.run(sys.argv[1:], capture_output=True);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *pytest_command(directory, mode)],
+                          capture_output=True, text=True, env=environment(), check=False)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller suites (200/600)")
+    parser.add_argument("--no-callgrind", action="store_true", help="timings only")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    options = parser.parse_args()
+    small, large = (200, 600) if options.quick else (500, 2000)
+    workdir = Path(tempfile.mkdtemp(prefix="perfguard-overhead-"))
+    try:
+        for kind in ("plain", "parametrized"):
+            suites = {}
+            for size in (small, large):
+                suites[size] = workdir / f"{kind}_{size}"
+                write_suite(suites[size], size, kind)
+            print(f"\n## {kind} tests ({small} and {large} per suite)")
+            timings = {m: {s: wall_time(suites[s], m, options.repeats) for s in suites}
+                       for m in options.modes}
+            bare_time = (timings["bare"][large] - timings["bare"][small]) / (large - small) \
+                if "bare" in timings else None
+            if not options.no_callgrind and shutil.which("valgrind"):
+                counts = {m: {s: count_instructions(suites[s], m, workdir) for s in suites}
+                          for m in options.modes}
+                slope = {m: (c[large] - c[small]) / (large - small) for m, c in counts.items()}
+                fixed = {m: c[small] - slope[m] * small for m, c in counts.items()}
+                ns_per_instruction = (bare_time * 1e9 / slope["bare"]) if bare_time else None
+                print("| mode | instr/test | added instr/test | added us/test | "
+                      "added fixed instr | added fixed ms |")
+                print("|---|---|---|---|---|---|")
+                for mode in options.modes:
+                    added = slope[mode] - slope["bare"]
+                    added_fixed = fixed[mode] - fixed["bare"]
+                    us = added * ns_per_instruction / 1000 if ns_per_instruction else float("nan")
+                    ms = added_fixed * ns_per_instruction / 1e6 if ns_per_instruction \
+                        else float("nan")
+                    print(f"| {mode} | {slope[mode]:,.0f} | {added:,.0f} | {us:.2f} | "
+                          f"{added_fixed:,.0f} | {ms:.1f} |")
+                if ns_per_instruction:
+                    print(f"bare pytest: {bare_time * 1e6:.0f} us/test wall, "
+                          f"{1 / ns_per_instruction:.2f} instructions/ns")
+            print("\n| mode | wall s (small) | wall s (large) | wall us/test (slope) | "
+                  "peak RSS MB (large) |")
+            print("|---|---|---|---|---|")
+            for mode in options.modes:
+                t = timings[mode]
+                per_test = (t[large] - t[small]) / (large - small) * 1e6
+                print(f"| {mode} | {t[small]:.3f} | {t[large]:.3f} | {per_test:.0f} | "
+                      f"{peak_rss_mb(suites[large], mode):.1f} |")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

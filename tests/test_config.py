@@ -1,0 +1,122 @@
+"""Settings resolution (CLI > env > ini > default) and the option parsers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_perfguard.config import (
+    OPTIONS,
+    ConfigError,
+    is_active,
+    parse_bool,
+    parse_gate,
+    parse_positive_int,
+    parse_run_type,
+    parse_threshold,
+    resolve,
+)
+
+ROOT = Path("/project")
+
+
+@pytest.mark.parametrize(("text", "value"), [("0.2", 0.2), ("0", 0.0), ("1.5", 1.5)])
+def test_parse_threshold_accepts(text: str, value: float) -> None:
+    assert parse_threshold(text) == value
+
+
+@pytest.mark.parametrize("text", ["abc", "-0.1", "nan", "inf", ""])
+def test_parse_threshold_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="0.2 for 20 %"):
+        parse_threshold(text)
+
+
+@pytest.mark.parametrize("text", ["marked", "all", "none"])
+def test_parse_gate_accepts(text: str) -> None:
+    assert parse_gate(text) == text
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [(parse_gate, "some"), (parse_run_type, "weekly"), (parse_bool, "maybe"),
+     (parse_positive_int, "0"), (parse_positive_int, "x")],
+)
+def test_parsers_reject(parse, text: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=repr(text)):
+        parse(text)
+
+
+def test_defaults() -> None:
+    settings = resolve({}, {}, {}, ROOT)
+    assert settings.threshold == 0.20
+    assert settings.gate == "marked"
+    assert settings.baselines == ROOT / "baselines" / "perf_baselines.json"
+    assert settings.run_type == "manual" and settings.min_runs == 5
+    assert not settings.active
+
+
+def test_precedence_cli_over_env_over_ini() -> None:
+    ini = {"perf_threshold": "0.3", "perf_gate": "all"}
+    env = {"PERFGUARD_THRESHOLD": "0.4"}
+    assert resolve({}, {}, ini, ROOT).threshold == 0.3
+    assert resolve({}, env, ini, ROOT).threshold == 0.4
+    assert resolve({"threshold": 0.5}, env, ini, ROOT).threshold == 0.5
+    assert resolve({"threshold": 0.5}, env, ini, ROOT).gate == "all"
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [({"ENABLE_PERFORMANCE_RECORDING": "1"}, "record", True),
+     ({"PERFORMANCE_PLATFORM": "box"}, "platform", "box"),
+     ({"PERFORMANCE_DB_PATH": "x.db"}, "db", "x.db"),
+     ({"REGRESSION_THRESHOLD": "0.1"}, "threshold", 0.1),
+     ({"PERFORMANCE_RUN_TYPE": "nightly"}, "run_type", "nightly")],
+)
+def test_seed_env_aliases(env: dict[str, str], field: str, value: object) -> None:
+    assert getattr(resolve({}, env, {}, ROOT), field) == value
+
+
+def test_own_env_name_wins_over_alias() -> None:
+    env = {"PERFGUARD_PLATFORM": "mine", "PERFORMANCE_PLATFORM": "seed"}
+    assert resolve({}, env, {}, ROOT).platform == "mine"
+
+
+def test_run_type_defaults_to_ci_under_ci() -> None:
+    assert resolve({}, {"GITHUB_ACTIONS": "true"}, {}, ROOT).run_type == "ci"
+
+
+@pytest.mark.parametrize(
+    ("env", "ini", "message"),
+    [({"PERFGUARD_THRESHOLD": "x"}, {}, "PERFGUARD_THRESHOLD: 'x' is not a number"),
+     ({}, {"perf_gate": "most"}, "ini option perf_gate: 'most' is not one of"),
+     ({"PERFGUARD_MIN_RUNS": "0"}, {}, "PERFGUARD_MIN_RUNS: '0' must be at least 1")],
+)
+def test_bad_values_name_their_source(env: dict[str, str], ini: dict[str, str],
+                                      message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve({}, env, ini, ROOT)
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "ini", "active"),
+    [({}, {}, {}, False),
+     ({"threshold": 0.1}, {}, {}, True),
+     ({"enabled": True}, {}, {}, True),
+     ({}, {"PERFGUARD": "1"}, {}, True),
+     ({}, {"PERFGUARD": "0"}, {}, False),
+     ({}, {}, {"perf": "true"}, True),
+     ({}, {}, {"perf_threshold": "0.1"}, False),
+     ({}, {"PERFGUARD_THRESHOLD": "0.1"}, {}, False),
+     ({}, {"ENABLE_PERFORMANCE_RECORDING": "1"}, {}, True)],
+)
+def test_is_active(cli: dict[str, object], env: dict[str, str], ini: dict[str, str],
+                   active: bool) -> None:
+    assert is_active(cli, env, ini) is active
+
+
+def test_option_names_follow_one_pattern() -> None:
+    for option in OPTIONS:
+        assert option.flag.startswith("--perf")
+        assert option.ini.startswith("perf")
+        assert option.env.startswith("PERFGUARD")

@@ -1,0 +1,68 @@
+"""xdist: workers measure, only the controller stores, compares and reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_perfguard.api import History
+
+pytest.importorskip("xdist")
+pytest_plugins = ["pytester"]
+
+SUITE = """
+import os, time, pytest
+
+@pytest.mark.perf(metric="latency", rounds=2)
+@pytest.mark.parametrize("n", range(4))
+def test_latency(n, perf):
+    with perf.measure("sleep"):
+        time.sleep(float(os.environ.get("SLEEP_MS", 10)) / 1000)
+    perf.record("items", 10.0 + n, direction="higher")
+
+def test_plain():
+    pass
+"""
+
+
+def test_xdist_stores_one_run_with_the_same_rows_and_verdicts(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x=SUITE)
+    common = ["--perf-record", "--perf-platform", "px", "-p", "no:cacheprovider"]
+    serial = pytester.runpytest_subprocess(*common, "--perf-json", "serial.json")
+    serial.assert_outcomes(passed=5)
+    parallel = pytester.runpytest_subprocess(*common, "-n", "2", "--perf-json", "parallel.json")
+    parallel.assert_outcomes(passed=5)
+    db = pytester.path / ".perfguard" / "history.db"
+    with History(db, create=False) as history:
+        runs = history.recent_runs()
+        assert len(runs) == 2
+        serial_run = history.get_run(runs[1].id)
+        parallel_run = history.get_run(runs[0].id)
+    as_set = lambda run: {(m.test, m.metric, m.kind, len(m.samples))  # noqa: E731
+                          for m in run.measurements}
+    assert as_set(serial_run) == as_set(parallel_run)
+    assert len(parallel_run.measurements) >= 5 * 3
+
+    def verdicts(name: str) -> set[tuple[str, str, str]]:
+        data = json.loads((pytester.path / name).read_text())
+        return {(c["test"], c["metric"], c["verdict"]) for c in data["comparisons"]}
+
+    assert verdicts("serial.json") == verdicts("parallel.json")
+
+
+def test_slowdown_is_caught_under_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x=SUITE)
+    common = ["--perf-platform", "px", "-p", "no:cacheprovider", "-n", "2"]
+    for _ in range(3):
+        pytester.runpytest_subprocess(*common, "--perf-record").assert_outcomes(passed=5)
+    update = pytester.runpytest_subprocess(*common, "--perf-update-baselines",
+                                           "--perf-min-runs", "3")
+    update.stdout.fnmatch_lines(["*baselines update*"])
+    assert pytester.runpytest_subprocess(*common).ret == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLEEP_MS", "30")
+        slow = pytester.runpytest_subprocess(*common, "--perf-report", "r.md")
+    assert slow.ret == pytest.ExitCode.TESTS_FAILED
+    slow.stdout.fnmatch_lines(["*4 performance regressions*"])
+    assert "test_latency" in (pytester.path / "r.md").read_text()

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_perfguard.baselines import BaselineEntry, BaselineFile, PlatformBaselines
+from pytest_perfguard.compare import (
+    Decision,
+    Observation,
+    classify,
+    compare,
+    relative_change,
+)
+from pytest_perfguard.results import GateScope, Measurement
+
+P = "linux_x86"
+T = "tests/test_a.py::test_q"
+
+
+def m(value: float, metric: str = "latency", test: str = T, **kw: Any) -> Measurement:
+    kw.setdefault("marked", True)
+    kw.setdefault("unit", "s")
+    return Measurement(test=test, metric=metric, value=value, **kw)
+
+
+def baselines(entries: dict[tuple[str, str], BaselineEntry],
+              flat: dict[str, BaselineEntry] | None = None) -> BaselineFile:
+    tests: dict[str, dict[str, BaselineEntry]] = {}
+    for (test, metric), entry in entries.items():
+        tests.setdefault(test, {})[metric] = entry
+    return BaselineFile(platforms={P: PlatformBaselines(tests=tests, metrics=flat or {})})
+
+
+def run(measurements: list[Measurement], file: BaselineFile, *, gate: GateScope = "marked",
+        default_threshold: float = 0.2, **kw: Any) -> Any:
+    return compare(measurements, file, P, gate=gate, default_threshold=default_threshold, **kw)
+
+
+@pytest.mark.parametrize(
+    ("change", "threshold", "kind"),
+    [(0.5, 0.2, "regression"), (0.2, 0.2, "unchanged"), (0.1000000001, 0.1, "unchanged"),
+     (0.21, 0.2, "regression"), (-0.3, 0.2, "improvement"), (-0.2, 0.2, "unchanged"),
+     (0.0, 0.0, "unchanged")],
+)
+def test_classify(change: float, threshold: float, kind: str) -> None:
+    assert classify(change, threshold) == kind
+
+
+def test_relative_change_is_signed_so_worse_is_positive() -> None:
+    assert relative_change(1.5, 1.0, "lower") == pytest.approx(0.5)
+    assert relative_change(70, 100, "higher") == pytest.approx(0.3)
+    assert relative_change(130, 100, "higher") == pytest.approx(-0.3)
+    assert relative_change(0, 0, "lower") == 0.0
+    assert relative_change(1, 0, "lower") is None
+
+
+@pytest.mark.parametrize(
+    ("direction", "baseline", "current", "kind", "change"),
+    [("lower", 1.0, 2.0, "regression", 1.0), ("lower", 1.0, 0.5, "improvement", -0.5),
+     ("lower", 1.0, 1.1, "unchanged", 0.1), ("lower", 1.0, 1.2, "unchanged", 0.2),
+     ("higher", 100, 50, "regression", 0.5), ("higher", 100, 200, "improvement", -1.0),
+     ("higher", 100, 95, "unchanged", 0.05)],
+)
+def test_direction_aware_verdicts(direction: Any, baseline: float, current: float,
+                                  kind: str, change: float) -> None:
+    file = baselines({(T, "latency"): BaselineEntry(value=baseline, direction=direction)})
+    comparison = run([m(current, direction=direction)], file)
+    [verdict] = comparison.verdicts
+    assert verdict.kind == kind
+    assert verdict.change == pytest.approx(change)
+    assert (verdict.baseline, verdict.current) == (baseline, current)
+    assert comparison.failed is (kind == "regression")
+
+
+def test_threshold_precedence_measurement_then_entry_then_default() -> None:
+    file = baselines({(T, "a"): BaselineEntry(value=1.0, threshold=0.5),
+                      (T, "b"): BaselineEntry(value=1.0, threshold=0.5),
+                      (T, "c"): BaselineEntry(value=1.0)})
+    comparison = run([m(1.4, "a", threshold=0.3), m(1.4, "b"), m(1.4, "c")], file,
+                     default_threshold=0.25)
+    by_metric = {v.metric: v for v in comparison.verdicts}
+    assert (by_metric["a"].threshold, by_metric["a"].kind) == (0.3, "regression")
+    assert (by_metric["b"].threshold, by_metric["b"].kind) == (0.5, "unchanged")
+    assert (by_metric["c"].threshold, by_metric["c"].kind) == (0.25, "regression")
+
+
+def test_no_baseline_is_new_and_never_fails() -> None:
+    comparison = run([m(5.0)], BaselineFile())
+    [verdict] = comparison.verdicts
+    assert (verdict.kind, verdict.baseline, verdict.change) == ("new", None, None)
+    assert not comparison.failed
+    other_platform = compare([m(5.0)], baselines({(T, "latency"): BaselineEntry(value=1.0)}),
+                             "windows", gate="marked", default_threshold=0.2)
+    assert other_platform.verdicts[0].kind == "new"
+
+
+def test_failed_test_is_never_a_regression() -> None:
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0)})
+    for outcome in ("failed", "error"):
+        comparison = run([m(50.0, outcome=outcome)], file)
+        assert [v.kind for v in comparison.verdicts] == ["skipped_failed"]
+        assert not comparison.failed
+        assert comparison.regressions == []
+
+
+def test_missing_only_for_selected_tests_and_never_fails() -> None:
+    other = "tests/test_b.py::test_gone"
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0),
+                      (other, "latency"): BaselineEntry(value=2.0, unit="s")})
+    measured = [m(1.0)]
+    assert [v.kind for v in run(measured, file).verdicts] == ["unchanged"]
+    assert [v.kind for v in run(measured, file, selected_tests=[T]).verdicts] == ["unchanged"]
+    comparison = run(measured, file, selected_tests=[T, other])
+    missing = comparison.of_kind("missing")
+    assert [(v.test, v.metric, v.baseline) for v in missing] == [(other, "latency", 2.0)]
+    assert not comparison.failed
+    # A test that was selected but skipped did not run: its metrics are missing too.
+    skipped = run([m(1.0), m(9.0, test=other, outcome="skipped")], file,
+                  selected_tests=[T, other])
+    assert [v.kind for v in skipped.verdicts] == ["unchanged", "missing"]
+
+
+def test_zero_baseline() -> None:
+    file = baselines({(T, "a"): BaselineEntry(value=0.0), (T, "b"): BaselineEntry(value=0.0)})
+    comparison = run([m(0.0, "a"), m(0.5, "b")], file)
+    by_metric = {v.metric: v for v in comparison.verdicts}
+    assert (by_metric["a"].kind, by_metric["a"].change) == ("unchanged", 0.0)
+    assert (by_metric["b"].kind, by_metric["b"].change) == ("new", None)
+    assert "baseline is 0" in by_metric["b"].detail
+    assert not comparison.failed
+
+
+@pytest.mark.parametrize(
+    ("gate", "kinds", "fails"),
+    [("marked", ["regression"], True), ("all", ["regression", "regression"], True),
+     ("none", ["regression"], False)],
+)
+def test_gate_scope(gate: GateScope, kinds: list[str], fails: bool) -> None:
+    unmarked = "tests/test_u.py::test_plain"
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0),
+                      (unmarked, "duration"): BaselineEntry(value=1.0)})
+    measured = [m(3.0), m(3.0, "duration", test=unmarked, marked=False)]
+    comparison = run(measured, file, gate=gate)
+    assert [v.kind for v in comparison.verdicts] == kinds
+    assert comparison.failed is fails
+    assert [v.gated for v in comparison.verdicts] == [fails] * len(kinds)
+
+
+def test_system_metrics_are_not_gated() -> None:
+    file = baselines({(T, "rss_peak_mb"): BaselineEntry(value=1.0)})
+    comparison = run([m(900.0, "rss_peak_mb", kind="system", unit="MB")], file, gate="all")
+    assert comparison.verdicts == []
+
+
+def test_steps_of_gated_tests_are_informational() -> None:
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0),
+                      (T, "step:embed"): BaselineEntry(value=0.1)})
+    measured = [m(2.0), m(0.9, "step:embed", kind="step", marked=True),
+                m(0.3, "step:rerank", kind="step", marked=True),
+                m(9.0, "step:x", test="tests/test_u.py::t", kind="step", marked=False)]
+    comparison = run(measured, file)
+    assert [(v.metric, v.kind, v.gated) for v in comparison.verdicts] == [
+        ("latency", "regression", True), ("step:embed", "regression", False)]
+    assert comparison.counts()["regression"] == 1  # steps are not counted
+    assert [v.metric for v in comparison.regressions] == ["latency"]
+    assert [v.metric for v in comparison.step_verdicts] == ["step:embed"]
+
+
+def test_step_regression_alone_does_not_fail() -> None:
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0),
+                      (T, "step:embed"): BaselineEntry(value=0.1)})
+    comparison = run([m(1.0), m(0.9, "step:embed", kind="step")], file)
+    assert not comparison.failed
+    assert comparison.regressions == []
+
+
+def test_flat_baselines_match_marked_and_recorded_metrics_by_name() -> None:
+    flat = {"query_latency": BaselineEntry(value=1.0), "tokens_per_s": BaselineEntry(value=100),
+            "duration": BaselineEntry(value=1.0)}
+    file = baselines({}, flat)
+    measured = [
+        m(2.0, "query_latency"),
+        m(50.0, "tokens_per_s", kind="custom", direction="higher", unit="tokens/s"),
+        m(5.0, "duration", test="tests/test_u.py::t", marked=False),
+    ]
+    comparison = run(measured, file, gate="all")
+    assert [(v.metric, v.kind) for v in comparison.verdicts] == [
+        ("query_latency", "regression"), ("tokens_per_s", "regression"), ("duration", "new")]
+
+
+def test_measurement_direction_wins_over_baseline_direction() -> None:
+    file = baselines({(T, "tput"): BaselineEntry(value=100, direction="lower")})
+    [verdict] = run([m(200.0, "tput", direction="higher")], file).verdicts
+    assert verdict.kind == "improvement"
+    assert "direction 'lower'" in verdict.detail
+
+
+def test_rerun_of_a_test_uses_the_last_measurement() -> None:
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0)})
+    comparison = run([m(5.0, outcome="failed"), m(1.0)], file)
+    assert [v.kind for v in comparison.verdicts] == ["unchanged"]
+
+
+def test_counts_cover_every_kind() -> None:
+    file = baselines({(T, "a"): BaselineEntry(value=1.0), (T, "b"): BaselineEntry(value=1.0)})
+    counts = run([m(2.0, "a"), m(0.5, "b"), m(1.0, "c")], file).counts()
+    assert counts == {"regression": 1, "improvement": 1, "unchanged": 0, "new": 1,
+                      "missing": 0, "skipped_failed": 0, "unstable": 0}
+
+
+def test_a_rule_can_replace_the_threshold_decision() -> None:
+    seen: list[Observation] = []
+
+    def noisy(observation: Observation) -> Decision:
+        seen.append(observation)
+        return Decision("unstable", "too noisy")
+
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0, spread=0.4, n=5)})
+    comparison = run([m(2.0, samples=(1.9, 2.1))], file, rule=noisy)
+    [verdict] = comparison.verdicts
+    assert (verdict.kind, verdict.detail) == ("unstable", "too noisy")
+    assert not comparison.failed
+    assert seen[0].baseline.spread == 0.4
+    assert seen[0].measurement.samples == (1.9, 2.1)
+    assert seen[0].change == pytest.approx(1.0)

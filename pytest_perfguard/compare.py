@@ -1,8 +1,9 @@
 """Verdicts: one run's measurements against the baselines of its platform.
 
 Pure: imports neither pytest nor SQLAlchemy. The decision "is this change a regression?"
-is a `Rule`, so a noise-aware rule (using the samples and the baseline's spread) can be
-passed to `compare` without touching the rest; `threshold_rule` is the contract's rule.
+is a `Rule`, so a noise-aware rule (using the samples and the baseline's spread, and
+correcting for the number of metrics) can be passed to `compare` without touching the
+rest; `threshold_rule` is the contract's rule.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Observation:
     baseline: BaselineEntry
     change: float
     threshold: float
+    gated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +70,18 @@ class Decision:
 
 
 class Rule(Protocol):
-    def __call__(self, observation: Observation, /) -> Decision: ...
+    """Decides a batch of observations, one `Decision` each, in order.
+
+    `compare` calls it once with the session's gated observations and once with the
+    informational ones (steps, `--perf-gate=none`), so a rule that corrects for multiple
+    comparisons counts only the metrics that can fail the session.
+    """
+
+    def __call__(self, observations: Sequence[Observation], /) -> Sequence[Decision]: ...
 
 
-def threshold_rule(observation: Observation) -> Decision:
-    return Decision(classify(observation.change, observation.threshold))
+def threshold_rule(observations: Sequence[Observation]) -> list[Decision]:
+    return [Decision(classify(o.change, o.threshold)) for o in observations]
 
 
 @dataclass(slots=True)
@@ -149,20 +158,28 @@ def compare(
             latest[(m.test, m.metric)] = m  # a re-run of the same test: the last one counts
     judged_tests = {m.test for m in latest.values() if m.is_gated(scope)}
 
-    comparison = Comparison(platform=platform)
+    items: list[Verdict | Observation] = []
     for m in latest.values():
         if m.is_gated(scope):
             by_name = m.kind == "custom" or m.marked
             entry = baselines.lookup(platform, m.test, m.metric, by_name=by_name)
-            verdict = _judge(m, entry, default_threshold, rule, gated=m.is_gated(gate))
+            items.append(_observe(m, entry, default_threshold, gated=m.is_gated(gate)))
         elif m.kind == "step" and m.test in judged_tests and m.outcome == "passed":
             entry = baselines.lookup(platform, m.test, m.metric, by_name=False)
-            if entry is None:
-                continue
-            verdict = _judge(m, entry, default_threshold, rule, gated=False)
-        else:
-            continue
-        comparison.verdicts.append(verdict)
+            if entry is not None:
+                items.append(_observe(m, entry, default_threshold, gated=False))
+
+    decided: dict[int, Decision] = {}
+    for gated in (True, False):
+        batch = {i: o for i, o in enumerate(items)
+                 if isinstance(o, Observation) and o.gated is gated}
+        if batch:
+            decided.update(zip(batch, rule(list(batch.values())), strict=True))
+    comparison = Comparison(platform=platform)
+    comparison.verdicts = [
+        item if isinstance(item, Verdict) else _decided(item, decided[i])
+        for i, item in enumerate(items)
+    ]
 
     section = baselines.platforms.get(platform)
     if selected_tests is not None and section is not None:
@@ -175,45 +192,55 @@ def compare(
     return comparison
 
 
-def _judge(
-    m: Measurement,
-    entry: BaselineEntry | None,
-    default_threshold: float,
-    rule: Rule,
-    *,
-    gated: bool,
-) -> Verdict:
+def _observe(
+    m: Measurement, entry: BaselineEntry | None, default_threshold: float, *, gated: bool
+) -> Verdict | Observation:
+    """The verdict when no rule is needed (failed test, no baseline), else what to decide."""
     threshold = _threshold(m.threshold, entry, default_threshold)
-    baseline = entry.value if entry is not None else None
-
-    def verdict(kind: VerdictKind, change: float | None = None, detail: str = "") -> Verdict:
-        return Verdict(
-            test=m.test,
-            metric=m.metric,
-            kind=kind,
-            direction=m.direction,
-            unit=m.unit or (entry.unit if entry is not None else ""),
-            threshold=threshold,
-            current=m.value,
-            baseline=baseline,
-            change=change,
-            detail=detail,
-            gated=gated,
-        )
-
     if m.outcome in ("failed", "error"):
-        return verdict("skipped_failed", detail=f"test {m.outcome}: not compared")
+        return _verdict(m, entry, threshold, gated, "skipped_failed",
+                        detail=f"test {m.outcome}: not compared")
     if entry is None:
-        return verdict("new", detail="no baseline on this platform")
+        return _verdict(m, entry, threshold, gated, "new", detail="no baseline on this platform")
     change = relative_change(m.value, entry.value, m.direction)
     if change is None:
-        return verdict("new", detail="baseline is 0: no relative change; update the baseline")
-    decision = rule(Observation(measurement=m, baseline=entry, change=change, threshold=threshold))
+        return _verdict(m, entry, threshold, gated, "new",
+                        detail="baseline is 0: no relative change; update the baseline")
+    return Observation(m, entry, change, threshold, gated)
+
+
+def _decided(o: Observation, decision: Decision) -> Verdict:
     detail = decision.detail
-    if entry.direction is not None and entry.direction != m.direction:
-        note = f"baseline was recorded with direction {entry.direction!r}"
+    if o.baseline.direction is not None and o.baseline.direction != o.measurement.direction:
+        note = f"baseline was recorded with direction {o.baseline.direction!r}"
         detail = f"{detail}; {note}" if detail else note
-    return verdict(decision.kind, change, detail)
+    return _verdict(o.measurement, o.baseline, o.threshold, o.gated, decision.kind,
+                    change=o.change, detail=detail)
+
+
+def _verdict(
+    m: Measurement,
+    entry: BaselineEntry | None,
+    threshold: float,
+    gated: bool,
+    kind: VerdictKind,
+    *,
+    change: float | None = None,
+    detail: str = "",
+) -> Verdict:
+    return Verdict(
+        test=m.test,
+        metric=m.metric,
+        kind=kind,
+        direction=m.direction,
+        unit=m.unit or (entry.unit if entry is not None else ""),
+        threshold=threshold,
+        current=m.value,
+        baseline=entry.value if entry is not None else None,
+        change=change,
+        detail=detail,
+        gated=gated,
+    )
 
 
 def _missing(

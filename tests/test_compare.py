@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -210,17 +211,31 @@ def test_counts_cover_every_kind() -> None:
 
 
 def test_a_rule_can_replace_the_threshold_decision() -> None:
-    seen: list[Observation] = []
+    batches: list[list[Observation]] = []
 
-    def noisy(observation: Observation) -> Decision:
-        seen.append(observation)
-        return Decision("unstable", "too noisy")
+    def noisy(observations: Sequence[Observation]) -> list[Decision]:
+        batches.append(list(observations))
+        return [Decision("unstable", f"too noisy ({len(observations)} compared)")
+                for _ in observations]
 
-    file = baselines({(T, "latency"): BaselineEntry(value=1.0, spread=0.4, n=5)})
-    comparison = run([m(2.0, samples=(1.9, 2.1))], file, rule=noisy)
-    [verdict] = comparison.verdicts
-    assert (verdict.kind, verdict.detail) == ("unstable", "too noisy")
+    file = baselines({(T, "latency"): BaselineEntry(value=1.0, spread=0.4, n=5),
+                      (T, "other"): BaselineEntry(value=1.0),
+                      (T, "step:s"): BaselineEntry(value=1.0)})
+    measured = [m(2.0, samples=(1.9, 2.1)), m(5.0, "new_one"), m(1.0, "other"),
+                m(1.0, "step:s", kind="step")]
+    comparison = run(measured, file, rule=noisy)
+    assert [(v.metric, v.kind, v.detail) for v in comparison.verdicts] == [
+        ("latency", "unstable", "too noisy (2 compared)"),
+        ("new_one", "new", "no baseline on this platform"),
+        ("other", "unstable", "too noisy (2 compared)"),
+        ("step:s", "unstable", "too noisy (1 compared)"),
+    ]
     assert not comparison.failed
-    assert seen[0].baseline.spread == 0.4
-    assert seen[0].measurement.samples == (1.9, 2.1)
-    assert seen[0].change == pytest.approx(1.0)
+    # Gated metrics are decided together (for multiple-comparison corrections), steps apart.
+    gated, informational = batches
+    assert [o.measurement.metric for o in gated] == ["latency", "other"]
+    assert [(o.measurement.metric, o.gated) for o in informational] == [("step:s", False)]
+    first = gated[0]
+    assert first.baseline.spread == 0.4
+    assert first.measurement.samples == (1.9, 2.1)
+    assert first.change == pytest.approx(1.0)

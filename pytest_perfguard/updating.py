@@ -49,7 +49,7 @@ class MetricSeries(Protocol):
     @property
     def unit(self) -> str: ...
     @property
-    def direction(self) -> Direction: ...
+    def direction(self) -> str: ...  # "lower" or "higher"
     @property
     def kind(self) -> str: ...
     @property
@@ -151,22 +151,23 @@ def propose_updates(
     updates: list[BaselineUpdate] = []
     for s in _selected(series, gate):
         values = list(s.values[:min_runs])
+        direction: Direction = "higher" if s.direction == "higher" else "lower"
         by_name = s.kind == "custom" or (s.kind == "primary" and s.marked)
         entry = current.lookup(platform, s.test, s.metric, by_name=by_name)
         existing = entry.value if entry is not None else None
         threshold = entry.threshold if entry is not None else None
         if len(values) < min_runs:
             updates.append(BaselineUpdate(
-                s.test, s.metric, s.unit, s.direction, "skip_insufficient",
+                s.test, s.metric, s.unit, direction, "skip_insufficient",
                 existing, None, None, None, len(values), threshold,
             ))
             continue
         proposed = statistics.median(values)
         spread = _mad(values, proposed)
-        change = None if existing is None else relative_change(proposed, existing, s.direction)
-        action = _decide(existing, proposed, change, s.direction, margin, accept_regressions)
+        change = None if existing is None else relative_change(proposed, existing, direction)
+        action = _decide(existing, proposed, change, direction, margin, accept_regressions)
         updates.append(BaselineUpdate(
-            s.test, s.metric, s.unit, s.direction, action,
+            s.test, s.metric, s.unit, direction, action,
             existing, proposed, change, spread, len(values), threshold,
         ))
     return updates

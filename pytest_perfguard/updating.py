@@ -114,6 +114,11 @@ class UpdateResult:
         return [u for u in self.updates if u.applied]
 
 
+def _tidy(value: float) -> float:
+    """12 significant digits: 0.05 rather than 0.050000000000000044 in the file's diffs."""
+    return float(f"{value:.12g}")
+
+
 def _mad(values: Sequence[float], center: float) -> float:
     return statistics.median(abs(v - center) for v in values)
 
@@ -162,8 +167,8 @@ def propose_updates(
                 existing, None, None, None, len(values), threshold,
             ))
             continue
-        proposed = statistics.median(values)
-        spread = _mad(values, proposed)
+        proposed = _tidy(statistics.median(values))
+        spread = _tidy(_mad(values, proposed))
         change = None if existing is None else relative_change(proposed, existing, direction)
         action = _decide(existing, proposed, change, direction, margin, accept_regressions)
         updates.append(BaselineUpdate(

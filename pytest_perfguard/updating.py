@@ -320,7 +320,7 @@ def format_update_table(result: UpdateResult) -> str:
     for u in result.updates:
         action = u.action.replace("_", " ")
         if u.action == "skip_insufficient":
-            action = f"skip ({u.n}/{result.min_runs} runs)"
+            action = f"skip ({u.n} of {result.min_runs} runs)"
         rows.append([
             u.test,
             u.metric,

@@ -85,7 +85,7 @@ def section(markdown: str, title: str) -> list[str]:
 def test_header_verdict_and_marker(markdown: str) -> None:
     assert markdown.startswith("<!-- perfguard-report -->\n")
     assert "## ❌ 2 performance regressions" in markdown
-    assert "**Platform** linux\\_x86" in markdown
+    assert "**Platform** linux_x86" in markdown
     assert "0123456789ab" in markdown and "**Run type** ci" in markdown
     assert "\n\n2 regressions · 1 improvement · 1 new · 1 missing\n" in markdown
 
@@ -104,20 +104,20 @@ def test_regressions_table_comes_first_with_numbers(markdown: str) -> None:
                                  " Threshold "]
     assert len(rows) == 2
     cells = [c.strip() for c in split_row(rows[1])]
-    assert cells == ["tests/test\\_rag.py::test\\_pipeline", "query\\_latency", "500 ms",
+    assert cells == ["tests/test_rag.py::test_pipeline", "query_latency", "500 ms",
                      "1.00 s", "+100.0%", "20%"]
-    assert "test\\_q" in rows[0]
+    assert "test_q" in rows[0]
     assert not any("tokens" in row for row in rows)  # the throughput rose: an improvement
 
 
 def test_test_id_with_pipes_backticks_and_mentions_is_one_row(markdown: str) -> None:
-    rows = [line for line in markdown.splitlines() if "test\\_q" in line]
+    rows = [line for line in markdown.splitlines() if "test_q" in line]
     assert rows, markdown
     for row in rows:
         cells = split_row(row)
         assert len(cells) == 6, row
     cell = split_row(rows[0])[0].strip()
-    assert cell == ("tests/test\\_x.py::test\\_q\\[a\\|b\\`c\\`&lt;script&gt;@\u200boctocat "
+    assert cell == ("tests/test_x.py::test_q\\[a\\|b\\`c\\`&lt;script&gt;@\u200boctocat "
                     "#\u200b12\\]")
     assert "<script>" not in markdown
     assert "@octocat" not in markdown and "@here" not in markdown
@@ -126,7 +126,8 @@ def test_test_id_with_pipes_backticks_and_mentions_is_one_row(markdown: str) -> 
 @pytest.mark.parametrize(
     ("raw", "escaped"),
     [("a|b", "a\\|b"), ("`x`", "\\`x\\`"), ("<b>", "&lt;b&gt;"), ("@team", "@\u200bteam"),
-     ("a\nb\r\nc", "a b c"), ("x_y*z", "x\\_y\\*z"), ("a@b", "a@\u200bb"), ("@", "@"),
+     ("a\nb\r\nc", "a b c"), ("x_y*z", "x_y\\*z"), ("a__b", "a\\_\\_b"),
+     ("_em_ [_a_]", "\\_em\\_ \\[\\_a\\_\\]"), ("a@b", "a@\u200bb"), ("@", "@"),
      ("back\\slash", "back\\\\slash")],
 )
 def test_escape_markdown(raw: str, escaped: str) -> None:
@@ -135,9 +136,9 @@ def test_escape_markdown(raw: str, escaped: str) -> None:
 
 def test_new_missing_and_improvement_sections(markdown: str) -> None:
     new = section(markdown, "New metrics")
-    assert any("test\\_new" in row and "4.20 ms" in row for row in new)
+    assert any("test_new" in row and "4.20 ms" in row for row in new)
     missing = section(markdown, "Missing")
-    assert any("test\\_gone" in row and "3.00 s" in row for row in missing)
+    assert any("test_gone" in row and "3.00 s" in row for row in missing)
 
 
 def test_throughput_drop_is_a_regression_and_rise_an_improvement() -> None:
@@ -153,7 +154,7 @@ def test_throughput_drop_is_a_regression_and_rise_an_improvement() -> None:
 
 def test_step_breakdown(markdown: str) -> None:
     breakdown = markdown.split("### Step breakdown", 1)[1].split("<details>")[0]
-    assert "#### tests/test\\_rag.py::test\\_pipeline ❌" in breakdown
+    assert "#### tests/test_rag.py::test_pipeline ❌" in breakdown
     assert "Slowest step: **embed** (600 ms, 60% of 1.00 s)." in breakdown
     assert "Grew most: **embed**, 100 ms → 600 ms (+500.0%)." in breakdown
     rows = [r for r in breakdown.splitlines() if r.startswith("|")]

@@ -191,7 +191,7 @@ def test_update_with_too_few_runs_changes_nothing(tmp_path: Path) -> None:
     assert history.asked == [(P, 5)]
     assert [u.action for u in result.updates] == ["skip_insufficient"]
     assert not result.written and path.read_text() == before
-    assert "skip (2/5 runs)" in format_update_table(result)
+    assert "skip (2 of 5 runs)" in format_update_table(result)
 
 
 def test_update_writes_file_metadata_and_snapshot(tmp_path: Path) -> None:

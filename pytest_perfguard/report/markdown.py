@@ -10,21 +10,25 @@ import jinja2
 from .data import ReportData
 from .formatting import format_delta, format_percent, format_value
 
-_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_SPECIAL = re.compile(r"([\\`*\[\]|~])")
+# An underscore between two letters or digits can never start or end emphasis (CommonMark),
+# so `test_query` stays readable; any other underscore is escaped.
+_LOOSE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 _MENTION = re.compile(r"([@#])(?=\w)")
 
 
 def escape_markdown(text: object) -> str:
     """Text safe inside a GitHub Markdown table cell or heading.
 
-    Newlines become spaces and `|`, backticks and other Markdown punctuation are
-    backslash-escaped, so a test id stays one cell of one row; `<`, `>`, `&` become
-    entities (no HTML injection); a zero-width space after `@` / `#` stops GitHub from
-    turning `@name` into a mention and `#12` into an issue link.
+    Newlines become spaces; `|`, backticks and other Markdown punctuation (`_` unless
+    inside a word) are backslash-escaped, so a test id stays one cell of one row; `<`, `>`
+    and `&` become entities (no HTML injection); a zero-width space after `@` / `#` stops
+    GitHub from turning `@name` into a mention and `#12` into an issue link.
     """
     value = re.sub(r"[\r\n]+", " ", str(text))
     value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     value = _SPECIAL.sub(r"\\\1", value)
+    value = _LOOSE_UNDERSCORE.sub(r"\\_", value)
     return _MENTION.sub("\\1\u200b", value)
 
 

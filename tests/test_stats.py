@@ -113,7 +113,12 @@ def test_mann_whitney_matches_scipy_on_random_inputs() -> None:
 
 @pytest.mark.parametrize(
     ("m", "n", "ties", "method"),
-    [(8, 40, False, "exact"), (9, 9, False, "normal"), (3, 3, True, "normal"), (1, 1, False, "exact")],
+    [
+        (8, 40, False, "exact"),
+        (9, 9, False, "normal"),
+        (3, 3, True, "normal"),
+        (1, 1, False, "exact"),
+    ],
 )
 def test_mann_whitney_auto_picks_the_method_scipy_picks(
     m: int, n: int, ties: bool, method: str

@@ -563,9 +563,20 @@ def assess(
         )
         bounds = sorted((_oriented(ratio.low, direction), _oriented(ratio.high, direction)))
         return Assessment(
-            "rank-test", direction, ratio, _oriented(ratio.estimate, direction), bounds[0],
-            bounds[1], p_value, rel, mde, len(cs), len(samples), alpha, power,
-        )  # fmt: skip
+            rule="rank-test",
+            direction=direction,
+            ratio=ratio,
+            change=_oriented(ratio.estimate, direction),
+            change_better=bounds[0],
+            change_worse=bounds[1],
+            p_value=p_value,
+            rel_spread=rel,
+            mde=mde,
+            n_current=len(cs),
+            n_baseline=len(samples),
+            alpha=alpha,
+            power=power,
+        )
     if isinstance(baseline, BaselineSummary):
         centre, spread, n_base = baseline.median, MAD_TO_SIGMA * baseline.spread, baseline.n
     else:
@@ -580,9 +591,20 @@ def assess(
     value = 1 + (median(cs) - centre) / abs(centre)
     change = _oriented(value, direction)
     return Assessment(
-        "spread", direction, Interval(value, value, value, 0.0), change, change, change,
-        None, rel, k * rel, len(cs), n_base, alpha, power,
-    )  # fmt: skip
+        rule="spread",
+        direction=direction,
+        ratio=Interval(value, value, value, 0.0),
+        change=change,
+        change_better=change,
+        change_worse=change,
+        p_value=None,
+        rel_spread=rel,
+        mde=k * rel,
+        n_current=len(cs),
+        n_baseline=n_base,
+        alpha=alpha,
+        power=power,
+    )
 
 
 def classify(

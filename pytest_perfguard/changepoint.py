@@ -108,7 +108,12 @@ def _max_score(ranks: Sequence[float], intervals: Sequence[_Splits]) -> float:
 
 
 def _best_split(
-    values: Sequence[float], min_segment: int, alpha: float, permutations: int, rng: random.Random
+    values: Sequence[float],
+    min_segment: int,
+    alpha: float,
+    permutations: int,
+    min_change: float,
+    rng: random.Random,
 ) -> tuple[int, float] | None:
     """The best split of a segment and its permutation p-value, or None when not significant."""
     ranks, ties = average_ranks(values)
@@ -133,6 +138,8 @@ def _best_split(
     z, split = max(zip(exact.scores(sums, squares), exact.cuts, strict=False), key=_magnitude)
     left, right = median(values[best.a : split]), median(values[split : best.b])
     if (left - right) * z <= 0:  # the medians must step the way the ranks do
+        return None
+    if abs(right - left) < min_change * abs(left):
         return None
     allowed = math.floor(alpha * (permutations + 1)) - 1  # exceedances still significant
     if allowed < 0:
@@ -162,17 +169,21 @@ def find_change_points(
     alpha: float = 0.01,
     permutations: int = 199,
     seed: int = 0,
+    min_change: float = 0.0,
 ) -> list[ChangePoint]:
     """Where the level of `values` (in run order) stepped, earliest first.
 
     Each segment between change points is at least `min_segment` long; each change point
     passed a permutation test at `alpha` (with 199 permutations, p <= 0.01 needs the observed
-    split to beat all but one shuffle). Deterministic for a given `seed`.
+    split to beat all but one shuffle). Every segment is tested, so a long history with no
+    step still shows a spurious point about once per 1/alpha segments; `min_change` (a
+    relative step of the medians, e.g. half the gate's threshold) keeps those, which are
+    within the noise, out of reports. Deterministic for a given `seed`.
     """
     if min_segment < 1:
         raise ValueError(f"min_segment must be >= 1, got {min_segment}")
-    if not 0 < alpha < 1 or permutations < 1:
-        raise ValueError("alpha must be in (0, 1) and permutations >= 1")
+    if not 0 < alpha < 1 or permutations < 1 or min_change < 0:
+        raise ValueError("alpha must be in (0, 1), permutations >= 1 and min_change >= 0")
     xs = [float(v) for v in values]
     if not all(math.isfinite(v) for v in xs):
         raise ValueError("values contain NaN or infinity")
@@ -184,7 +195,7 @@ def find_change_points(
             continue
         # Seeded per segment, so a segment's result never depends on the search order.
         rng = random.Random(f"{seed}:{lo}:{hi}")
-        result = _best_split(xs[lo:hi], min_segment, alpha, permutations, rng)
+        result = _best_split(xs[lo:hi], min_segment, alpha, permutations, min_change, rng)
         if result is not None:
             split, p_value = result
             found[lo + split] = p_value

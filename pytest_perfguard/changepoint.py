@@ -136,6 +136,13 @@ def _best_split(
         return None
     exact = _Splits.of(best.a, best.b, min_segment)
     z, split = max(zip(exact.scores(sums, squares), exact.cuts, strict=False), key=_magnitude)
+    # Ranks place a step to within a value or two (a high value just before it ranks with
+    # the values after it); least absolute deviations from each side's median place it on
+    # the values themselves.
+    nearby = range(
+        max(exact.cuts.start, split - min_segment), min(exact.cuts.stop, split + min_segment + 1)
+    )
+    split = min(nearby, key=lambda t: (_l1_cost(values, best.a, t, best.b), abs(t - split)))
     left, right = median(values[best.a : split]), median(values[split : best.b])
     if (left - right) * z <= 0:  # the medians must step the way the ranks do
         return None
@@ -160,6 +167,13 @@ def _best_split(
 
 def _magnitude(scored: tuple[float, int]) -> float:
     return abs(scored[0])
+
+
+def _l1_cost(values: Sequence[float], a: int, t: int, b: int) -> float:
+    """Sum of absolute deviations of [a, t) and [t, b) from their own medians."""
+    left, right = values[a:t], values[t:b]
+    mid_left, mid_right = median(left), median(right)
+    return math.fsum(abs(v - mid_left) for v in left) + math.fsum(abs(v - mid_right) for v in right)
 
 
 def find_change_points(

@@ -9,6 +9,7 @@ the history database. The history is anything with the two methods of `UpdateHis
 
 from __future__ import annotations
 
+import contextlib
 import platform as _platform
 import statistics
 from collections.abc import Mapping, Sequence
@@ -189,8 +190,7 @@ def _decide(
     if existing is None:
         return "add"
     if change is None:  # baseline 0, proposed not: better only when higher is better
-        better = direction == "higher"
-        if better:
+        if direction == "higher":
             return "improve"
         return "accept_regression" if accept_regressions else "keep"
     if change < -margin:
@@ -227,17 +227,15 @@ def apply_updates(
     for u in updates:
         if not u.applied or u.proposed is None:
             continue
-        section.tests.setdefault(u.test, {})[u.metric] = BaselineEntry(
-            value=u.proposed,
-            unit=u.unit,
-            direction=u.direction,
-            threshold=u.threshold,
-            runs=u.n,
-            spread=u.spread,
-            n=u.n,
-        )
+        section.tests.setdefault(u.test, {})[u.metric] = _entry(u)
     section.metadata = metadata
     return new
+
+
+def _entry(u: BaselineUpdate) -> BaselineEntry:
+    assert u.proposed is not None
+    return BaselineEntry(value=u.proposed, unit=u.unit, direction=u.direction,
+                         threshold=u.threshold, runs=u.n, spread=u.spread, n=u.n)
 
 
 def update_baselines(
@@ -269,7 +267,7 @@ def update_baselines(
         return result
     # Read, decide and write under one lock so concurrent updaters never lose each
     # other's entries; a dry run only reads.
-    with baselines_lock(baselines_path):
+    with contextlib.nullcontext() if dry_run else baselines_lock(baselines_path):
         current = load_baselines(baselines_path)
         result.updates = propose_updates(
             series, current, platform, min_runs=min_runs, margin=margin,
@@ -277,14 +275,13 @@ def update_baselines(
         )
         applied = result.applied
         if applied and not dry_run:
-            new = apply_updates(current, platform, applied, make_metadata(git_commit, notes))
-            write_baselines(baselines_path, new)
+            metadata = make_metadata(git_commit, notes)
+            write_baselines(baselines_path, apply_updates(current, platform, applied, metadata))
             result.written = True
     if result.written:
-        written = new.platforms[platform].tests
         snapshot: dict[str, dict[str, Any]] = {}
         for u in applied:
-            entry = written[u.test][u.metric].model_dump(mode="json", exclude_none=True)
+            entry = _entry(u).model_dump(mode="json", exclude_none=True)
             snapshot.setdefault(u.test, {})[u.metric] = {**entry, "reason": _REASONS[u.action]}
         reason = ", ".join(sorted({_REASONS[u.action] for u in applied}))
         result.snapshot_id = history.save_baseline_snapshot(

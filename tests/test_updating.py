@@ -217,11 +217,12 @@ def test_update_writes_file_metadata_and_snapshot(tmp_path: Path) -> None:
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "b.json"
+    path = tmp_path / "baselines" / "b.json"
     history = FakeHistory(history_of(Series(T, "latency", FIVE)))
     result = update_baselines(history, path, P, dry_run=True)
     assert [u.action for u in result.updates] == ["add"]
-    assert not result.written and not path.exists() and history.snapshots == []
+    assert not result.written and history.snapshots == []
+    assert not path.parent.exists()  # not even the directory
     table = format_update_table(result)
     assert "dry run" in table
     assert re.search(r"latency\s+—\s+1\.00 s\s+—\s+add", table)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_perfguard import stats
+from pytest_perfguard.results import Direction
 from pytest_perfguard.stats import (
     BaselineSummary,
     MetricSamples,
@@ -28,7 +30,7 @@ from pytest_perfguard.stats import (
 np = pytest.importorskip("numpy")
 scipy_stats = pytest.importorskip("scipy.stats")
 
-ALTERNATIVES = ("less", "greater", "two-sided")
+ALTERNATIVES: tuple[stats.Alternative, ...] = ("less", "greater", "two-sided")
 
 
 def _sample(rng: random.Random, n: int, *, ties: bool, shift: float = 0.0) -> list[float]:
@@ -98,14 +100,16 @@ def test_mann_whitney_matches_scipy_on_random_inputs() -> None:
         ties = case % 3 == 0
         shift = rng.choice([0.0, 0.5, 1.0, 3.0])
         x, y = _sample(rng, m, ties=ties), _sample(rng, n, ties=ties, shift=shift)
-        methods = ["auto", "asymptotic"]
+        # Our method name, then scipy's.
+        methods: list[tuple[Literal["auto", "exact", "normal"], str]] = [
+            ("auto", "auto"),
+            ("normal", "asymptotic"),
+        ]
         if min(m, n) <= 8:
-            methods.append("exact")
-        for alternative, method in itertools.product(ALTERNATIVES, methods):
-            expected = scipy_stats.mannwhitneyu(x, y, alternative=alternative, method=method)
-            ours = mann_whitney_u(
-                x, y, alternative, method="normal" if method == "asymptotic" else method
-            )
+            methods.append(("exact", "exact"))
+        for alternative, (method, scipy_method) in itertools.product(ALTERNATIVES, methods):
+            expected = scipy_stats.mannwhitneyu(x, y, alternative=alternative, method=scipy_method)
+            ours = mann_whitney_u(x, y, alternative, method=method)
             where = f"case {case}: m={m} n={n} {alternative} {method}"
             assert ours.u == pytest.approx(expected.statistic, abs=1e-9), where
             assert ours.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-12), where
@@ -312,7 +316,7 @@ positive_samples = st.lists(st.floats(1e-6, 1e6), min_size=1, max_size=30)
 @settings(max_examples=150, deadline=None)
 @given(positive_samples, st.sampled_from(["lower", "higher"]), st.floats(0.01, 1.0))
 def test_identical_samples_never_regress(
-    samples: list[float], direction: stats.Direction, threshold: float
+    samples: list[float], direction: Direction, threshold: float
 ) -> None:
     assert decide(samples, samples, direction, threshold).kind != "regression"
     summary = BaselineSummary.of(samples)

@@ -1,6 +1,6 @@
 """Built-in collectors: CPU time, peak resident memory, peak GPU memory.
 
-They are registered through the public ``perfguard_collectors`` hook like any third-party
+They are registered through the public ``pytest_perfguard_collectors`` hook like any third-party
 collector. Each one is a couple of syscalls per test; anything heavier (initialising NVML,
 opening /proc files) happens once, when the collector is made.
 """
@@ -198,7 +198,7 @@ class GpuMemoryCollector:
 
 
 @pytest.hookimpl
-def perfguard_collectors(config: pytest.Config) -> Sequence[Collector]:
+def pytest_perfguard_collectors(config: pytest.Config) -> Sequence[Collector]:
     collectors: list[Collector] = [CpuTimeCollector()]
     collectors.append(ClearRefsRssCollector.open() or LifetimePeakRssCollector())
     gpu = GpuMemoryCollector.open()

@@ -1,6 +1,7 @@
 """Hooks other plugins implement to add what perfguard measures.
 
-The built-in collectors (CPU time, peak RSS, GPU memory) are registered through these same
+pytest only calls hook functions named `pytest_*`, hence the prefix. The built-in collectors
+(CPU time, peak RSS, GPU memory) are registered through these same
 hooks by :mod:`pytest_perfguard.collectors`, so a third-party metric never touches the core.
 """
 
@@ -20,7 +21,7 @@ hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec
-def perfguard_collectors(config: pytest.Config) -> Sequence[Collector] | None:
+def pytest_perfguard_collectors(config: pytest.Config) -> Sequence[Collector] | None:
     """Return collectors to run around every measured test's call phase.
 
     Called once per session, only when perfguard is active. Each collector's ``start()``

@@ -140,7 +140,7 @@ class PerfPlugin:
         return f"perfguard: {__version__}, platform {self.context.platform.key}"
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        found = self.config.hook.perfguard_collectors(config=self.config)
+        found = self.config.hook.pytest_perfguard_collectors(config=self.config)
         self.collectors = tuple(c for group in found if group for c in group)
 
     @pytest.hookimpl(wrapper=True)

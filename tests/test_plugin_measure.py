@@ -40,7 +40,7 @@ def test_inactive_plugin_writes_nothing_and_prints_nothing(pytester: pytest.Pyte
     )
     result = pytester.runpytest()
     result.assert_outcomes(passed=2)
-    assert "perfguard" not in result.stdout.str()
+    assert "perfguard:" not in result.stdout.str()
     assert not (pytester.path / ".perfguard").exists()
 
 
@@ -212,7 +212,7 @@ def test_bad_marker_arguments_are_collection_errors(
         (["--perf"], {"PERFGUARD_THRESHOLD": "x"}, "", "*PERFGUARD_THRESHOLD*'x' is not a number*"),
         (["--perf"], {"REGRESSION_THRESHOLD": "-2"}, "", "*REGRESSION_THRESHOLD*>= 0*"),
         (["--perf"], {}, "perf_gate = everything", "*perf_gate*'everything' is not one of*"),
-        (["--perf-db", "postgresql+psycopg://u:secret@[bad"], {}, "", "*--perf-db*"),
+        (["--perf-record", "--perf-db", "nosuchdb://u:secret@host/db"], {}, "", "*--perf-db*"),
     ],
 )
 def test_bad_settings_are_usage_errors(
@@ -320,7 +320,7 @@ def test_third_party_collector_through_the_hook(pytester: pytest.Pytester) -> No
                 return {"widget_method": "counting"}
 
         @pytest.hookimpl
-        def perfguard_collectors(config):
+        def pytest_perfguard_collectors(config):
             return [WidgetCollector()]
         """
     )

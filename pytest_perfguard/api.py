@@ -1,0 +1,435 @@
+"""`History`: the one door to stored runs, for the plugin, the CLI and users' scripts.
+
+    from pytest_perfguard.api import History
+
+    with History() as history:                     # .perfguard/history.db, or $PERFGUARD_DB
+        for run in history.recent_runs(limit=5):
+            print(run.id, run.started_at, run.outcome)
+        print(history.trend("tests/test_rag.py::test_query", "query_latency"))
+
+Any problem a user can cause (bad URL, missing file, unknown run, a database written by a
+newer version) raises `HistoryError` with a one-line message; passwords are masked.
+Importing this module is cheap: SQLAlchemy is loaded on first use of a `History`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as _platform
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
+
+from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
+from pytest_perfguard.history.export import write_csv, write_json
+from pytest_perfguard.history.records import (
+    EXPORT_COLUMNS,
+    BaselineSnapshotRecord,
+    HistoryStats,
+    MetricSeries,
+    PlatformRecord,
+    RunDetail,
+    RunDiff,
+    RunSummary,
+    TrendPoint,
+)
+from pytest_perfguard.history.urls import mask_url, resolve_db_url
+from pytest_perfguard.results import (
+    DIRECTIONS,
+    RUN_TYPES,
+    Measurement,
+    PlatformInfo,
+    RunInfo,
+    is_finite_number,
+)
+
+if TYPE_CHECKING:
+    from pytest_perfguard.history.queries import RunFilter
+    from pytest_perfguard.history.store import HistoryStore
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "NO_TEST",
+    "BaselineSnapshotRecord",
+    "History",
+    "HistoryError",
+    "HistoryStats",
+    "MetricSeries",
+    "PlatformRecord",
+    "RunDetail",
+    "RunDiff",
+    "RunSummary",
+    "SchemaTooNewError",
+    "TrendPoint",
+]
+
+# Environment variables naming the database when no URL or path is given, in order.
+DB_ENV_VARS = ("PERFGUARD_DB", "PERFORMANCE_DB_PATH")
+# The test id of metrics recorded with `record_run(test=None)`, like the seed project's
+# flat metrics: they belong to no test.
+NO_TEST = ""
+_TRIGGERED_BY = {"manual": "user", "ci": "ci", "nightly": "automated"}
+_T = TypeVar("_T")
+
+
+class History:
+    """A history database of perfguard runs: SQLite file or SQLAlchemy URL.
+
+    `url_or_path` None means `$PERFGUARD_DB`, else `$PERFORMANCE_DB_PATH`, else
+    `<rootdir>/.perfguard/history.db` (rootdir defaults to the current directory); a
+    relative path is relative to rootdir. With `create=False` a missing SQLite file is an
+    error, never created: use it for anything that only reads.
+    Nothing is opened until the first call; use as a context manager or call `close()`.
+    """
+
+    def __init__(
+        self,
+        url_or_path: str | os.PathLike[str] | None = None,
+        *,
+        rootdir: Path | None = None,
+        create: bool = True,
+    ) -> None:
+        value = os.fspath(url_or_path) if url_or_path is not None else _db_from_env()
+        self._url = resolve_db_url(value, Path(rootdir) if rootdir is not None else Path.cwd())
+        self.create = create
+        self._store: HistoryStore | None = None
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked (safe to print)."""
+        return mask_url(self._url)
+
+    def __repr__(self) -> str:
+        return f"History({self.url!r})"
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database connections; the History can be used again afterwards."""
+        if self._store is not None:
+            self._store.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[HistoryStore]:
+        from pytest_perfguard.history.engine import readable_errors
+        from pytest_perfguard.history.store import HistoryStore
+
+        with readable_errors(self._url):
+            if self._store is None:
+                self._store = HistoryStore(self._url, create=self.create)
+            yield self._store
+
+    def _read(self, query: Callable[..., _T], *args: Any) -> _T:
+        with self._errors() as store:
+            return store.read(query, *args)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def save_session(self, run: RunInfo, measurements: Sequence[Measurement]) -> int:
+        """Store one pytest session and all its measurements (one transaction); its run id."""
+        with self._errors() as store:
+            return store.save_session(run, measurements)
+
+    def record_run(
+        self,
+        metrics: Mapping[str, float | tuple[float, str]],
+        *,
+        platform: str | None = None,
+        test: str | None = None,
+        run_type: str = "manual",
+        notes: str = "",
+        success: bool = True,
+        directions: Mapping[str, str] | None = None,
+        started_at: datetime | None = None,
+        source_key: str | None = None,
+        git_commit: str | None = None,
+        git_branch: str | None = None,
+    ) -> int:
+        """Store results measured outside pytest, e.g. ``{"tokens_per_s": (41.5, "tok/s")}``.
+
+        Each metric is stored as a custom, gated metric of `test` (None: no test, like the
+        seed project's flat metrics), direction "lower" unless `directions` says otherwise.
+        `platform` None detects this machine's platform. A `source_key` makes the run
+        unique: storing a second run with the same key raises HistoryError.
+        """
+        if not metrics:
+            raise HistoryError("record_run: no metrics given")
+        if run_type not in RUN_TYPES:
+            raise HistoryError(f"record_run: run_type must be one of {', '.join(RUN_TYPES)}")
+        directions = dict(directions or {})
+        unknown = sorted(set(directions) - set(metrics))
+        if unknown:
+            raise HistoryError(f"record_run: directions given for unknown metrics: {unknown}")
+        outcome: Any = "passed" if success else "failed"
+        measurements = [
+            _recorded(test or NO_TEST, name, spec, directions.get(name, "lower"), outcome)
+            for name, spec in metrics.items()
+        ]
+        info, host, python = PlatformInfo(platform or ""), "", ""
+        if platform is None:
+            from pytest_perfguard.platform import detect_platform
+
+            info, host, python = detect_platform(), _platform.node(), _platform.python_version()
+        run = RunInfo(
+            started_at=started_at or datetime.now(timezone.utc),
+            platform=info,
+            git_commit=git_commit,
+            git_branch=git_branch,
+            python_version=python,
+            run_type=run_type,
+            triggered_by=_TRIGGERED_BY[run_type],
+            host=host,
+            outcome=outcome,
+            notes=notes,
+        )
+        with self._errors() as store:
+            return store.save_session(run, measurements, source_key=source_key)
+
+    def save_baseline_snapshot(
+        self,
+        platform: str,
+        entries: Mapping[str, Any],
+        *,
+        reason: str,
+        git_commit: str | None,
+        who: str,
+    ) -> int:
+        """Keep a record of an applied baselines update; returns the snapshot id."""
+        with self._errors() as store:
+            return store.save_baseline_snapshot(
+                platform, entries, reason=reason, git_commit=git_commit, who=who
+            )
+
+    def has_run_with_source_key(self, key: str) -> bool:
+        """Whether a run was stored with this import key (see `record_run`)."""
+        with self._errors() as store:
+            return store.has_run_with_source_key(key)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def recent_runs(
+        self,
+        *,
+        platform: str | None = None,
+        limit: int = 20,
+        days: float | None = None,
+        test: str | None = None,
+        outcome: str | None = None,
+        run_type: str | None = None,
+    ) -> list[RunSummary]:
+        """The newest runs first; `test` is a glob on test ids (``'*rag*'``, case-insensitive)."""
+        from pytest_perfguard.history import queries
+
+        flt = _filter(platform=platform, days=days, test=test, outcome=outcome, run_type=run_type)
+        return self._read(queries.recent_runs, flt, _positive("limit", limit))
+
+    def get_run(self, run_id: int) -> RunDetail:
+        """One run with all its measurements; HistoryError if there is no such run."""
+        from pytest_perfguard.history import queries
+
+        detail = self._read(queries.get_run, run_id)
+        if detail is None:
+            raise HistoryError(f"run {run_id} not found")
+        return detail
+
+    def trend(
+        self,
+        test: str,
+        metric: str | None = None,
+        *,
+        platform: str | None = None,
+        days: float | None = None,
+        limit: int | None = None,
+    ) -> list[TrendPoint]:
+        """Values of `test`'s metric (all its metrics if None) over time, oldest first.
+
+        `limit` keeps the newest points.
+        """
+        from pytest_perfguard.history import queries
+
+        if limit is not None:
+            _positive("limit", limit)
+        flt = _filter(platform=platform, days=days)
+        return self._read(queries.trend, test, metric, flt, limit)
+
+    def metric_history(
+        self,
+        platform: str,
+        *,
+        last_runs: int,
+        kinds: Collection[str] = ("primary", "custom", "step"),
+        passed_only: bool = True,
+    ) -> dict[tuple[str, str], MetricSeries]:
+        """Per (test, metric) on `platform`: values of its last `last_runs` runs, newest first."""
+        from pytest_perfguard.history import queries
+
+        _positive("last_runs", last_runs)
+        return self._read(queries.metric_history, platform, last_runs, kinds, passed_only)
+
+    def baseline(
+        self, test: str, metric: str, *, platform: str | None = None, last_runs: int = 5
+    ) -> float | None:
+        """The median of the metric's last `last_runs` passing values (any platform if None)."""
+        from pytest_perfguard.history import queries
+
+        _positive("last_runs", last_runs)
+        return self._read(queries.baseline, test, metric, platform, last_runs)
+
+    def compare(self, run_a: int, run_b: int) -> list[RunDiff]:
+        """Every (test, metric) stored in either run, with its value in each."""
+        from pytest_perfguard.history import queries
+
+        for run_id in (run_a, run_b):
+            if not self._read(queries.run_exists, run_id):
+                raise HistoryError(f"run {run_id} not found")
+        return self._read(queries.compare, run_a, run_b)
+
+    def tests(self, pattern: str | None = None, *, platform: str | None = None) -> list[str]:
+        """Stored test ids, sorted; `pattern` is a glob like ``'*rag*'``."""
+        from pytest_perfguard.history import queries
+
+        return self._read(queries.find_tests, _filter(platform=platform, test=pattern))
+
+    def platforms(self) -> list[PlatformRecord]:
+        """Every platform with its fingerprint, number of runs and last run."""
+        from pytest_perfguard.history import queries
+
+        return self._read(queries.platform_records)
+
+    def baseline_snapshots(self, platform: str | None = None) -> list[BaselineSnapshotRecord]:
+        """Applied baselines updates, newest first."""
+        from pytest_perfguard.history import queries
+
+        return self._read(queries.baseline_snapshot_records, platform)
+
+    def stats(self) -> HistoryStats:
+        """Counts, time span and (SQLite) file size of the history."""
+        from pytest_perfguard.history import queries
+
+        counts = self._read(queries.counts)
+        with self._errors() as store:
+            return HistoryStats(
+                url=self.url,
+                schema_revision=store.revision,
+                db_size_bytes=store.db_size_bytes(),
+                **counts,
+            )
+
+    def export(
+        self,
+        fmt: Literal["csv", "json"],
+        out: TextIO,
+        *,
+        platform: str | None = None,
+        days: float | None = None,
+        test: str | None = None,
+        metric: str | None = None,
+    ) -> int:
+        """Write every stored value (columns: EXPORT_COLUMNS) to `out`; rows written.
+
+        Rows are streamed from the database and written one by one: memory stays flat
+        however large the history. JSON is one array of objects.
+        """
+        if fmt not in ("csv", "json"):
+            raise HistoryError(f"export: unknown format {fmt!r} (use csv or json)")
+        rows = self._stream(_filter(platform=platform, days=days, test=test, metric=metric))
+        return write_csv(rows, out) if fmt == "csv" else write_json(rows, out)
+
+    def to_dataframe(
+        self,
+        *,
+        platform: str | None = None,
+        days: float | None = None,
+        test: str | None = None,
+        metric: str | None = None,
+    ) -> Any:
+        """The same rows as `export`, as a pandas DataFrame (needs pandas installed)."""
+        try:
+            import pandas
+        except ImportError:
+            raise HistoryError("to_dataframe needs pandas: pip install pandas") from None
+        flt = _filter(platform=platform, days=days, test=test, metric=metric)
+        rows = [
+            (*row[:15], json.loads(row[15]) if row[15] else [], row[16])
+            for row in self._stream(flt)
+        ]
+        return pandas.DataFrame.from_records(rows, columns=list(EXPORT_COLUMNS))
+
+    def _stream(self, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
+        from pytest_perfguard.history import queries
+
+        with self._errors() as store:
+            for row in store.iter_rows(queries.export_query(flt)):
+                yield tuple(row)
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Migrate the schema to this version's head; returns (from, to) revisions."""
+        with self._errors() as store:
+            return store.upgrade()
+
+    def vacuum(self) -> None:
+        """Reclaim space (SQLite VACUUM, PostgreSQL VACUUM ANALYZE)."""
+        with self._errors() as store:
+            store.vacuum()
+
+
+def _db_from_env() -> str | None:
+    for name in DB_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise HistoryError(f"{name} must be a positive integer, not {value!r}")
+    return value
+
+
+def _filter(*, days: float | None = None, **fields: str | None) -> RunFilter:
+    from pytest_perfguard.history.queries import RunFilter
+
+    since = None
+    if days is not None:
+        if not is_finite_number(days) or days <= 0:
+            raise HistoryError(f"days must be a positive number, not {days!r}")
+        since = datetime.now(timezone.utc) - timedelta(days=days)
+    return RunFilter(since=since, **fields)
+
+
+def _recorded(
+    test: str, name: str, spec: float | tuple[float, str], direction: str, outcome: Any
+) -> Measurement:
+    value, unit = spec if isinstance(spec, tuple) else (spec, "")
+    if not is_finite_number(value):
+        raise HistoryError(f"record_run: metric {name!r} needs a finite number, not {value!r}")
+    if direction not in DIRECTIONS:
+        raise HistoryError(
+            f"record_run: direction of {name!r} must be 'lower' or 'higher', not {direction!r}"
+        )
+    return Measurement(
+        test=test,
+        metric=name,
+        value=float(value),
+        unit=str(unit),
+        direction=direction,
+        kind="custom",
+        marked=True,
+        outcome=outcome,
+    )

@@ -1,0 +1,11 @@
+"""Alembic migrations of the history schema, shipped with the package.
+
+`HEAD_REVISION` and `KNOWN_REVISIONS` let an up-to-date database be recognised without
+importing alembic; a test keeps them equal to the scripts in `versions/`.
+"""
+
+from __future__ import annotations
+
+KNOWN_REVISIONS: tuple[str, ...] = ("0001_base", "0002_history_indexes")
+HEAD_REVISION = KNOWN_REVISIONS[-1]
+SCRIPT_LOCATION = "pytest_perfguard.history:migrations"

@@ -1,0 +1,150 @@
+"""The history schema: SQLAlchemy 2 models, portable between SQLite and PostgreSQL.
+
+Migrations (`history/migrations/versions`) must build exactly this schema; a test
+compares the two with alembic's autogenerate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an `INTEGER PRIMARY KEY`; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (SQLite has no time zones), returned as aware UTC.
+
+    A naive datetime given to us is taken as local time, like `datetime.astimezone()`.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class Platform(Base):
+    __tablename__ = "platforms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    fingerprint: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"))
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    git_branch: Mapped[str | None] = mapped_column(String(255))
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    python_version: Mapped[str] = mapped_column(String(50))
+    run_type: Mapped[str] = mapped_column(String(20))
+    triggered_by: Mapped[str] = mapped_column(String(20))
+    host: Mapped[str] = mapped_column(String(255))
+    args: Mapped[list[Any]]
+    outcome: Mapped[str] = mapped_column(String(20))
+    notes: Mapped[str] = mapped_column(Text)
+    system_info: Mapped[dict[str, Any]]
+    # Set by `perfguard import` so importing the same file twice adds nothing.
+    source_key: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_runs_platform_started", "platform_id", "started_at"),
+        Index("ix_runs_started_at", "started_at"),
+        Index("ix_runs_source_key", "source_key", unique=True),
+    )
+
+
+class Result(Base):
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    test: Mapped[str] = mapped_column(Text)
+    metric: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(50))
+    direction: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(20))
+    marked: Mapped[bool] = mapped_column(Boolean)
+    outcome: Mapped[str] = mapped_column(String(20))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    samples: Mapped[list[Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_results_test_metric_run", "test", "metric", "run_id"),
+        Index("ix_results_run_id", "run_id"),
+    )
+
+
+class BaselineSnapshot(Base):
+    """One applied baselines update: what was written, when, by whom and why."""
+
+    __tablename__ = "baseline_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime]
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"))
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    who: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    entries: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_baseline_snapshots_platform_created", "platform_id", "created_at"),)
+
+
+# Core tables: the store writes and queries through these (bulk inserts, no ORM objects).
+platforms = cast(Table, Platform.__table__)
+runs = cast(Table, Run.__table__)
+results = cast(Table, Result.__table__)
+baseline_snapshots = cast(Table, BaselineSnapshot.__table__)

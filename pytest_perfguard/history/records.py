@@ -1,0 +1,162 @@
+"""What the history hands back: plain frozen dataclasses, no SQLAlchemy in sight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pytest_perfguard.results import Measurement
+
+# Columns of `History.export` and `History.to_dataframe`, in order.
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "started_at",
+    "platform",
+    "git_commit",
+    "git_branch",
+    "run_type",
+    "test",
+    "metric",
+    "value",
+    "unit",
+    "direction",
+    "kind",
+    "marked",
+    "outcome",
+    "threshold",
+    "samples",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as listed by `History.recent_runs`.
+
+    `n_results` counts stored metric values; `n_failed` counts distinct tests that
+    failed or errored in the run.
+    """
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    platform: str
+    git_commit: str | None
+    git_branch: str | None
+    run_type: str
+    triggered_by: str
+    outcome: str
+    notes: str
+    n_results: int
+    n_failed: int
+
+
+@dataclass(frozen=True)
+class RunDetail(RunSummary):
+    """One run with everything stored about it, as returned by `History.get_run`."""
+
+    host: str = ""
+    python_version: str = ""
+    args: list[str] = field(default_factory=list)
+    system_info: dict[str, Any] = field(default_factory=dict)
+    git_dirty: bool | None = None
+    source_key: str | None = None
+    measurements: list[Measurement] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    """One value of one metric in one run (`History.trend`)."""
+
+    run_id: int
+    started_at: datetime
+    platform: str
+    git_commit: str | None
+    test: str
+    metric: str
+    value: float
+    unit: str
+    direction: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """Recent values of one (test, metric) on one platform, newest first."""
+
+    test: str
+    metric: str
+    unit: str
+    direction: str
+    kind: str
+    marked: bool
+    values: list[float]
+    run_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class RunDiff:
+    """One (test, metric) of `History.compare`: its value in run A and in run B.
+
+    `change` is `(b - a) / a`; `worse_change` is the same signed so that worse is
+    positive for the metric's direction (the sign the gate uses).
+    """
+
+    test: str
+    metric: str
+    unit: str
+    direction: str
+    a: float | None
+    b: float | None
+
+    @property
+    def change(self) -> float | None:
+        if self.a is None or self.b is None or self.a == 0:
+            return None
+        return (self.b - self.a) / abs(self.a)
+
+    @property
+    def worse_change(self) -> float | None:
+        change = self.change
+        if change is None:
+            return None
+        return -change if self.direction == "higher" else change
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStats:
+    """Size and span of a history database (`History.stats`)."""
+
+    url: str  # password masked
+    schema_revision: str | None
+    n_runs: int
+    n_results: int
+    n_platforms: int
+    n_tests: int
+    first_run: datetime | None
+    last_run: datetime | None
+    db_size_bytes: int | None  # SQLite file (+ WAL); None for server databases
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformRecord:
+    """A platform seen in the history (`History.platforms`)."""
+
+    key: str
+    fingerprint: dict[str, Any]
+    n_runs: int
+    last_run: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineSnapshotRecord:
+    """One applied baselines update, as kept in `baseline_snapshots`."""
+
+    id: int
+    created_at: datetime
+    platform: str
+    git_commit: str | None
+    who: str
+    reason: str
+    entries: dict[str, Any]

@@ -1,0 +1,67 @@
+"""Turning `--perf-db` values into SQLAlchemy URLs, and hiding passwords in messages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pytest_perfguard.history.errors import HistoryError
+
+DEFAULT_DB_PATH = Path(".perfguard") / "history.db"
+
+# `postgresql://` would pick psycopg2, which is not our dependency: psycopg 3 is.
+_PG_SCHEMES = ("postgresql", "postgres")
+# Good enough to mask a password even in a URL SQLAlchemy cannot parse.
+_PASSWORD_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)@")
+
+
+def resolve_db_url(value: str | None, rootdir: Path) -> str:
+    """The SQLAlchemy URL for a `--perf-db` value.
+
+    None is the default `<rootdir>/.perfguard/history.db`; a value with `://` is a
+    SQLAlchemy URL (``postgresql://`` is mapped to psycopg 3); anything else is a SQLite
+    file path, relative to `rootdir`.
+    """
+    if value is None:
+        return sqlite_url(rootdir / DEFAULT_DB_PATH)
+    text = str(value).strip()
+    if not text:
+        raise HistoryError("--perf-db: an empty value is not a database URL or path")
+    if "://" not in text:
+        path = Path(text).expanduser()
+        return sqlite_url(path if path.is_absolute() else rootdir / path)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        raise HistoryError(
+            f"--perf-db: {mask_url(text)!r} is not a valid database URL or path"
+        ) from None
+    if url.drivername in _PG_SCHEMES:
+        # Swap the scheme textually: re-rendering the URL could re-encode the password.
+        return "postgresql+psycopg" + text[text.index("://") :]
+    return text
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL; None for other backends and in-memory databases."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by ``***``; safe to print and log."""
+    return _PASSWORD_RE.sub(lambda m: f"{m.group('head')}***@", url)

@@ -311,20 +311,31 @@ def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:
 
 
 def platform_records(conn: Connection) -> list[PlatformRecord]:
-    query = (
+    # Aggregate runs first: PostgreSQL cannot GROUP BY a json column.
+    per_platform = (
         select(
-            platforms.c.key,
-            platforms.c.fingerprint,
+            runs.c.platform_id,
             func.count(runs.c.id).label("n_runs"),
             func.max(runs.c.started_at).label("last_run"),
         )
-        .select_from(platforms.outerjoin(runs, runs.c.platform_id == platforms.c.id))
-        .group_by(platforms.c.id, platforms.c.key, platforms.c.fingerprint)
+        .group_by(runs.c.platform_id)
+        .subquery()
+    )
+    query = (
+        select(
+            platforms.c.key, platforms.c.fingerprint, per_platform.c.n_runs, per_platform.c.last_run
+        )
+        .select_from(
+            platforms.outerjoin(per_platform, per_platform.c.platform_id == platforms.c.id)
+        )
         .order_by(platforms.c.key)
     )
     return [
         PlatformRecord(
-            key=r.key, fingerprint=dict(r.fingerprint), n_runs=int(r.n_runs), last_run=r.last_run
+            key=r.key,
+            fingerprint=dict(r.fingerprint),
+            n_runs=int(r.n_runs or 0),
+            last_run=r.last_run,
         )
         for r in conn.execute(query)
     ]
@@ -346,7 +357,8 @@ def counts(conn: Connection) -> dict[str, Any]:
 
 def find_tests(conn: Connection, flt: RunFilter) -> list[str]:
     query = (
-        select(distinct(results.c.test))
+        select(results.c.test)
+        .distinct()
         .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
         .where(*_result_conditions(flt))
         .order_by(results.c.test)

@@ -180,8 +180,7 @@ class HistoryStore:
 
 def platform_id_for(conn: Connection, info: PlatformInfo) -> int:
     """The platform's id, inserting it if new; safe against a concurrent insert."""
-    query = select(platforms.c.id, platforms.c.fingerprint).where(platforms.c.key == info.key)
-    row = conn.execute(query).first()
+    row = find_platform(conn, info.key)
     if row is None:
         try:
             with conn.begin_nested():
@@ -192,8 +191,9 @@ def platform_id_for(conn: Connection, info: PlatformInfo) -> int:
                 )
                 return _new_id(inserted)
         except IntegrityError:
-            # Another writer inserted the same key between our SELECT and INSERT.
-            row = conn.execute(query).first()
+            # Another writer inserted the same key between our SELECT and INSERT; only the
+            # SAVEPOINT is rolled back, so PostgreSQL's transaction stays usable.
+            row = find_platform(conn, info.key)
             if row is None:
                 raise
     if not row.fingerprint and info.fingerprint:
@@ -203,6 +203,12 @@ def platform_id_for(conn: Connection, info: PlatformInfo) -> int:
             .values(fingerprint=dict(info.fingerprint))
         )
     return int(row.id)
+
+
+def find_platform(conn: Connection, key: str) -> Any:
+    """The (id, fingerprint) row of a platform, or None."""
+    query = select(platforms.c.id, platforms.c.fingerprint).where(platforms.c.key == key)
+    return conn.execute(query).first()
 
 
 def _new_id(inserted: CursorResult[Any]) -> int:

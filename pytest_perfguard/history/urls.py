@@ -26,7 +26,7 @@ def resolve_db_url(value: str | None, rootdir: Path) -> str:
         return sqlite_url(rootdir / DEFAULT_DB_PATH)
     text = str(value).strip()
     if not text:
-        raise HistoryError("--perf-db: an empty value is not a database URL or path")
+        raise HistoryError(f"--perf-db: {text!r} is not a valid database URL or path")
     if "://" not in text:
         path = Path(text).expanduser()
         return sqlite_url(path if path.is_absolute() else rootdir / path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -102,7 +103,7 @@ def test_session_without_measurements(history: History) -> None:
 
 def test_unknown_run(history: History) -> None:
     history.save_session(make_run(), [m("t::a")])
-    with pytest.raises(HistoryError, match="^run 42 not found$"):
+    with pytest.raises(HistoryError, match=r"^run 42 not found$"):
         history.get_run(42)
     with pytest.raises(HistoryError, match="run 42 not found"):
         history.compare(1, 42)
@@ -312,7 +313,7 @@ def test_source_key_makes_imports_idempotent(history: History) -> None:
     assert not history.has_run_with_source_key("file.json#1")
     history.record_run({"x": 1.0}, platform="p1", source_key="file.json#1")
     assert history.has_run_with_source_key("file.json#1")
-    with pytest.raises(HistoryError, match="source key 'file.json#1' is already stored"):
+    with pytest.raises(HistoryError, match=re.escape("source key 'file.json#1' is already stored")):
         history.record_run({"x": 2.0}, platform="p1", source_key="file.json#1")
     assert len(history.recent_runs()) == 1
 
@@ -411,7 +412,7 @@ def test_vacuum_and_upgrade_when_current(history: History) -> None:
 def test_create_false_never_creates(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "history.db"
     history = History(path, create=False)
-    with pytest.raises(HistoryError, match=f"^history database not found: {path}$"):
+    with pytest.raises(HistoryError, match=f"^{re.escape(f'history database not found: {path}')}$"):
         history.recent_runs()
     assert not path.parent.exists()
 
@@ -543,7 +544,7 @@ def test_resolve_db_url(value: str | None, expected: str) -> None:
 
 @pytest.mark.parametrize("value", ["not a scheme://x", "://nothing", "  "])
 def test_resolve_db_url_rejects(value: str) -> None:
-    with pytest.raises(HistoryError, match="^--perf-db: .* not a valid database URL or path$"):
+    with pytest.raises(HistoryError, match=r"^--perf-db: .* not a valid database URL or path$"):
         resolve_db_url(value, Path("/root"))
 
 

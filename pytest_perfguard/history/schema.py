@@ -6,12 +6,17 @@ is imported only when the database is fresh or older than this package.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection, Engine, inspect, text
 
 from pytest_perfguard.history.engine import WRITE_OPTION
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
 from pytest_perfguard.history.migrations import HEAD_REVISION, KNOWN_REVISIONS, SCRIPT_LOCATION
 from pytest_perfguard.history.urls import mask_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 VERSION_TABLE = "alembic_version"
 OWN_TABLES = frozenset({"platforms", "runs", "results", "baseline_snapshots"})
@@ -91,9 +96,15 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 def _run_alembic_upgrade(conn: Connection) -> None:
     from alembic import command
+
+    command.upgrade(alembic_config(conn), "head")
+
+
+def alembic_config(conn: Connection) -> Config:
+    """An alembic Config running our migrations on `conn` (inside its transaction)."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.attributes["connection"] = conn
-    command.upgrade(config, "head")
+    return config

@@ -1,0 +1,126 @@
+"""The alembic migrations shipped in pytest_perfguard/history/migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from pytest_perfguard.api import History
+from pytest_perfguard.history.engine import create_history_engine
+from pytest_perfguard.history.migrations import HEAD_REVISION, KNOWN_REVISIONS
+from pytest_perfguard.history.models import Base
+from pytest_perfguard.history.schema import alembic_config
+from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+
+
+def migrate(url: str, revision: str, *, down: bool = False) -> None:
+    engine = create_history_engine(url, create=True)
+    with engine.begin() as conn:
+        (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
+    engine.dispose()
+
+
+def test_known_revisions_match_the_scripts() -> None:
+    """schema.py recognises an up-to-date DB without alembic: its list must not drift."""
+    engine = sa.create_engine("sqlite://")
+    with engine.connect() as conn:
+        scripts = ScriptDirectory.from_config(alembic_config(conn))
+    chain = [script.revision for script in scripts.walk_revisions("base", "heads")]
+    assert tuple(reversed(chain)) == KNOWN_REVISIONS
+    assert scripts.get_heads() == [HEAD_REVISION]
+
+
+def test_migrations_build_exactly_the_models(history_url: str) -> None:
+    migrate(history_url, "head")
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def _insert_rev1_rows(url: str) -> None:
+    """Rows as a 0001_base-era pytest-perfguard wrote them."""
+    engine = sa.create_engine(url)
+    at = sa.bindparam("at", type_=sa.DateTime())
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO platforms (key, fingerprint, created_at) VALUES ('old-box', :fp, :at)"
+            ).bindparams(at, sa.bindparam("fp", type_=sa.JSON())),
+            {"fp": {"cpu": "x"}, "at": datetime(2025, 1, 1, 10)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (started_at, platform_id, git_commit, git_branch, git_dirty,"
+                " python_version, run_type, triggered_by, host, args, outcome, notes, system_info)"
+                " VALUES (:at, (SELECT id FROM platforms), 'abc', 'main', :dirty, '3.10.0',"
+                " 'ci', 'ci', 'h', :args, 'passed', 'old', :info)"
+            ).bindparams(at, sa.bindparam("args", type_=sa.JSON()),
+                         sa.bindparam("info", type_=sa.JSON())),
+            {"at": datetime(2025, 1, 1, 10), "dirty": False, "args": ["-x"], "info": {"a": 1}},
+        )  # fmt: skip
+        for metric, value in [("duration", 1.5), ("tps", 99.0)]:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO results (run_id, test, metric, value, unit, direction, kind,"
+                    " marked, outcome, threshold, samples, error)"
+                    " VALUES ((SELECT max(id) FROM runs), 't::a', :metric, :value, 's', 'lower',"
+                    " 'primary', :marked, 'passed', NULL, :samples, NULL)"
+                ).bindparams(sa.bindparam("samples", type_=sa.JSON())),
+                {"metric": metric, "value": value, "marked": True,
+                 "samples": [value, value]},
+            )  # fmt: skip
+    engine.dispose()
+
+
+def test_upgrade_from_revision_1_keeps_the_rows(history_url: str) -> None:
+    migrate(history_url, "0001_base")
+    _insert_rev1_rows(history_url)
+
+    with History(history_url) as history:
+        assert history.upgrade() == ("0001_base", HEAD_REVISION)
+        run = history.get_run(history.recent_runs()[0].id)
+        assert (run.platform, run.git_commit, run.notes, run.args) == (
+            "old-box",
+            "abc",
+            "old",
+            ["-x"],
+        )
+        assert run.started_at == datetime(2025, 1, 1, 10, tzinfo=timezone.utc)
+        assert run.source_key is None
+        assert [(x.metric, x.value, x.samples) for x in run.measurements] == [
+            ("duration", 1.5, (1.5, 1.5)),
+            ("tps", 99.0, (99.0, 99.0)),
+        ]
+        assert history.platforms()[0].fingerprint == {"cpu": "x"}
+        # The new revision's features work on the upgraded database.
+        history.save_session(
+            RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("old-box")),
+            [Measurement(test="t::a", metric="duration", value=2.5)],
+        )
+        assert [p.value for p in history.trend("t::a", "duration")] == [1.5, 2.5]
+        history.save_baseline_snapshot("old-box", {}, reason="r", git_commit=None, who="me")
+        assert len(history.baseline_snapshots()) == 1
+
+
+def test_old_database_is_upgraded_on_first_use(history_url: str) -> None:
+    migrate(history_url, "0001_base")
+    _insert_rev1_rows(history_url)
+    with History(history_url) as history:
+        assert history.recent_runs()[0].n_results == 2
+        assert history.stats().schema_revision == HEAD_REVISION
+
+
+def test_downgrade_and_upgrade_again(history_url: str) -> None:
+    migrate(history_url, "head")
+    migrate(history_url, "0001_base", down=True)
+    _insert_rev1_rows(history_url)
+    migrate(history_url, "head")
+    with History(history_url) as history:
+        assert len(history.get_run(history.recent_runs()[0].id).measurements) == 2

@@ -7,6 +7,7 @@ opening /proc files) happens once, when the collector is made.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -19,10 +20,12 @@ import pytest
 from .measure import Collector, Reading
 
 try:
-    from resource import RUSAGE_SELF, getrusage
-except ImportError:  # Windows
-    getrusage = None  # type: ignore[assignment]
-    RUSAGE_SELF = 0
+    import resource
+except ImportError:  # Windows: no getrusage; the psutil fallback is used
+    resource = None  # type: ignore[assignment]
+
+getrusage = resource.getrusage if resource is not None else None
+RUSAGE_SELF = resource.RUSAGE_SELF if resource is not None else 0
 
 _MB = 1024 * 1024
 
@@ -121,7 +124,7 @@ class LifetimePeakRssCollector:
 def _lifetime_peak_reader() -> Any:
     """A function returning the process's peak RSS so far, in bytes."""
     if sys.platform == "win32":
-        import psutil  # noqa: PLC0415
+        import psutil
 
         process = psutil.Process()
         return lambda: float(process.memory_info().peak_wset)
@@ -152,7 +155,7 @@ class GpuMemoryCollector:
     @classmethod
     def open(cls) -> GpuMemoryCollector | None:
         try:
-            import pynvml  # noqa: PLC0415 - optional extra "gpu"
+            import pynvml  # lazy: optional extra "gpu"
         except ImportError:
             return None
         try:
@@ -188,10 +191,8 @@ class GpuMemoryCollector:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=1)
-        try:
+        with contextlib.suppress(Exception):
             self._nvml.nvmlShutdown()
-        except Exception:
-            pass
 
     def describe(self) -> dict[str, Any]:
         return {"gpu_method": self.method, "gpu_devices": len(self._handles)}

@@ -37,13 +37,13 @@ def parse_threshold(text: str) -> float:
 def parse_gate(text: str) -> GateScope:
     if text not in GATE_SCOPES:
         raise ValueError(f"{text!r} is not one of {', '.join(GATE_SCOPES)}")
-    return text  # type: ignore[return-value]
+    return text
 
 
 def parse_run_type(text: str) -> RunType:
     if text not in RUN_TYPES:
         raise ValueError(f"{text!r} is not one of {', '.join(RUN_TYPES)}")
-    return text  # type: ignore[return-value]
+    return text
 
 
 def parse_bool(text: str) -> bool:

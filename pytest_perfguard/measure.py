@@ -57,8 +57,10 @@ _MARKER_FIELDS = ("metric", "direction", "threshold", "unit", "rounds", "warmup"
 
 def check_direction(direction: object, where: str) -> Direction:
     if direction not in DIRECTIONS:
-        raise PerfUsageError(f"{where}: direction={direction!r} is invalid; use 'lower' or 'higher'")
-    return direction  # type: ignore[return-value]
+        raise PerfUsageError(
+            f"{where}: direction={direction!r} is invalid; use 'lower' or 'higher'"
+        )
+    return direction
 
 
 def check_threshold(threshold: object, where: str) -> float | None:

@@ -8,6 +8,7 @@ out of it so the key survives reboots and runner rotation; they are in the finge
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform as std_platform
 import re
@@ -91,14 +92,14 @@ def _memory_bytes() -> int:
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):
-        import psutil  # noqa: PLC0415 - only where sysconf is missing (Windows)
+        import psutil  # lazy: only where sysconf is missing (Windows)
 
         return int(psutil.virtual_memory().total)
 
 
 def _physical_cores() -> int | None:
     try:
-        import psutil  # noqa: PLC0415 - optional detail, kept off the import path
+        import psutil  # lazy: optional detail, kept off the import path
 
         cores = psutil.cpu_count(logical=False)
         return int(cores) if cores else None
@@ -109,7 +110,7 @@ def _physical_cores() -> int | None:
 def gpus() -> list[dict[str, Any]]:
     """NVIDIA GPUs seen through pynvml; empty with no pynvml, driver or device."""
     try:
-        import pynvml  # noqa: PLC0415 - optional extra
+        import pynvml  # lazy: optional extra
     except ImportError:
         return []
     try:
@@ -129,10 +130,8 @@ def gpus() -> list[dict[str, Any]]:
     except Exception:
         return []
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def fingerprint(env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -86,15 +86,15 @@ def pytest_configure(config: pytest.Config) -> None:
     cli, ini = _cli_values(config), _ini_values(config)
     if not is_active(cli, os.environ, ini):
         return
-    from .config import resolve  # noqa: PLC0415 - pydantic only when active
-    from .session import open_session  # noqa: PLC0415
+    from .config import resolve  # lazy: pydantic only when active
+    from .session import open_session
 
     try:
         settings = resolve(cli, os.environ, ini, config.rootpath)
         context = open_session(settings, config.rootpath, is_worker=_is_worker(config))
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from . import collectors  # noqa: PLC0415 - built-ins ride the public hook
+    from . import collectors  # lazy: built-ins ride the public hook
 
     config.pluginmanager.register(collectors, "perfguard-collectors")
     plugin = PerfPlugin(config, settings, context)
@@ -225,7 +225,7 @@ class PerfPlugin:
             self.selected.update(output["selected"])
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from .session import finish_session  # noqa: PLC0415
+        from .session import finish_session
 
         for collector in self.collectors:
             close = getattr(collector, "close", None)

@@ -42,7 +42,7 @@ class SessionContext:
 
 def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> SessionContext:
     """Validate everything a user can get wrong, so it fails as a usage error up front."""
-    from .baselines import BaselinesError, load_baselines  # noqa: PLC0415
+    from .baselines import BaselinesError, load_baselines
 
     platform = detect_platform(settings.platform)
     try:
@@ -51,8 +51,8 @@ def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> S
         raise ConfigError(str(exc)) from None
     db_url = None
     if not is_worker and (settings.record or settings.update_baselines or settings.db):
-        from .history.errors import HistoryError  # noqa: PLC0415
-        from .history.urls import resolve_db_url  # noqa: PLC0415
+        from .history.errors import HistoryError
+        from .history.urls import resolve_db_url
 
         try:
             db_url = resolve_db_url(settings.db, rootdir)
@@ -73,7 +73,7 @@ class SessionResult:
     fail_session: bool = False
 
     def terminal_lines(self, verbose: bool) -> list[tuple[str, Markup]]:
-        from .report.terminal import terminal_lines  # noqa: PLC0415
+        from .report.terminal import terminal_lines
 
         return [*terminal_lines(self.comparison, verbose), *self.messages]
 
@@ -89,7 +89,7 @@ def finish_session(
     args: list[str],
     system_info: dict[str, Any],
 ) -> SessionResult:
-    from .compare import compare  # noqa: PLC0415
+    from .compare import compare
 
     settings = context.settings
     measurements = [*rows, *(Measurement.from_dict(row) for row in worker_rows)]
@@ -116,8 +116,8 @@ def finish_session(
 
 def _store(context: SessionContext, run: RunInfo, measurements: Sequence[Measurement],
            result: SessionResult) -> None:
-    from .api import History  # noqa: PLC0415
-    from .history.errors import HistoryError  # noqa: PLC0415
+    from .api import History
+    from .history.errors import HistoryError
 
     try:
         with History(context.db_url) as history:
@@ -150,11 +150,11 @@ def _write_reports(context: SessionContext, run: RunInfo, comparison: Comparison
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not (settings.report or settings.json_report or summary_path):
         return
-    from .report import build_report  # noqa: PLC0415
+    from .report import build_report
 
-    data = build_report(run, comparison, measurements)
+    data = build_report(run, comparison, measurements, warn_only=settings.warn_only)
     if settings.report or summary_path:
-        from .report.markdown import render_markdown  # noqa: PLC0415
+        from .report.markdown import render_markdown
 
         markdown = render_markdown(data)
         if settings.report:
@@ -163,7 +163,7 @@ def _write_reports(context: SessionContext, run: RunInfo, comparison: Comparison
             with open(summary_path, "a", encoding="utf-8") as summary:
                 summary.write(markdown + "\n")
     if settings.json_report:
-        from .report.json_report import render_json  # noqa: PLC0415
+        from .report.json_report import render_json
 
         _write_text(settings.json_report, render_json(data), result, "JSON report")
 
@@ -175,9 +175,10 @@ def _write_text(path: Path, text: str, result: SessionResult, what: str) -> None
 
 
 def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResult) -> None:
-    from .api import History  # noqa: PLC0415
-    from .history.errors import HistoryError  # noqa: PLC0415
-    from .updating import format_update_table, update_baselines  # noqa: PLC0415
+    from .api import History
+    from .baselines import BaselinesError
+    from .history.errors import HistoryError
+    from .updating import format_update_table, update_baselines
 
     settings = context.settings
     try:
@@ -188,7 +189,7 @@ def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResu
                 accept_regressions=settings.accept_regressions, dry_run=False,
                 git_commit=run.git_commit, who=run.triggered_by, gate=settings.gate,
             )
-    except HistoryError as exc:
+    except (HistoryError, BaselinesError, OSError) as exc:
         result.messages.append((f"perfguard: baselines not updated: {exc}", {"red": True}))
         return
     result.update = update

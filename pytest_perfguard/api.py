@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
-from pytest_perfguard.history.export import write_csv, write_json
+from pytest_perfguard.history.export import normalized, write_csv, write_json
 from pytest_perfguard.history.records import (
     EXPORT_COLUMNS,
     BaselineSnapshotRecord,
@@ -274,10 +274,10 @@ class History:
         passed_only: bool = True,
     ) -> dict[tuple[str, str], MetricSeries]:
         """Per (test, metric) on `platform`: values of its last `last_runs` runs, newest first."""
-        from pytest_perfguard.history import queries
+        from pytest_perfguard.history import series
 
         _positive("last_runs", last_runs)
-        return self._read(queries.metric_history, platform, last_runs, kinds, passed_only)
+        return self._read(series.metric_history, platform, last_runs, kinds, passed_only)
 
     def baseline(
         self, test: str, metric: str, *, platform: str | None = None, last_runs: int = 5
@@ -362,10 +362,10 @@ class History:
         except ImportError:
             raise HistoryError("to_dataframe needs pandas: pip install pandas") from None
         flt = _filter(platform=platform, days=days, test=test, metric=metric)
-        rows = [
-            (*row[:15], json.loads(row[15]) if row[15] else [], row[16])
-            for row in self._stream(flt)
-        ]
+        rows = []
+        for cells in normalized(self._stream(flt)):
+            cells[15] = json.loads(cells[15]) if cells[15] else []
+            rows.append(cells)
         return pandas.DataFrame.from_records(rows, columns=list(EXPORT_COLUMNS))
 
     def _stream(self, flt: RunFilter) -> Iterator[tuple[Any, ...]]:

@@ -244,6 +244,24 @@ def test_metric_history(history: History) -> None:
     assert len(everything["t::a", "latency"].values) == 5
 
 
+def test_metric_history_beyond_the_newest_runs(history: History) -> None:
+    """Metrics missing from the newest runs (dead or flaky tests) still get their last values."""
+    for day in [*range(2, 13), 1]:  # day 1 stored last, as an import would: time order counts
+        measurements = [m("t::always", value=float(day))]
+        if day <= 3:
+            measurements.append(m("t::dead", value=float(day)))
+        if day in (1, 2, 12):
+            measurements.append(m("t::flaky", value=float(day)))
+        history.save_session(make_run("p1", at=T0 + timedelta(days=day)), measurements)
+    series = history.metric_history("p1", last_runs=2)
+    assert {key[0]: s.values for key, s in series.items()} == {
+        "t::always": [12.0, 11.0],
+        "t::dead": [3.0, 2.0],
+        "t::flaky": [12.0, 2.0],
+    }
+    assert list(series) == sorted(series)
+
+
 def test_baseline_and_compare(history: History) -> None:
     ids = [
         history.save_session(

@@ -160,8 +160,9 @@ class GpuMemoryCollector:
             return None
         try:
             pynvml.nvmlInit()
-            handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
-                       for i in range(pynvml.nvmlDeviceGetCount())]
+            handles = [
+                pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())
+            ]
         except Exception:  # no driver, no device, broken install: GPU metrics are absent
             return None
         if not handles:

@@ -79,8 +79,13 @@ def _cpu_model() -> str:
             pass
     elif system == "Darwin":
         try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
-                                 capture_output=True, text=True, timeout=2, check=False)
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=2,
+                check=False,
+            )
             if out.stdout.strip():
                 return out.stdout.strip()
         except (OSError, subprocess.SubprocessError):
@@ -181,8 +186,9 @@ def detect_platform(override: str | None = None) -> PlatformInfo:
     """This machine's platform; ``override`` (``--perf-platform``) replaces only the key."""
     detected = _detected()
     if override:
-        return PlatformInfo(key=override, fingerprint={**detected.fingerprint,
-                                                        "detected_key": detected.key})
+        return PlatformInfo(
+            key=override, fingerprint={**detected.fingerprint, "detected_key": detected.key}
+        )
     return detected
 
 

@@ -26,8 +26,9 @@ class GitState:
 
 def _git(rootdir: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=rootdir, capture_output=True, text=True,
-                              timeout=5, check=False)
+        done = subprocess.run(
+            ["git", *args], cwd=rootdir, capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -67,9 +68,17 @@ def _user() -> str:
         return ""
 
 
-def build_run_info(*, platform: PlatformInfo, started_at: datetime, run_type: RunType,
-                   notes: str, args: list[str], exitstatus: int, git: GitState,
-                   system_info: dict[str, Any]) -> RunInfo:
+def build_run_info(
+    *,
+    platform: PlatformInfo,
+    started_at: datetime,
+    run_type: RunType,
+    notes: str,
+    args: list[str],
+    exitstatus: int,
+    git: GitState,
+    system_info: dict[str, Any],
+) -> RunInfo:
     return RunInfo(
         started_at=started_at,
         finished_at=datetime.now(timezone.utc),

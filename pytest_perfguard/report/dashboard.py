@@ -1,0 +1,504 @@
+"""The offline dashboard: one self-contained HTML file built from the history.
+
+`render_dashboard(history)` reads the runs of the last `days` through the `History` API,
+works out baselines, regressions and change points here in Python, renders the tables with
+jinja2 (autoescaped) and embeds the chart data as JSON for a small hand-written script
+(`static/dashboard.js`) that draws inline SVG. Nothing is loaded from anywhere: no CDN, no
+server, no fetch; a Content-Security-Policy that allows only the page's own script and
+style (by hash) makes sure of it, and keeps injected markup inert even if some text were
+ever left unescaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import markupsafe
+
+from .. import __version__
+from ..baselines import BaselineFile
+from ..changepoint import find_change_points
+from ..compare import classify, relative_change
+from ..config import PerfSettings
+from ..results import STEP_PREFIX, Direction
+from .formatting import format_percent, format_value
+
+if TYPE_CHECKING:
+    from ..api import History
+    from ..history.records import TrendPoint
+
+__all__ = ["render_dashboard"]
+
+DEFAULT_THRESHOLD: float = PerfSettings.model_fields["threshold"].default
+ALL_KINDS = ("primary", "custom", "step", "system")
+TRACKED_KINDS = frozenset({"primary", "custom"})  # what the gate judges: in the tables
+_KIND_ORDER = {"primary": 0, "custom": 1, "step": 2, "system": 3}
+_RECENT = 5  # platform comparison: median of the newest passing values
+_MAX_SNAPSHOTS = 50
+# Escapes that keep JSON inert inside <script>: no `</script>`, no `<!--`, and the two
+# line separators that older JavaScript parsers treat as newlines.
+_JSON_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A baseline in effect from `since` (epoch seconds; None: from the start)."""
+
+    since: float | None
+    value: float
+    threshold: float
+
+
+@dataclass(slots=True)
+class Line:
+    """One (test, metric) on one platform: its points, baselines and what stands out."""
+
+    platform: str
+    points: list[TrendPoint]
+    segments: list[Segment] = field(default_factory=list)
+    regressions: list[int] = field(default_factory=list)
+    change_points: list[tuple[int, float, float]] = field(default_factory=list)  # i, change, worse
+
+    @property
+    def latest(self) -> int | None:
+        """Index of the newest passing point, else of the newest point."""
+        for i in range(len(self.points) - 1, -1, -1):
+            if self.points[i].outcome == "passed":
+                return i
+        return len(self.points) - 1 if self.points else None
+
+
+@dataclass(slots=True)
+class Series:
+    test: str
+    metric: str
+    unit: str
+    direction: Direction
+    kind: str
+    lines: list[Line]
+
+    @property
+    def regressed(self) -> bool:
+        """Whether the newest passing value on some platform is a regression."""
+        return any(line.latest in line.regressions for line in self.lines)
+
+
+def render_dashboard(
+    history: History,
+    *,
+    days: int | None = 30,
+    platforms: Sequence[str] | None = None,
+    baselines: BaselineFile | None = None,
+) -> str:
+    """The dashboard of `history` as one standalone HTML page (opens offline from disk).
+
+    `days` None shows all the history; `platforms` None every platform. Baselines come from
+    `baselines` (the committed file) when given, with earlier values from the baseline
+    snapshots stored by updates; without it, from the snapshots alone.
+    """
+    records = [r for r in history.platforms() if platforms is None or r.key in platforms]
+    keys = [r.key for r in records]
+    missing = [p for p in platforms or () if p not in keys]
+    snapshots = [s for s in history.baseline_snapshots() if s.platform in keys]
+    series = _load_series(history, keys, days)
+    segments = _snapshot_segments(snapshots)
+    for s in series:
+        for line in s.lines:
+            _judge(s, line, segments.get((line.platform, s.test, s.metric), []), baselines)
+    seen = {line.platform for s in series for line in s.lines}
+    shown_platforms = [key for key in keys if key in seen]
+    payload = _payload(series, shown_platforms)
+    snapshot = _snapshot_rows(series)
+    context = {
+        "version": __version__,
+        "generated": _utc_text(datetime.now(timezone.utc)),
+        "url": history.url,
+        "days": days,
+        "platforms": [_platform_view(r) for r in records if r.key in shown_platforms],
+        "missing": missing,
+        "n_series": len(series),
+        "n_runs": len(payload["runs"]),
+        "span": _span(series),
+        "baselines_given": baselines is not None,
+        "snapshot": snapshot,
+        "counts": _counts(snapshot),
+        "regressions": [row for row in snapshot if row["verdict"] == "regression"],
+        "steps": _change_rows(series),
+        "comparison": _comparison_rows(series, shown_platforms),
+        "shown_platforms": shown_platforms,
+        "snapshots": [_snapshot_view(s) for s in snapshots[:_MAX_SNAPSHOTS]],
+        "n_snapshots": len(snapshots),
+        "default_threshold": format_percent(DEFAULT_THRESHOLD),
+        "recent": _RECENT,
+    }
+    return _page(context, payload)
+
+
+def _load_series(history: History, keys: list[str], days: int | None) -> list[Series]:
+    kinds: dict[tuple[str, str], str] = {}
+    for key in keys:
+        latest = history.metric_history(key, last_runs=1, kinds=ALL_KINDS, passed_only=False)
+        for name, found in latest.items():
+            kinds.setdefault(name, found.kind)
+    tests = sorted({test for key in keys for test in history.tests(platform=key)})
+    only = keys[0] if len(keys) == 1 else None
+    grouped: dict[tuple[str, str], dict[str, list[TrendPoint]]] = {}
+    for test in tests:
+        for point in history.trend(test, platform=only, days=days):
+            if point.platform in keys:
+                by_platform = grouped.setdefault((point.test, point.metric), {})
+                by_platform.setdefault(point.platform, []).append(point)
+    series = []
+    for (test, metric), by_platform in grouped.items():
+        newest = max((p[-1] for p in by_platform.values()), key=lambda p: p.started_at)
+        kind = kinds.get((test, metric)) or ("step" if metric.startswith(STEP_PREFIX) else "custom")
+        lines = [Line(key, by_platform[key]) for key in keys if key in by_platform]
+        direction: Direction = "higher" if newest.direction == "higher" else "lower"
+        series.append(Series(test, metric, newest.unit, direction, kind, lines))
+    series.sort(key=lambda s: (s.test, _KIND_ORDER.get(s.kind, 9), s.metric))
+    return series
+
+
+def _snapshot_segments(snapshots: Sequence[Any]) -> dict[tuple[str, str, str], list[Segment]]:
+    """Baselines over time from the snapshots stored by updates (oldest first)."""
+    found: dict[tuple[str, str, str], list[Segment]] = {}
+    for snap in reversed(snapshots):  # newest first -> oldest first
+        since = _epoch(snap.created_at)
+        for test, metrics in snap.entries.items():
+            if not isinstance(metrics, dict):
+                continue
+            for metric, entry in metrics.items():
+                value = entry.get("value") if isinstance(entry, dict) else None
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    threshold = entry.get("threshold") or DEFAULT_THRESHOLD
+                    segment = Segment(since, float(value), float(threshold))
+                    found.setdefault((snap.platform, test, metric), []).append(segment)
+    return found
+
+
+def _judge(s: Series, line: Line, stored: list[Segment], baselines: BaselineFile | None) -> None:
+    """Baseline segments, regression points and change points of one line."""
+    segments = list(stored)
+    if baselines is not None:
+        # Flat (by-name) entries match marked tests' own metrics, never an unmarked duration.
+        entry = baselines.lookup(line.platform, s.test, s.metric, by_name=s.kind != "system")
+        if entry is None:
+            segments = []
+        else:
+            current = Segment(
+                segments[-1].since if segments else None,
+                entry.value,
+                entry.threshold or DEFAULT_THRESHOLD,
+            )
+            segments = [*segments[:-1], current]
+    line.segments = segments
+    passed = [i for i, p in enumerate(line.points) if p.outcome == "passed"]
+    for i in passed:
+        segment = _segment_at(segments, _epoch(line.points[i].started_at))
+        if segment is None:
+            continue
+        change = relative_change(line.points[i].value, segment.value, s.direction)
+        if change is not None and classify(change, segment.threshold) == "regression":
+            line.regressions.append(i)
+    threshold = segments[-1].threshold if segments else DEFAULT_THRESHOLD
+    values = [line.points[i].value for i in passed]
+    if len(values) >= 6:
+        for cp in find_change_points(values, min_change=threshold / 2):
+            worse = cp.change if s.direction == "lower" else -cp.change
+            line.change_points.append((passed[cp.index], _round(cp.change), _round(worse)))
+
+
+def _segment_at(segments: list[Segment], t: float) -> Segment | None:
+    found = segments[0] if segments else None
+    for segment in segments:
+        if segment.since is None or segment.since <= t:
+            found = segment
+    return found
+
+
+def _payload(series: list[Series], platforms: list[str]) -> dict[str, Any]:
+    """The chart data: runs once in a table, each line's points as indices into it."""
+    index = {key: i for i, key in enumerate(platforms)}
+    runs: list[list[Any]] = []
+    run_index: dict[int, int] = {}
+    out = []
+    for s in series:
+        lines = []
+        for line in s.lines:
+            refs = []
+            for p in line.points:
+                if p.run_id not in run_index:
+                    run_index[p.run_id] = len(runs)
+                    commit = (p.git_commit or "")[:10]
+                    runs.append([p.run_id, round(_epoch(p.started_at)), index[p.platform], commit])
+                refs.append(run_index[p.run_id])
+            lines.append(
+                {
+                    "p": index[line.platform],
+                    "r": refs,
+                    "v": [_round(p.value) for p in line.points],
+                    "x": [i for i, p in enumerate(line.points) if p.outcome != "passed"],
+                    "reg": line.regressions,
+                    "cp": [list(cp) for cp in line.change_points],
+                    "bl": [
+                        [_epoch_or_none(g.since), _round(g.value), g.threshold]
+                        for g in line.segments
+                    ],
+                }
+            )
+        out.append(
+            {
+                "test": s.test,
+                "metric": s.metric,
+                "unit": s.unit,
+                "dir": s.direction,
+                "kind": s.kind,
+                "regressed": s.regressed,
+                "lines": lines,
+            }
+        )
+    return {"v": 1, "platforms": platforms, "runs": runs, "series": out}
+
+
+def _snapshot_rows(series: list[Series]) -> list[dict[str, Any]]:
+    """The newest value of each tracked metric per platform, regressions first."""
+    rows: list[dict[str, Any]] = []
+    for n, s in enumerate(series):
+        if s.kind not in TRACKED_KINDS:
+            continue
+        for line in s.lines:
+            i = line.latest
+            if i is None:
+                continue
+            point = line.points[i]
+            segment = line.segments[-1] if line.segments else None
+            change = (
+                None
+                if segment is None
+                else relative_change(point.value, segment.value, s.direction)
+            )
+            if point.outcome != "passed":
+                verdict = "failed"
+            elif segment is None or change is None:
+                verdict = "new"
+            else:
+                verdict = classify(change, segment.threshold)
+            trend = next((cp for cp in reversed(line.change_points) if cp[0] <= i), None)
+            rows.append(
+                {
+                    "chart": n,
+                    "test": s.test,
+                    "metric": s.metric,
+                    "platform": line.platform,
+                    "value": format_value(point.value, s.unit),
+                    "baseline": format_value(segment.value if segment else None, s.unit),
+                    "change": "—" if change is None else f"{change:+.1%}",
+                    "threshold": format_percent(segment.threshold) if segment else "—",
+                    "verdict": verdict,
+                    "run_id": point.run_id,
+                    "commit": (point.git_commit or "")[:10],
+                    "when": _utc_text(point.started_at),
+                    "step": None
+                    if trend is None
+                    else (f"{trend[1]:+.1%} at run #{line.points[trend[0]].run_id}"),
+                }
+            )
+    order = {"regression": 0, "failed": 1, "improvement": 2, "new": 3, "unchanged": 4}
+    rows.sort(key=lambda r: order.get(r["verdict"], 9))
+    return rows
+
+
+def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(("regression", "improvement", "unchanged", "new", "failed"), 0)
+    for row in rows:
+        counts[row["verdict"]] += 1
+    return counts
+
+
+def _change_rows(series: list[Series]) -> list[dict[str, Any]]:
+    """Steps for the worse found by change-point detection, newest first."""
+    rows: list[dict[str, Any]] = []
+    for n, s in enumerate(series):
+        for line in s.lines:
+            for i, change, worse in line.change_points:
+                if worse <= 0:
+                    continue
+                point = line.points[i]
+                before = [p.value for p in line.points[:i] if p.outcome == "passed"]
+                after = [p.value for p in line.points[i:] if p.outcome == "passed"]
+                rows.append(
+                    {
+                        "chart": n,
+                        "test": s.test,
+                        "metric": s.metric,
+                        "platform": line.platform,
+                        "run_id": point.run_id,
+                        "commit": (point.git_commit or "")[:10],
+                        "when": _utc_text(point.started_at),
+                        "sort": point.started_at,
+                        "before": format_value(statistics.median(before), s.unit),
+                        "after": format_value(statistics.median(after), s.unit),
+                        "change": f"{change:+.1%}",
+                    }
+                )
+    rows.sort(key=lambda r: r["sort"], reverse=True)
+    return rows
+
+
+def _comparison_rows(series: list[Series], platforms: list[str]) -> list[dict[str, Any]]:
+    """Median of the newest passing values per platform, against the best platform."""
+    rows = []
+    for n, s in enumerate(series):
+        if s.kind not in TRACKED_KINDS or len(platforms) < 2:
+            continue
+        medians: dict[str, float] = {}
+        for line in s.lines:
+            recent = [p.value for p in line.points if p.outcome == "passed"][-_RECENT:]
+            if recent:
+                medians[line.platform] = statistics.median(recent)
+        if not medians:
+            continue
+        best = (min if s.direction == "lower" else max)(medians.values())
+        cells = []
+        for key in platforms:
+            if key not in medians:
+                cells.append({"value": "—", "vs": "", "best": False})
+                continue
+            change = relative_change(medians[key], best, s.direction)
+            is_best = medians[key] == best
+            cells.append(
+                {
+                    "value": format_value(medians[key], s.unit),
+                    "best": is_best,
+                    "vs": "" if is_best or change is None else f"{change:+.0%}",
+                }
+            )
+        rows.append({"chart": n, "test": s.test, "metric": s.metric, "cells": cells})
+    return rows
+
+
+def _snapshot_view(snapshot: Any) -> dict[str, Any]:
+    entries = []
+    for test, metrics in sorted(snapshot.entries.items()):
+        for metric, entry in sorted(metrics.items()) if isinstance(metrics, dict) else ():
+            entry = entry if isinstance(entry, dict) else {}
+            value = entry.get("value")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            shown = value if number else None
+            entries.append(
+                {
+                    "test": test,
+                    "metric": metric,
+                    "value": format_value(shown, str(entry.get("unit", ""))),
+                    "reason": str(entry.get("reason", "")),
+                }
+            )
+    return {
+        "when": _utc_text(snapshot.created_at),
+        "platform": snapshot.platform,
+        "commit": (snapshot.git_commit or "")[:10],
+        "who": snapshot.who,
+        "reason": snapshot.reason,
+        "entries": entries,
+    }
+
+
+def _platform_view(record: Any) -> dict[str, Any]:
+    """A platform's fingerprint as the table shows it (any field may be missing)."""
+    fp = record.fingerprint
+    gpus = fp.get("gpus") if isinstance(fp.get("gpus"), list) else []
+    memory = fp.get("memory_gb")
+    return {
+        "key": record.key,
+        "n_runs": record.n_runs,
+        "last_run": _utc_text(record.last_run) if record.last_run else "",
+        "cpu": str(fp.get("cpu_model") or ""),
+        "cores": str(fp.get("cpu_count") or ""),
+        "memory": f"{memory} GB" if memory else "",
+        "gpus": ", ".join(str(g.get("name", g)) if isinstance(g, dict) else str(g) for g in gpus),
+        "python": str(fp.get("python_version") or ""),
+    }
+
+
+def _span(series: list[Series]) -> str:
+    times = [p.started_at for s in series for line in s.lines for p in line.points]
+    if not times:
+        return ""
+    return f"{_utc_text(min(times))} to {_utc_text(max(times))}"
+
+
+def _round(value: float) -> float:
+    """Six significant digits: plenty for a chart, and a third of the bytes of repr()."""
+    return float(f"{value:.6g}")
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def _epoch(when: datetime) -> float:
+    return _aware(when).timestamp()
+
+
+def _epoch_or_none(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _utc_text(when: datetime) -> str:
+    return _aware(when).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _script_json(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.translate(_JSON_ESCAPES)
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+@functools.lru_cache(maxsize=1)
+def _assets() -> tuple[str, str]:
+    static = resources.files("pytest_perfguard.report") / "static"
+    script = (static / "dashboard.js").read_text(encoding="utf-8")
+    style = (static / "dashboard.css").read_text(encoding="utf-8")
+    if "</script" in script.lower() or "</style" in style.lower():  # inlined as is
+        raise RuntimeError("dashboard assets must not close their own element")
+    return script, style
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("pytest_perfguard.report", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _page(context: dict[str, Any], payload: dict[str, Any]) -> str:
+    script, style = _assets()
+    template = _environment().get_template("dashboard.html.j2")
+    return template.render(
+        **context,
+        script=markupsafe.Markup(script),
+        style=markupsafe.Markup(style),
+        data=markupsafe.Markup(_script_json(payload)),
+        script_hash=_csp_hash(script),
+        style_hash=_csp_hash(style),
+    )

@@ -1,0 +1,427 @@
+// perfguard dashboard: draws the trend charts of the embedded history as inline SVG.
+// No library, no network: data comes from the JSON block #perfguard-data and every piece of
+// text that came from the data is set with textContent, never parsed as HTML.
+(function () {
+  "use strict";
+  var SVG = "http://www.w3.org/2000/svg";
+  // Platform colours; red is kept for regressions.
+  var COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#8c564b",
+                "#e377c2", "#7f7f7f", "#bcbd22"];
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  var H = 230, M = {l: 66, r: 14, t: 16, b: 26};
+  var body = document.body;
+
+  window.addEventListener("error", function (event) {
+    body.setAttribute("data-error", String(event.message || "error"));
+  });
+
+  // -- formatting (mirrors pytest_perfguard/report/formatting.py) ------------------------
+  var TIME_UNITS = {s: 1, ms: 1e-3, us: 1e-6, "\u00b5s": 1e-6, ns: 1e-9};
+  var TIME_SCALE = [["s", 1], ["ms", 1e-3], ["\u00b5s", 1e-6], ["ns", 1e-9]];
+
+  function num(v) {
+    var m = Math.abs(v);
+    if (m >= 100) return v.toFixed(0);
+    if (m >= 10) return v.toFixed(1);
+    if (m >= 1) return v.toFixed(2);
+    if (m === 0) return "0";
+    return String(Number(v.toPrecision(3)));
+  }
+
+  function formatValue(v, unit) {
+    if (v === null || v === undefined) return "\u2014";
+    if (Object.prototype.hasOwnProperty.call(TIME_UNITS, unit)) {
+      var s = v * TIME_UNITS[unit];
+      if (s === 0) return "0 s";
+      for (var i = 0; i < TIME_SCALE.length; i++) {
+        if (Math.abs(s) >= TIME_SCALE[i][1]) return num(s / TIME_SCALE[i][1]) + " " + TIME_SCALE[i][0];
+      }
+      return num(s / 1e-9) + " ns";
+    }
+    return unit ? num(v) + " " + unit : num(v);
+  }
+
+  function formatChange(c) {
+    return (c > 0 ? "+" : "") + (c * 100).toFixed(1) + "%";
+  }
+
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+
+  function formatTime(t) {
+    var d = new Date(t * 1000);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+           pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+
+  function formatTick(t, withTime) {
+    var d = new Date(t * 1000), day = MONTHS[d.getMonth()] + " " + d.getDate();
+    return withTime ? day + " " + pad(d.getHours()) + ":" + pad(d.getMinutes()) : day;
+  }
+
+  // -- small DOM helpers ----------------------------------------------------------------
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function svg(tag, attrs, parent) {
+    var node = document.createElementNS(SVG, tag);
+    for (var k in attrs) node.setAttribute(k, attrs[k]);
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function niceTicks(lo, hi, count) {
+    var span = hi - lo;
+    if (!(span > 0)) return [lo];
+    var step = Math.pow(10, Math.floor(Math.log10(span / count)));
+    var err = span / count / step;
+    if (err >= 7.5) step *= 10; else if (err >= 3.5) step *= 5; else if (err >= 1.5) step *= 2;
+    var ticks = [];
+    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+      ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+    }
+    return ticks;
+  }
+
+  var TIME_STEPS = [60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400,
+                    3 * 86400, 5 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400, 365 * 86400];
+
+  function timeTicks(lo, hi, count) {
+    var step = TIME_STEPS[TIME_STEPS.length - 1];
+    for (var i = 0; i < TIME_STEPS.length; i++) {
+      if ((hi - lo) / TIME_STEPS[i] <= count) { step = TIME_STEPS[i]; break; }
+    }
+    var offset = new Date(lo * 1000).getTimezoneOffset() * 60;  // ticks at local midnight
+    var ticks = [];
+    for (var t = Math.ceil((lo - offset) / step) * step + offset; t <= hi; t += step) ticks.push(t);
+    return {ticks: ticks, withTime: step < 86400};
+  }
+
+  // -- data -----------------------------------------------------------------------------
+  var data = JSON.parse(document.getElementById("perfguard-data").textContent);
+  var runs = data.runs;  // [run id, time (s), platform index, commit]
+  var enabled = data.platforms.map(function () { return true; });
+  var tooltip = el("div", "tooltip");
+  tooltip.hidden = true;
+  body.appendChild(tooltip);
+
+  function baselineAt(line, t) {
+    var segments = line.bl, found = null;
+    for (var i = 0; i < segments.length; i++) {
+      if (segments[i][0] === null || segments[i][0] <= t || found === null) found = segments[i];
+    }
+    return found;
+  }
+
+  function Chart(series, index, card) {
+    this.s = series;
+    this.card = card;
+    this.id = index;
+    var lo = Infinity, hi = -Infinity;
+    series.lines.forEach(function (line) {
+      line.r.forEach(function (r) { lo = Math.min(lo, runs[r][1]); hi = Math.max(hi, runs[r][1]); });
+      line.failed = {};
+      line.x.forEach(function (i) { line.failed[i] = true; });
+      line.regressed = {};
+      line.reg.forEach(function (i) { line.regressed[i] = true; });
+    });
+    if (lo === hi) { lo -= 3600; hi += 3600; }
+    var margin = (hi - lo) * 0.02;
+    this.full = [lo - margin, hi + margin];
+    this.x0 = this.full[0];
+    this.x1 = this.full[1];
+    this.svg = svg("svg", {"class": "chart", height: H, role: "img"});
+    this.svg.setAttribute("aria-label", series.metric + " of " + series.test);
+    this.reset = el("button", "reset", "reset zoom");
+    this.reset.type = "button";
+    this.reset.hidden = true;
+    var self = this;
+    this.reset.addEventListener("click", function () { self.zoom(self.full[0], self.full[1]); });
+    this.drawn = false;
+    this.bind();
+  }
+
+  Chart.prototype.zoom = function (x0, x1) {
+    var full = this.full, span = Math.max(x1 - x0, 60);
+    span = Math.min(span, full[1] - full[0]);
+    x0 = Math.max(full[0], Math.min(x0, full[1] - span));
+    this.x0 = x0;
+    this.x1 = x0 + span;
+    this.reset.hidden = this.x0 <= full[0] && this.x1 >= full[1];
+    this.draw();
+  };
+
+  Chart.prototype.visibleLines = function () {
+    return this.s.lines.filter(function (line) { return enabled[line.p]; });
+  };
+
+  Chart.prototype.draw = function () {
+    var s = this.s, root = this.svg, x0 = this.x0, x1 = this.x1;
+    var W = Math.max(root.getBoundingClientRect().width || root.parentNode.clientWidth || 600, 200);
+    root.setAttribute("viewBox", "0 0 " + W + " " + H);
+    root.setAttribute("width", W);
+    while (root.firstChild) root.removeChild(root.firstChild);
+    var lines = this.visibleLines();
+    var lo = Infinity, hi = -Infinity;
+    lines.forEach(function (line) {
+      line.v.forEach(function (v, i) {
+        var t = runs[line.r[i]][1];
+        if (t >= x0 && t <= x1) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      });
+      line.bl.forEach(function (seg) {
+        lo = Math.min(lo, seg[1] * (1 - seg[2]));
+        hi = Math.max(hi, seg[1] * (1 + seg[2]));
+      });
+    });
+    if (lo === Infinity) { lo = 0; hi = 1; }
+    if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
+    var padY = (hi - lo) * 0.06;
+    lo -= padY; hi += padY;
+    var pw = W - M.l - M.r, ph = H - M.t - M.b;
+    function X(t) { return M.l + (t - x0) / (x1 - x0) * pw; }
+    function Y(v) { return M.t + (hi - v) / (hi - lo) * ph; }
+    this.X = X; this.Y = Y;
+
+    var axes = svg("g", {"class": "axes"}, root);
+    niceTicks(lo, hi, 4).forEach(function (v) {
+      svg("line", {x1: M.l, x2: W - M.r, y1: Y(v), y2: Y(v), "class": "grid"}, axes);
+      var label = svg("text", {x: M.l - 6, y: Y(v) + 4, "text-anchor": "end"}, axes);
+      label.textContent = formatValue(v, s.unit);
+    });
+    var tt = timeTicks(x0, x1, Math.max(2, Math.floor(pw / (x1 - x0 < 86400 * 4 ? 110 : 70))));
+    tt.ticks.forEach(function (t) {
+      svg("line", {x1: X(t), x2: X(t), y1: M.t, y2: H - M.b, "class": "grid"}, axes);
+      var label = svg("text", {x: X(t), y: H - 8, "text-anchor": "middle"}, axes);
+      label.textContent = formatTick(t, tt.withTime);
+    });
+
+    var clipId = "clip-" + this.id;
+    var defs = svg("defs", {}, root);
+    var clip = svg("clipPath", {id: clipId}, defs);
+    svg("rect", {x: M.l, y: M.t, width: pw, height: ph}, clip);
+    var plot = svg("g", {"clip-path": "url(#" + clipId + ")"}, root);
+
+    lines.forEach(function (line) {
+      var color = COLORS[line.p % COLORS.length];
+      var segs = line.bl;
+      var d = "";
+      segs.forEach(function (seg, i) {
+        var a = seg[0] === null || i === 0 ? x0 - (x1 - x0) : seg[0];
+        var b = i + 1 < segs.length ? segs[i + 1][0] : x1 + (x1 - x0);
+        var top = seg[1] * (1 + seg[2]), bottom = seg[1] * (1 - seg[2]);
+        svg("rect", {x: X(a), y: Y(top), width: Math.max(0, X(b) - X(a)), height: Math.max(0, Y(bottom) - Y(top)),
+                     fill: color, "class": "band"}, plot);
+        d += (i === 0 ? "M" : "L") + X(a) + " " + Y(seg[1]) + "L" + X(b) + " " + Y(seg[1]);
+      });
+      if (d) svg("path", {d: d, stroke: color, "class": "baseline"}, plot);
+    });
+
+    lines.forEach(function (line) {
+      var color = COLORS[line.p % COLORS.length];
+      var d = "", dots = 0;
+      line.v.forEach(function (v, i) {
+        if (line.failed[i]) return;
+        d += (d ? "L" : "M") + X(runs[line.r[i]][1]).toFixed(1) + " " + Y(v).toFixed(1);
+        dots++;
+      });
+      if (d) svg("path", {d: d, stroke: color, "class": "series"}, plot);
+      line.v.forEach(function (v, i) {
+        var x = X(runs[line.r[i]][1]), y = Y(v);
+        if (x < M.l - 5 || x > W - M.r + 5) return;
+        if (line.failed[i]) {
+          svg("path", {d: "M" + (x - 3) + " " + (y - 3) + "l6 6m0 -6l-6 6", "class": "failed"}, plot);
+        } else if (line.regressed[i]) {
+          svg("circle", {cx: x, cy: y, r: 4.5, "class": "regression"}, plot);
+        } else if (dots <= 150) {
+          svg("circle", {cx: x, cy: y, r: 2.4, fill: color}, plot);
+        }
+      });
+      line.cp.forEach(function (cp) {
+        var x = X(runs[line.r[cp[0]]][1]);
+        var worse = cp[2] > 0;
+        svg("line", {x1: x, x2: x, y1: M.t, y2: H - M.b, "class": worse ? "cp worse" : "cp better"}, plot);
+        var label = svg("text", {x: x + 3, y: M.t + 10, "class": worse ? "cp-label worse" : "cp-label better"}, plot);
+        label.textContent = (cp[1] > 0 ? "\u25b2 " : "\u25bc ") + formatChange(cp[1]);
+      });
+    });
+    this.hover = svg("circle", {r: 6, "class": "hover", visibility: "hidden"}, root);
+    this.brush = svg("rect", {y: M.t, height: ph, "class": "brush", visibility: "hidden"}, root);
+    this.pw = pw;
+    this.drawn = true;
+  };
+
+  Chart.prototype.nearest = function (px, py) {
+    var best = null, bestD = 400, self = this;
+    this.visibleLines().forEach(function (line) {
+      line.v.forEach(function (v, i) {
+        var dx = self.X(runs[line.r[i]][1]) - px, dy = self.Y(v) - py;
+        var dist = dx * dx + dy * dy * 0.25;
+        if (dist < bestD) { bestD = dist; best = {line: line, i: i}; }
+      });
+    });
+    return best;
+  };
+
+  Chart.prototype.showTip = function (hit, event) {
+    var s = this.s, line = hit.line, i = hit.i, v = line.v[i], run = runs[line.r[i]];
+    var parts = [data.platforms[line.p], "run #" + run[0] + (run[3] ? " \u00b7 " + run[3] : ""),
+                 formatTime(run[1]), formatValue(v, s.unit)];
+    var seg = baselineAt(line, run[1]);
+    if (seg && seg[1] !== 0) {
+      parts[3] += "  (" + formatChange((v - seg[1]) / seg[1]) + " vs baseline " + formatValue(seg[1], s.unit) + ")";
+    }
+    if (line.failed[i]) parts.push("test failed: not judged");
+    if (line.regressed[i]) parts.push("regression (threshold " + Math.round(seg[2] * 1000) / 10 + "%)");
+    while (tooltip.firstChild) tooltip.removeChild(tooltip.firstChild);
+    parts.forEach(function (text, k) { tooltip.appendChild(el("div", k === 0 ? "tip-title" : "", text)); });
+    tooltip.hidden = false;
+    var x = event.pageX + 14, y = event.pageY + 14;
+    if (x + 320 > window.scrollX + window.innerWidth) x = event.pageX - 330;
+    tooltip.style.left = x + "px";
+    tooltip.style.top = y + "px";
+    this.hover.setAttribute("cx", this.X(run[1]));
+    this.hover.setAttribute("cy", this.Y(v));
+    this.hover.setAttribute("stroke", COLORS[line.p % COLORS.length]);
+    this.hover.setAttribute("visibility", "visible");
+  };
+
+  Chart.prototype.bind = function () {
+    var self = this, root = this.svg, drag = null;
+    function local(event) {
+      var box = root.getBoundingClientRect();
+      return [event.clientX - box.left, event.clientY - box.top];
+    }
+    function timeAt(px) { return self.x0 + (px - M.l) / self.pw * (self.x1 - self.x0); }
+    root.addEventListener("pointerdown", function (event) {
+      if (!self.drawn || event.button !== 0) return;
+      var p = local(event);
+      drag = {x: p[0], pan: event.shiftKey, x0: self.x0, x1: self.x1};
+      try { root.setPointerCapture(event.pointerId); } catch (e) { /* synthetic pointer */ }
+      tooltip.hidden = true;
+    });
+    root.addEventListener("pointermove", function (event) {
+      if (!self.drawn) return;
+      var p = local(event);
+      if (drag && drag.pan) {
+        var shift = (drag.x - p[0]) / self.pw * (drag.x1 - drag.x0);
+        self.zoom(drag.x0 + shift, drag.x1 + shift);
+        return;
+      }
+      if (drag) {
+        var a = Math.max(M.l, Math.min(drag.x, p[0])), b = Math.min(M.l + self.pw, Math.max(drag.x, p[0]));
+        self.brush.setAttribute("x", a);
+        self.brush.setAttribute("width", Math.max(0, b - a));
+        self.brush.setAttribute("visibility", "visible");
+        return;
+      }
+      var hit = self.nearest(p[0], p[1]);
+      if (hit) self.showTip(hit, event);
+      else { tooltip.hidden = true; self.hover.setAttribute("visibility", "hidden"); }
+    });
+    root.addEventListener("pointerup", function (event) {
+      if (!drag) return;
+      var p = local(event), start = drag;
+      drag = null;
+      self.brush.setAttribute("visibility", "hidden");
+      if (!start.pan && Math.abs(p[0] - start.x) > 5) {
+        var a = timeAt(Math.min(start.x, p[0])), b = timeAt(Math.max(start.x, p[0]));
+        self.zoom(a, b);
+      }
+    });
+    root.addEventListener("pointerleave", function () {
+      tooltip.hidden = true;
+      if (self.drawn) self.hover.setAttribute("visibility", "hidden");
+    });
+    root.addEventListener("dblclick", function () { self.zoom(self.full[0], self.full[1]); });
+    root.addEventListener("wheel", function (event) {
+      if (!(event.ctrlKey || event.metaKey || event.altKey)) return;  // plain wheel scrolls the page
+      event.preventDefault();
+      var t = timeAt(local(event)[0]), factor = event.deltaY < 0 ? 0.8 : 1.25;
+      self.zoom(t - (t - self.x0) * factor, t + (self.x1 - t) * factor);
+    }, {passive: false});
+  };
+
+  // -- page -----------------------------------------------------------------------------
+  var grid = document.getElementById("charts");
+  var charts = data.series.map(function (series, index) {
+    var card = el("article", "card");
+    card.id = "chart-" + index;
+    var head = el("header");
+    var title = el("h3", "", series.metric);
+    if (series.regressed) title.appendChild(el("span", "badge bad", "regression"));
+    head.appendChild(title);
+    head.appendChild(el("div", "test-id", series.test || "(no test)"));
+    var meta = (series.dir === "higher" ? "higher is better" : "lower is better") +
+               (series.unit ? " \u00b7 " + series.unit : "") + " \u00b7 " + series.kind;
+    head.appendChild(el("div", "meta", meta));
+    card.appendChild(head);
+    var chart = new Chart(series, index, card);
+    card.appendChild(chart.svg);
+    var foot = el("div", "chart-foot");
+    foot.appendChild(chart.reset);
+    card.appendChild(foot);
+    grid.appendChild(card);
+    return chart;
+  });
+
+  var controls = {
+    text: document.getElementById("filter-text"),
+    regressed: document.getElementById("filter-regressed"),
+    kinds: Array.prototype.slice.call(document.querySelectorAll("input[data-kind]"))
+  };
+
+  function shown(chart) {
+    var s = chart.s, query = controls.text.value.trim().toLowerCase();
+    var kinds = {};
+    controls.kinds.forEach(function (box) {
+      box.getAttribute("data-kind").split(" ").forEach(function (k) { kinds[k] = box.checked; });
+    });
+    if (!kinds[s.kind]) return false;
+    if (controls.regressed.checked && !s.regressed) return false;
+    if (!chart.visibleLines().length) return false;
+    return !query || (s.test + " " + s.metric).toLowerCase().indexOf(query) >= 0;
+  }
+
+  function refresh(redraw) {
+    var count = 0, visible = 0;
+    charts.forEach(function (chart) {
+      var show = shown(chart);
+      chart.card.hidden = !show;
+      if (show) {
+        visible++;
+        if (redraw || !chart.drawn) chart.draw();
+      }
+      if (chart.drawn) count++;
+    });
+    document.getElementById("chart-count").textContent = visible + " of " + charts.length + " charts";
+    body.setAttribute("data-rendered", String(count));
+  }
+
+  var legend = document.getElementById("platform-legend");
+  data.platforms.forEach(function (name, p) {
+    var label = el("label", "platform");
+    var box = el("input");
+    box.type = "checkbox";
+    box.checked = true;
+    box.addEventListener("change", function () { enabled[p] = box.checked; refresh(true); });
+    var swatch = el("span", "swatch");
+    swatch.style.background = COLORS[p % COLORS.length];
+    label.appendChild(box);
+    label.appendChild(swatch);
+    label.appendChild(document.createTextNode(name));
+    legend.appendChild(label);
+  });
+
+  controls.text.addEventListener("input", function () { refresh(false); });
+  controls.regressed.addEventListener("change", function () { refresh(false); });
+  controls.kinds.forEach(function (box) { box.addEventListener("change", function () { refresh(false); }); });
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () { refresh(true); }, 150);
+  });
+  refresh(false);
+})();

@@ -219,7 +219,7 @@
       if (d) svg("path", {d: d, stroke: color, "class": "baseline"}, plot);
     });
 
-    lines.forEach(function (line) {
+    lines.forEach(function (line, li) {
       var color = COLORS[line.p % COLORS.length];
       var d = "", dots = 0;
       line.v.forEach(function (v, i) {
@@ -243,7 +243,7 @@
         var x = X(runs[line.r[cp[0]]][1]);
         var worse = cp[2] > 0;
         svg("line", {x1: x, x2: x, y1: M.t, y2: H - M.b, "class": worse ? "cp worse" : "cp better"}, plot);
-        var label = svg("text", {x: x + 3, y: M.t + 10, "class": worse ? "cp-label worse" : "cp-label better"}, plot);
+        var label = svg("text", {x: x + 3, y: M.t + 10 + 12 * li, "class": worse ? "cp-label worse" : "cp-label better"}, plot);
         label.textContent = (cp[1] > 0 ? "\u25b2 " : "\u25bc ") + formatChange(cp[1]);
       });
     });

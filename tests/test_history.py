@@ -529,13 +529,13 @@ def test_missing_psycopg_is_explained(tmp_path: Path) -> None:
         "sys.modules['psycopg'] = None\n"
         "from pytest_perfguard.api import History, HistoryError\n"
         "try:\n"
-        "    History('postgresql://u:pw@localhost/db').recent_runs()\n"
+        "    History('postgresql://u:pw@localhost/db')\n"
         "except HistoryError as exc:\n"
         "    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (
-        "postgresql+psycopg://u:***@localhost/db: PostgreSQL needs psycopg 3: "
+        "--perf-db: postgresql+psycopg://u:***@localhost/db: PostgreSQL needs psycopg 3: "
         "install pytest-perfguard[postgres]"
     )
 
@@ -553,7 +553,7 @@ def test_missing_psycopg_is_explained(tmp_path: Path) -> None:
         ("postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
         ("postgres://u@h:5433/db", "postgresql+psycopg://u@h:5433/db"),
         ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
-        ("mysql+pymysql://u:p@h/db", "mysql+pymysql://u:p@h/db"),
+        ("sqlite://", "sqlite://"),
     ],
 )
 def test_resolve_db_url(value: str | None, expected: str) -> None:
@@ -581,11 +581,20 @@ def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 
 
-def test_bad_url_message_masks_the_password() -> None:
+def test_unknown_dialect_is_refused_up_front() -> None:
     with pytest.raises(HistoryError) as info:
-        History("nosuchdb://u:hunter2@h/db").recent_runs()
-    assert "hunter2" not in str(info.value)
-    assert str(info.value).startswith("--perf-db: 'nosuchdb://u:***@h/db' is not a supported")
+        resolve_db_url("nosuchdb://u:hunter2@h/db", Path("/root"))
+    assert str(info.value) == (
+        "--perf-db: 'nosuchdb://u:***@h/db' is not a supported database URL "
+        "(no SQLAlchemy dialect 'nosuchdb')"
+    )
+
+
+def test_missing_driver_is_refused_up_front() -> None:
+    with pytest.raises(
+        HistoryError, match=r"^--perf-db: mysql://u:\*\*\*@h/db: the database driver"
+    ):
+        resolve_db_url("mysql://u:pw@h/db", Path("/root"))
 
 
 # -- concurrent writers ---------------------------------------------------------------------

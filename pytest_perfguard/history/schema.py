@@ -30,9 +30,11 @@ def read_revision(conn: Connection) -> str | None:
     A database holding perfguard's tables without a version table, or several
     revisions (an alembic branch we never ship), is refused.
     """
-    inspector = inspect(conn)
-    if not inspector.has_table(VERSION_TABLE):
-        found = OWN_TABLES.intersection(inspector.get_table_names())
+    # One catalog query: on PostgreSQL each statement sees the latest commits, so asking
+    # twice could catch a concurrent first migration half-way (tables, no version yet).
+    tables = set(inspect(conn).get_table_names())
+    if VERSION_TABLE not in tables:
+        found = OWN_TABLES & tables
         if found:
             raise HistoryError(
                 f"history database {_masked(conn.engine)} has tables "

@@ -24,7 +24,7 @@ RECENT_FACTOR = 4
 def metric_history(
     conn: Connection, platform: str, last_runs: int, kinds: Collection[str], passed_only: bool
 ) -> dict[tuple[str, str], MetricSeries]:
-    conditions = [results.c.kind.in_(sorted(set(kinds)))]
+    conditions: list[ColumnElement[bool]] = [results.c.kind.in_(sorted(set(kinds)))]
     if passed_only:
         conditions.append(results.c.outcome == "passed")
     recent_runs = (

@@ -41,8 +41,33 @@ def resolve_db_url(value: str | None, rootdir: Path) -> str:
         ) from None
     if url.drivername in _PG_SCHEMES:
         # Swap the scheme textually: re-rendering the URL could re-encode the password.
-        return "postgresql+psycopg" + text[text.index("://") :]
+        text = "postgresql+psycopg" + text[text.index("://") :]
+    check_driver(text)
     return text
+
+
+def check_driver(url: str) -> None:
+    """Fail now, with the fix, if SQLAlchemy or the driver for `url` is missing."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
+
+    parsed = make_url(url)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise HistoryError(
+            f"--perf-db: {mask_url(url)!r} is not a supported database URL "
+            f"(no SQLAlchemy dialect {parsed.drivername!r})"
+        ) from None
+    except ImportError as exc:
+        if parsed.get_backend_name() == "postgresql":
+            raise HistoryError(
+                f"--perf-db: {mask_url(url)}: PostgreSQL needs psycopg 3: "
+                "install pytest-perfguard[postgres]"
+            ) from None
+        raise HistoryError(
+            f"--perf-db: {mask_url(url)}: the database driver is not installed ({exc})"
+        ) from None
 
 
 def sqlite_url(path: Path) -> str:

@@ -25,11 +25,9 @@ NAMES = ("ci.yml", "perf.yml", "perf-comment.yml", "nightly.yml")
 
 
 def load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+    raw: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
     # YAML 1.1 reads the key `on` as the boolean true.
-    if True in data:
-        data["on"] = data.pop(True)
-    return data
+    return {("on" if key is True else key): value for key, value in raw.items()}
 
 
 def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -659,3 +660,52 @@ def test_threads_sharing_one_history(history_url: str) -> None:
             thread.join()
         assert history.stats().n_runs == 40
         assert history.stats().n_results == 120
+
+
+# -- SQLite locking -------------------------------------------------------------------------
+
+
+def test_writer_waits_for_a_held_lock(tmp_path: Path) -> None:
+    """busy_timeout: a session write waits for another writer instead of failing."""
+    path = tmp_path / "h.db"
+    with History(path) as history:
+        history.save_session(make_run(), [m("t::a")])
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        done = threading.Event()
+
+        def write() -> None:
+            history.save_session(make_run(), [m("t::b")])
+            done.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert not done.wait(0.5)  # blocked behind the other writer
+        other.execute("COMMIT")
+        thread.join(10)
+        assert done.is_set()
+        assert history.stats().n_runs == 2
+        other.close()
+
+
+def test_locked_errors_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    store = store_module.HistoryStore("sqlite://")
+    monkeypatch.setattr("pytest_perfguard.history.store.time.sleep", lambda seconds: None)
+    attempts: list[int] = []
+
+    def flaky_write() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return 7
+
+    assert store._retrying(flaky_write) == 7
+    assert len(attempts) == 3
+
+    def broken_write() -> int:
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    with pytest.raises(OperationalError):
+        store._retrying(broken_write)

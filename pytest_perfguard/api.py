@@ -169,6 +169,8 @@ class History:
             raise HistoryError("record_run: no metrics given")
         if run_type not in RUN_TYPES:
             raise HistoryError(f"record_run: run_type must be one of {', '.join(RUN_TYPES)}")
+        if platform is not None and not platform.strip():
+            raise HistoryError("record_run: platform must not be empty")
         directions = dict(directions or {})
         unknown = sorted(set(directions) - set(metrics))
         if unknown:

@@ -119,12 +119,13 @@ def test_record_run_detects_the_platform(sqlite_url: str, monkeypatch: pytest.Mo
         ({"metrics": {"x": 1.0}, "directions": {"x": "up"}}, "must be 'lower' or 'higher'"),
         ({"metrics": {"x": 1.0}, "directions": {"y": "lower"}}, "unknown metrics: \\['y'\\]"),
         ({"metrics": {"x": 1.0}, "run_type": "weekly"}, "run_type must be one of"),
+        ({"metrics": {"x": 1.0}, "platform": " "}, "platform must not be empty"),
     ],
 )
 def test_record_run_validates(sqlite_url: str, kwargs: dict[str, object], message: str) -> None:
     with History(sqlite_url) as history:
         with pytest.raises(HistoryError, match=message):
-            history.record_run(platform="p", **kwargs)  # type: ignore[arg-type]
+            history.record_run(**{"platform": "p", **kwargs})  # type: ignore[arg-type]
         assert history.recent_runs() == []
 
 

@@ -1,7 +1,8 @@
 """`HistoryStore`: all the SQL of the history database, portable between SQLite and PostgreSQL.
 
-Writes are one transaction each (a session's run and all its results together), with
-Core bulk inserts. Reads are one short connection each. Callers go through
+Writes are one transaction each (a session's run and all its results together), the
+results bulk-inserted with the driver's executemany (SQLite) or COPY (PostgreSQL). Reads
+(functions of `queries` and `series`) get one short connection each. Callers go through
 `pytest_perfguard.api.History`, which validates arguments and turns errors into
 `HistoryError`.
 """
@@ -22,7 +23,7 @@ from pytest_perfguard.history import schema
 from pytest_perfguard.history.engine import WRITE_OPTION, create_history_engine, is_locked
 from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.models import baseline_snapshots, platforms, results, runs
-from pytest_perfguard.history.urls import mask_url, sqlite_path
+from pytest_perfguard.history.urls import sqlite_path
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 # "database is locked" can still reach us past busy_timeout (e.g. a checkpoint on a slow
@@ -44,10 +45,6 @@ class HistoryStore:
         self.create = create
         self._engine: Engine | None = None
         self.revision: str | None = None
-
-    @property
-    def masked_url(self) -> str:
-        return mask_url(self.url)
 
     @property
     def engine(self) -> Engine:
@@ -83,10 +80,10 @@ class HistoryStore:
             with conn.begin():
                 yield conn
 
-    def _retrying(self, write: Any) -> int:
+    def _retrying(self, write: Callable[[], int]) -> int:
         for attempt in range(LOCK_RETRIES + 1):
             try:
-                return int(write())
+                return write()
             except OperationalError as exc:
                 if attempt == LOCK_RETRIES or not is_locked(exc):
                     raise
@@ -146,7 +143,7 @@ class HistoryStore:
             return bool(conn.scalar(select(exists().where(runs.c.source_key == key))))
 
     def read(self, query: Callable[..., _T], *args: Any) -> _T:
-        """Run a read function of `queries` on a fresh connection."""
+        """Run a read function (of `queries` or `series`) on a fresh connection."""
         with self.engine.connect() as conn:
             return query(conn, *args)
 

@@ -199,6 +199,14 @@ def test_baseline_line_and_band_come_from_the_file_and_the_snapshots(
     assert (value, threshold) == (0.0102, 0.2)
 
 
+def test_flat_baselines_apply_by_metric_name_to_tracked_metrics_only(history: History) -> None:
+    flat = parse_baselines({LINUX: {"query_latency": 0.011, "cpu_time": 0.001}})
+    data = payload(render_dashboard(history, days=30, baselines=flat))
+    [(_, value, _)] = line(data, series(data, QUERY, "query_latency"), LINUX)["bl"]
+    assert value == 0.011
+    assert line(data, series(data, QUERY, "cpu_time"), LINUX)["bl"] == []
+
+
 def test_sections_and_tables(page: str) -> None:
     for heading in (
         "Current snapshot",
@@ -293,7 +301,9 @@ def test_size_of_50_metrics_by_100_runs(tmp_path: Path) -> None:
 
 # -- in a real browser -----------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)"
 )

@@ -17,7 +17,6 @@ import hashlib
 import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -27,22 +26,24 @@ import markupsafe
 
 from .. import __version__
 from ..baselines import BaselineFile
-from ..changepoint import find_change_points
 from ..compare import classify, relative_change
-from ..config import PerfSettings
-from ..results import STEP_PREFIX, Direction
+from .dashboard_series import (
+    DEFAULT_THRESHOLD,
+    Series,
+    aware,
+    chart_payload,
+    judge,
+    load_series,
+    snapshot_segments,
+)
 from .formatting import format_percent, format_value
 
 if TYPE_CHECKING:
     from ..api import History
-    from ..history.records import TrendPoint
 
 __all__ = ["render_dashboard"]
 
-DEFAULT_THRESHOLD: float = PerfSettings.model_fields["threshold"].default
-ALL_KINDS = ("primary", "custom", "step", "system")
 TRACKED_KINDS = frozenset({"primary", "custom"})  # what the gate judges: in the tables
-_KIND_ORDER = {"primary": 0, "custom": 1, "step": 2, "system": 3}
 _RECENT = 5  # platform comparison: median of the newest passing values
 _MAX_SNAPSHOTS = 50
 # Escapes that keep JSON inert inside <script>: no `</script>`, no `<!--`, and the two
@@ -50,49 +51,6 @@ _MAX_SNAPSHOTS = 50
 _JSON_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A baseline in effect from `since` (epoch seconds; None: from the start)."""
-
-    since: float | None
-    value: float
-    threshold: float
-
-
-@dataclass(slots=True)
-class Line:
-    """One (test, metric) on one platform: its points, baselines and what stands out."""
-
-    platform: str
-    points: list[TrendPoint]
-    segments: list[Segment] = field(default_factory=list)
-    regressions: list[int] = field(default_factory=list)
-    change_points: list[tuple[int, float, float]] = field(default_factory=list)  # i, change, worse
-
-    @property
-    def latest(self) -> int | None:
-        """Index of the newest passing point, else of the newest point."""
-        for i in range(len(self.points) - 1, -1, -1):
-            if self.points[i].outcome == "passed":
-                return i
-        return len(self.points) - 1 if self.points else None
-
-
-@dataclass(slots=True)
-class Series:
-    test: str
-    metric: str
-    unit: str
-    direction: Direction
-    kind: str
-    lines: list[Line]
-
-    @property
-    def regressed(self) -> bool:
-        """Whether the newest passing value on some platform is a regression."""
-        return any(line.latest in line.regressions for line in self.lines)
 
 
 def render_dashboard(
@@ -112,14 +70,14 @@ def render_dashboard(
     keys = [r.key for r in records]
     missing = [p for p in platforms or () if p not in keys]
     snapshots = [s for s in history.baseline_snapshots() if s.platform in keys]
-    series = _load_series(history, keys, days)
-    segments = _snapshot_segments(snapshots)
+    series = load_series(history, keys, days)
+    segments = snapshot_segments(snapshots)
     for s in series:
         for line in s.lines:
-            _judge(s, line, segments.get((line.platform, s.test, s.metric), []), baselines)
+            judge(s, line, segments.get((line.platform, s.test, s.metric), []), baselines)
     seen = {line.platform for s in series for line in s.lines}
     shown_platforms = [key for key in keys if key in seen]
-    payload = _payload(series, shown_platforms)
+    payload = chart_payload(series, shown_platforms)
     snapshot = _snapshot_rows(series)
     context = {
         "version": __version__,
@@ -144,132 +102,6 @@ def render_dashboard(
         "recent": _RECENT,
     }
     return _page(context, payload)
-
-
-def _load_series(history: History, keys: list[str], days: int | None) -> list[Series]:
-    kinds: dict[tuple[str, str], str] = {}
-    for key in keys:
-        latest = history.metric_history(key, last_runs=1, kinds=ALL_KINDS, passed_only=False)
-        for name, found in latest.items():
-            kinds.setdefault(name, found.kind)
-    tests = sorted({test for key in keys for test in history.tests(platform=key)})
-    only = keys[0] if len(keys) == 1 else None
-    grouped: dict[tuple[str, str], dict[str, list[TrendPoint]]] = {}
-    for test in tests:
-        for point in history.trend(test, platform=only, days=days):
-            if point.platform in keys:
-                by_platform = grouped.setdefault((point.test, point.metric), {})
-                by_platform.setdefault(point.platform, []).append(point)
-    series = []
-    for (test, metric), by_platform in grouped.items():
-        newest = max((p[-1] for p in by_platform.values()), key=lambda p: p.started_at)
-        kind = kinds.get((test, metric)) or ("step" if metric.startswith(STEP_PREFIX) else "custom")
-        lines = [Line(key, by_platform[key]) for key in keys if key in by_platform]
-        direction: Direction = "higher" if newest.direction == "higher" else "lower"
-        series.append(Series(test, metric, newest.unit, direction, kind, lines))
-    series.sort(key=lambda s: (s.test, _KIND_ORDER.get(s.kind, 9), s.metric))
-    return series
-
-
-def _snapshot_segments(snapshots: Sequence[Any]) -> dict[tuple[str, str, str], list[Segment]]:
-    """Baselines over time from the snapshots stored by updates (oldest first)."""
-    found: dict[tuple[str, str, str], list[Segment]] = {}
-    for snap in reversed(snapshots):  # newest first -> oldest first
-        since = _epoch(snap.created_at)
-        for test, metrics in snap.entries.items():
-            if not isinstance(metrics, dict):
-                continue
-            for metric, entry in metrics.items():
-                value = entry.get("value") if isinstance(entry, dict) else None
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    threshold = entry.get("threshold") or DEFAULT_THRESHOLD
-                    segment = Segment(since, float(value), float(threshold))
-                    found.setdefault((snap.platform, test, metric), []).append(segment)
-    return found
-
-
-def _judge(s: Series, line: Line, stored: list[Segment], baselines: BaselineFile | None) -> None:
-    """Baseline segments, regression points and change points of one line."""
-    segments = list(stored)
-    if baselines is not None:
-        # Flat (by-name) entries match marked tests' own metrics, never an unmarked duration.
-        entry = baselines.lookup(line.platform, s.test, s.metric, by_name=s.kind != "system")
-        if entry is None:
-            segments = []
-        else:
-            current = Segment(
-                segments[-1].since if segments else None,
-                entry.value,
-                entry.threshold or DEFAULT_THRESHOLD,
-            )
-            segments = [*segments[:-1], current]
-    line.segments = segments
-    passed = [i for i, p in enumerate(line.points) if p.outcome == "passed"]
-    for i in passed:
-        segment = _segment_at(segments, _epoch(line.points[i].started_at))
-        if segment is None:
-            continue
-        change = relative_change(line.points[i].value, segment.value, s.direction)
-        if change is not None and classify(change, segment.threshold) == "regression":
-            line.regressions.append(i)
-    threshold = segments[-1].threshold if segments else DEFAULT_THRESHOLD
-    values = [line.points[i].value for i in passed]
-    if len(values) >= 6:
-        for cp in find_change_points(values, min_change=threshold / 2):
-            worse = cp.change if s.direction == "lower" else -cp.change
-            line.change_points.append((passed[cp.index], _round(cp.change), _round(worse)))
-
-
-def _segment_at(segments: list[Segment], t: float) -> Segment | None:
-    found = segments[0] if segments else None
-    for segment in segments:
-        if segment.since is None or segment.since <= t:
-            found = segment
-    return found
-
-
-def _payload(series: list[Series], platforms: list[str]) -> dict[str, Any]:
-    """The chart data: runs once in a table, each line's points as indices into it."""
-    index = {key: i for i, key in enumerate(platforms)}
-    runs: list[list[Any]] = []
-    run_index: dict[int, int] = {}
-    out = []
-    for s in series:
-        lines = []
-        for line in s.lines:
-            refs = []
-            for p in line.points:
-                if p.run_id not in run_index:
-                    run_index[p.run_id] = len(runs)
-                    commit = (p.git_commit or "")[:10]
-                    runs.append([p.run_id, round(_epoch(p.started_at)), index[p.platform], commit])
-                refs.append(run_index[p.run_id])
-            lines.append(
-                {
-                    "p": index[line.platform],
-                    "r": refs,
-                    "v": [_round(p.value) for p in line.points],
-                    "x": [i for i, p in enumerate(line.points) if p.outcome != "passed"],
-                    "reg": line.regressions,
-                    "cp": [list(cp) for cp in line.change_points],
-                    "bl": [
-                        [_epoch_or_none(g.since), _round(g.value), g.threshold]
-                        for g in line.segments
-                    ],
-                }
-            )
-        out.append(
-            {
-                "test": s.test,
-                "metric": s.metric,
-                "unit": s.unit,
-                "dir": s.direction,
-                "kind": s.kind,
-                "regressed": s.regressed,
-                "lines": lines,
-            }
-        )
-    return {"v": 1, "platforms": platforms, "runs": runs, "series": out}
 
 
 def _snapshot_rows(series: list[Series]) -> list[dict[str, Any]]:
@@ -439,25 +271,8 @@ def _span(series: list[Series]) -> str:
     return f"{_utc_text(min(times))} to {_utc_text(max(times))}"
 
 
-def _round(value: float) -> float:
-    """Six significant digits: plenty for a chart, and a third of the bytes of repr()."""
-    return float(f"{value:.6g}")
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
-
-
-def _epoch(when: datetime) -> float:
-    return _aware(when).timestamp()
-
-
-def _epoch_or_none(value: float | None) -> int | None:
-    return None if value is None else round(value)
-
-
 def _utc_text(when: datetime) -> str:
-    return _aware(when).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return aware(when).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _script_json(payload: dict[str, Any]) -> str:

@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# Other plugins installed with the test extra would add their own per-test cost to every mode.
+OTHER_PLUGINS_OFF = ["-p", "no:benchmark", "-p", "no:xdist", "-p", "no:hypothesispytest"]
+
 MODES: dict[str, list[str]] = {
     "bare": ["-p", "no:perfguard"],
     "inactive": [],
@@ -52,8 +55,16 @@ def write_suite(directory: Path, n_tests: int, kind: str) -> None:
 
 
 def pytest_command(directory: Path, mode: str) -> list[str]:
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory),
-            *MODES[mode]]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(directory),
+        *MODES[mode],
+    ]
     if mode == "record":
         args += ["--perf-db", str(directory / "history.db")]
     return args
@@ -75,10 +86,13 @@ def clean(directory: Path) -> None:
 def count_instructions(directory: Path, mode: str, out_dir: Path) -> int:
     clean(directory)
     out_file = out_dir / f"callgrind.{directory.name}.{mode}.out"
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
-               *pytest_command(directory, mode)]
-    done = subprocess.run(command, capture_output=True, text=True, env=environment(),
-                          check=False)
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out_file}",
+        *pytest_command(directory, mode),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=environment(), check=False)
     if done.returncode not in (0, 1):
         raise SystemExit(f"{mode} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     text = out_file.read_text(encoding="utf-8", errors="replace")
@@ -93,8 +107,9 @@ def wall_time(directory: Path, mode: str, repeats: int) -> float:
     for _ in range(repeats):
         clean(directory)
         start = time.perf_counter()
-        subprocess.run(pytest_command(directory, mode), capture_output=True, env=environment(),
-                       check=False)
+        subprocess.run(
+            pytest_command(directory, mode), capture_output=True, env=environment(), check=False
+        )
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -106,8 +121,13 @@ def peak_rss_mb(directory: Path, mode: str) -> float:
         "subprocess.run(sys.argv[1:], capture_output=True);"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    done = subprocess.run([sys.executable, "-c", code, *pytest_command(directory, mode)],
-                          capture_output=True, text=True, env=environment(), check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *pytest_command(directory, mode)],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        check=False,
+    )
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -127,38 +147,58 @@ def main() -> None:
                 suites[size] = workdir / f"{kind}_{size}"
                 write_suite(suites[size], size, kind)
             print(f"\n## {kind} tests ({small} and {large} per suite)")
-            timings = {m: {s: wall_time(suites[s], m, options.repeats) for s in suites}
-                       for m in options.modes}
-            bare_time = (timings["bare"][large] - timings["bare"][small]) / (large - small) \
-                if "bare" in timings else None
+            timings = {
+                m: {s: wall_time(suites[s], m, options.repeats) for s in suites}
+                for m in options.modes
+            }
+            bare_time = (
+                (timings["bare"][large] - timings["bare"][small]) / (large - small)
+                if "bare" in timings
+                else None
+            )
             if not options.no_callgrind and shutil.which("valgrind"):
-                counts = {m: {s: count_instructions(suites[s], m, workdir) for s in suites}
-                          for m in options.modes}
+                counts = {
+                    m: {s: count_instructions(suites[s], m, workdir) for s in suites}
+                    for m in options.modes
+                }
                 slope = {m: (c[large] - c[small]) / (large - small) for m, c in counts.items()}
                 fixed = {m: c[small] - slope[m] * small for m, c in counts.items()}
                 ns_per_instruction = (bare_time * 1e9 / slope["bare"]) if bare_time else None
-                print("| mode | instr/test | added instr/test | added us/test | "
-                      "added fixed instr | added fixed ms |")
+                print(
+                    "| mode | instr/test | added instr/test | added us/test | "
+                    "added fixed instr | added fixed ms |"
+                )
                 print("|---|---|---|---|---|---|")
                 for mode in options.modes:
                     added = slope[mode] - slope["bare"]
                     added_fixed = fixed[mode] - fixed["bare"]
                     us = added * ns_per_instruction / 1000 if ns_per_instruction else float("nan")
-                    ms = added_fixed * ns_per_instruction / 1e6 if ns_per_instruction \
+                    ms = (
+                        added_fixed * ns_per_instruction / 1e6
+                        if ns_per_instruction
                         else float("nan")
-                    print(f"| {mode} | {slope[mode]:,.0f} | {added:,.0f} | {us:.2f} | "
-                          f"{added_fixed:,.0f} | {ms:.1f} |")
+                    )
+                    print(
+                        f"| {mode} | {slope[mode]:,.0f} | {added:,.0f} | {us:.2f} | "
+                        f"{added_fixed:,.0f} | {ms:.1f} |"
+                    )
                 if ns_per_instruction:
-                    print(f"bare pytest: {bare_time * 1e6:.0f} us/test wall, "
-                          f"{1 / ns_per_instruction:.2f} instructions/ns")
-            print("\n| mode | wall s (small) | wall s (large) | wall us/test (slope) | "
-                  "peak RSS MB (large) |")
+                    print(
+                        f"bare pytest: {bare_time * 1e6:.0f} us/test wall, "
+                        f"{1 / ns_per_instruction:.2f} instructions/ns"
+                    )
+            print(
+                "\n| mode | wall s (small) | wall s (large) | wall us/test (slope) | "
+                "peak RSS MB (large) |"
+            )
             print("|---|---|---|---|---|")
             for mode in options.modes:
                 t = timings[mode]
                 per_test = (t[large] - t[small]) / (large - small) * 1e6
-                print(f"| {mode} | {t[small]:.3f} | {t[large]:.3f} | {per_test:.0f} | "
-                      f"{peak_rss_mb(suites[large], mode):.1f} |")
+                print(
+                    f"| {mode} | {t[small]:.3f} | {t[large]:.3f} | {per_test:.0f} | "
+                    f"{peak_rss_mb(suites[large], mode):.1f} |"
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -36,7 +36,7 @@ from .dashboard_series import (
     load_series,
     snapshot_segments,
 )
-from .formatting import format_percent, format_value
+from .formatting import format_delta, format_percent, format_value
 
 if TYPE_CHECKING:
     from ..api import History
@@ -136,7 +136,8 @@ def _snapshot_rows(series: list[Series]) -> list[dict[str, Any]]:
                     "platform": line.platform,
                     "value": format_value(point.value, s.unit),
                     "baseline": format_value(segment.value if segment else None, s.unit),
-                    "change": "—" if change is None else f"{change:+.1%}",
+                    # How the value moved, as in the other reports (not direction-aware).
+                    "change": format_delta(point.value, segment.value if segment else None),
                     "threshold": format_percent(segment.threshold) if segment else "—",
                     "verdict": verdict,
                     "run_id": point.run_id,
@@ -208,13 +209,12 @@ def _comparison_rows(series: list[Series], platforms: list[str]) -> list[dict[st
             if key not in medians:
                 cells.append({"value": "—", "vs": "", "best": False})
                 continue
-            change = relative_change(medians[key], best, s.direction)
             is_best = medians[key] == best
             cells.append(
                 {
                     "value": format_value(medians[key], s.unit),
                     "best": is_best,
-                    "vs": "" if is_best or change is None else f"{change:+.0%}",
+                    "vs": "" if is_best else format_delta(medians[key], best),
                 }
             )
         rows.append({"chart": n, "test": s.test, "metric": s.metric, "cells": cells})

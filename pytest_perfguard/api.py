@@ -31,6 +31,7 @@ from pytest_perfguard.history.records import (
     BaselineSnapshotRecord,
     HistoryStats,
     MetricSeries,
+    MetricSummary,
     PlatformRecord,
     RunDetail,
     RunDiff,
@@ -59,6 +60,7 @@ __all__ = [
     "HistoryError",
     "HistoryStats",
     "MetricSeries",
+    "MetricSummary",
     "PlatformRecord",
     "RunDetail",
     "RunDiff",
@@ -138,10 +140,20 @@ class History:
 
     # -- writing -------------------------------------------------------------------------
 
-    def save_session(self, run: RunInfo, measurements: Sequence[Measurement]) -> int:
-        """Store one pytest session and all its measurements (one transaction); its run id."""
+    def save_session(
+        self,
+        run: RunInfo,
+        measurements: Sequence[Measurement],
+        *,
+        source_key: str | None = None,
+    ) -> int:
+        """Store one run and all its measurements (one transaction); its run id.
+
+        A `source_key` makes the run unique (see `record_run`): importers use it so that
+        importing the same file twice stores nothing the second time.
+        """
         with self._errors() as store:
-            return store.save_session(run, measurements)
+            return store.save_session(run, measurements, source_key=source_key)
 
     def record_run(
         self,
@@ -298,6 +310,34 @@ class History:
             if not self._read(queries.run_exists, run_id):
                 raise HistoryError(f"run {run_id} not found")
         return self._read(queries.compare, run_a, run_b)
+
+    def summary(
+        self,
+        *,
+        platform: str | None = None,
+        days: float | None = None,
+        test: str | None = None,
+        metric: str | None = None,
+        outcome: str | None = None,
+        run_type: str | None = None,
+        last_runs: int = 20,
+    ) -> list[MetricSummary]:
+        """Per (test, metric): its values in the newest `last_runs` matching runs.
+
+        Runs are filtered like `recent_runs` (`outcome`, `run_type` are the run's); `test`
+        (a glob) and `metric` also pick which results are summarised. Sorted by test, metric.
+        """
+        from pytest_perfguard.history import queries
+
+        flt = _filter(
+            platform=platform,
+            days=days,
+            test=test,
+            metric=metric,
+            outcome=outcome,
+            run_type=run_type,
+        )
+        return self._read(queries.metric_summaries, flt, _positive("last_runs", last_runs))
 
     def tests(self, pattern: str | None = None, *, platform: str | None = None) -> list[str]:
         """Stored test ids, sorted; `pattern` is a glob like ``'*rag*'``."""

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from pytest_perfguard.history.models import baseline_snapshots, platforms, results, runs
 from pytest_perfguard.history.records import (
     BaselineSnapshotRecord,
+    MetricSummary,
     PlatformRecord,
     RunDetail,
     RunDiff,
@@ -208,6 +209,55 @@ def trend(
     ]
     points.reverse()
     return points
+
+
+def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[MetricSummary]:
+    # Two short queries instead of `IN (SELECT ... LIMIT)`: the run ids are at most
+    # `last_runs`, and the second query then only touches those runs' results.
+    ids = select(runs.c.id).join(platforms, platforms.c.id == runs.c.platform_id)
+    ids = ids.where(*_run_conditions(flt))
+    if flt.test is not None:
+        ids = ids.where(exists().where(results.c.run_id == runs.c.id, test_matches(flt.test)))
+    ids = ids.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(last_runs)
+    run_ids = list(conn.execute(ids).scalars())
+    if not run_ids:
+        return []
+    conditions: list[ColumnElement[bool]] = [results.c.run_id.in_(run_ids)]
+    if flt.test is not None:
+        conditions.append(test_matches(flt.test))
+    if flt.metric is not None:
+        conditions.append(results.c.metric == flt.metric)
+    query = (
+        select(
+            results.c.run_id,
+            results.c.test,
+            results.c.metric,
+            results.c.value,
+            results.c.unit,
+            results.c.direction,
+            results.c.kind,
+            results.c.outcome,
+        )
+        .join(runs, runs.c.id == results.c.run_id)
+        .where(*conditions)
+        .order_by(runs.c.started_at, runs.c.id, results.c.id)
+    )
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in conn.execute(query):
+        item = grouped.setdefault(
+            (row.test, row.metric), {"values": [], "run_ids": [], "n_failed": 0}
+        )
+        # The newest row's unit, direction and kind win (rows come oldest first).
+        item.update(unit=row.unit, direction=row.direction, kind=row.kind)
+        if row.outcome in FAILED_OUTCOMES:
+            item["n_failed"] += 1
+        elif row.outcome == "passed":
+            item["values"].append(row.value)
+            item["run_ids"].append(row.run_id)
+    return [
+        MetricSummary(test=test, metric=metric, **item)
+        for (test, metric), item in sorted(grouped.items())
+    ]
 
 
 def baseline(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -93,6 +94,50 @@ class MetricSeries:
     marked: bool
     values: list[float]
     run_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSummary:
+    """One (test, metric) over the runs `History.summary` looked at.
+
+    `values` are the passing values, oldest first; `n_failed` counts results of failed or
+    errored tests (not in `values`). `change` is the newest value against the median of
+    the ones before it, `(latest - median) / median`; `worse_change` signs it so that
+    worse is positive for the metric's direction.
+    """
+
+    test: str
+    metric: str
+    unit: str
+    direction: str
+    kind: str
+    values: list[float]
+    run_ids: list[int]
+    n_failed: int = 0
+
+    @property
+    def latest(self) -> float | None:
+        return self.values[-1] if self.values else None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+    @property
+    def change(self) -> float | None:
+        if len(self.values) < 2:
+            return None
+        before = statistics.median(self.values[:-1])
+        if before == 0:
+            return None
+        return (self.values[-1] - before) / abs(before)
+
+    @property
+    def worse_change(self) -> float | None:
+        change = self.change
+        if change is None:
+            return None
+        return -change if self.direction == "higher" else change
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -271,3 +272,42 @@ def test_oversized_or_missing_reports_and_unknown_pull_requests(tmp_path: Path) 
     other = {"number": 9, "head": {"sha": "f" * 40, "label": "forker:feature"}}
     out = run_script(tmp_path, post, "report", pulls=[other])
     assert [c[0] for c in out["calls"]] == ["notice"]
+
+
+def guide_workflows() -> dict[str, str]:
+    """The workflow files the guide offers for users' own repositories."""
+    guide = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n# \.github/workflows/([\w.-]+)\n(.*?)```", guide, re.S)
+    return {name: text for name, text in blocks}
+
+
+def test_the_guides_pr_job_is_fork_safe_too() -> None:
+    examples = guide_workflows()
+    assert sorted(examples) == ["perf-comment.yml", "perf.yml"]
+    perf = yaml.safe_load(examples["perf.yml"])
+    comment = yaml.safe_load(examples["perf-comment.yml"])
+    assert perf["permissions"] == {"contents": "read"}
+    assert comment["permissions"] == {}
+    assert comment[True]["workflow_run"]["workflows"] == [perf["name"]]
+    comment_steps = [s for job in comment["jobs"].values() for s in job["steps"]]
+    assert not any("checkout" in s.get("uses", "") or "run" in s for s in comment_steps)
+    assert "pull_request_target" not in "".join(examples.values())
+
+
+@pytest.mark.skipif(find_actionlint() is None, reason="actionlint is not installed")
+def test_actionlint_on_the_guides_pr_job(tmp_path: Path) -> None:
+    files = []
+    for name, text in guide_workflows().items():
+        path = tmp_path / ".github" / "workflows" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        files.append(str(path))
+    result = subprocess.run(
+        [find_actionlint(), "-color=false", *files],  # type: ignore[list-item]
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -108,6 +108,14 @@ class History:
     def __repr__(self) -> str:
         return f"History({self.url!r})"
 
+    def exists(self) -> bool:
+        """Whether there is a database to open: the SQLite file exists (server databases
+        are taken to exist; connecting tells). Opens nothing."""
+        from pytest_perfguard.history.urls import sqlite_path
+
+        path = sqlite_path(self._url)
+        return path is None or path.exists()
+
     def __enter__(self) -> History:
         return self
 

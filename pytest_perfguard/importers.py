@@ -143,7 +143,7 @@ def read_runs(path: Path, *, platform: str | None = None) -> list[ImportedRun]:
 
 
 def import_paths(
-    history: History,
+    history: History | None,
     paths: Sequence[Path],
     *,
     platform: str | None = None,
@@ -153,8 +153,11 @@ def import_paths(
 
     Files named explicitly must be importable: they are all checked before anything is
     stored, and the first bad one raises ImportFormatError. Files found by walking a
-    directory that are not in a known format are reported as skipped.
+    directory that are not in a known format are reported as skipped. `history` None is
+    an empty history (a dry run before the database exists).
     """
+    if history is None and not dry_run:
+        raise ValueError("import_paths: history None is only for a dry run")
     files = find_files(paths)
     for path, explicit in files:
         if explicit:
@@ -179,7 +182,7 @@ def _reason(exc: ImportFormatError, path: Path) -> str:
     return str(exc).removeprefix(f"{path}: ")
 
 
-def _store(history: History, item: ImportedRun, *, dry_run: bool) -> ImportOutcome:
+def _store(history: History | None, item: ImportedRun, *, dry_run: bool) -> ImportOutcome:
     from .history.errors import HistoryError
 
     def outcome(**kwargs: Any) -> ImportOutcome:
@@ -194,9 +197,9 @@ def _store(history: History, item: ImportedRun, *, dry_run: bool) -> ImportOutco
 
     if not item.measurements:
         return outcome(skipped="no measurements in it")
-    if history.has_run_with_source_key(item.source_key):
+    if history is not None and history.has_run_with_source_key(item.source_key):
         return outcome(skipped="already imported")
-    if dry_run:
+    if dry_run or history is None:
         return outcome()
     try:
         run_id = history.save_session(item.run, item.measurements, source_key=item.source_key)
@@ -389,7 +392,9 @@ def _seed_measurement(
 
 def seed_direction(name: str) -> Direction:
     lowered = name.lower()
-    return "lower" if any(hint in lowered for hint in _LOWER_IS_BETTER) else "higher"
+    if seed_unit(name) or any(hint in lowered for hint in _LOWER_IS_BETTER):
+        return "lower"
+    return "higher"
 
 
 def seed_unit(name: str) -> str:

@@ -88,7 +88,8 @@ def baselines_update(args: argparse.Namespace, ctx: Context) -> int:
         changes = len(preview.applied)
         if args.dry_run or not changes:
             if not changes and not args.dry_run:
-                preview.message = preview.message.replace("dry run: nothing", "nothing")
+                tail = "dry run: nothing written"
+                preview.message = preview.message.replace(tail, f"{path} unchanged")
             ctx.console.out(format_update_table(preview))
             return 0
         preview.message = f"{changes} change(s) to write to {path}"

@@ -359,7 +359,8 @@ def import_(args: argparse.Namespace, ctx: Context) -> int:
 
     with ctx.history(args.db, create=not args.dry_run) as history:
         report = import_paths(
-            history,
+            # A dry run never creates the database; without one, nothing is imported yet.
+            history if history.exists() or not args.dry_run else None,
             [ctx.cwd / Path(p).expanduser() for p in args.files],
             platform=args.platform,
             dry_run=args.dry_run,

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Literal, Protocol, get_args
 
+from . import stats
 from .baselines import BaselineEntry, BaselineFile
 from .results import (
     STEP_PREFIX,
@@ -82,6 +84,50 @@ class Rule(Protocol):
 
 def threshold_rule(observations: Sequence[Observation]) -> list[Decision]:
     return [Decision(classify(o.change, o.threshold)) for o in observations]
+
+
+def spread_factor(q: float, metrics: int) -> float:
+    """How many baseline spreads a change must exceed under the noise rule: the one-sided
+    normal quantile at q / m for m metrics (Bonferroni, which bounds the false-discovery
+    rate too), never below 3, the usual control-chart limit."""
+    return max(3.0, NormalDist().inv_cdf(1 - q / max(metrics, 1)))
+
+
+def noise_rule(q: float = 0.05) -> Rule:
+    """The noise-aware rule of issue 5 over one batch of observations (`stats.decide_session`).
+
+    The current side is the measurement's value (its estimator over its samples); the
+    baseline side is the entry's summary: value, spread (MAD of the runs it came from) and n.
+    A regression must exceed the threshold and `spread_factor(q, m)` relative spreads; a
+    metric whose noise hides a change of the threshold's size is `unstable` (never fails).
+    Where both sides carry samples the stats module's rank test, BH-adjusted across the
+    batch, decides instead.
+    """
+
+    def rule(observations: Sequence[Observation], /) -> list[Decision]:
+        metrics = [_metric_samples(o) for o in observations]
+        k = spread_factor(q, len(metrics))
+        return [Decision(d.kind, d.detail) for d in stats.decide_session(metrics, q=q, k=k)]
+
+    return rule
+
+
+def _metric_samples(o: Observation) -> stats.MetricSamples:
+    entry = o.baseline
+    n = entry.n or entry.runs or 1
+    baseline = stats.BaselineSummary(entry.value, entry.spread or 0.0, n)
+    return stats.MetricSamples(
+        (o.measurement.value,), baseline, o.measurement.direction, o.threshold
+    )
+
+
+def make_rule(name: str, q: float = 0.05) -> Rule:
+    """The rule `--perf-rule` names: `threshold` (the contract's) or `noise`."""
+    if name == "noise":
+        return noise_rule(q)
+    if name == "threshold":
+        return threshold_rule
+    raise ValueError(f"unknown rule {name!r}")
 
 
 @dataclass(slots=True)
@@ -171,8 +217,9 @@ def compare(
 
     decided: dict[int, Decision] = {}
     for gated in (True, False):
-        batch = {i: o for i, o in enumerate(items)
-                 if isinstance(o, Observation) and o.gated is gated}
+        batch = {
+            i: o for i, o in enumerate(items) if isinstance(o, Observation) and o.gated is gated
+        }
         if batch:
             decided.update(zip(batch, rule(list(batch.values())), strict=True))
     comparison = Comparison(platform=platform)
@@ -198,14 +245,21 @@ def _observe(
     """The verdict when no rule is needed (failed test, no baseline), else what to decide."""
     threshold = _threshold(m.threshold, entry, default_threshold)
     if m.outcome in ("failed", "error"):
-        return _verdict(m, entry, threshold, gated, "skipped_failed",
-                        detail=f"test {m.outcome}: not compared")
+        return _verdict(
+            m, entry, threshold, gated, "skipped_failed", detail=f"test {m.outcome}: not compared"
+        )
     if entry is None:
         return _verdict(m, entry, threshold, gated, "new", detail="no baseline on this platform")
     change = relative_change(m.value, entry.value, m.direction)
     if change is None:
-        return _verdict(m, entry, threshold, gated, "new",
-                        detail="baseline is 0: no relative change; update the baseline")
+        return _verdict(
+            m,
+            entry,
+            threshold,
+            gated,
+            "new",
+            detail="baseline is 0: no relative change; update the baseline",
+        )
     return Observation(m, entry, change, threshold, gated)
 
 
@@ -214,8 +268,15 @@ def _decided(o: Observation, decision: Decision) -> Verdict:
     if o.baseline.direction is not None and o.baseline.direction != o.measurement.direction:
         note = f"baseline was recorded with direction {o.baseline.direction!r}"
         detail = f"{detail}; {note}" if detail else note
-    return _verdict(o.measurement, o.baseline, o.threshold, o.gated, decision.kind,
-                    change=o.change, detail=detail)
+    return _verdict(
+        o.measurement,
+        o.baseline,
+        o.threshold,
+        o.gated,
+        decision.kind,
+        change=o.change,
+        detail=detail,
+    )
 
 
 def _verdict(

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -79,6 +79,46 @@ def _text(text: str) -> str:
     return text
 
 
+ESTIMATORS = ("min", "median", "mean")
+RULES = ("threshold", "noise")
+
+
+def parse_estimator(text: str) -> str:
+    """`min`, `median`, `mean`, or `qNN` (the NN-th percentile from the best end, 1-99)."""
+    name = text.strip().lower()
+    if name in ESTIMATORS:
+        return name
+    if name.startswith("q") and name[1:].isdigit() and 1 <= int(name[1:]) <= 99:
+        return f"q{int(name[1:])}"
+    raise ValueError(f"{text!r} is not an estimator; use min, median, mean or q10..q49")
+
+
+def parse_rule(text: str) -> str:
+    if text not in RULES:
+        raise ValueError(f"{text!r} is not one of {', '.join(RULES)}")
+    return text
+
+
+def parse_fdr(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a number; use a rate such as 0.05") from None
+    if not 0 < value < 1:
+        raise ValueError(f"{text!r} must be between 0 and 1 (exclusive), such as 0.05")
+    return value
+
+
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} must be a number of seconds >= 0, such as 0.05")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its field name, how users spell it in each source, and its parser."""
@@ -110,45 +150,180 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("enabled", "--perf", parse_bool, "measure, compare and report without writing history",
-           is_flag=True, activates=True),
-    Option("record", "--perf-record", parse_bool, "also write this run to the history DB",
-           is_flag=True, activates=True, env_aliases=("ENABLE_PERFORMANCE_RECORDING",)),
-    Option("db", "--perf-db", _text, "SQLAlchemy URL or SQLite file path of the history DB "
-           "(default: .perfguard/history.db under rootdir)", metavar="URL",
-           env_aliases=("PERFORMANCE_DB_PATH",)),
-    Option("baselines", "--perf-baselines", _text, "multi-platform baselines JSON "
-           "(default: baselines/perf_baselines.json)", metavar="PATH"),
-    Option("platform", "--perf-platform", _text, "override the detected platform key",
-           metavar="NAME", env_aliases=("PERFORMANCE_PLATFORM",)),
-    Option("threshold", "--perf-threshold", parse_threshold,
-           "default relative threshold (0.2 = 20 %%)", metavar="FLOAT",
-           env_aliases=("REGRESSION_THRESHOLD",)),
-    Option("gate", "--perf-gate", parse_gate, "which tests can fail the session: "
-           "marked (default), all, none", metavar="{marked,all,none}"),
-    Option("report", "--perf-report", _text, "write the Markdown PR report to PATH",
-           metavar="PATH"),
+    Option(
+        "enabled",
+        "--perf",
+        parse_bool,
+        "measure, compare and report without writing history",
+        is_flag=True,
+        activates=True,
+    ),
+    Option(
+        "record",
+        "--perf-record",
+        parse_bool,
+        "also write this run to the history DB",
+        is_flag=True,
+        activates=True,
+        env_aliases=("ENABLE_PERFORMANCE_RECORDING",),
+    ),
+    Option(
+        "db",
+        "--perf-db",
+        _text,
+        "SQLAlchemy URL or SQLite file path of the history DB "
+        "(default: .perfguard/history.db under rootdir)",
+        metavar="URL",
+        env_aliases=("PERFORMANCE_DB_PATH",),
+    ),
+    Option(
+        "baselines",
+        "--perf-baselines",
+        _text,
+        "multi-platform baselines JSON (default: baselines/perf_baselines.json)",
+        metavar="PATH",
+    ),
+    Option(
+        "platform",
+        "--perf-platform",
+        _text,
+        "override the detected platform key",
+        metavar="NAME",
+        env_aliases=("PERFORMANCE_PLATFORM",),
+    ),
+    Option(
+        "threshold",
+        "--perf-threshold",
+        parse_threshold,
+        "default relative threshold (0.2 = 20 %%)",
+        metavar="FLOAT",
+        env_aliases=("REGRESSION_THRESHOLD",),
+    ),
+    Option(
+        "gate",
+        "--perf-gate",
+        parse_gate,
+        "which tests can fail the session: marked (default), all, none",
+        metavar="{marked,all,none}",
+    ),
+    Option(
+        "report", "--perf-report", _text, "write the Markdown PR report to PATH", metavar="PATH"
+    ),
     Option("json", "--perf-json", _text, "write the JSON report to PATH", metavar="PATH"),
-    Option("warn_only", "--perf-warn-only", parse_bool,
-           "report regressions but do not fail the session", is_flag=True),
-    Option("update_baselines", "--perf-update-baselines", parse_bool,
-           "update the baselines file from recorded history", is_flag=True, activates=True),
-    Option("accept_regressions", "--perf-accept-regressions", parse_bool,
-           "with --perf-update-baselines, also move baselines that got worse", is_flag=True),
-    Option("min_runs", "--perf-min-runs", parse_positive_int,
-           "recorded runs needed to update a baseline (default 5)", metavar="N"),
-    Option("update_margin", "--perf-update-margin", parse_threshold,
-           "improvement needed to replace a baseline (default 0.05)", metavar="FLOAT"),
-    Option("run_type", "--perf-run-type", parse_run_type,
-           "stored with the run: manual, ci, nightly (default: ci under CI, else manual)",
-           metavar="{manual,ci,nightly}", env_aliases=("PERFORMANCE_RUN_TYPE",)),
+    Option(
+        "warn_only",
+        "--perf-warn-only",
+        parse_bool,
+        "report regressions but do not fail the session",
+        is_flag=True,
+    ),
+    Option(
+        "update_baselines",
+        "--perf-update-baselines",
+        parse_bool,
+        "update the baselines file from recorded history",
+        is_flag=True,
+        activates=True,
+    ),
+    Option(
+        "accept_regressions",
+        "--perf-accept-regressions",
+        parse_bool,
+        "with --perf-update-baselines, also move baselines that got worse",
+        is_flag=True,
+    ),
+    Option(
+        "min_runs",
+        "--perf-min-runs",
+        parse_positive_int,
+        "recorded runs needed to update a baseline (default 5)",
+        metavar="N",
+    ),
+    Option(
+        "update_margin",
+        "--perf-update-margin",
+        parse_threshold,
+        "improvement needed to replace a baseline (default 0.05)",
+        metavar="FLOAT",
+    ),
+    Option(
+        "run_type",
+        "--perf-run-type",
+        parse_run_type,
+        "stored with the run: manual, ci, nightly (default: ci under CI, else manual)",
+        metavar="{manual,ci,nightly}",
+        env_aliases=("PERFORMANCE_RUN_TYPE",),
+    ),
     Option("notes", "--perf-notes", _text, "free text stored with the run", metavar="TEXT"),
+    Option(
+        "estimator",
+        "--perf-estimator",
+        parse_estimator,
+        "how a metric's samples make its value: min (default: the best sample), median, "
+        "mean, or qNN (NN-th percentile from the best end)",
+        metavar="NAME",
+    ),
+    Option(
+        "rule",
+        "--perf-rule",
+        parse_rule,
+        "how a change is judged: threshold (default: the change against the threshold) or "
+        "noise (also against the baseline's spread, corrected for the number of metrics)",
+        metavar="{threshold,noise}",
+    ),
+    Option(
+        "q",
+        "--perf-q",
+        parse_fdr,
+        "false-discovery rate of the noise rule across the session's gated metrics (default 0.05)",
+        metavar="FLOAT",
+    ),
+    Option(
+        "confirm",
+        "--perf-confirm",
+        parse_non_negative_int,
+        "re-run tests flagged as regressions N more times after the session and keep only "
+        "the regressions that hold (default 1 when gating; 0: off)",
+        metavar="N",
+    ),
+    Option(
+        "rounds_budget",
+        "--perf-rounds-budget",
+        parse_seconds,
+        "seconds a marked test without rounds= may spend on extra calls (default 0.05; "
+        "0: one call)",
+        metavar="SECONDS",
+    ),
+    Option(
+        "calibrate",
+        "--perf-calibrate",
+        parse_positive_int,
+        "A/A calibration: run the selected tests N times, report each metric's noise and "
+        "suggest rounds and thresholds; compares nothing, fails nothing",
+        metavar="N",
+        activates=True,
+    ),
+    Option(
+        "calibrate_write",
+        "--perf-calibrate-write",
+        parse_bool,
+        "with --perf-calibrate, write the suggested thresholds into the baselines file",
+        is_flag=True,
+    ),
 )
 
 OPTIONS_BY_FIELD: dict[str, Option] = {option.field: option for option in OPTIONS}
 
-CI_ENV_VARS = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "BUILDKITE", "JENKINS_URL",
-               "TF_BUILD", "TEAMCITY_VERSION")
+CI_ENV_VARS = (
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "CIRCLECI",
+    "BUILDKITE",
+    "JENKINS_URL",
+    "TF_BUILD",
+    "TEAMCITY_VERSION",
+)
 
 
 def running_in_ci(env: Mapping[str, str]) -> bool:
@@ -176,10 +351,26 @@ class PerfSettings(BaseModel):
     update_margin: float = 0.05
     run_type: RunType = "manual"
     notes: str = ""
+    estimator: str = "min"
+    rule: Literal["threshold", "noise"] = "threshold"
+    q: float = 0.05
+    confirm: int | None = None
+    rounds_budget: float = 0.05
+    calibrate: int | None = None
+    calibrate_write: bool = False
 
     @property
     def active(self) -> bool:
-        return self.enabled or self.record or self.update_baselines
+        return self.enabled or self.record or self.update_baselines or bool(self.calibrate)
+
+    @property
+    def confirm_runs(self) -> int:
+        """Re-runs of flagged tests: as set, else 1 when something can fail the session."""
+        if self.calibrate:
+            return 0
+        if self.confirm is not None:
+            return self.confirm
+        return 0 if self.gate == "none" else 1
 
 
 def env_value(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -213,8 +404,9 @@ def is_active(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, 
     return False
 
 
-def resolve(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, str],
-            rootdir: Path) -> PerfSettings:
+def resolve(
+    cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, str], rootdir: Path
+) -> PerfSettings:
     """Build the settings from CLI (already parsed), env and ini, in that order of precedence.
 
     Relative paths are anchored at rootdir so results do not depend on the working directory.

@@ -49,6 +49,8 @@ class PerfSpec:
     unit: str = "s"
     rounds: int = 1
     warmup: int = 0
+    # No `rounds=` on the marker: the plugin may take extra calls within its time budget.
+    auto_rounds: bool = False
 
 
 MARKER_DEFAULTS = PerfSpec()
@@ -107,7 +109,31 @@ def parse_marker(args: Sequence[Any], kwargs: dict[str, Any]) -> PerfSpec:
         unit=unit,
         rounds=rounds,
         warmup=warmup,
+        auto_rounds="rounds" not in values,
     )
+
+
+def estimate(values: Sequence[float], estimator: str, direction: Direction = "lower") -> float:
+    """One number from a metric's samples.
+
+    `min` is the best sample (the largest for `direction="higher"`), `qNN` the NN-th
+    percentile counted from the best end (linear interpolation), `median` and `mean` as named.
+    Estimator names are validated by `config.parse_estimator`.
+    """
+    if len(values) == 1:
+        return values[0]
+    if estimator == "median":
+        return statistics.median(values)
+    if estimator == "mean":
+        return math.fsum(values) / len(values)
+    ordered = sorted(values, reverse=direction == "higher")
+    if estimator == "min":
+        return ordered[0]
+    position = (len(ordered) - 1) * int(estimator[1:]) / 100
+    low = math.floor(position)
+    if low + 1 >= len(ordered):
+        return ordered[-1]
+    return ordered[low] + (position - low) * (ordered[low + 1] - ordered[low])
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +175,14 @@ class PerfRecorder:
         self.benchmark_samples.clear()
         self.round = 0
 
-    def record(self, name: str, value: float, unit: str = "", direction: str = "lower",
-               threshold: float | None = None) -> None:
+    def record(
+        self,
+        name: str,
+        value: float,
+        unit: str = "",
+        direction: str = "lower",
+        threshold: float | None = None,
+    ) -> None:
         """Record a custom metric (tokens/s, MRR, hit rate); several calls keep every value."""
         where = f"perf.record({name!r})"
         if not isinstance(name, str) or not name.strip():
@@ -163,8 +195,7 @@ class PerfRecorder:
         checked_threshold = check_threshold(threshold, where)
         existing = self.records.get(name)
         if existing is None:
-            self.records[name] = _Record([float(value)], unit, checked_direction,
-                                         checked_threshold)
+            self.records[name] = _Record([float(value)], unit, checked_direction, checked_threshold)
         else:
             existing.values.append(float(value))
 
@@ -213,6 +244,15 @@ class PerfRecorder:
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A metric flagged as a regression after the main loop, and how often its test was
+    re-run to check it (`--perf-confirm`)."""
+
+    first_change: float
+    reruns: int
+
+
 @dataclass(slots=True)
 class TestRun:
     """One test's raw readings from the call phase, turned into rows at the end."""
@@ -224,6 +264,32 @@ class TestRun:
     spec: PerfSpec | None = None
     recorder: PerfRecorder | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "median"
+
+    def pool(self, later: TestRun) -> None:
+        """Add a later run's samples of the same test (a confirm re-run) to this one's.
+
+        System readings (CPU time, memory) stay those of the first run."""
+        self.durations.extend(later.durations)
+        if later.recorder is None:
+            return
+        if self.recorder is None:
+            self.recorder = later.recorder
+            return
+        mine, theirs = self.recorder, later.recorder
+        for name, record in theirs.records.items():
+            existing = mine.records.get(name)
+            if existing is None:
+                mine.records[name] = record
+            else:
+                existing.values.extend(record.values)
+        for name, per_round in theirs.steps.items():
+            mine.steps.setdefault(name, []).extend(per_round)
+        mine.step_errors.update(theirs.step_errors)
+        mine.benchmark_samples.extend(theirs.benchmark_samples)
+
+    def _value(self, values: Sequence[float], direction: Direction) -> float:
+        return estimate(values, self.estimator, direction)
 
     def measurements(self) -> list[Measurement]:
         spec = self.spec or MARKER_DEFAULTS
@@ -231,42 +297,90 @@ class TestRun:
         recorder = self.recorder
         nodeid, outcome = self.nodeid, self.outcome
         durations = self.durations
-        duration = durations[0] if len(durations) == 1 else statistics.median(durations)
+        duration = self._value(durations, "lower")
         rows: list[Measurement] = []
         primary_record = recorder.records.get(spec.metric) if recorder else None
         if primary_record is not None:
-            primary_value = statistics.median(primary_record.values)
-            primary_samples = tuple(primary_record.values) if len(primary_record.values) > 1 else ()
             unit = spec.unit if marked else primary_record.unit
             direction = spec.direction if marked else primary_record.direction
+            primary_value = self._value(primary_record.values, direction)
+            primary_samples = tuple(primary_record.values) if len(primary_record.values) > 1 else ()
             threshold = spec.threshold if spec.threshold is not None else primary_record.threshold
         elif recorder is not None and recorder.benchmark_samples:
-            primary_value = statistics.median(recorder.benchmark_samples)
+            primary_value = self._value(recorder.benchmark_samples, spec.direction)
             primary_samples = tuple(recorder.benchmark_samples)
             unit, direction, threshold = spec.unit, spec.direction, spec.threshold
         else:
             primary_value = duration
             primary_samples = tuple(durations) if len(durations) > 1 else ()
             unit, direction, threshold = spec.unit, spec.direction, spec.threshold
-        rows.append(Measurement(nodeid, spec.metric, primary_value, unit, direction, "primary",
-                                marked, outcome, threshold, primary_samples))
+        rows.append(
+            Measurement(
+                nodeid,
+                spec.metric,
+                primary_value,
+                unit,
+                direction,
+                "primary",
+                marked,
+                outcome,
+                threshold,
+                primary_samples,
+            )
+        )
         if spec.metric != "duration":
-            rows.append(Measurement(nodeid, "duration", duration, "s", "lower", "system", marked,
-                                    outcome, None, tuple(durations) if len(durations) > 1 else ()))
+            rows.append(
+                Measurement(
+                    nodeid,
+                    "duration",
+                    duration,
+                    "s",
+                    "lower",
+                    "system",
+                    marked,
+                    outcome,
+                    None,
+                    tuple(durations) if len(durations) > 1 else (),
+                )
+            )
         for metric, value, unit in self.readings:
-            rows.append(Measurement(nodeid, metric, value, unit, "lower", "system", marked,
-                                    outcome))
+            rows.append(
+                Measurement(nodeid, metric, value, unit, "lower", "system", marked, outcome)
+            )
         if recorder is not None:
             for name, record in recorder.records.items():
                 if name == spec.metric:
                     continue
                 samples = tuple(record.values) if len(record.values) > 1 else ()
-                rows.append(Measurement(nodeid, name, statistics.median(record.values),
-                                        record.unit, record.direction, "custom", marked, outcome,
-                                        record.threshold, samples))
+                rows.append(
+                    Measurement(
+                        nodeid,
+                        name,
+                        self._value(record.values, record.direction),
+                        record.unit,
+                        record.direction,
+                        "custom",
+                        marked,
+                        outcome,
+                        record.threshold,
+                        samples,
+                    )
+                )
             for name, per_round in recorder.steps.items():
                 samples = tuple(per_round) if len(per_round) > 1 else ()
-                rows.append(Measurement(nodeid, STEP_PREFIX + name, statistics.median(per_round),
-                                        "s", "lower", "step", marked, outcome, None, samples,
-                                        recorder.step_errors.get(name)))
+                rows.append(
+                    Measurement(
+                        nodeid,
+                        STEP_PREFIX + name,
+                        self._value(per_round, "lower"),
+                        "s",
+                        "lower",
+                        "step",
+                        marked,
+                        outcome,
+                        None,
+                        samples,
+                        recorder.step_errors.get(name),
+                    )
+                )
         return rows

@@ -19,15 +19,27 @@ import pytest
 
 from . import __version__, hookspecs
 from .config import OPTIONS, ConfigError, Option, is_active
-from .measure import PerfRecorder, PerfSpec, PerfUsageError, TestRun, parse_marker
+from .measure import (
+    Confirmation,
+    PerfRecorder,
+    PerfSpec,
+    PerfUsageError,
+    TestRun,
+    parse_marker,
+)
 
 if TYPE_CHECKING:
     from .config import PerfSettings
     from .measure import Collector, Reading
-    from .results import TestOutcome
-    from .session import SessionResult
+    from .results import Measurement, TestOutcome
+    from .session import CalibrationResult, SessionResult
 
 SESSION_KEY = pytest.StashKey["PerfPlugin"]()
+# A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
+MAX_AUTO_ROUNDS = 50
+# Confirm passes start at least this far apart, so they sample different moments of a
+# machine whose speed comes and goes in spells (see docs/noise.md).
+CONFIRM_SPACING = 0.25
 SPEC_KEY = pytest.StashKey[PerfSpec]()
 RECORDER_KEY = pytest.StashKey[PerfRecorder]()
 WORKER_OUTPUT_KEY = "perfguard"
@@ -56,11 +68,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         env = " / ".join((option.env, *option.env_aliases))
         help_text = f"{option.help} [env {env}, ini {option.ini}]"
         if option.is_flag:
-            group.addoption(option.flag, action="store_true", default=None, dest=option.dest,
-                            help=help_text)
+            group.addoption(
+                option.flag, action="store_true", default=None, dest=option.dest, help=help_text
+            )
         else:
-            group.addoption(option.flag, default=None, dest=option.dest, metavar=option.metavar,
-                            type=_argument_type(option), help=help_text)
+            group.addoption(
+                option.flag,
+                default=None,
+                dest=option.dest,
+                metavar=option.metavar,
+                type=_argument_type(option),
+                help=help_text,
+            )
         parser.addini(option.ini, option.help, default="")
 
 
@@ -94,6 +113,10 @@ def pytest_configure(config: pytest.Config) -> None:
         context = open_session(settings, config.rootpath, is_worker=_is_worker(config))
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if settings.calibrate and getattr(config.option, "dist", "no") != "no":
+        raise pytest.UsageError(
+            "--perf-calibrate: runs the tests in this process; drop -n/--dist for calibration"
+        )
     from . import collectors  # lazy: built-ins ride the public hook
 
     config.pluginmanager.register(collectors, "perfguard-collectors")
@@ -131,10 +154,16 @@ class PerfPlugin:
         self.context = context
         self.started_at = datetime.now(timezone.utc)
         self.collectors: tuple[Collector, ...] = ()
-        self.runs: list[TestRun] = []
+        self.runs: dict[str, TestRun] = {}
         self.selected: set[str] = set()
         self.worker_rows: list[dict[str, Any]] = []
-        self.result: SessionResult | None = None
+        self.result: SessionResult | CalibrationResult | None = None
+        self.estimator = settings.estimator
+        self.rounds_budget = settings.rounds_budget
+        # Re-runs (confirm, calibration) pool their samples into the first run's.
+        self.rerunning = False
+        self.confirmations: dict[tuple[str, str], Confirmation] = {}
+        self.calibration_passes: list[list[Measurement]] = []
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return f"perfguard: {__version__}, platform {self.context.platform.key}"
@@ -181,13 +210,14 @@ class PerfPlugin:
                 yield
             finally:
                 durations.append(_clock() - start)
+            if spec is not None and spec.auto_rounds and self.rounds_budget:
+                self._run_auto_rounds(item, durations)
         except BaseException as exc:
             self._finish(item, spec, durations, _outcome_of(exc))
             raise
         self._finish(item, spec, durations, "passed")
 
-    def _run_extra_rounds(self, item: pytest.Item, spec: PerfSpec,
-                          durations: list[float]) -> None:
+    def _run_extra_rounds(self, item: pytest.Item, spec: PerfSpec, durations: list[float]) -> None:
         """Warmup and all counted rounds but the last, which pytest's own call runs."""
         recorder = item.stash.get(RECORDER_KEY, None)
         for _ in range(spec.warmup):
@@ -207,15 +237,115 @@ class PerfPlugin:
         if recorder is not None:
             recorder.round = spec.rounds - 1
 
-    def _finish(self, item: pytest.Item, spec: PerfSpec | None, durations: list[float],
-                outcome: TestOutcome) -> None:
+    def _run_auto_rounds(self, item: pytest.Item, durations: list[float]) -> None:
+        """More calls of a marked test without rounds=, while the next fits the budget.
+
+        `perf.benchmark` already calibrates its own rounds, so its tests are left alone."""
+        recorder = item.stash.get(RECORDER_KEY, None)
+        if recorder is not None and recorder.benchmark_samples:
+            return
+        spent, budget = durations[0], self.rounds_budget
+        while spent + durations[-1] <= budget and len(durations) < MAX_AUTO_ROUNDS:
+            if recorder is not None:
+                recorder.round = len(durations)
+            start = _clock()
+            try:
+                item.runtest()
+            finally:
+                durations.append(_clock() - start)
+            spent += durations[-1]
+
+    def _finish(
+        self, item: pytest.Item, spec: PerfSpec | None, durations: list[float], outcome: TestOutcome
+    ) -> None:
         readings: list[Reading] = []
         rounds = len(durations) or 1
         for collector in self.collectors:
             readings.extend(collector.stop(rounds))
-        if outcome != "skipped" and durations:
-            self.runs.append(TestRun(item.nodeid, outcome, durations, readings, spec,
-                                     item.stash.get(RECORDER_KEY, None)))
+        if outcome == "skipped" or not durations:
+            return
+        run = TestRun(
+            item.nodeid,
+            outcome,
+            durations,
+            readings,
+            spec,
+            item.stash.get(RECORDER_KEY, None),
+            estimator=self.estimator,
+        )
+        if self.rerunning:
+            first = self.runs.get(item.nodeid)
+            if first is not None and outcome == "passed":
+                first.pool(run)
+            return
+        self.runs[item.nodeid] = run
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        result = yield
+        if self.settings.calibrate:
+            self._calibrate(session)
+        elif self.settings.confirm_runs and self.runs:
+            self._confirm(session)
+        return result
+
+    def _rows(self) -> list[Measurement]:
+        return [row for run in self.runs.values() for row in run.measurements()]
+
+    def _rerun(self, items: list[pytest.Item], *, pool: bool = True) -> None:
+        """Run `items` again, setup to teardown, without reporting (pass/fail counts stay
+        those of the main loop); with `pool`, their samples pool into their first run's."""
+        from _pytest.runner import runtestprotocol
+
+        self.rerunning = pool
+        try:
+            for index, item in enumerate(items):
+                nextitem = items[index + 1] if index + 1 < len(items) else None
+                runtestprotocol(item, log=False, nextitem=nextitem)
+        finally:
+            self.rerunning = False
+
+    def _confirm(self, session: pytest.Session) -> None:
+        """Re-run the tests flagged as regressions; keep only regressions that hold."""
+        from .session import flagged_regressions
+
+        flagged = flagged_regressions(self.context, self._rows(), self.selected)
+        if not flagged:
+            return
+        by_id = {item.nodeid: item for item in session.items}
+        first = dict(flagged)
+        reruns: dict[str, int] = {}
+        last_pass = _clock()
+        for n in range(self.settings.confirm_runs):
+            items = [by_id[test] for test in sorted({t for t, _ in flagged}) if test in by_id]
+            if not items:
+                break
+            if n:
+                time.sleep(max(0.0, CONFIRM_SPACING - (_clock() - last_pass)))
+            last_pass = _clock()
+            self._rerun(items)
+            for item in items:
+                reruns[item.nodeid] = reruns.get(item.nodeid, 0) + 1
+            flagged = flagged_regressions(self.context, self._rows(), self.selected)
+            flagged = {key: change for key, change in flagged.items() if key in first}
+        for (test, metric), change in first.items():
+            self.confirmations[(test, metric)] = Confirmation(change, reruns.get(test, 0))
+
+    def _calibrate(self, session: pytest.Session) -> None:
+        """A/A calibration: the main loop is pass 1; N - 1 more passes over the tests that
+        passed, each kept apart, not pooled."""
+        self.calibration_passes = [self._rows()]
+        items = [
+            item
+            for item in session.items
+            if (run := self.runs.get(item.nodeid)) is not None and run.outcome == "passed"
+        ]
+        main_runs = self.runs
+        for _ in range((self.settings.calibrate or 1) - 1):
+            self.runs = {}
+            self._rerun(items, pool=False)
+            self.calibration_passes.append(self._rows())
+        self.runs = main_runs
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -223,6 +353,10 @@ class PerfPlugin:
         if output:
             self.worker_rows.extend(output["rows"])
             self.selected.update(output["selected"])
+            for row in output.get("confirmations", ()):
+                self.confirmations[(row["test"], row["metric"])] = Confirmation(
+                    row["change"], row["reruns"]
+                )
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from .session import finish_session
@@ -231,12 +365,21 @@ class PerfPlugin:
             close = getattr(collector, "close", None)
             if close is not None:
                 close()
-        rows = [row for run in self.runs for row in run.measurements()]
+        rows = self._rows()
         if _is_worker(self.config):
             self.config.workeroutput[WORKER_OUTPUT_KEY] = {  # type: ignore[attr-defined]
                 "rows": [row.to_dict() for row in rows],
                 "selected": sorted(self.selected),
+                "confirmations": [
+                    {"test": test, "metric": metric, "change": c.first_change, "reruns": c.reruns}
+                    for (test, metric), c in self.confirmations.items()
+                ],
             }
+            return
+        if self.settings.calibrate:
+            from .session import finish_calibration
+
+            self.result = finish_calibration(self.context, self.calibration_passes)
             return
         system_info: dict[str, Any] = {}
         for collector in self.collectors:
@@ -252,6 +395,7 @@ class PerfPlugin:
             exitstatus=int(exitstatus),
             args=list(self.config.invocation_params.args),
             system_info=system_info,
+            confirmations=self.confirmations,
         )
         if self.result.fail_session and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -23,6 +23,9 @@ from .runinfo import build_run_info, git_state
 if TYPE_CHECKING:
     from .baselines import BaselineFile
     from .compare import Comparison
+    from .history.records import TrendPoint
+    from .measure import Confirmation
+    from .results import Verdict
     from .updating import UpdateResult
 
 Markup = dict[str, bool]
@@ -78,6 +81,85 @@ class SessionResult:
         return [*terminal_lines(self.comparison, verbose), *self.messages]
 
 
+@dataclass
+class CalibrationResult:
+    """The end of a `--perf-calibrate` session: a table to print; it never fails."""
+
+    rows: list[Any]
+    messages: list[tuple[str, Markup]] = field(default_factory=list)
+    fail_session: bool = False
+
+    def terminal_lines(self, verbose: bool) -> list[tuple[str, Markup]]:
+        return self.messages
+
+
+def finish_calibration(
+    context: SessionContext, passes: Sequence[Sequence[Measurement]]
+) -> CalibrationResult:
+    """Summarise the calibration passes; with `--perf-calibrate-write`, store the suggested
+    thresholds (and entries for metrics without one) in the baselines file."""
+    from .calibrate import apply_calibration, calibrate, format_calibration
+
+    settings = context.settings
+    rows = calibrate(
+        passes,
+        context.baselines,
+        context.platform.key,
+        gate=settings.gate,
+        default_threshold=settings.threshold,
+    )
+    result = CalibrationResult(rows)
+    result.messages.append(
+        (
+            f"perfguard calibrate: {len(passes)} A/A passes, platform {context.platform.key}",
+            {"bold": True},
+        )
+    )
+    result.messages.extend((line, {}) for line in format_calibration(rows, len(passes)))
+    if settings.calibrate_write and rows:
+        from .baselines import BaselinesError, baselines_lock, load_baselines, write_baselines
+
+        try:
+            with baselines_lock(settings.baselines):
+                current = load_baselines(settings.baselines)
+                write_baselines(
+                    settings.baselines, apply_calibration(current, context.platform.key, rows)
+                )
+        except (BaselinesError, OSError) as exc:
+            result.messages.append((f"perfguard: baselines not written: {exc}", {"red": True}))
+        else:
+            result.messages.append(
+                (f"perfguard: suggested thresholds written to {settings.baselines}", {})
+            )
+    return result
+
+
+def _compare(
+    context: SessionContext, measurements: Sequence[Measurement], selected: Collection[str]
+) -> Comparison:
+    from .compare import compare, make_rule
+
+    settings = context.settings
+    return compare(
+        measurements,
+        context.baselines,
+        context.platform.key,
+        gate=settings.gate,
+        default_threshold=settings.threshold,
+        selected_tests=selected,
+        rule=make_rule(settings.rule, settings.q),
+    )
+
+
+def flagged_regressions(
+    context: SessionContext, rows: Sequence[Measurement], selected: Collection[str]
+) -> dict[tuple[str, str], float]:
+    """The metrics that would fail the session now, with their change: what
+    `--perf-confirm` re-runs."""
+    comparison = _compare(context, rows, selected)
+    return {(v.test, v.metric): v.change or 0.0 for v in comparison.verdicts if v.fails}
+
+
 def finish_session(
     context: SessionContext,
     rows: Sequence[Measurement],
@@ -88,19 +170,25 @@ def finish_session(
     exitstatus: int,
     args: list[str],
     system_info: dict[str, Any],
+    confirmations: dict[tuple[str, str], Confirmation] | None = None,
 ) -> SessionResult:
-    from .compare import compare
-
     settings = context.settings
     measurements = [*rows, *(Measurement.from_dict(row) for row in worker_rows)]
     run = build_run_info(
-        platform=context.platform, started_at=started_at, run_type=settings.run_type,
-        notes=settings.notes, args=args, exitstatus=exitstatus,
-        git=git_state(context.rootdir), system_info=system_info,
+        platform=context.platform,
+        started_at=started_at,
+        run_type=settings.run_type,
+        notes=settings.notes,
+        args=args,
+        exitstatus=exitstatus,
+        git=git_state(context.rootdir),
+        system_info=system_info,
     )
-    comparison = compare(measurements, context.baselines, context.platform.key,
-                         gate=settings.gate, default_threshold=settings.threshold,
-                         selected_tests=selected)
+    comparison = _compare(context, measurements, selected)
+    if confirmations:
+        _note_confirmations(comparison, confirmations)
+    if context.db_url is not None and comparison.regressions:
+        _note_change_points(context, comparison, measurements)
     result = SessionResult(comparison=comparison, run=run)
     if settings.record and context.db_url is not None:
         _store(context, run, measurements, result)
@@ -109,13 +197,18 @@ def finish_session(
         _update_baselines(context, run, result)
     result.fail_session = comparison.failed and not settings.warn_only
     if comparison.failed and settings.warn_only:
-        result.messages.append(("--perf-warn-only: regressions reported, session not failed",
-                                {"yellow": True}))
+        result.messages.append(
+            ("--perf-warn-only: regressions reported, session not failed", {"yellow": True})
+        )
     return result
 
 
-def _store(context: SessionContext, run: RunInfo, measurements: Sequence[Measurement],
-           result: SessionResult) -> None:
+def _store(
+    context: SessionContext,
+    run: RunInfo,
+    measurements: Sequence[Measurement],
+    result: SessionResult,
+) -> None:
     from .api import History
     from .history.errors import HistoryError
 
@@ -124,11 +217,20 @@ def _store(context: SessionContext, run: RunInfo, measurements: Sequence[Measure
             result.run_id = history.save_session(run, measurements)
     except HistoryError as exc:
         saved = _save_unstored(context.rootdir, run, measurements)
-        result.messages.append((f"perfguard: run not stored: {exc}; measurements kept in {saved}",
-                                {"red": True, "bold": True}))
+        result.messages.append(
+            (
+                f"perfguard: run not stored: {exc}; measurements kept in {saved}",
+                {"red": True, "bold": True},
+            )
+        )
         return
-    result.messages.append((f"perfguard: stored run {result.run_id} "
-                            f"({len(measurements)} results, platform {run.platform.key})", {}))
+    result.messages.append(
+        (
+            f"perfguard: stored run {result.run_id} "
+            f"({len(measurements)} results, platform {run.platform.key})",
+            {},
+        )
+    )
 
 
 def _save_unstored(rootdir: Path, run: RunInfo, measurements: Sequence[Measurement]) -> Path:
@@ -137,15 +239,23 @@ def _save_unstored(rootdir: Path, run: RunInfo, measurements: Sequence[Measureme
     directory.mkdir(parents=True, exist_ok=True)
     stamp = run.started_at.strftime("%Y%m%dT%H%M%S")
     path = directory / f"run-{stamp}-{os.getpid()}.json"
-    payload = {"platform": run.platform.key, "git_commit": run.git_commit,
-               "started_at": run.started_at.isoformat(),
-               "results": [m.to_dict() for m in measurements]}
+    payload = {
+        "platform": run.platform.key,
+        "git_commit": run.git_commit,
+        "started_at": run.started_at.isoformat(),
+        "results": [m.to_dict() for m in measurements],
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return path
 
 
-def _write_reports(context: SessionContext, run: RunInfo, comparison: Comparison,
-                   measurements: Sequence[Measurement], result: SessionResult) -> None:
+def _write_reports(
+    context: SessionContext,
+    run: RunInfo,
+    comparison: Comparison,
+    measurements: Sequence[Measurement],
+    result: SessionResult,
+) -> None:
     settings = context.settings
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not (settings.report or settings.json_report or summary_path):
@@ -184,17 +294,92 @@ def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResu
     try:
         with History(context.db_url) as history:
             update = update_baselines(
-                history, settings.baselines, context.platform.key,
-                min_runs=settings.min_runs, margin=settings.update_margin,
-                accept_regressions=settings.accept_regressions, dry_run=False,
-                git_commit=run.git_commit, who=run.triggered_by, gate=settings.gate,
+                history,
+                settings.baselines,
+                context.platform.key,
+                min_runs=settings.min_runs,
+                margin=settings.update_margin,
+                accept_regressions=settings.accept_regressions,
+                dry_run=False,
+                git_commit=run.git_commit,
+                who=run.triggered_by,
+                gate=settings.gate,
             )
     except (HistoryError, BaselinesError, OSError) as exc:
         result.messages.append((f"perfguard: baselines not updated: {exc}", {"red": True}))
         return
     result.update = update
-    result.messages.append((f"perfguard: baselines update for platform {context.platform.key}",
-                            {"bold": True}))
+    result.messages.append(
+        (f"perfguard: baselines update for platform {context.platform.key}", {"bold": True})
+    )
     result.messages.extend((line, {}) for line in format_update_table(update).splitlines())
 
 
+def _annotated(verdict: Verdict, note: str) -> Verdict:
+    from dataclasses import replace
+
+    return replace(verdict, detail=f"{verdict.detail}; {note}" if verdict.detail else note)
+
+
+def _note_confirmations(
+    comparison: Comparison, confirmations: dict[tuple[str, str], Confirmation]
+) -> None:
+    """Say in each flagged verdict whether its re-runs confirmed it."""
+    for i, verdict in enumerate(comparison.verdicts):
+        found = confirmations.get((verdict.test, verdict.metric))
+        if found is None or not found.reruns:
+            continue
+        times = f"{found.reruns} re-run{'s' if found.reruns != 1 else ''}"
+        if verdict.kind == "regression":
+            note = f"confirmed: held on {times}"
+        else:
+            note = f"not confirmed: {found.first_change:+.0%} at first, cleared on {times}"
+        comparison.verdicts[i] = _annotated(verdict, note)
+
+
+def _note_change_points(
+    context: SessionContext, comparison: Comparison, measurements: Sequence[Measurement]
+) -> None:
+    """ "slower since run 41, commit abc1234, +18 %" for each regression whose recorded
+    history shows a step; one history query per regression, nothing otherwise."""
+    from .api import History
+    from .history.errors import HistoryError
+
+    current = {(m.test, m.metric): m.value for m in measurements}
+    try:
+        with History(context.db_url, create=False) as history:
+            for i, verdict in enumerate(comparison.verdicts):
+                if verdict.kind != "regression":
+                    continue
+                points = history.trend(
+                    verdict.test, verdict.metric, platform=context.platform.key, limit=200
+                )
+                note = step_note(points, current.get((verdict.test, verdict.metric)), verdict)
+                if note:
+                    comparison.verdicts[i] = _annotated(verdict, note)
+    except HistoryError:
+        return  # a nicety here: the store step reports database problems
+
+
+def step_note(points: Sequence[TrendPoint], current: float | None, verdict: Verdict) -> str | None:
+    """Where the metric's recorded level last stepped the worse way, if it did: the
+    history (oldest first) plus this run's value, at least `min_segment` (3) runs a side."""
+    from .changepoint import find_change_points
+
+    runs = [p for p in points if p.outcome == "passed"]
+    values = [p.value for p in runs]
+    if current is not None:
+        values.append(current)
+    if len(values) < 6:
+        return None
+    found = find_change_points(values, min_change=verdict.threshold / 2)
+    if not found:
+        return None
+    last = found[-1]
+    worse = last.change > 0 if verdict.direction == "lower" else last.change < 0
+    if not worse or last.index >= len(runs):
+        return None
+    since = runs[last.index]
+    word = "slower" if verdict.direction == "lower" and verdict.unit == "s" else "worse"
+    commit = f", commit {since.git_commit[:7]}" if since.git_commit else ""
+    return f"{word} since run {since.run_id}{commit}, {last.change:+.0%}"

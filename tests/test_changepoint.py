@@ -10,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_perfguard.changepoint import ChangePoint, find_change_points
+from pytest_perfguard.history.records import TrendPoint
+from pytest_perfguard.results import Direction, Verdict
+from pytest_perfguard.session import step_note
 
 
 def _noisy(rng: random.Random, levels: list[tuple[int, float]], noise: float) -> list[float]:
@@ -130,3 +133,44 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, float]) -> None:
 def test_non_finite_values_are_rejected() -> None:
     with pytest.raises(ValueError, match="NaN"):
         find_change_points([1.0, float("nan")] * 5)
+
+
+def _points(values: list[float]) -> list[TrendPoint]:
+    from datetime import datetime, timezone
+
+    return [
+        TrendPoint(
+            run_id=i + 1,
+            started_at=datetime.now(timezone.utc),
+            platform="p",
+            git_commit=f"{i:02d}" + "c" * 38,
+            test="t",
+            metric="m",
+            value=v,
+            unit="s",
+            direction="lower",
+            outcome="passed",
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def _verdict(direction: Direction = "lower", unit: str = "s") -> Verdict:
+    return Verdict("t", "m", "regression", direction, unit, threshold=0.1)
+
+
+def test_step_note_names_the_run_and_commit_where_the_level_stepped() -> None:
+    points = _points([1.0] * 12 + [1.3] * 6)
+    assert step_note(points, 1.3, _verdict()) == "slower since run 13, commit 12ccccc, +30%"
+    assert step_note(points, 1.3, _verdict(unit="MB")) == "worse since run 13, commit 12ccccc, +30%"
+
+
+def test_step_note_is_silent_without_a_worse_step() -> None:
+    assert step_note(_points([1.0] * 12), 1.0, _verdict()) is None
+    assert step_note(_points([1.0] * 3), 2.0, _verdict()) is None  # too short
+    assert step_note(_points([1.3] * 12 + [1.0] * 6), 1.0, _verdict()) is None  # got better
+    # A throughput falling is the worse way for direction "higher".
+    falling = _points([100.0] * 12 + [70.0] * 6)
+    assert step_note(falling, 70.0, _verdict("higher", "items/s")) == (
+        "worse since run 13, commit 12ccccc, -30%"
+    )

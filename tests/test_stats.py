@@ -435,3 +435,92 @@ def test_assess_is_fast_for_typical_rounds() -> None:
     for current, baseline in pairs:
         assess(current, baseline)
     assert time.perf_counter() - start < 2.0  # about 2 ms each on a loaded 2-core runner
+
+
+# --- estimators (`--perf-estimator`) and A/A calibration ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("estimator", "direction", "expected"),
+    [
+        ("min", "lower", 1.0),
+        ("min", "higher", 9.0),
+        ("median", "lower", 3.0),
+        ("mean", "lower", 4.0),
+        ("q25", "lower", 2.0),
+        ("q25", "higher", 5.0),
+        ("q50", "lower", 3.0),
+        ("q99", "lower", 8.84),
+    ],
+)
+def test_estimators_count_from_the_best_end(
+    estimator: str, direction: Direction, expected: float
+) -> None:
+    from pytest_perfguard.measure import estimate
+
+    assert estimate([3.0, 1.0, 9.0, 2.0, 5.0], estimator, direction) == pytest.approx(expected)
+    assert estimate([7.0], estimator, direction) == 7.0
+
+
+@given(
+    st.lists(st.floats(0.001, 1000), min_size=1, max_size=30),
+    st.sampled_from(["min", "median", "mean", "q10", "q25", "q49"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_estimators_stay_within_the_samples(values: list[float], estimator: str) -> None:
+    from pytest_perfguard.measure import estimate
+
+    directions: tuple[Direction, ...] = ("lower", "higher")
+    for direction in directions:
+        value = estimate(values, estimator, direction)
+        assert min(values) - 1e-9 <= value <= max(values) + 1e-9
+    assert estimate(values, "min") == min(values)
+
+
+@pytest.mark.parametrize(
+    ("raw", "nice"),
+    [(0.001, 0.01), (0.034, 0.04), (0.1, 0.1), (0.101, 0.15), (0.42, 0.45), (0.0, 0.01)],
+)
+def test_nice_threshold_rounds_up(raw: float, nice: float) -> None:
+    from pytest_perfguard.calibrate import nice_threshold
+
+    assert nice_threshold(raw) == pytest.approx(nice)
+
+
+def test_calibration_measures_noise_and_suggests() -> None:
+    from pytest_perfguard.baselines import BaselineEntry, BaselineFile, PlatformBaselines
+    from pytest_perfguard.calibrate import apply_calibration, calibrate
+    from pytest_perfguard.results import Measurement
+
+    def pass_rows(steady: float, noisy: float) -> list[Measurement]:
+        return [
+            Measurement("t::steady", "lat", steady, "s", marked=True, samples=(steady,) * 3),
+            Measurement("t::noisy", "lat", noisy, "s", marked=True, samples=(noisy,) * 3),
+            Measurement("t::plain", "duration", 1.0, "s"),  # unmarked: not gated
+        ]
+
+    noisy_values = [1.0, 1.5, 0.8, 1.2, 1.0, 2.0]
+    passes = [pass_rows(1.0 + i * 0.001, v) for i, v in enumerate(noisy_values)]
+    rows = {
+        r.test: r
+        for r in calibrate(passes, BaselineFile(), "p", gate="marked", default_threshold=0.1)
+    }
+    assert set(rows) == {"t::steady", "t::noisy"}
+    steady, noisy = rows["t::steady"], rows["t::noisy"]
+    assert steady.noise < 0.01 and steady.aa_flagged == 0 and steady.suggested_rounds == 3
+    assert steady.suggested_threshold == 0.01
+    assert noisy.noise > 0.2 and noisy.aa_flagged >= 3
+    assert noisy.detectable > noisy.threshold and noisy.suggested_rounds > 3
+    assert noisy.suggested_threshold >= noisy.detectable
+
+    existing = BaselineFile(
+        platforms={
+            "p": PlatformBaselines(tests={"t::steady": {"lat": BaselineEntry(value=0.9, runs=5)}})
+        }
+    )
+    written = apply_calibration(existing, "p", list(rows.values()))
+    tests = written.platforms["p"].tests
+    assert tests["t::steady"]["lat"].value == 0.9  # the baseline value is kept
+    assert tests["t::steady"]["lat"].threshold == 0.01
+    assert tests["t::noisy"]["lat"].n == 6 and tests["t::noisy"]["lat"].spread is not None
+    assert existing.platforms["p"].tests["t::steady"]["lat"].threshold is None  # a copy

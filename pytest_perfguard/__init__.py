@@ -15,8 +15,15 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["History", "HistoryError", "Measurement", "PlatformInfo", "RunInfo", "Verdict",
-           "__version__"]
+__all__ = [
+    "History",
+    "HistoryError",
+    "Measurement",
+    "PlatformInfo",
+    "RunInfo",
+    "Verdict",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

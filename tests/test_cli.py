@@ -613,3 +613,17 @@ def test_parser_value_types() -> None:
     for bad in ("=1", "x=", "x=s1", "x=inf"):
         with pytest.raises(Exception, match=r"KEY=VALUE|not a number|finite"):
             p.metric_value(bad)
+
+
+def test_record_runs_export_on_each_backend(cli: Cli, history_url: str, tmp_path: Path) -> None:
+    """The CLI is the same over SQLite and PostgreSQL (set PERFGUARD_TEST_DATABASE_URL)."""
+    for value in ("1.5", "2.5"):
+        done = cli("record", "job", "--metric", f"x={value}s", "--db", history_url, cwd=tmp_path)
+        assert done.rc == 0, done.err
+    assert run_ids(cli("runs", "--json", "--db", history_url, cwd=tmp_path)) == [2, 1]
+    rows = list(csv.DictReader(io.StringIO(cli("export", "--db", history_url, cwd=tmp_path).out)))
+    assert [(r["run_id"], r["test"], r["value"], r["unit"]) for r in rows] == [
+        ("1", "job", "1.5", "s"), ("2", "job", "2.5", "s")
+    ]  # fmt: skip
+    summary = cli("summary", "--json", "--db", history_url, cwd=tmp_path).json()
+    assert summary[0]["values"] == [1.5, 2.5] and summary[0]["change"] == pytest.approx(2 / 3)

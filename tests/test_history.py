@@ -709,3 +709,56 @@ def test_locked_errors_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(OperationalError):
         store._retrying(broken_write)
+
+
+def test_summary(history: History) -> None:
+    now = datetime.now(timezone.utc)
+    for i, (platform, value) in enumerate([("p1", 4.0), ("p1", 2.0), ("p2", 9.0), ("p1", 3.0)]):
+        history.save_session(
+            make_run(platform, at=now - timedelta(hours=10 - i), run_type="nightly" if i else "ci"),
+            [
+                m("t::a", "latency", value, unit="s"),
+                m("t::a", "tps", 10.0 * (i + 1), direction="higher"),
+                m("t::b", value=1.0, outcome="failed" if i == 3 else "passed"),
+            ],
+        )
+    by_key = {(s.test, s.metric): s for s in history.summary()}
+    latency = by_key[("t::a", "latency")]
+    assert latency.values == [4.0, 2.0, 9.0, 3.0]  # oldest first
+    assert (latency.latest, latency.median, latency.unit) == (3.0, 3.5, "s")
+    assert latency.change == pytest.approx((3.0 - 4.0) / 4.0)  # vs the median before it
+    assert latency.worse_change == latency.change
+    tps = by_key[("t::a", "tps")]
+    assert tps.change == pytest.approx((40.0 - 20.0) / 20.0) and tps.worse_change == -tps.change
+    failed = by_key[("t::b", "duration")]
+    assert (failed.values, failed.n_failed) == ([1.0, 1.0, 1.0], 1)
+
+    def values(**kwargs: Any) -> dict[tuple[str, str], list[float]]:
+        return {(s.test, s.metric): s.values for s in history.summary(**kwargs)}
+
+    assert values(platform="p1", metric="latency") == {("t::a", "latency"): [4.0, 2.0, 3.0]}
+    assert values(last_runs=2, test="*A") == {
+        ("t::a", "latency"): [9.0, 3.0], ("t::a", "tps"): [30.0, 40.0]
+    }  # fmt: skip
+    assert values(run_type="ci", metric="latency") == {("t::a", "latency"): [4.0]}
+    assert values(outcome="failed") == {} and values(test="nothing") == {}
+    assert values(days=1, metric="tps")[("t::a", "tps")] == [10.0, 20.0, 30.0, 40.0]
+    with pytest.raises(HistoryError, match="last_runs must be a positive integer"):
+        history.summary(last_runs=0)
+
+
+def test_save_session_with_a_source_key(history: History) -> None:
+    run_id = history.save_session(make_run(), [m("t::a")], source_key="bench.json#sha")
+    assert history.get_run(run_id).source_key == "bench.json#sha"
+    with pytest.raises(HistoryError, match=re.escape("key 'bench.json#sha' is already stored")):
+        history.save_session(make_run(), [m("t::a")], source_key="bench.json#sha")
+    assert len(history.recent_runs()) == 1
+
+
+def test_exists_opens_nothing(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.db", create=False)
+    assert not history.exists() and not (tmp_path / "h.db").exists()
+    with History(tmp_path / "h.db") as created:
+        created.record_run({"x": 1.0}, platform="p")
+    assert history.exists()
+    assert History("postgresql://u:p@nowhere/db").exists()  # a server: connecting tells

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..report.formatting import NONE, format_percent, format_value
-from .console import CLIError, when
+from .console import CLIError, output, when
 from .context import Context, resolve_run
-from .history_commands import _output
 
 if TYPE_CHECKING:
     from ..api import RunDetail
@@ -147,7 +146,7 @@ def report(args: argparse.Namespace, ctx: Context) -> int:
     data = _report_data(run, baselines, args, ctx)
     render = {"markdown": render_markdown, "json": render_json, "html": render_html}
     text = render[args.format](data)
-    with _output(args.output, ctx) as out:
+    with output(args.output, ctx.cwd, ctx.console) as out:
         out.write(text)
     if args.output not in (None, "-"):
         ctx.console.err(f"wrote the {args.format} report of run {run.id} to {args.output}")
@@ -199,7 +198,7 @@ def dashboard(args: argparse.Namespace, ctx: Context) -> int:
         page = render_dashboard(
             history, days=args.days, platforms=args.platforms or None, baselines=baselines
         )
-    with _output(args.output, ctx) as out:
+    with output(args.output, ctx.cwd, ctx.console) as out:
         out.write(page)
     if args.output != "-":
         target = ctx.cwd / Path(args.output)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,3 +108,21 @@ def signed_change(change: float | None, worse: float | None) -> str:
     if worse is not None and worse < 0:
         return text + " better"
     return text
+
+
+@contextlib.contextmanager
+def output(path: str | None, cwd: Path, console: Console) -> Iterator[TextIO]:
+    """stdout, or a file written under a temporary name and renamed when complete."""
+    if path in (None, "-"):
+        yield console.stdout
+        console.stdout.flush()
+        return
+    target = cwd / Path(path).expanduser()
+    tmp = target.with_name(f".{target.name}.partial")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            yield out
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

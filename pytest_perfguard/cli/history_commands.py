@@ -1,17 +1,13 @@
-"""Commands over the history database: each a few lines over `History`."""
+"""Commands that read the history database: each a few lines over `History`."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ..report.formatting import NONE, format_value
-from .console import CLIError, clip, short_commit, signed_change, when
+from .console import CLIError, clip, output, short_commit, signed_change, when
 from .context import Context, resolve_run
 
 if TYPE_CHECKING:
@@ -243,7 +239,7 @@ def compare(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def export(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.history(args.db) as history, _output(args.output, ctx) as out:
+    with ctx.history(args.db) as history, output(args.output, ctx.cwd, ctx.console) as out:
         n = history.export(
             args.format,
             out,
@@ -255,24 +251,6 @@ def export(args: argparse.Namespace, ctx: Context) -> int:
     if args.output not in (None, "-"):
         ctx.console.err(f"exported {n} rows to {args.output}")
     return 0
-
-
-@contextlib.contextmanager
-def _output(path: str | None, ctx: Context) -> Iterator[TextIO]:
-    """stdout, or a file written under a temporary name and renamed when complete."""
-    if path in (None, "-"):
-        yield ctx.console.stdout
-        ctx.console.stdout.flush()
-        return
-    target = ctx.cwd / Path(path).expanduser()
-    tmp = target.with_name(f".{target.name}.partial")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            yield out
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def stats(args: argparse.Namespace, ctx: Context) -> int:
@@ -322,94 +300,4 @@ def platform(args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.console.out(info.key)
         ctx.console.json(info.fingerprint)
-    return 0
-
-
-def record(args: argparse.Namespace, ctx: Context) -> int:
-    from ..runinfo import git_state
-
-    metrics = dict(args.metric)
-    unknown = [key for key, _ in args.direction if key not in metrics]
-    if unknown:
-        raise CLIError(f"--direction {unknown[0]}: no --metric {unknown[0]}=VALUE given")
-    git = git_state(ctx.cwd)
-    with ctx.history(args.db, create=True) as history:
-        run_id = history.record_run(
-            metrics,
-            platform=args.platform or ctx.settings.platform,
-            test=args.name,
-            run_type=args.run_type or ctx.settings.run_type,
-            notes=args.notes,
-            success=not args.failed,
-            directions=dict(args.direction),
-            git_commit=git.commit,
-            git_branch=git.branch,
-        )
-        run = history.get_run(run_id) if args.json else None
-    if run is not None:
-        ctx.console.json(run)
-    else:
-        names = ", ".join(f"{k}={format_value(v, u)}" for k, (v, u) in metrics.items())
-        ctx.console.out(f"recorded run {run_id}: {args.name}: {names}")
-    return 0
-
-
-def import_(args: argparse.Namespace, ctx: Context) -> int:
-    from ..importers import import_paths
-
-    with ctx.history(args.db, create=not args.dry_run) as history:
-        report = import_paths(
-            # A dry run never creates the database; without one, nothing is imported yet.
-            history if history.exists() or not args.dry_run else None,
-            [ctx.cwd / Path(p).expanduser() for p in args.files],
-            platform=args.platform,
-            dry_run=args.dry_run,
-        )
-    if args.json:
-        ctx.console.json(report)
-        return 0
-    out = ctx.console.out
-    here = f"{ctx.cwd}{os.sep}"
-    for o in report.outcomes:
-        label = o.label.removeprefix(here)
-        if o.skipped is not None:
-            out(f"skipped   {label}: {o.skipped}")
-            continue
-        target = "would import" if report.dry_run else f"run {o.run_id}"
-        out(
-            f"imported  {label}: {target}, {o.n_results} result(s) "
-            f"({o.format}, platform {o.platform})"
-        )
-        for note in o.notes:
-            out(f"          left out {note}")
-    n_results = sum(o.n_results for o in report.imported)
-    verb = "would be imported (dry run)" if report.dry_run else "imported"
-    out(
-        f"{len(report.imported)} run(s) {verb} with {n_results} result(s); "
-        f"{len(report.skipped)} skipped"
-    )
-    return 0
-
-
-def db_upgrade(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.history(args.db) as history:
-        before, after = history.upgrade()
-    if before == after:
-        ctx.console.out(f"{history.url}: schema already at {after}")
-    else:
-        ctx.console.out(f"{history.url}: schema upgraded from {before or 'empty'} to {after}")
-    return 0
-
-
-def db_vacuum(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.history(args.db) as history:
-        before = history.stats().db_size_bytes
-        history.vacuum()
-        after = history.stats().db_size_bytes
-    if before is None or after is None:
-        ctx.console.out(f"{history.url}: vacuumed")
-    else:
-        ctx.console.out(
-            f"{history.url}: vacuumed, {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB"
-        )
     return 0

@@ -12,6 +12,7 @@ from ..config import parse_gate, parse_threshold
 from ..results import DIRECTIONS, RUN_TYPES
 from . import baseline_commands as bc
 from . import history_commands as hc
+from . import write_commands as wc
 from .console import CLIError
 
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*")
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="every compared metric")
     _json(p)
 
-    p = _command(sub, "record", hc.record, "store a result measured outside pytest")
+    p = _command(sub, "record", wc.record, "store a result measured outside pytest")
     p.add_argument("name", metavar="NAME", help="what was measured (stored as its test id)")
     p.add_argument(
         "--metric",
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "import",
-        hc.import_,
+        wc.import_,
         "import pytest-benchmark saved runs and results JSON",
         "Import pytest-benchmark saved runs (.benchmarks/**/*.json; directories are walked) "
         "and the seed project's results JSON. Importing the same run twice adds nothing.",
@@ -316,6 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
     group = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     group.set_defaults(group=group)
     dsub = group.add_subparsers(title="commands", metavar="COMMAND")
-    _command(dsub, "upgrade", hc.db_upgrade, "migrate the schema to this version")
-    _command(dsub, "vacuum", hc.db_vacuum, "reclaim space (VACUUM)")
+    _command(dsub, "upgrade", wc.db_upgrade, "migrate the schema to this version")
+    _command(dsub, "vacuum", wc.db_vacuum, "reclaim space (VACUUM)")
     return parser

@@ -108,9 +108,13 @@ def git(cwd: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def benchmarks(pytester: pytest.Pytester) -> Path:
+def benchmarks(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     """`.benchmarks/` of two real pytest-benchmark runs in a git checkout: the first saved
     with every sample (`--benchmark-save-data`), the second with statistics only."""
+    # pytest-benchmark switches itself off when it sees an xdist worker's environment,
+    # which the inner run would inherit when this suite runs with -n.
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(test_bench=BENCH_SUITE)
     git(pytester.path, "init", "-q", "-b", "main")
     git(pytester.path, "add", "test_bench.py")

@@ -1,8 +1,10 @@
 """`perfguard`: the history and the baselines from a shell, without running tests.
 
-A thin layer over `pytest_perfguard.api.History`, the baselines and report modules: each
-command (in `history_commands` and `baseline_commands`) is a small function of the parsed
-arguments. It never imports pytest or the plugin. Errors are one line on stderr,
+A thin layer over `pytest_perfguard.api.History`, the baselines, report and importers
+modules: each command (in `history_commands`, `write_commands` and `baseline_commands`) is
+a small function of the parsed arguments; `parser` declares them, and `project` finds the
+plugin's settings (rootdir, ini, environment) so both use the same database and files.
+It never imports pytest or the plugin. Errors are one line on stderr,
 `perfguard: error: ...`, with exit status 2; never a traceback.
 """
 

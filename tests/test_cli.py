@@ -344,6 +344,7 @@ def test_baselines_check_exits_1_on_a_regression_of_the_latest_run(cli: Cli, pro
     assert re.search(r"throughput\s+throughput\s+2000 items/s\s+1000 items/s\s+-50\.0%", result.out)
     assert cli("baselines", "check", "--warn-only", cwd=project).rc == 0
     assert cli("baselines", "check", "--threshold", "0.6", cwd=project).rc == 0
+    assert cli("baselines", "check", "--rule", "noise", cwd=project).rc in (0, 1)
     data = cli("baselines", "check", "--json", cwd=project)
     assert data.rc == 1
     report = data.json()
@@ -462,6 +463,7 @@ def _stamp_future_schema(db: Path) -> None:
         (["runs", "--days", "-1"], "argument --days: '-1' must be a number above 0"),
         (["runs", "--limit", "0"], "argument --limit: '0' must be at least 1"),
         (["runs", "--outcome", "meh"], "argument --outcome: invalid choice"),
+        (["baselines", "check", "--rule", "vibes"], "argument --rule: 'vibes'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["baselines", "check", "--baselines", "corrupt.json"], "corrupt.json: not valid JSON"),
         (["baselines", "show", "--baselines", "corrupt.json"], "corrupt.json: not valid JSON"),

@@ -156,8 +156,9 @@ def report(args: argparse.Namespace, ctx: Context) -> int:
 def _report_data(
     run: RunDetail, baselines: BaselineFile, args: argparse.Namespace, ctx: Context
 ) -> ReportData:
-    """A stored run compared with the baselines of its platform, as the plugin would."""
-    from ..compare import compare
+    """A stored run compared with the baselines of its platform, as the plugin would
+    (same threshold, gate and rule settings unless the options say otherwise)."""
+    from ..compare import compare, make_rule
     from ..report import build_report
     from ..results import PlatformInfo, RunInfo
 
@@ -184,6 +185,7 @@ def _report_data(
         gate=args.gate or ctx.settings.gate,
         default_threshold=ctx.settings.threshold if args.threshold is None else args.threshold,
         selected_tests={m.test for m in run.measurements},
+        rule=make_rule(args.rule or ctx.settings.rule, ctx.settings.q),
     )
     return build_report(info, comparison, run.measurements, warn_only=args.warn_only)
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from ..config import parse_gate, parse_threshold
+from ..config import parse_gate, parse_rule, parse_threshold
 from ..results import DIRECTIONS, RUN_TYPES
 from . import baseline_commands as bc
 from . import history_commands as hc
@@ -56,6 +56,13 @@ def fraction(text: str) -> float:
 def gate(text: str) -> str:
     try:
         return parse_gate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def rule(text: str) -> str:
+    try:
+        return parse_rule(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -139,6 +146,7 @@ def _compare_options(p: argparse.ArgumentParser) -> None:
     _baselines(p)
     p.add_argument("--threshold", metavar="FLOAT", type=fraction, help="default threshold")
     p.add_argument("--gate", type=gate, metavar="{marked,all,none}", help="which tests count")
+    p.add_argument("--rule", type=rule, metavar="{threshold,noise}", help="verdict rule")
     p.add_argument("--warn-only", action="store_true", help="never exit 1 on regressions")
 
 

@@ -16,10 +16,30 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-WORDS = (
-    "vector index latency cache embedding query document retrieval ranking answer model "
-    "token context window chunk overlap recall precision score batch shard replica"
-).split()
+WORDS = [
+    "vector",
+    "index",
+    "latency",
+    "cache",
+    "embedding",
+    "query",
+    "document",
+    "retrieval",
+    "ranking",
+    "answer",
+    "model",
+    "token",
+    "context",
+    "window",
+    "chunk",
+    "overlap",
+    "recall",
+    "precision",
+    "score",
+    "batch",
+    "shard",
+    "replica",
+]
 
 _TOKEN = re.compile(r"[a-z]+")
 

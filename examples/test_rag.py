@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from rag_pipeline import RagPipeline, tokenize
 
 QUERIES = ["vector index latency", "cache recall precision", "token context window"]
@@ -22,8 +21,12 @@ def test_throughput(pipeline: RagPipeline, perf) -> None:
     start = time.perf_counter()
     for query in QUERIES * 3:
         pipeline.answer(query)
-    perf.record("queries_per_second", len(QUERIES) * 3 / (time.perf_counter() - start),
-                unit="q/s", direction="higher")
+    perf.record(
+        "queries_per_second",
+        len(QUERIES) * 3 / (time.perf_counter() - start),
+        unit="q/s",
+        direction="higher",
+    )
 
 
 @pytest.mark.perf(metric="pipeline_total")
@@ -34,8 +37,12 @@ def test_pipeline_steps(pipeline: RagPipeline, perf) -> None:
     with perf.measure("generate"):
         answer = pipeline.generate("embedding model batch", passages)
     perf.record("pipeline_total", time.perf_counter() - start, unit="s")
-    perf.record("retrieval_hit_rate", sum("embedding" in p for p in passages) / len(passages),
-                unit="ratio", direction="higher")
+    perf.record(
+        "retrieval_hit_rate",
+        sum("embedding" in p for p in passages) / len(passages),
+        unit="ratio",
+        direction="higher",
+    )
     assert answer
 
 

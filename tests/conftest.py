@@ -19,13 +19,13 @@ import pydantic  # noqa: F401
 import pytest
 import sqlalchemy  # noqa: F401
 
-import pytest_perfguard.api  # noqa: F401
-import pytest_perfguard.baselines  # noqa: F401
-import pytest_perfguard.collectors  # noqa: F401
-import pytest_perfguard.compare  # noqa: F401
-import pytest_perfguard.history.store  # noqa: F401
-import pytest_perfguard.report.markdown  # noqa: F401
-import pytest_perfguard.session  # noqa: F401
+import pytest_perfguard.api
+import pytest_perfguard.baselines
+import pytest_perfguard.collectors
+import pytest_perfguard.compare
+import pytest_perfguard.history.store
+import pytest_perfguard.report.markdown
+import pytest_perfguard.session
 import pytest_perfguard.updating  # noqa: F401
 
 PG_URL_ENV = "PERFGUARD_TEST_DATABASE_URL"

@@ -28,7 +28,7 @@ def test_parse_threshold_accepts(text: str, value: float) -> None:
 
 @pytest.mark.parametrize("text", ["abc", "-0.1", "nan", "inf", ""])
 def test_parse_threshold_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="0.2 for 20 %"):
+    with pytest.raises(ValueError, match=r"0\.2 for 20 %"):
         parse_threshold(text)
 
 
@@ -39,8 +39,13 @@ def test_parse_gate_accepts(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("parse", "text"),
-    [(parse_gate, "some"), (parse_run_type, "weekly"), (parse_bool, "maybe"),
-     (parse_positive_int, "0"), (parse_positive_int, "x")],
+    [
+        (parse_gate, "some"),
+        (parse_run_type, "weekly"),
+        (parse_bool, "maybe"),
+        (parse_positive_int, "0"),
+        (parse_positive_int, "x"),
+    ],
 )
 def test_parsers_reject(parse, text: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=repr(text)):
@@ -67,11 +72,13 @@ def test_precedence_cli_over_env_over_ini() -> None:
 
 @pytest.mark.parametrize(
     ("env", "field", "value"),
-    [({"ENABLE_PERFORMANCE_RECORDING": "1"}, "record", True),
-     ({"PERFORMANCE_PLATFORM": "box"}, "platform", "box"),
-     ({"PERFORMANCE_DB_PATH": "x.db"}, "db", "x.db"),
-     ({"REGRESSION_THRESHOLD": "0.1"}, "threshold", 0.1),
-     ({"PERFORMANCE_RUN_TYPE": "nightly"}, "run_type", "nightly")],
+    [
+        ({"ENABLE_PERFORMANCE_RECORDING": "1"}, "record", True),
+        ({"PERFORMANCE_PLATFORM": "box"}, "platform", "box"),
+        ({"PERFORMANCE_DB_PATH": "x.db"}, "db", "x.db"),
+        ({"REGRESSION_THRESHOLD": "0.1"}, "threshold", 0.1),
+        ({"PERFORMANCE_RUN_TYPE": "nightly"}, "run_type", "nightly"),
+    ],
 )
 def test_seed_env_aliases(env: dict[str, str], field: str, value: object) -> None:
     assert getattr(resolve({}, env, {}, ROOT), field) == value
@@ -88,30 +95,36 @@ def test_run_type_defaults_to_ci_under_ci() -> None:
 
 @pytest.mark.parametrize(
     ("env", "ini", "message"),
-    [({"PERFGUARD_THRESHOLD": "x"}, {}, "PERFGUARD_THRESHOLD: 'x' is not a number"),
-     ({}, {"perf_gate": "most"}, "ini option perf_gate: 'most' is not one of"),
-     ({"PERFGUARD_MIN_RUNS": "0"}, {}, "PERFGUARD_MIN_RUNS: '0' must be at least 1")],
+    [
+        ({"PERFGUARD_THRESHOLD": "x"}, {}, "PERFGUARD_THRESHOLD: 'x' is not a number"),
+        ({}, {"perf_gate": "most"}, "ini option perf_gate: 'most' is not one of"),
+        ({"PERFGUARD_MIN_RUNS": "0"}, {}, "PERFGUARD_MIN_RUNS: '0' must be at least 1"),
+    ],
 )
-def test_bad_values_name_their_source(env: dict[str, str], ini: dict[str, str],
-                                      message: str) -> None:
+def test_bad_values_name_their_source(
+    env: dict[str, str], ini: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve({}, env, ini, ROOT)
 
 
 @pytest.mark.parametrize(
     ("cli", "env", "ini", "active"),
-    [({}, {}, {}, False),
-     ({"threshold": 0.1}, {}, {}, True),
-     ({"enabled": True}, {}, {}, True),
-     ({}, {"PERFGUARD": "1"}, {}, True),
-     ({}, {"PERFGUARD": "0"}, {}, False),
-     ({}, {}, {"perf": "true"}, True),
-     ({}, {}, {"perf_threshold": "0.1"}, False),
-     ({}, {"PERFGUARD_THRESHOLD": "0.1"}, {}, False),
-     ({}, {"ENABLE_PERFORMANCE_RECORDING": "1"}, {}, True)],
+    [
+        ({}, {}, {}, False),
+        ({"threshold": 0.1}, {}, {}, True),
+        ({"enabled": True}, {}, {}, True),
+        ({}, {"PERFGUARD": "1"}, {}, True),
+        ({}, {"PERFGUARD": "0"}, {}, False),
+        ({}, {}, {"perf": "true"}, True),
+        ({}, {}, {"perf_threshold": "0.1"}, False),
+        ({}, {"PERFGUARD_THRESHOLD": "0.1"}, {}, False),
+        ({}, {"ENABLE_PERFORMANCE_RECORDING": "1"}, {}, True),
+    ],
 )
-def test_is_active(cli: dict[str, object], env: dict[str, str], ini: dict[str, str],
-                   active: bool) -> None:
+def test_is_active(
+    cli: dict[str, object], env: dict[str, str], ini: dict[str, str], active: bool
+) -> None:
     assert is_active(cli, env, ini) is active
 
 

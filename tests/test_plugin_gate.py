@@ -66,8 +66,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *COMMON]
     for _ in range(5):
         subprocess.run([*command, "--perf-record"], cwd=path, check=True, capture_output=True)
-    done = subprocess.run([*command, "--perf-update-baselines"], cwd=path, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [*command, "--perf-update-baselines"], cwd=path, capture_output=True, text=True, check=True
+    )
     assert "baselines update for platform gate_box" in done.stdout
     return path
 
@@ -110,12 +111,14 @@ def test_clean_run_passes(baselined: pytest.Pytester) -> None:
 
 
 def test_slowdown_fails_with_numbers_in_terminal_and_reports(baselined: pytest.Pytester) -> None:
-    result = run(baselined, "--perf-report", "report.md", "--perf-json", "report.json",
-                 LATENCY_MS="40")
+    result = run(
+        baselined, "--perf-report", "report.md", "--perf-json", "report.json", LATENCY_MS="40"
+    )
     result.assert_outcomes(passed=4)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*1 performance regression*",
-                                 "*test_suite.py::test_latency*query_latency*+*%*"])
+    result.stdout.fnmatch_lines(
+        ["*1 performance regression*", "*test_suite.py::test_latency*query_latency*+*%*"]
+    )
     markdown = (baselined.path / "report.md").read_text()
     assert "<!-- perfguard-report -->" in markdown
     assert "❌" in markdown and "query_latency" in markdown
@@ -169,8 +172,17 @@ def test_gate_all_gates_unmarked_tests(baselined: pytest.Pytester) -> None:
 def test_seed_flat_baselines_file_gates(suite: pytest.Pytester) -> None:
     path = baselines_path(suite)
     path.parent.mkdir()
-    path.write_text(json.dumps({PLATFORM: {"query_latency": 0.020, "throughput": 1000,
-                                           "metadata": {"last_updated": "2026-01-01"}}}))
+    path.write_text(
+        json.dumps(
+            {
+                PLATFORM: {
+                    "query_latency": 0.020,
+                    "throughput": 1000,
+                    "metadata": {"last_updated": "2026-01-01"},
+                }
+            }
+        )
+    )
     assert run(suite).ret == 0
     result = run(suite, THROUGHPUT="300")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -182,14 +194,20 @@ def test_seed_flat_baselines_file_gates(suite: pytest.Pytester) -> None:
     [
         ('{"schema": 1, "platforms": {', "*perf_baselines.json*"),
         ('{"schema": 1, "platforms": []}', "*perf_baselines.json*platforms*"),
-        ('{"schema": 1, "platforms": {"p": {"tests": {"t": {"m": {"value": -1}}}}}}',
-         "*perf_baselines.json*value*"),
-        ('{"schema": 1, "platforms": {"p": {"tests": {"t": {"m": {"value": 1, '
-         '"direction": "up"}}}}}}', "*perf_baselines.json*direction*"),
+        (
+            '{"schema": 1, "platforms": {"p": {"tests": {"t": {"m": {"value": -1}}}}}}',
+            "*perf_baselines.json*value*",
+        ),
+        (
+            '{"schema": 1, "platforms": {"p": {"tests": {"t": {"m": {"value": 1, '
+            '"direction": "up"}}}}}}',
+            "*perf_baselines.json*direction*",
+        ),
     ],
 )
-def test_bad_baselines_file_is_a_usage_error(suite: pytest.Pytester, content: str,
-                                             message: str) -> None:
+def test_bad_baselines_file_is_a_usage_error(
+    suite: pytest.Pytester, content: str, message: str
+) -> None:
     path = baselines_path(suite)
     path.parent.mkdir()
     path.write_text(content)
@@ -215,8 +233,10 @@ def test_update_without_history_says_so(suite: pytest.Pytester) -> None:
 def test_update_keeps_other_platforms(suite: pytest.Pytester) -> None:
     path = baselines_path(suite)
     path.parent.mkdir()
-    other = {"metadata": {"notes": "keep me"},
-             "tests": {"x.py::t": {"m": {"value": 1.5, "unit": "s", "direction": "lower"}}}}
+    other = {
+        "metadata": {"notes": "keep me"},
+        "tests": {"x.py::t": {"m": {"value": 1.5, "unit": "s", "direction": "lower"}}},
+    }
     path.write_text(json.dumps({"schema": 1, "platforms": {"other_box": other}}))
     for _ in range(5):
         run(suite, "--perf-record")
@@ -244,7 +264,8 @@ def test_awkward_test_ids_render_as_one_table_row(pytester: pytest.Pytester) -> 
         """
     )
     pytester.runpytest("--perf-platform", PLATFORM, "--perf-report", "r.md").assert_outcomes(
-        passed=3)
+        passed=3
+    )
     lines = (pytester.path / "r.md").read_text().splitlines()
     rows_with_ids = 0
     header = 0
@@ -268,9 +289,16 @@ def test_concurrent_updates_never_leave_a_half_written_file(baselined: pytest.Py
         "'none', '--perf-update-baselines', '--perf-accept-regressions', '-q', '-p', "
         "'no:cacheprovider']))"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=baselined.path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=baselined.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     path = baselines_path(baselined)
     while any(p.poll() is None for p in procs):
         text = path.read_text()

@@ -216,8 +216,12 @@ def test_bad_marker_arguments_are_collection_errors(
     ],
 )
 def test_bad_settings_are_usage_errors(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: list[str],
-    env: dict[str, str], ini: str, message: str,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    ini: str,
+    message: str,
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -275,13 +279,11 @@ def test_gpu_metrics_through_pynvml(pytester: pytest.Pytester) -> None:
     with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
         (platform,) = history.platforms()
     assert platform.key.endswith("RTX_4090_24GB")
-    assert platform.fingerprint["gpus"] == [{"name": "NVIDIA GeForce RTX 4090",
-                                              "memory_mb": 24576}]
+    assert platform.fingerprint["gpus"] == [{"name": "NVIDIA GeForce RTX 4090", "memory_mb": 24576}]
 
 
 def test_no_pynvml_means_no_gpu_metric(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(pynvml="raise ImportError('no NVML here')",
-                        test_cpu="def test_cpu(): pass")
+    pytester.makepyfile(pynvml="raise ImportError('no NVML here')", test_cpu="def test_cpu(): pass")
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess("--perf-record")
     result.assert_outcomes(passed=1)
@@ -290,12 +292,15 @@ def test_no_pynvml_means_no_gpu_metric(pytester: pytest.Pytester) -> None:
 
 @pytest.mark.parametrize(
     ("args", "env"),
-    [(["--perf-platform", "ci_box_1"], {}),
-     ([], {"PERFGUARD_PLATFORM": "ci_box_1"}),
-     ([], {"PERFORMANCE_PLATFORM": "ci_box_1"})],
+    [
+        (["--perf-platform", "ci_box_1"], {}),
+        ([], {"PERFGUARD_PLATFORM": "ci_box_1"}),
+        ([], {"PERFORMANCE_PLATFORM": "ci_box_1"}),
+    ],
 )
-def test_platform_override(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-                           args: list[str], env: dict[str, str]) -> None:
+def test_platform_override(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]
+) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     pytester.makepyfile("def test_ok(): pass")

@@ -39,8 +39,10 @@ def test_xdist_stores_one_run_with_the_same_rows_and_verdicts(pytester: pytest.P
         assert len(runs) == 2
         serial_run = history.get_run(runs[1].id)
         parallel_run = history.get_run(runs[0].id)
-    as_set = lambda run: {(m.test, m.metric, m.kind, len(m.samples))  # noqa: E731
-                          for m in run.measurements}
+    as_set = lambda run: {
+        (m.test, m.metric, m.kind, len(m.samples))  # noqa: E731
+        for m in run.measurements
+    }
     assert as_set(serial_run) == as_set(parallel_run)
     assert len(parallel_run.measurements) >= 5 * 3
 
@@ -56,8 +58,9 @@ def test_slowdown_is_caught_under_xdist(pytester: pytest.Pytester) -> None:
     common = ["--perf-platform", "px", "-p", "no:cacheprovider", "-n", "2"]
     for _ in range(3):
         pytester.runpytest_subprocess(*common, "--perf-record").assert_outcomes(passed=5)
-    update = pytester.runpytest_subprocess(*common, "--perf-update-baselines",
-                                           "--perf-min-runs", "3")
+    update = pytester.runpytest_subprocess(
+        *common, "--perf-update-baselines", "--perf-min-runs", "3"
+    )
     update.stdout.fnmatch_lines(["*baselines update*"])
     assert pytester.runpytest_subprocess(*common).ret == 0
     with pytest.MonkeyPatch.context() as mp:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_perfguard.api import History
+from pytest_perfguard.api import History, RunDetail
 
 pytest.importorskip("xdist")
 pytest_plugins = ["pytester"]
@@ -39,11 +39,10 @@ def test_xdist_stores_one_run_with_the_same_rows_and_verdicts(pytester: pytest.P
         assert len(runs) == 2
         serial_run = history.get_run(runs[1].id)
         parallel_run = history.get_run(runs[0].id)
-    as_set = lambda run: {
-        (m.test, m.metric, m.kind, len(m.samples))  # noqa: E731
-        for m in run.measurements
-    }
-    assert as_set(serial_run) == as_set(parallel_run)
+    def rows(run: RunDetail) -> set[tuple[str, str, str, int]]:
+        return {(m.test, m.metric, m.kind, len(m.samples)) for m in run.measurements}
+
+    assert rows(serial_run) == rows(parallel_run)
     assert len(parallel_run.measurements) >= 5 * 3
 
     def verdicts(name: str) -> set[tuple[str, str, str]]:

@@ -306,18 +306,24 @@ class PerfPlugin:
             self.rerunning = False
 
     def _confirm(self, session: pytest.Session) -> None:
-        """Re-run the tests flagged as regressions; keep only regressions that hold."""
-        from .session import flagged_regressions
+        """Re-run the tests flagged as regressions; keep only regressions that hold.
 
-        flagged = flagged_regressions(self.context, self._rows(), self.selected)
-        if not flagged:
+        Recording, tests without a baseline yet take the same passes (see
+        `session.unbaselined_tests`)."""
+        from .session import flagged_regressions, unbaselined_tests
+
+        rows = self._rows()
+        flagged = flagged_regressions(self.context, rows, self.selected)
+        sampled = unbaselined_tests(self.context, rows, self.selected)
+        if not flagged and not sampled:
             return
-        by_id = {item.nodeid: item for item in session.items}
         first = dict(flagged)
         reruns: dict[str, int] = {}
         last_pass = _clock()
         for n in range(self.settings.confirm_runs):
-            items = [by_id[test] for test in sorted({t for t, _ in flagged}) if test in by_id]
+            tests = {test for test, _ in flagged} | sampled
+            # In collection order, so module- and class-scoped fixtures are shared as usual.
+            items = [item for item in session.items if item.nodeid in tests]
             if not items:
                 break
             if n:
@@ -329,7 +335,8 @@ class PerfPlugin:
             flagged = flagged_regressions(self.context, self._rows(), self.selected)
             flagged = {key: change for key, change in flagged.items() if key in first}
         for (test, metric), change in first.items():
-            self.confirmations[(test, metric)] = Confirmation(change, reruns.get(test, 0))
+            if reruns.get(test):
+                self.confirmations[(test, metric)] = Confirmation(change, reruns[test])
 
     def _calibrate(self, session: pytest.Session) -> None:
         """A/A calibration: the main loop is pass 1; N - 1 more passes over the tests that

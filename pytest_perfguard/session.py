@@ -160,6 +160,18 @@ def flagged_regressions(
     return {(v.test, v.metric): v.change or 0.0 for v in comparison.verdicts if v.fails}
 
 
+def unbaselined_tests(
+    context: SessionContext, rows: Sequence[Measurement], selected: Collection[str]
+) -> set[str]:
+    """Tests with a gated metric that has no baseline yet. A recording session re-runs
+    them with the confirm passes, so the history a first baseline comes from holds values
+    sampled at several moments, not one."""
+    if not context.settings.record:
+        return set()
+    comparison = _compare(context, rows, selected)
+    return {v.test for v in comparison.verdicts if v.kind == "new" and v.gated}
+
+
 def finish_session(
     context: SessionContext,
     rows: Sequence[Measurement],
@@ -190,6 +202,7 @@ def finish_session(
     if context.db_url is not None and comparison.regressions:
         _note_change_points(context, comparison, measurements)
     result = SessionResult(comparison=comparison, run=run)
+    result.messages.extend(_verdict_notes(comparison, confirmations or {}))
     if settings.record and context.db_url is not None:
         _store(context, run, measurements, result)
     _write_reports(context, run, comparison, measurements, result)
@@ -313,6 +326,39 @@ def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResu
         (f"perfguard: baselines update for platform {context.platform.key}", {"bold": True})
     )
     result.messages.extend((line, {}) for line in format_update_table(update).splitlines())
+
+
+def _verdict_notes(
+    comparison: Comparison, confirmations: dict[tuple[str, str], Confirmation]
+) -> list[tuple[str, Markup]]:
+    """One line on the confirm re-runs and one warning for unstable metrics, when any."""
+    notes: list[tuple[str, Markup]] = []
+    if confirmations:
+        held = sum(
+            1
+            for v in comparison.verdicts
+            if v.kind == "regression" and (v.test, v.metric) in confirmations
+        )
+        tests = len({test for test, _ in confirmations})
+        notes.append(
+            (
+                f"perfguard: re-ran {tests} flagged test{'s' if tests != 1 else ''}: "
+                f"{held} regression{'s' if held != 1 else ''} confirmed, "
+                f"{len(confirmations) - held} cleared",
+                {},
+            )
+        )
+    unstable = comparison.of_kind("unstable")
+    if unstable:
+        notes.append(
+            (
+                f"perfguard: {len(unstable)} metric{'s' if len(unstable) != 1 else ''} too noisy "
+                "to judge at their threshold (unstable: reported, never failing); "
+                "run with -v for the rounds they need, or --perf-calibrate",
+                {"yellow": True},
+            )
+        )
+    return notes
 
 
 def _annotated(verdict: Verdict, note: str) -> Verdict:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -163,57 +164,55 @@ def slow_sets(count: int, seed: int) -> list[list[str]]:
     return [sorted(rng.sample(names, round(SLOW_SHARE * len(names)))) for _ in range(count)]
 
 
-def run_perfguard(
-    config: str,
-    args: list[str],
-    work: Path,
-    n_record: int,
-    n_clean: int,
-    n_slow: int,
-    seed: int,
-    log: Path,
-) -> Score:
-    directory = work / f"perfguard-{config}"
-    write_suite(directory, "perfguard")
-    env = base_env()
-    common = ["--perf-platform", PLATFORM, "--perf-threshold", str(THRESHOLD), *args]
-    score = Score(f"perfguard {config}")
-    with log.open("a", encoding="utf-8") as out:
-        for _ in range(n_record):
-            rc, _, text = timed(pytest_cmd(directory, *common, "--perf-record"), directory, env)
-            out.write(text)
-            if rc not in (0, 1):
-                raise SystemExit(f"record run failed ({rc}):\n{text}")
-        rc, _, text = timed(
-            pytest_cmd(
-                directory,
-                *common,
-                "--perf-update-baselines",
-                "--perf-min-runs",
-                str(n_record),
-                "--perf-gate",
-                "none",
-            ),
-            directory,
-            env,
+class Perfguard:
+    """One perfguard configuration: its own suite directory, baselines and score."""
+
+    def __init__(self, config: str, work: Path, log: Path) -> None:
+        self.config = config
+        self.directory = work / f"perfguard-{config}"
+        write_suite(self.directory, "perfguard")
+        self.common = [
+            "--perf-platform",
+            PLATFORM,
+            "--perf-threshold",
+            str(THRESHOLD),
+            *CONFIGS[config],
+        ]
+        self.log = log
+        self.scores = [Score(f"perfguard {config}")]
+        args = CONFIGS[config]
+        self.record_key = tuple(
+            f"{flag}={args[i + 1]}"
+            for i, flag in enumerate(args)
+            if flag in ("--perf-estimator", "--perf-rounds-budget")
         )
-        out.write(text)
-        runs = [[] for _ in range(n_clean)] + slow_sets(n_slow, seed)
-        for i, slow in enumerate(runs):
-            report = directory / "r.json"
-            report.unlink(missing_ok=True)
-            run_env = {**env, "VERDICT_SLOW": ",".join(slow)}
-            rc, secs, text = timed(
-                pytest_cmd(directory, *common, "--perf", "--perf-json", str(report)),
-                directory,
-                run_env,
-            )
-            out.write(f"--- {config} run {i} slow={slow} rc={rc}\n{text}")
-            score.seconds.append(secs)
-            comparisons = json.loads(report.read_text())["comparisons"]
-            verdicts = {c["metric"]: c["verdict"] for c in comparisons if c["gated"]}
-            _score(score, verdicts, set(slow), failed=rc == 1)
-    return score
+
+    def copy_baselines(self, other: Perfguard) -> None:
+        shutil.copytree(other.directory / "baselines", self.directory / "baselines")
+
+    def _run(self, *args: str, slow: Sequence[str] = ()) -> tuple[int, float, str]:
+        env = {**base_env(), "VERDICT_SLOW": ",".join(slow)}
+        rc, secs, text = timed(pytest_cmd(self.directory, *self.common, *args), self.directory, env)
+        with self.log.open("a", encoding="utf-8") as out:
+            out.write(f"--- {self.config} {' '.join(args)} slow={slow} rc={rc}\n{text}")
+        return rc, secs, text
+
+    def record(self) -> None:
+        rc, _, text = self._run("--perf-record")
+        if rc not in (0, 1):
+            raise SystemExit(f"record run failed ({rc}):\n{text}")
+
+    def update(self, runs: int) -> None:
+        self._run("--perf-update-baselines", "--perf-min-runs", str(runs), "--perf-gate", "none")
+
+    def measure(self, slow: list[str]) -> None:
+        report = self.directory / "r.json"
+        report.unlink(missing_ok=True)
+        rc, secs, _ = self._run("--perf", "--perf-json", str(report), slow=slow)
+        comparisons = json.loads(report.read_text())["comparisons"]
+        verdicts = {c["metric"]: c["verdict"] for c in comparisons if c["gated"]}
+        self.scores[0].seconds.append(secs)
+        _score(self.scores[0], verdicts, set(slow), failed=rc == 1)
 
 
 def _score(score: Score, verdicts: dict[str, str], slow: set[str], *, failed: bool) -> None:
@@ -239,58 +238,60 @@ def _score(score: Score, verdicts: dict[str, str], slow: set[str], *, failed: bo
             score.false_alarms += flagged
 
 
-def run_benchmark(work: Path, n_clean: int, n_slow: int, seed: int, log: Path) -> list[Score]:
-    """pytest-benchmark: one autosaved baseline run, then compared runs; its compare-fail
-    rule (current stat > baseline stat x 1.1) is applied to the saved JSON for each field,
+class Benchmark:
+    """pytest-benchmark: one autosaved baseline run, then compared runs. Its compare-fail
+    rule (current stat > baseline stat x 1.1) is applied to each run's JSON for both fields,
     and checked against its own exit status for the field given on the command line."""
-    directory = work / "pytest-benchmark"
-    write_suite(directory, "benchmark")
-    env = base_env()
-    common = ["-p", "no:perfguard", "--benchmark-storage", str(directory / ".benchmarks")]
-    scores = {f: Score(f"benchmark {f}:10%") for f in ("median", "min")}
-    with log.open("a", encoding="utf-8") as out:
-        rc, _, text = timed(pytest_cmd(directory, *common, "--benchmark-autosave"), directory, env)
-        out.write(text)
-        saved = sorted((directory / ".benchmarks").rglob("*.json"))[-1]
-        baseline = _bench_stats(saved)
-        runs = [[] for _ in range(n_clean)] + slow_sets(n_slow, seed)
-        mismatches = 0
-        for i, slow in enumerate(runs):
-            current = directory / "current.json"
-            run_env = {**env, "VERDICT_SLOW": ",".join(slow)}
-            rc, secs, text = timed(
-                pytest_cmd(
-                    directory,
-                    *common,
-                    "--benchmark-compare",
-                    "--benchmark-compare-fail=median:10%",
-                    "--benchmark-json",
-                    str(current),
-                ),
-                directory,
-                run_env,
-            )
-            out.write(f"--- benchmark run {i} slow={slow} rc={rc}\n{text[-3000:]}")
-            stats = _bench_stats(current)
-            for stat, score in scores.items():
-                verdicts = {
-                    name: "regression"
-                    if stats[name][stat] > baseline[name][stat] * 1.1
-                    else "unchanged"
-                    for name in stats
-                }
-                failed = any(v == "regression" for v in verdicts.values())
-                if stat == "median" and failed != (rc == 1):
-                    mismatches += 1
-                score.seconds.append(secs)
-                _score(score, verdicts, set(slow), failed=failed)
-        if mismatches:
-            print(
-                f"warning: {mismatches} runs where pytest-benchmark's exit status disagreed "
-                "with the median:10% rule computed here",
-                file=sys.stderr,
-            )
-    return list(scores.values())
+
+    def __init__(self, work: Path, log: Path) -> None:
+        self.directory = work / "pytest-benchmark"
+        write_suite(self.directory, "benchmark")
+        self.common = [
+            "-p",
+            "no:perfguard",
+            "--benchmark-storage",
+            str(self.directory / ".benchmarks"),
+        ]
+        self.log = log
+        self.by_field = {f: Score(f"benchmark {f}:10%") for f in ("median", "min")}
+        self.scores = list(self.by_field.values())
+        self.mismatches = 0
+        self.baseline: dict[str, dict[str, float]] = {}
+
+    def _run(self, *args: str, slow: Sequence[str] = ()) -> tuple[int, float, str]:
+        env = {**base_env(), "VERDICT_SLOW": ",".join(slow)}
+        rc, secs, text = timed(pytest_cmd(self.directory, *self.common, *args), self.directory, env)
+        with self.log.open("a", encoding="utf-8") as out:
+            out.write(f"--- benchmark {' '.join(args)} slow={slow} rc={rc}\n{text[-3000:]}")
+        return rc, secs, text
+
+    def record(self) -> None:
+        self._run("--benchmark-autosave")
+        saved = sorted((self.directory / ".benchmarks").rglob("*.json"))[-1]
+        self.baseline = _bench_stats(saved)
+
+    def measure(self, slow: list[str]) -> None:
+        current = self.directory / "current.json"
+        rc, secs, _ = self._run(
+            "--benchmark-compare",
+            "--benchmark-compare-fail=median:10%",
+            "--benchmark-json",
+            str(current),
+            slow=slow,
+        )
+        stats = _bench_stats(current)
+        for stat, score in self.by_field.items():
+            verdicts = {
+                name: "regression"
+                if stats[name][stat] > self.baseline[name][stat] * 1.1
+                else "unchanged"
+                for name in stats
+            }
+            failed = any(v == "regression" for v in verdicts.values())
+            if stat == "median" and failed != (rc == 1):
+                self.mismatches += 1
+            score.seconds.append(secs)
+            _score(score, verdicts, set(slow), failed=failed)
 
 
 def _bench_stats(path: Path) -> dict[str, dict[str, float]]:
@@ -317,7 +318,9 @@ def main() -> None:
     quick = options.quick
     clean = options.clean if options.clean is not None else (6 if quick else 20)
     slow = options.slow if options.slow is not None else (6 if quick else 20)
-    default_configs = "default,plain" if quick else ",".join(CONFIGS)
+    default_configs = (
+        "default,plain" if quick else "default,confirm3,noise-rule,median+confirm,plain"
+    )
     configs = (options.configs or default_configs).split(",")
     tools = options.tools.split(",")
     work = Path(tempfile.mkdtemp(prefix="perfguard-verdicts-"))
@@ -327,25 +330,55 @@ def main() -> None:
         f"threshold {THRESHOLD:.0%}",
         flush=True,
     )
-    scores: list[Score] = []
     started = time.perf_counter()
+    tools_: list[Perfguard | Benchmark] = []
+    if "perfguard" in tools:
+        tools_ += [Perfguard(config, work, log) for config in configs]
+    bench = Benchmark(work, log) if "benchmark" in tools else None
+    # Every configuration runs once per round, in turn, so all of them see the same spells
+    # of a shared machine; pytest-benchmark (about 30 s a run) takes part in fewer rounds.
+    bench_every = 1 if not quick else 2
     try:
-        if "perfguard" in tools:
-            for config in configs:
-                score = run_perfguard(
-                    config, CONFIGS[config], work, options.record, clean, slow, options.seed, log
-                )
-                print(score.line(), flush=True)
-                scores.append(score)
-        if "benchmark" in tools:
-            bench_clean = clean if not quick else min(clean, 4)
-            bench_slow = slow if not quick else min(slow, 4)
-            for score in run_benchmark(work, bench_clean, bench_slow, options.seed, log):
-                print(score.line(), flush=True)
-                scores.append(score)
+        # Configurations that differ only in how they judge (rule, confirm) share one set of
+        # baselines, so their scores differ by the rule alone; the estimator and the rounds
+        # budget change what is stored, so those record their own.
+        recorders: dict[tuple[str, ...], Perfguard] = {}
+        for tool in tools_:
+            if isinstance(tool, Perfguard):
+                recorders.setdefault(tool.record_key, tool)
+        for _ in range(options.record):
+            for tool in recorders.values():
+                tool.record()
+        for tool in recorders.values():
+            tool.update(options.record)
+        for tool in tools_:
+            if isinstance(tool, Perfguard) and recorders[tool.record_key] is not tool:
+                tool.copy_baselines(recorders[tool.record_key])
+        if bench is not None:
+            bench.record()
+        plan: list[list[str]] = [[] for _ in range(clean)] + slow_sets(slow, options.seed)
+        random.Random(options.seed).shuffle(plan)
+        for index, slowed in enumerate(plan):
+            for tool in tools_:
+                tool.measure(slowed)
+            if bench is not None and index % bench_every == 0:
+                bench.measure(slowed)
+            print(f"round {index + 1}/{len(plan)} done", flush=True)
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
+    scores = [score for tool in tools_ for score in tool.scores]
+    if bench is not None:
+        scores += bench.scores
+        if bench.mismatches:
+            print(
+                f"warning: {bench.mismatches} runs where pytest-benchmark's exit status "
+                "disagreed with the median:10% rule computed here",
+                file=sys.stderr,
+            )
+    print()
+    for score in scores:
+        print(score.line())
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     print("\nper group (kind/rounds: false alarms, detections):")
     for score in scores:

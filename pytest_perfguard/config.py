@@ -1,4 +1,9 @@
-"""Settings: one validated object, resolved CLI > env > ini > default.
+"""The option table and its parsers: every setting's flag, env name, ini key and validation.
+
+The validated settings object itself (pydantic) lives in :mod:`pytest_perfguard.settings`, so
+that an inactive plugin, which only needs this table to register its options, never imports
+pydantic: an import costs every pytest start, and a bigger heap makes every test's garbage
+collection slower.
 
 This module knows nothing of pytest: the plugin hands it three plain mappings (what the
 command line gave, the environment, the ini file) and turns `ConfigError` into a usage error.
@@ -12,10 +17,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any
 
 from .results import GATE_SCOPES, RUN_TYPES, GateScope, RunType
 
@@ -330,49 +332,6 @@ def running_in_ci(env: Mapping[str, str]) -> bool:
     return any(env.get(name, "").strip().lower() not in ("", "0", "false") for name in CI_ENV_VARS)
 
 
-class PerfSettings(BaseModel):
-    """The resolved, validated settings of one session."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    enabled: bool = False
-    record: bool = False
-    db: str | None = None
-    baselines: Path = Path("baselines/perf_baselines.json")
-    platform: str | None = None
-    threshold: float = 0.20
-    gate: GateScope = "marked"
-    report: Path | None = None
-    json_report: Path | None = None
-    warn_only: bool = False
-    update_baselines: bool = False
-    accept_regressions: bool = False
-    min_runs: int = 5
-    update_margin: float = 0.05
-    run_type: RunType = "manual"
-    notes: str = ""
-    estimator: str = "min"
-    rule: Literal["threshold", "noise"] = "threshold"
-    q: float = 0.05
-    confirm: int | None = None
-    rounds_budget: float = 0.05
-    calibrate: int | None = None
-    calibrate_write: bool = False
-
-    @property
-    def active(self) -> bool:
-        return self.enabled or self.record or self.update_baselines or bool(self.calibrate)
-
-    @property
-    def confirm_runs(self) -> int:
-        """Re-runs of flagged tests: as set, else 1 when something can fail the session."""
-        if self.calibrate:
-            return 0
-        if self.confirm is not None:
-            return self.confirm
-        return 0 if self.gate == "none" else 1
-
-
 def env_value(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:
     """The (source name, raw value) the environment gives for an option, if any."""
     for name in (option.env, *option.env_aliases):
@@ -402,42 +361,6 @@ def is_active(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, 
             except ValueError:
                 return True  # let resolve() report the bad value
     return False
-
-
-def resolve(
-    cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, str], rootdir: Path
-) -> PerfSettings:
-    """Build the settings from CLI (already parsed), env and ini, in that order of precedence.
-
-    Relative paths are anchored at rootdir so results do not depend on the working directory.
-    """
-    values: dict[str, Any] = {}
-    for option in OPTIONS:
-        cli_value = cli.get(option.field)
-        if cli_value is not None and cli_value is not False:
-            values[option.field] = cli_value
-            continue
-        found = env_value(option, env)
-        if found is not None:
-            source, raw = found
-        elif ini.get(option.ini):
-            source, raw = f"ini option {option.ini}", ini[option.ini]
-        else:
-            continue
-        try:
-            values[option.field] = option.parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    if "run_type" not in values:
-        values["run_type"] = "ci" if running_in_ci(env) else "manual"
-    for name in ("baselines", "report", "json"):
-        if name in values:
-            path = Path(values[name])
-            values[name] = path if path.is_absolute() else rootdir / path
-    values.setdefault("baselines", rootdir / "baselines" / "perf_baselines.json")
-    if "json" in values:
-        values["json_report"] = values.pop("json")
-    return PerfSettings(**values)
 
 
 def current_env() -> Mapping[str, str]:

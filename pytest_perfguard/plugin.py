@@ -29,10 +29,10 @@ from .measure import (
 )
 
 if TYPE_CHECKING:
-    from .config import PerfSettings
     from .measure import Collector, Reading
     from .results import Measurement, TestOutcome
     from .session import CalibrationResult, SessionResult
+    from .settings import PerfSettings
 
 SESSION_KEY = pytest.StashKey["PerfPlugin"]()
 # A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
@@ -105,8 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
     cli, ini = _cli_values(config), _ini_values(config)
     if not is_active(cli, os.environ, ini):
         return
-    from .config import resolve  # lazy: pydantic only when active
     from .session import open_session
+    from .settings import resolve  # lazy: pydantic only when active
 
     try:
         settings = resolve(cli, os.environ, ini, config.rootpath)

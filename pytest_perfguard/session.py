@@ -15,10 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ConfigError, PerfSettings
+from .config import ConfigError
 from .platform import detect_platform
 from .results import Measurement, PlatformInfo, RunInfo
 from .runinfo import build_run_info, git_state
+from .settings import PerfSettings
 
 if TYPE_CHECKING:
     from .baselines import BaselineFile

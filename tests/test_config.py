@@ -15,8 +15,8 @@ from pytest_perfguard.config import (
     parse_positive_int,
     parse_run_type,
     parse_threshold,
-    resolve,
 )
+from pytest_perfguard.settings import resolve
 
 ROOT = Path("/project")
 

@@ -375,3 +375,22 @@ def test_custom_db_path(pytester: pytest.Pytester) -> None:
     pytester.runpytest("--perf-record", "--perf-db", "data/perf.sqlite").assert_outcomes(passed=1)
     with History(target, create=False) as history:
         assert len(history.recent_runs()) == 1
+
+
+def test_inactive_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
+    """Inactive costs nothing: no heavy import (time at start, and GC time on every test)."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_sessionfinish(session):
+            heavy = [m for m in ("pydantic", "sqlalchemy", "jinja2", "psutil", "alembic")
+                     if m in sys.modules]
+            print("HEAVY:", ",".join(heavy) or "none")
+        """
+    )
+    pytester.makepyfile("def test_ok(perf): perf.record('x', 1.0)")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:benchmark", "-p", "no:hypothesispytest",
+                                           "-p", "no:xdist")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*HEAVY: none*"])

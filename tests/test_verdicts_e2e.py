@@ -17,8 +17,8 @@ from pytest_perfguard.config import (
     parse_fdr,
     parse_rule,
     parse_seconds,
-    resolve,
 )
+from pytest_perfguard.settings import resolve
 
 pytest_plugins = ["pytester"]
 

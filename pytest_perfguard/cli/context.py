@@ -14,7 +14,7 @@ from .project import Project, find_project
 
 if TYPE_CHECKING:
     from ..api import History, RunSummary
-    from ..config import PerfSettings
+    from ..settings import PerfSettings
 
 
 @dataclass

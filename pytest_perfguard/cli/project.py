@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, PerfSettings, resolve
+from ..config import ConfigError
+from ..settings import PerfSettings, resolve
 from .console import CLIError
 
 # pytest's order: the first directory upwards holding one of these (that has a pytest

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ..baselines import BaselineFile
 from ..changepoint import find_change_points
 from ..compare import classify, relative_change
-from ..config import PerfSettings
 from ..results import STEP_PREFIX, Direction
+from ..settings import PerfSettings
 
 if TYPE_CHECKING:
     from ..api import History

@@ -1,0 +1,94 @@
+"""Settings: one validated object, resolved CLI > env > ini > default.
+
+Only imported when perfguard is active (see :mod:`pytest_perfguard.config` for why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .config import OPTIONS, ConfigError, env_value, running_in_ci
+from .results import GateScope, RunType
+
+
+class PerfSettings(BaseModel):
+    """The resolved, validated settings of one session."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    record: bool = False
+    db: str | None = None
+    baselines: Path = Path("baselines/perf_baselines.json")
+    platform: str | None = None
+    threshold: float = 0.20
+    gate: GateScope = "marked"
+    report: Path | None = None
+    json_report: Path | None = None
+    warn_only: bool = False
+    update_baselines: bool = False
+    accept_regressions: bool = False
+    min_runs: int = 5
+    update_margin: float = 0.05
+    run_type: RunType = "manual"
+    notes: str = ""
+    estimator: str = "min"
+    rule: Literal["threshold", "noise"] = "threshold"
+    q: float = 0.05
+    confirm: int | None = None
+    rounds_budget: float = 0.05
+    calibrate: int | None = None
+    calibrate_write: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or self.record or self.update_baselines or bool(self.calibrate)
+
+    @property
+    def confirm_runs(self) -> int:
+        """Re-runs of flagged tests: as set, else 1 when something can fail the session."""
+        if self.calibrate:
+            return 0
+        if self.confirm is not None:
+            return self.confirm
+        return 0 if self.gate == "none" else 1
+
+
+def resolve(
+    cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, str], rootdir: Path
+) -> PerfSettings:
+    """Build the settings from CLI (already parsed), env and ini, in that order of precedence.
+
+    Relative paths are anchored at rootdir so results do not depend on the working directory.
+    """
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        cli_value = cli.get(option.field)
+        if cli_value is not None and cli_value is not False:
+            values[option.field] = cli_value
+            continue
+        found = env_value(option, env)
+        if found is not None:
+            source, raw = found
+        elif ini.get(option.ini):
+            source, raw = f"ini option {option.ini}", ini[option.ini]
+        else:
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    if "run_type" not in values:
+        values["run_type"] = "ci" if running_in_ci(env) else "manual"
+    for name in ("baselines", "report", "json"):
+        if name in values:
+            path = Path(values[name])
+            values[name] = path if path.is_absolute() else rootdir / path
+    values.setdefault("baselines", rootdir / "baselines" / "perf_baselines.json")
+    if "json" in values:
+        values["json_report"] = values.pop("json")
+    return PerfSettings(**values)

@@ -264,7 +264,6 @@ class TestRun:
     spec: PerfSpec | None = None
     recorder: PerfRecorder | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    estimator: str = "median"
 
     def pool(self, later: TestRun) -> None:
         """Add a later run's samples of the same test (a confirm re-run) to this one's.
@@ -288,26 +287,25 @@ class TestRun:
         mine.step_errors.update(theirs.step_errors)
         mine.benchmark_samples.extend(theirs.benchmark_samples)
 
-    def _value(self, values: Sequence[float], direction: Direction) -> float:
-        return estimate(values, self.estimator, direction)
-
-    def measurements(self) -> list[Measurement]:
+    def measurements(self, estimator: str = "median") -> list[Measurement]:
+        """This test's rows; `estimator` (`--perf-estimator`) turns samples into values."""
         spec = self.spec or MARKER_DEFAULTS
         marked = self.spec is not None
         recorder = self.recorder
         nodeid, outcome = self.nodeid, self.outcome
         durations = self.durations
-        duration = self._value(durations, "lower")
+        # One call (every unmarked test) skips the estimator: this runs once per test.
+        duration = durations[0] if len(durations) == 1 else estimate(durations, estimator, "lower")
         rows: list[Measurement] = []
         primary_record = recorder.records.get(spec.metric) if recorder else None
         if primary_record is not None:
             unit = spec.unit if marked else primary_record.unit
             direction = spec.direction if marked else primary_record.direction
-            primary_value = self._value(primary_record.values, direction)
+            primary_value = estimate(primary_record.values, estimator, direction)
             primary_samples = tuple(primary_record.values) if len(primary_record.values) > 1 else ()
             threshold = spec.threshold if spec.threshold is not None else primary_record.threshold
         elif recorder is not None and recorder.benchmark_samples:
-            primary_value = self._value(recorder.benchmark_samples, spec.direction)
+            primary_value = estimate(recorder.benchmark_samples, estimator, spec.direction)
             primary_samples = tuple(recorder.benchmark_samples)
             unit, direction, threshold = spec.unit, spec.direction, spec.threshold
         else:
@@ -356,7 +354,7 @@ class TestRun:
                     Measurement(
                         nodeid,
                         name,
-                        self._value(record.values, record.direction),
+                        estimate(record.values, estimator, record.direction),
                         record.unit,
                         record.direction,
                         "custom",
@@ -372,7 +370,7 @@ class TestRun:
                     Measurement(
                         nodeid,
                         STEP_PREFIX + name,
-                        self._value(per_round, "lower"),
+                        estimate(per_round, estimator, "lower"),
                         "s",
                         "lower",
                         "step",

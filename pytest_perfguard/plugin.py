@@ -271,7 +271,6 @@ class PerfPlugin:
             readings,
             spec,
             item.stash.get(RECORDER_KEY, None),
-            estimator=self.estimator,
         )
         if self.rerunning:
             first = self.runs.get(item.nodeid)
@@ -290,7 +289,8 @@ class PerfPlugin:
         return result
 
     def _rows(self) -> list[Measurement]:
-        return [row for run in self.runs.values() for row in run.measurements()]
+        estimator = self.estimator
+        return [row for run in self.runs.values() for row in run.measurements(estimator)]
 
     def _rerun(self, items: list[pytest.Item], *, pool: bool = True) -> None:
         """Run `items` again, setup to teardown, without reporting (pass/fail counts stay

@@ -24,9 +24,7 @@ from .settings import PerfSettings
 if TYPE_CHECKING:
     from .baselines import BaselineFile
     from .compare import Comparison
-    from .history.records import TrendPoint
     from .measure import Confirmation
-    from .results import Verdict
     from .updating import UpdateResult
 
 Markup = dict[str, bool]
@@ -185,6 +183,8 @@ def finish_session(
     system_info: dict[str, Any],
     confirmations: dict[tuple[str, str], Confirmation] | None = None,
 ) -> SessionResult:
+    from .annotate import note_change_points, note_confirmations, session_notes
+
     settings = context.settings
     measurements = [*rows, *(Measurement.from_dict(row) for row in worker_rows)]
     run = build_run_info(
@@ -199,11 +199,11 @@ def finish_session(
     )
     comparison = _compare(context, measurements, selected)
     if confirmations:
-        _note_confirmations(comparison, confirmations)
+        note_confirmations(comparison, confirmations)
     if context.db_url is not None and comparison.regressions:
-        _note_change_points(context, comparison, measurements)
+        note_change_points(comparison, measurements, context.db_url, context.platform.key)
     result = SessionResult(comparison=comparison, run=run)
-    result.messages.extend(_verdict_notes(comparison, confirmations or {}))
+    result.messages.extend(session_notes(comparison, confirmations or {}))
     if settings.record and context.db_url is not None:
         _store(context, run, measurements, result)
     _write_reports(context, run, comparison, measurements, result)
@@ -327,106 +327,3 @@ def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResu
         (f"perfguard: baselines update for platform {context.platform.key}", {"bold": True})
     )
     result.messages.extend((line, {}) for line in format_update_table(update).splitlines())
-
-
-def _verdict_notes(
-    comparison: Comparison, confirmations: dict[tuple[str, str], Confirmation]
-) -> list[tuple[str, Markup]]:
-    """One line on the confirm re-runs and one warning for unstable metrics, when any."""
-    notes: list[tuple[str, Markup]] = []
-    if confirmations:
-        held = sum(
-            1
-            for v in comparison.verdicts
-            if v.kind == "regression" and (v.test, v.metric) in confirmations
-        )
-        tests = len({test for test, _ in confirmations})
-        notes.append(
-            (
-                f"perfguard: re-ran {tests} flagged test{'s' if tests != 1 else ''}: "
-                f"{held} regression{'s' if held != 1 else ''} confirmed, "
-                f"{len(confirmations) - held} cleared",
-                {},
-            )
-        )
-    unstable = comparison.of_kind("unstable")
-    if unstable:
-        notes.append(
-            (
-                f"perfguard: {len(unstable)} metric{'s' if len(unstable) != 1 else ''} too noisy "
-                "to judge at their threshold (unstable: reported, never failing); "
-                "run with -v for the rounds they need, or --perf-calibrate",
-                {"yellow": True},
-            )
-        )
-    return notes
-
-
-def _annotated(verdict: Verdict, note: str) -> Verdict:
-    from dataclasses import replace
-
-    return replace(verdict, detail=f"{verdict.detail}; {note}" if verdict.detail else note)
-
-
-def _note_confirmations(
-    comparison: Comparison, confirmations: dict[tuple[str, str], Confirmation]
-) -> None:
-    """Say in each flagged verdict whether its re-runs confirmed it."""
-    for i, verdict in enumerate(comparison.verdicts):
-        found = confirmations.get((verdict.test, verdict.metric))
-        if found is None or not found.reruns:
-            continue
-        times = f"{found.reruns} re-run{'s' if found.reruns != 1 else ''}"
-        if verdict.kind == "regression":
-            note = f"confirmed: held on {times}"
-        else:
-            note = f"not confirmed: {found.first_change:+.0%} at first, cleared on {times}"
-        comparison.verdicts[i] = _annotated(verdict, note)
-
-
-def _note_change_points(
-    context: SessionContext, comparison: Comparison, measurements: Sequence[Measurement]
-) -> None:
-    """ "slower since run 41, commit abc1234, +18 %" for each regression whose recorded
-    history shows a step; one history query per regression, nothing otherwise."""
-    from .api import History
-    from .history.errors import HistoryError
-
-    current = {(m.test, m.metric): m.value for m in measurements}
-    try:
-        with History(context.db_url, create=False) as history:
-            for i, verdict in enumerate(comparison.verdicts):
-                if verdict.kind != "regression":
-                    continue
-                points = history.trend(
-                    verdict.test, verdict.metric, platform=context.platform.key, limit=200
-                )
-                note = step_note(points, current.get((verdict.test, verdict.metric)), verdict)
-                if note:
-                    comparison.verdicts[i] = _annotated(verdict, note)
-    except HistoryError:
-        return  # a nicety here: the store step reports database problems
-
-
-def step_note(points: Sequence[TrendPoint], current: float | None, verdict: Verdict) -> str | None:
-    """Where the metric's recorded level last stepped the worse way, if it did: the
-    history (oldest first) plus this run's value, at least `min_segment` (3) runs a side."""
-    from .changepoint import find_change_points
-
-    runs = [p for p in points if p.outcome == "passed"]
-    values = [p.value for p in runs]
-    if current is not None:
-        values.append(current)
-    if len(values) < 6:
-        return None
-    found = find_change_points(values, min_change=verdict.threshold / 2)
-    if not found:
-        return None
-    last = found[-1]
-    worse = last.change > 0 if verdict.direction == "lower" else last.change < 0
-    if not worse or last.index >= len(runs):
-        return None
-    since = runs[last.index]
-    word = "slower" if verdict.direction == "lower" and verdict.unit == "s" else "worse"
-    commit = f", commit {since.git_commit[:7]}" if since.git_commit else ""
-    return f"{word} since run {since.run_id}{commit}, {last.change:+.0%}"

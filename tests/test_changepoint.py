@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_perfguard.annotate import step_note
 from pytest_perfguard.changepoint import ChangePoint, find_change_points
 from pytest_perfguard.history.records import TrendPoint
 from pytest_perfguard.results import Direction, Verdict
-from pytest_perfguard.session import step_note
 
 
 def _noisy(rng: random.Random, levels: list[tuple[int, float]], noise: float) -> list[float]:

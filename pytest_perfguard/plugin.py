@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey["PerfPlugin"]()
 # A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
 MAX_AUTO_ROUNDS = 50
-# Confirm passes start at least this far apart, so they sample different moments of a
-# machine whose speed comes and goes in spells (see docs/noise.md).
-CONFIRM_SPACING = 0.25
 SPEC_KEY = pytest.StashKey[PerfSpec]()
 RECORDER_KEY = pytest.StashKey[PerfRecorder]()
 WORKER_OUTPUT_KEY = "perfguard"
@@ -283,76 +280,19 @@ class PerfPlugin:
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         result = yield
         if self.settings.calibrate:
-            self._calibrate(session)
+            from .reruns import calibrate
+
+            self.calibration_passes = calibrate(self, session)
         elif self.settings.confirm_runs and self.runs:
-            self._confirm(session)
+            from .reruns import confirm
+
+            self.confirmations.update(confirm(self, session))
         return result
 
-    def _rows(self) -> list[Measurement]:
+    def rows(self) -> list[Measurement]:
+        """Every measured test's rows, values by the session's estimator."""
         estimator = self.estimator
         return [row for run in self.runs.values() for row in run.measurements(estimator)]
-
-    def _rerun(self, items: list[pytest.Item], *, pool: bool = True) -> None:
-        """Run `items` again, setup to teardown, without reporting (pass/fail counts stay
-        those of the main loop); with `pool`, their samples pool into their first run's."""
-        from _pytest.runner import runtestprotocol
-
-        self.rerunning = pool
-        try:
-            for index, item in enumerate(items):
-                nextitem = items[index + 1] if index + 1 < len(items) else None
-                runtestprotocol(item, log=False, nextitem=nextitem)
-        finally:
-            self.rerunning = False
-
-    def _confirm(self, session: pytest.Session) -> None:
-        """Re-run the tests flagged as regressions; keep only regressions that hold.
-
-        Recording, tests without a baseline yet take the same passes (see
-        `session.unbaselined_tests`)."""
-        from .session import flagged_regressions, unbaselined_tests
-
-        rows = self._rows()
-        flagged = flagged_regressions(self.context, rows, self.selected)
-        sampled = unbaselined_tests(self.context, rows, self.selected)
-        if not flagged and not sampled:
-            return
-        first = dict(flagged)
-        reruns: dict[str, int] = {}
-        last_pass = _clock()
-        for n in range(self.settings.confirm_runs):
-            tests = {test for test, _ in flagged} | sampled
-            # In collection order, so module- and class-scoped fixtures are shared as usual.
-            items = [item for item in session.items if item.nodeid in tests]
-            if not items:
-                break
-            if n:
-                time.sleep(max(0.0, CONFIRM_SPACING - (_clock() - last_pass)))
-            last_pass = _clock()
-            self._rerun(items)
-            for item in items:
-                reruns[item.nodeid] = reruns.get(item.nodeid, 0) + 1
-            flagged = flagged_regressions(self.context, self._rows(), self.selected)
-            flagged = {key: change for key, change in flagged.items() if key in first}
-        for (test, metric), change in first.items():
-            if reruns.get(test):
-                self.confirmations[(test, metric)] = Confirmation(change, reruns[test])
-
-    def _calibrate(self, session: pytest.Session) -> None:
-        """A/A calibration: the main loop is pass 1; N - 1 more passes over the tests that
-        passed, each kept apart, not pooled."""
-        self.calibration_passes = [self._rows()]
-        items = [
-            item
-            for item in session.items
-            if (run := self.runs.get(item.nodeid)) is not None and run.outcome == "passed"
-        ]
-        main_runs = self.runs
-        for _ in range((self.settings.calibrate or 1) - 1):
-            self.runs = {}
-            self._rerun(items, pool=False)
-            self.calibration_passes.append(self._rows())
-        self.runs = main_runs
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -372,7 +312,7 @@ class PerfPlugin:
             close = getattr(collector, "close", None)
             if close is not None:
                 close()
-        rows = self._rows()
+        rows = self.rows()
         if _is_worker(self.config):
             self.config.workeroutput[WORKER_OUTPUT_KEY] = {  # type: ignore[attr-defined]
                 "rows": [row.to_dict() for row in rows],

@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--no-callgrind", action="store_true", help="timings only")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--callgrind-kinds", nargs="+", default=["plain", "parametrized"],
+                        choices=["plain", "parametrized"],
+                        help="suites counted under callgrind (each run takes minutes)")
     options = parser.parse_args()
     small, large = (200, 600) if options.quick else (500, 2000)
     workdir = Path(tempfile.mkdtemp(prefix="perfguard-overhead-"))
@@ -156,7 +159,8 @@ def main() -> None:
                 if "bare" in timings
                 else None
             )
-            if not options.no_callgrind and shutil.which("valgrind"):
+            callgrind = kind in options.callgrind_kinds and not options.no_callgrind
+            if callgrind and shutil.which("valgrind"):
                 counts = {
                     m: {s: count_instructions(suites[s], m, workdir) for s in suites}
                     for m in options.modes

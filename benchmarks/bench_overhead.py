@@ -134,6 +134,8 @@ def peak_rss_mb(directory: Path, mode: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller suites (200/600)")
+    parser.add_argument("--sizes", nargs=2, type=int, metavar=("SMALL", "LARGE"),
+                        help="suite sizes; a wider gap averages out garbage-collection timing")
     parser.add_argument("--no-callgrind", action="store_true", help="timings only")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -142,6 +144,8 @@ def main() -> None:
                         help="suites counted under callgrind (each run takes minutes)")
     options = parser.parse_args()
     small, large = (200, 600) if options.quick else (500, 2000)
+    if options.sizes:
+        small, large = options.sizes
     workdir = Path(tempfile.mkdtemp(prefix="perfguard-overhead-"))
     try:
         for kind in ("plain", "parametrized"):

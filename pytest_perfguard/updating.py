@@ -129,10 +129,7 @@ def _selected(
 ) -> list[MetricSeries]:
     """Gated metrics (primary/custom of marked tests, or of all tests with gate=all) plus
     the steps of those tests, in a stable order."""
-    gated = [
-        s for s in series.values()
-        if s.kind in GATEABLE_KINDS and (s.marked or gate == "all")
-    ]
+    gated = [s for s in series.values() if s.kind in GATEABLE_KINDS and (s.marked or gate == "all")]
     tests = {s.test for s in gated}
     steps = [s for s in series.values() if s.kind == "step" and s.test in tests]
     return sorted(gated + steps, key=lambda s: (s.test, s.metric))
@@ -163,19 +160,41 @@ def propose_updates(
         existing = entry.value if entry is not None else None
         threshold = entry.threshold if entry is not None else None
         if len(values) < min_runs:
-            updates.append(BaselineUpdate(
-                s.test, s.metric, s.unit, direction, "skip_insufficient",
-                existing, None, None, None, len(values), threshold,
-            ))
+            updates.append(
+                BaselineUpdate(
+                    s.test,
+                    s.metric,
+                    s.unit,
+                    direction,
+                    "skip_insufficient",
+                    existing,
+                    None,
+                    None,
+                    None,
+                    len(values),
+                    threshold,
+                )
+            )
             continue
         proposed = _tidy(statistics.median(values))
         spread = _tidy(_mad(values, proposed))
         change = None if existing is None else relative_change(proposed, existing, direction)
         action = _decide(existing, proposed, change, direction, margin, accept_regressions)
-        updates.append(BaselineUpdate(
-            s.test, s.metric, s.unit, direction, action,
-            existing, proposed, change, spread, len(values), threshold,
-        ))
+        updates.append(
+            BaselineUpdate(
+                s.test,
+                s.metric,
+                s.unit,
+                direction,
+                action,
+                existing,
+                proposed,
+                change,
+                spread,
+                len(values),
+                threshold,
+            )
+        )
     return updates
 
 
@@ -234,8 +253,15 @@ def apply_updates(
 
 def _entry(u: BaselineUpdate) -> BaselineEntry:
     assert u.proposed is not None
-    return BaselineEntry(value=u.proposed, unit=u.unit, direction=u.direction,
-                         threshold=u.threshold, runs=u.n, spread=u.spread, n=u.n)
+    return BaselineEntry(
+        value=u.proposed,
+        unit=u.unit,
+        direction=u.direction,
+        threshold=u.threshold,
+        runs=u.n,
+        spread=u.spread,
+        n=u.n,
+    )
 
 
 def update_baselines(
@@ -256,8 +282,9 @@ def update_baselines(
 
     Raises `BaselinesError` for an unreadable baselines file.
     """
-    result = UpdateResult(platform=platform, path=baselines_path, min_runs=min_runs,
-                          dry_run=dry_run)
+    result = UpdateResult(
+        platform=platform, path=baselines_path, min_runs=min_runs, dry_run=dry_run
+    )
     series = history.metric_history(platform, last_runs=min_runs)
     if not series:
         result.message = (
@@ -270,8 +297,13 @@ def update_baselines(
     with contextlib.nullcontext() if dry_run else baselines_lock(baselines_path):
         current = load_baselines(baselines_path)
         result.updates = propose_updates(
-            series, current, platform, min_runs=min_runs, margin=margin,
-            accept_regressions=accept_regressions, gate=gate,
+            series,
+            current,
+            platform,
+            min_runs=min_runs,
+            margin=margin,
+            accept_regressions=accept_regressions,
+            gate=gate,
         )
         applied = result.applied
         if applied and not dry_run:
@@ -296,8 +328,11 @@ def _summary(result: UpdateResult) -> str:
     for u in result.updates:
         counts[u.action] = counts.get(u.action, 0) + 1
     words = {
-        "add": "added", "improve": "improved", "accept_regression": "accepted regressions",
-        "keep": "kept", "skip_insufficient": f"skipped (fewer than {result.min_runs} runs)",
+        "add": "added",
+        "improve": "improved",
+        "accept_regression": "accepted regressions",
+        "keep": "kept",
+        "skip_insufficient": f"skipped (fewer than {result.min_runs} runs)",
     }
     parts = [f"{counts[a]} {w}" for a, w in words.items() if counts.get(a)]
     if not result.updates:
@@ -318,14 +353,16 @@ def format_update_table(result: UpdateResult) -> str:
         action = u.action.replace("_", " ")
         if u.action == "skip_insufficient":
             action = f"skip ({u.n} of {result.min_runs} runs)"
-        rows.append([
-            u.test,
-            u.metric,
-            format_value(u.current, u.unit),
-            format_value(u.proposed, u.unit),
-            format_delta(u.proposed, u.current),
-            action,
-        ])
+        rows.append(
+            [
+                u.test,
+                u.metric,
+                format_value(u.current, u.unit),
+                format_value(u.proposed, u.unit),
+                format_delta(u.proposed, u.current),
+                action,
+            ]
+        )
     lines = []
     if rows:
         lines = text_table(["test", "metric", "current", "proposed", "change", "action"], rows)

@@ -54,16 +54,20 @@ def render_markdown(data: ReportData) -> str:
     commit = escape_markdown(run.git_commit[:12]) if run.git_commit else "unknown"
     if run.git_dirty:
         commit += " (uncommitted changes)"
-    text = _environment().get_template("report.md.j2").render(
-        data=data,
-        run=run,
-        commit=commit,
-        summary=summary_line(data),
-        improvements=data.of_kind("improvement"),
-        new=data.of_kind("new"),
-        unstable=data.of_kind("unstable"),
-        failed_tests=data.of_kind("skipped_failed"),
-        missing=data.of_kind("missing"),
+    text = (
+        _environment()
+        .get_template("report.md.j2")
+        .render(
+            data=data,
+            run=run,
+            commit=commit,
+            summary=summary_line(data),
+            improvements=data.of_kind("improvement"),
+            new=data.of_kind("new"),
+            unstable=data.of_kind("unstable"),
+            failed_tests=data.of_kind("skipped_failed"),
+            missing=data.of_kind("missing"),
+        )
     )
     return re.sub(r"\n{3,}", "\n\n", text)
 
@@ -81,7 +85,5 @@ _LABELS = {
 
 def summary_line(data: ReportData) -> str:
     counts = data.comparison.counts()
-    parts = [
-        f"{n} {_LABELS[kind][n != 1]}" for kind, n in counts.items() if n and kind in _LABELS
-    ]
+    parts = [f"{n} {_LABELS[kind][n != 1]}" for kind, n in counts.items() if n and kind in _LABELS]
     return " · ".join(parts) if parts else "No gated metrics were compared."

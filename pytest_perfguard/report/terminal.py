@@ -30,14 +30,16 @@ def terminal_lines(comparison: Comparison, verbose: bool) -> list[Line]:
     regressions = comparison.regressions
     if regressions:
         n = len(regressions)
-        lines.append((f"{n} performance regression{'s' if n != 1 else ''}:",
-                      {"red": True, "bold": True}))
+        lines.append(
+            (f"{n} performance regression{'s' if n != 1 else ''}:", {"red": True, "bold": True})
+        )
         header, rule, *rows = text_table(_HEADERS, [_cells(v) for v in regressions])
         lines += [(header, {"bold": True}), (rule, {})]
         lines += [(row, {"red": True}) for row in rows]
     counts = comparison.counts()
-    others = [f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()
-              if n and kind != "regression"]
+    others = [
+        f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n and kind != "regression"
+    ]
     if others:
         lines.append(("; ".join(others), {}))
     if not comparison.verdicts:
@@ -47,11 +49,17 @@ def terminal_lines(comparison: Comparison, verbose: bool) -> list[Line]:
     if verbose and comparison.verdicts:
         table = text_table(
             [*_HEADERS, "verdict"],
-            [[*_cells(v), v.kind.replace("_", " ") + ("" if v.gated else " (info)")]
-             for v in comparison.verdicts],
+            [
+                [*_cells(v), v.kind.replace("_", " ") + ("" if v.gated else " (info)")]
+                for v in comparison.verdicts
+            ],
         )
-        lines += [("", {}), ("all compared metrics:", {"bold": True}),
-                  (table[0], {"bold": True}), (table[1], {})]
+        lines += [
+            ("", {}),
+            ("all compared metrics:", {"bold": True}),
+            (table[0], {"bold": True}),
+            (table[1], {}),
+        ]
         for v, row in zip(comparison.verdicts, table[2:], strict=True):
             colour = _COLOURS.get(v.kind)
             lines.append((row, {colour: True} if colour else {}))

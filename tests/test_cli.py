@@ -81,7 +81,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (path / "test_app.py").write_text(textwrap.dedent(SUITE))
     (path / "pytest.ini").write_text("[pytest]\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--perf-record"]
-    command += ["--perf-platform", PLATFORM]
+    # No confirm passes: they would add samples to metrics without a baseline.
+    command += ["--perf-platform", PLATFORM, "--perf-confirm", "0"]
     for _ in range(3):
         subprocess.run(command, cwd=path, check=True, capture_output=True, env=clean_env())
     done = subprocess.run(

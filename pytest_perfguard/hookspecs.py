@@ -1,8 +1,8 @@
 """Hooks other plugins implement to add what perfguard measures.
 
-pytest only calls hook functions named `pytest_*`, hence the prefix. The built-in collectors
-(CPU time, peak RSS, GPU memory) are registered through these same
-hooks by :mod:`pytest_perfguard.collectors`, so a third-party metric never touches the core.
+pytest only calls hook functions named ``pytest_*``, hence the prefix. The built-in
+collectors (CPU time, peak RSS, GPU memory) are registered through these same hooks by
+:mod:`pytest_perfguard.collectors`, so a third-party metric never touches the core.
 """
 
 from __future__ import annotations

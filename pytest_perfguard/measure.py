@@ -11,7 +11,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .results import (
@@ -263,7 +263,6 @@ class TestRun:
     readings: Sequence[Reading]
     spec: PerfSpec | None = None
     recorder: PerfRecorder | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def pool(self, later: TestRun) -> None:
         """Add a later run's samples of the same test (a confirm re-run) to this one's.

@@ -23,6 +23,7 @@ from .results import (
     Measurement,
     Verdict,
     VerdictKind,
+    worse_is_positive,
 )
 
 VERDICT_KINDS: tuple[VerdictKind, ...] = get_args(VerdictKind)
@@ -40,8 +41,7 @@ def relative_change(current: float, baseline: float, direction: Direction) -> fl
     """
     if baseline == 0:
         return 0.0 if current == 0 else None
-    change = (current - baseline) / baseline
-    return change if direction == "lower" else -change
+    return worse_is_positive((current - baseline) / baseline, direction)
 
 
 def classify(change: float, threshold: float) -> ThresholdKind:

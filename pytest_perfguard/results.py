@@ -158,5 +158,10 @@ class Verdict:
         }
 
 
+def worse_is_positive(change: float, direction: str) -> float:
+    """A relative change ``(new - old) / old`` signed so that worse is positive."""
+    return -change if direction == "higher" else change
+
+
 def is_finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pytest_perfguard.results import Measurement
+from pytest_perfguard.results import Measurement, worse_is_positive
 
 # Columns of `History.export` and `History.to_dataframe`, in order.
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -135,9 +135,7 @@ class MetricSummary:
     @property
     def worse_change(self) -> float | None:
         change = self.change
-        if change is None:
-            return None
-        return -change if self.direction == "higher" else change
+        return None if change is None else worse_is_positive(change, self.direction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +162,7 @@ class RunDiff:
     @property
     def worse_change(self) -> float | None:
         change = self.change
-        if change is None:
-            return None
-        return -change if self.direction == "higher" else change
+        return None if change is None else worse_is_positive(change, self.direction)
 
 
 @dataclass(frozen=True, slots=True)

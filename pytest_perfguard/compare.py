@@ -198,8 +198,11 @@ def compare(
     `new` (no relative change exists).
     """
     scope: GateScope = "marked" if gate == "none" else gate
+    # Under the default scope only marked tests are judged: filter first, as most of a
+    # suite's rows are plain tests' (this runs over every row of the session).
+    judged = measurements if scope == "all" else [m for m in measurements if m.marked]
     latest: dict[tuple[str, str], Measurement] = {}
-    for m in measurements:
+    for m in judged:
         if m.outcome != "skipped" and math.isfinite(m.value):
             latest[(m.test, m.metric)] = m  # a re-run of the same test: the last one counts
     judged_tests = {m.test for m in latest.values() if m.is_gated(scope)}
@@ -229,10 +232,16 @@ def compare(
     ]
 
     section = baselines.platforms.get(platform)
-    if selected_tests is not None and section is not None:
+    if selected_tests is not None and section is not None and section.tests:
+        baselined = section.tests
+        measured = {
+            (m.test, m.metric)
+            for m in measurements
+            if m.test in baselined and m.outcome != "skipped" and math.isfinite(m.value)
+        }
         for test in selected_tests:
-            for metric, entry in sorted(section.tests.get(test, {}).items()):
-                if (test, metric) not in latest:
+            for metric, entry in sorted(baselined.get(test, {}).items()):
+                if (test, metric) not in measured:
                     comparison.verdicts.append(
                         _missing(test, metric, entry, default_threshold, gated=gate != "none")
                     )

@@ -381,3 +381,37 @@ class TestRun:
                     )
                 )
         return rows
+
+
+# A test without marker, fixture or rounds: (outcome, duration, collector readings). Most
+# tests of a suite are this; a tuple of them costs far less per test than a TestRun.
+PlainRun = tuple[TestOutcome, float, Sequence[Reading]]
+MeasuredRun = TestRun | PlainRun
+
+
+def as_test_run(nodeid: str, run: MeasuredRun) -> TestRun:
+    if isinstance(run, TestRun):
+        return run
+    outcome, duration, readings = run
+    return TestRun(nodeid, outcome, [duration], readings)
+
+
+def run_outcome(run: MeasuredRun) -> TestOutcome:
+    return run.outcome if isinstance(run, TestRun) else run[0]
+
+
+def measurements_of(runs: dict[str, MeasuredRun], estimator: str) -> list[Measurement]:
+    """Every run's rows in run order, values by `estimator` (see `TestRun.measurements`)."""
+    rows: list[Measurement] = []
+    append = rows.append
+    for nodeid, run in runs.items():
+        if type(run) is tuple:
+            outcome, duration, readings = run
+            append(
+                Measurement(nodeid, "duration", duration, "s", "lower", "primary", False, outcome)
+            )
+            for metric, value, unit in readings:
+                append(Measurement(nodeid, metric, value, unit, "lower", "system", False, outcome))
+        else:
+            rows.extend(run.measurements(estimator))  # type: ignore[union-attr]
+    return rows

@@ -21,10 +21,13 @@ from . import __version__, hookspecs
 from .config import OPTIONS, ConfigError, Option, is_active
 from .measure import (
     Confirmation,
+    MeasuredRun,
     PerfRecorder,
     PerfSpec,
     PerfUsageError,
     TestRun,
+    as_test_run,
+    measurements_of,
     parse_marker,
 )
 
@@ -37,8 +40,6 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey["PerfPlugin"]()
 # A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
 MAX_AUTO_ROUNDS = 50
-SPEC_KEY = pytest.StashKey[PerfSpec]()
-RECORDER_KEY = pytest.StashKey[PerfRecorder]()
 WORKER_OUTPUT_KEY = "perfguard"
 
 _clock = time.perf_counter
@@ -120,6 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
     plugin = PerfPlugin(config, settings, context)
     config.stash[SESSION_KEY] = plugin
     config.pluginmanager.register(plugin, "perfguard-session")
+    config.pluginmanager.register(CallEnd(plugin), "perfguard-call-end")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -132,18 +134,21 @@ def perf(request: pytest.FixtureRequest) -> PerfRecorder:
     plugin = request.config.stash.get(SESSION_KEY, None)
     recorder = PerfRecorder(active=plugin is not None)
     if plugin is not None:
-        request.node.stash[RECORDER_KEY] = recorder
+        plugin.recorders[id(request.node)] = recorder
     return recorder
 
 
-def _outcome_of(exc: BaseException) -> TestOutcome:
-    if isinstance(exc, pytest.skip.Exception):
-        return "skipped"
-    return "failed"
-
-
 class PerfPlugin:
-    """The measuring session, registered only when perfguard is active."""
+    """The measuring session, registered only when perfguard is active.
+
+    A test's call phase is measured between two plain hook implementations: this class's
+    ``tryfirst`` ``pytest_runtest_call`` starts the clock and the collectors, `CallEnd`'s
+    ``trylast`` one stops them once the test function returned. A hook wrapper would be
+    simpler and costs several times as much per test (pluggy's generator machinery); see
+    docs/architecture.md. A call that raises never reaches `CallEnd`: the failure arrives
+    through ``pytest_exception_interact``, and a call that ended in neither (a skip or an
+    xfail inside the test) is dropped when the next one starts.
+    """
 
     def __init__(self, config: pytest.Config, settings: PerfSettings, context: Any) -> None:
         self.config = config
@@ -151,7 +156,11 @@ class PerfPlugin:
         self.context = context
         self.started_at = datetime.now(timezone.utc)
         self.collectors: tuple[Collector, ...] = ()
-        self.runs: dict[str, TestRun] = {}
+        # Keyed by id(item): items live for the whole session, and hashing a node by id
+        # skips its Python-level __hash__.
+        self.specs: dict[int, PerfSpec] = {}
+        self.recorders: dict[int, PerfRecorder] = {}
+        self.runs: dict[str, MeasuredRun] = {}
         self.selected: set[str] = set()
         self.worker_rows: list[dict[str, Any]] = []
         self.result: SessionResult | CalibrationResult | None = None
@@ -161,6 +170,11 @@ class PerfPlugin:
         self.rerunning = False
         self.confirmations: dict[tuple[str, str], Confirmation] = {}
         self.calibration_passes: list[list[Measurement]] = []
+        # The call being measured, from its start hook until CallEnd or its failure.
+        self.current: pytest.Item | None = None
+        self.current_spec: PerfSpec | None = None
+        self.current_durations: list[float] = []
+        self.started = 0.0
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return f"perfguard: {__version__}, platform {self.context.platform.key}"
@@ -169,54 +183,75 @@ class PerfPlugin:
         found = self.config.hook.pytest_perfguard_collectors(config=self.config)
         self.collectors = tuple(c for group in found if group for c in group)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_pycollect_makeitem(
-        self, collector: pytest.Collector, name: str, obj: object
-    ) -> Generator[None, Any, Any]:
-        result = yield
-        if result is None:
-            return result
-        for item in result if isinstance(result, list) else (result,):
-            if not isinstance(item, pytest.Function):
-                continue
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Parse every `perf` marker once; a bad one is a collection error of its test."""
+        specs = self.specs
+        inherited: dict[int, bool] = {}  # id(parent) -> a perf marker above the item
+        bad: dict[int, str] = {}
+        for item in items:
+            for mark in item.own_markers:
+                if mark.name == "perf":
+                    break
+            else:
+                parent = item.parent
+                marked = inherited.get(id(parent))
+                if marked is None:
+                    marked = inherited[id(parent)] = (
+                        parent is not None and parent.get_closest_marker("perf") is not None
+                    )
+                if not marked:
+                    continue
             marker = item.get_closest_marker("perf")
-            if marker is None:
+            if marker is None or not isinstance(item, pytest.Function):
                 continue
             try:
-                item.stash[SPEC_KEY] = parse_marker(marker.args, dict(marker.kwargs))
+                specs[id(item)] = parse_marker(marker.args, dict(marker.kwargs))
             except PerfUsageError as exc:
-                raise collector.CollectError(f"{item.nodeid}: {exc}") from None
-        return result
+                bad[id(item)] = f"{item.nodeid}: {exc}"
+        if not bad:
+            return
+        for item in items:
+            if id(item) in bad:
+                report = pytest.CollectReport(item.nodeid, "failed", bad[id(item)], [])
+                session.ihook.pytest_collectreport(report=report)
+        items[:] = [item for item in items if id(item) not in bad]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.selected = {item.nodeid for item in session.items}
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        spec = item.stash.get(SPEC_KEY, None)
-        collectors = self.collectors
-        durations: list[float] = []
-        try:
-            if spec is not None and (spec.rounds > 1 or spec.warmup):
-                self._run_extra_rounds(item, spec, durations)
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        if self.current is not None:
+            self.drop_current()
+        spec = self.specs.get(id(item)) if self.specs else None
+        self.current = item
+        self.current_spec = spec
+        if spec is None:
+            for collector in self.collectors:
+                collector.start()
+        else:
+            self.current_durations = []
+            if spec.rounds > 1 or spec.warmup:
+                self._run_extra_rounds(item, spec)
             else:
-                for collector in collectors:
+                for collector in self.collectors:
                     collector.start()
-            start = _clock()
-            try:
-                yield
-            finally:
-                durations.append(_clock() - start)
-            if spec is not None and spec.auto_rounds and self.rounds_budget:
-                self._run_auto_rounds(item, durations)
-        except BaseException as exc:
-            self._finish(item, spec, durations, _outcome_of(exc))
-            raise
-        self._finish(item, spec, durations, "passed")
+        self.started = _clock()
 
-    def _run_extra_rounds(self, item: pytest.Item, spec: PerfSpec, durations: list[float]) -> None:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_exception_interact(
+        self, node: pytest.Item | pytest.Collector, call: pytest.CallInfo[Any], report: Any
+    ) -> None:
+        if node is self.current and call.when == "call":
+            self.end_current(_clock(), "failed")
+
+    def _run_extra_rounds(self, item: pytest.Item, spec: PerfSpec) -> None:
         """Warmup and all counted rounds but the last, which pytest's own call runs."""
-        recorder = item.stash.get(RECORDER_KEY, None)
+        recorder = self.recorders.get(id(item))
+        durations = self.current_durations
         for _ in range(spec.warmup):
             item.runtest()
         if recorder is not None:
@@ -234,11 +269,45 @@ class PerfPlugin:
         if recorder is not None:
             recorder.round = spec.rounds - 1
 
-    def _run_auto_rounds(self, item: pytest.Item, durations: list[float]) -> None:
+    def end_current(self, end: float, outcome: TestOutcome) -> None:
+        """The measured call ended at `end` (a `_clock()` reading): record it."""
+        item, spec = self.current, self.current_spec
+        assert item is not None
+        self.current = None
+        elapsed = end - self.started
+        recorder = self.recorders.pop(id(item), None) if self.recorders else None
+        if spec is None:
+            durations = [elapsed]
+        else:
+            durations = self.current_durations
+            durations.append(elapsed)
+            if outcome == "passed" and spec.auto_rounds and self.rounds_budget:
+                try:
+                    self._run_auto_rounds(item, durations, recorder)
+                except BaseException as exc:
+                    failed: TestOutcome = (
+                        "skipped" if isinstance(exc, pytest.skip.Exception) else "failed"
+                    )
+                    self._record(item, spec, durations, recorder, failed)
+                    raise
+        self._record(item, spec, durations, recorder, outcome)
+
+    def drop_current(self) -> None:
+        """The measured call ended without CallEnd or a failure: skipped or xfailed inside."""
+        item = self.current
+        assert item is not None
+        self.current = None
+        if self.recorders:
+            self.recorders.pop(id(item), None)
+        for collector in self.collectors:
+            collector.stop(1)
+
+    def _run_auto_rounds(
+        self, item: pytest.Item, durations: list[float], recorder: PerfRecorder | None
+    ) -> None:
         """More calls of a marked test without rounds=, while the next fits the budget.
 
         `perf.benchmark` already calibrates its own rounds, so its tests are left alone."""
-        recorder = item.stash.get(RECORDER_KEY, None)
         if recorder is not None and recorder.benchmark_samples:
             return
         spent, budget = durations[0], self.rounds_budget
@@ -252,33 +321,37 @@ class PerfPlugin:
                 durations.append(_clock() - start)
             spent += durations[-1]
 
-    def _finish(
-        self, item: pytest.Item, spec: PerfSpec | None, durations: list[float], outcome: TestOutcome
+    def _record(
+        self,
+        item: pytest.Item,
+        spec: PerfSpec | None,
+        durations: list[float],
+        recorder: PerfRecorder | None,
+        outcome: TestOutcome,
     ) -> None:
-        readings: list[Reading] = []
         rounds = len(durations) or 1
+        readings: list[Reading] = []
         for collector in self.collectors:
             readings.extend(collector.stop(rounds))
         if outcome == "skipped" or not durations:
             return
-        run = TestRun(
-            item.nodeid,
-            outcome,
-            durations,
-            readings,
-            spec,
-            item.stash.get(RECORDER_KEY, None),
-        )
+        nodeid = item.nodeid
         if self.rerunning:
-            first = self.runs.get(item.nodeid)
+            first = self.runs.get(nodeid)
             if first is not None and outcome == "passed":
-                first.pool(run)
+                first = self.runs[nodeid] = as_test_run(nodeid, first)
+                first.pool(TestRun(nodeid, outcome, durations, readings, spec, recorder))
             return
-        self.runs[item.nodeid] = run
+        if spec is None and recorder is None:
+            self.runs[nodeid] = (outcome, durations[0], readings)
+        else:
+            self.runs[nodeid] = TestRun(nodeid, outcome, durations, readings, spec, recorder)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         result = yield
+        if self.current is not None:
+            self.drop_current()
         if self.settings.calibrate:
             from .reruns import calibrate
 
@@ -291,8 +364,7 @@ class PerfPlugin:
 
     def rows(self) -> list[Measurement]:
         """Every measured test's rows, values by the session's estimator."""
-        estimator = self.estimator
-        return [row for run in self.runs.values() for row in run.measurements(estimator)]
+        return measurements_of(self.runs, self.estimator)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -308,6 +380,8 @@ class PerfPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from .session import finish_session
 
+        if self.current is not None:
+            self.drop_current()
         for collector in self.collectors:
             close = getattr(collector, "close", None)
             if close is not None:
@@ -354,3 +428,37 @@ class PerfPlugin:
         verbose = self.config.get_verbosity() > 0
         for text, markup in self.result.terminal_lines(verbose):
             terminalreporter.write_line(text, **markup)
+
+
+class CallEnd:
+    """The other end of a measured call (see `PerfPlugin`): pytest calls this ``trylast``
+    implementation after its own ``pytest_runtest_call`` returned, that is after the test
+    function returned without raising."""
+
+    __slots__ = ("plugin",)
+
+    def __init__(self, plugin: PerfPlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        end = _clock()
+        plugin = self.plugin
+        if plugin.current is not item:
+            return
+        recorders = plugin.recorders
+        if (
+            plugin.current_spec is not None
+            or plugin.rerunning
+            or (recorders and id(item) in recorders)
+        ):
+            plugin.end_current(end, "passed")
+            return
+        # The common case, a plain test, inline: it runs for every test of the suite.
+        plugin.current = None
+        collectors = plugin.collectors
+        if len(collectors) == 1:
+            readings = collectors[0].stop(1)
+        else:
+            readings = [reading for c in collectors for reading in c.stop(1)]
+        plugin.runs[item.nodeid] = ("passed", end - plugin.started, readings)

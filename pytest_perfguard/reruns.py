@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .measure import Confirmation
+from .measure import Confirmation, run_outcome
 
 if TYPE_CHECKING:
     import pytest
@@ -86,7 +86,7 @@ def calibrate(plugin: PerfPlugin, session: pytest.Session) -> list[list[Measurem
     items = [
         item
         for item in session.items
-        if (run := plugin.runs.get(item.nodeid)) is not None and run.outcome == "passed"
+        if (run := plugin.runs.get(item.nodeid)) is not None and run_outcome(run) == "passed"
     ]
     main_runs = plugin.runs
     try:

@@ -157,6 +157,81 @@ def test_failed_test_is_stored_as_failed(pytester: pytest.Pytester) -> None:
     assert "test_skip" not in rows
 
 
+def test_call_ends_that_store_nothing_or_a_failure(pytester: pytest.Pytester) -> None:
+    """Every way a call phase can end: the measured call is closed each time, and the next
+    test is measured as usual (the plain test after each one)."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_xfail_inside():
+            pytest.xfail("known")
+
+        def test_after_xfail():
+            pass
+
+        @pytest.mark.xfail(reason="known bug")
+        def test_xfail_marker():
+            raise ValueError
+
+        def test_after_xfail_marker():
+            pass
+
+        calls = []
+
+        @pytest.mark.perf(rounds=3)
+        def test_fails_in_second_round():
+            calls.append(1)
+            assert len(calls) < 2
+
+        @pytest.mark.perf
+        def test_marked_auto_rounds_skip():
+            pytest.skip("not here")
+
+        def test_last_skips():
+            pytest.skip("the session ends with an open call")
+        """
+    )
+    result = pytester.runpytest("--perf-record")
+    result.assert_outcomes(passed=2, failed=1, skipped=2, xfailed=2)
+    rows = stored(pytester)
+    assert set(rows) == {"test_after_xfail", "test_after_xfail_marker", "test_fails_in_second_round"}
+    assert rows["test_after_xfail"]["duration"].outcome == "passed"
+    assert {m.outcome for m in rows["test_fails_in_second_round"].values()} == {"failed"}
+    assert rows["test_after_xfail"]["cpu_time"].value >= 0
+
+
+def test_markers_on_classes_modules_and_params(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_module="""
+        import pytest
+
+        pytestmark = pytest.mark.perf(metric="module_metric")
+
+        def test_in_marked_module():
+            pass
+        """,
+        test_classes="""
+        import pytest
+
+        @pytest.mark.perf(metric="class_metric")
+        class TestMarked:
+            def test_in_class(self):
+                pass
+
+        @pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.perf(metric="p2"))])
+        def test_param(n):
+            pass
+        """,
+    )
+    pytester.runpytest("--perf-record").assert_outcomes(passed=4)
+    rows = stored(pytester)
+    assert rows["test_in_marked_module"]["module_metric"].marked
+    assert rows["test_in_class"]["class_metric"].marked
+    assert rows["test_param[2]"]["p2"].marked
+    assert not rows["test_param[1]"]["duration"].marked
+
+
 def test_rss_peak_sees_memory_freed_before_the_test_returns(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -201,6 +276,25 @@ def test_bad_marker_arguments_are_collection_errors(
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*ERROR collecting*", message])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_bad_marker_errors_its_own_test_only(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_good():
+            pass
+
+        @pytest.mark.perf(rounds=-1)
+        def test_bad():
+            pass
+        """
+    )
+    result = pytester.runpytest("--perf", "--continue-on-collection-errors")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR collecting*", "*::test_bad: *rounds=-1 must be*"])
+    assert pytester.runpytest("--perf").ret == pytest.ExitCode.INTERRUPTED
 
 
 @pytest.mark.parametrize(

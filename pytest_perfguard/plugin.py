@@ -9,6 +9,7 @@ call phase and, at session end, hands the measurements to :mod:`pytest_perfguard
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from collections.abc import Callable, Generator
@@ -170,6 +171,8 @@ class PerfPlugin:
         self.rerunning = False
         self.confirmations: dict[tuple[str, str], Confirmation] = {}
         self.calibration_passes: list[list[Measurement]] = []
+        # Set when the rows were built after the main loop and nothing changed them since.
+        self.final_rows: list[Measurement] | None = None
         # The call being measured, from its start hook until CallEnd or its failure.
         self.current: pytest.Item | None = None
         self.current_spec: PerfSpec | None = None
@@ -378,15 +381,27 @@ class PerfPlugin:
                 )
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from .session import finish_session
-
         if self.current is not None:
             self.drop_current()
         for collector in self.collectors:
             close = getattr(collector, "close", None)
             if close is not None:
                 close()
-        rows = self.rows()
+        # The session end builds a few objects per test, all freed when it returns; with the
+        # collector running, every full collection would also traverse the whole heap
+        # (pytest's items, SQLAlchemy), which cost more than building them.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._finish(session, exitstatus)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _finish(self, session: pytest.Session, exitstatus: int) -> None:
+        from .session import finish_session
+
+        rows = self.final_rows if self.final_rows is not None else self.rows()
         if _is_worker(self.config):
             self.config.workeroutput[WORKER_OUTPUT_KEY] = {  # type: ignore[attr-defined]
                 "rows": [row.to_dict() for row in rows],

@@ -50,10 +50,13 @@ def confirm(plugin: PerfPlugin, session: pytest.Session) -> dict[tuple[str, str]
     from .session import flagged_regressions, unbaselined_tests
 
     context, selected = plugin.context, plugin.selected
+    if not plugin.specs and context.settings.gate != "all":
+        return {}  # no test can be gated, so none can be flagged
     rows = plugin.rows()
     flagged = flagged_regressions(context, rows, selected)
     sampled = unbaselined_tests(context, rows, selected)
     if not flagged and not sampled:
+        plugin.final_rows = rows  # nothing re-ran: the session's rows are these
         return {}
     first = dict(flagged)
     reruns: dict[str, int] = {}

@@ -9,6 +9,7 @@ results bulk-inserted with the driver's executemany (SQLite) or COPY (PostgreSQL
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -243,25 +244,36 @@ _RESULT_COLUMNS = (
     "run_id", "test", "metric", "value", "unit", "direction", "kind", "marked", "outcome",
     "threshold", "samples", "error",
 )  # fmt: skip
-_insert_sql_cache: dict[str, tuple[str, list[int] | None]] = {}
+# Most rows (every plain test's) have no threshold, samples or error. They are inserted
+# without those columns, which then default to NULL: Python's sqlite3 binds a None only after
+# a failed adapter lookup that raises and formats an AttributeError, three per row.
+_LONG = len(_RESULT_COLUMNS)
+_SHORT = _LONG - 3
+_insert_sql_cache: dict[tuple[str, int], tuple[str, list[int] | None]] = {}
 
 
-def _insert_sql(dialect: Dialect) -> tuple[str, list[int] | None]:
-    """The results INSERT compiled for `dialect`, and the column order of positional styles."""
-    cached = _insert_sql_cache.get(dialect.name)
+def _insert_sql(dialect: Dialect, width: int) -> tuple[str, list[int] | None]:
+    """The results INSERT of the first `width` columns compiled for `dialect`, and the
+    column order of positional styles."""
+    cached = _insert_sql_cache.get((dialect.name, width))
     if cached is None:
-        compiled = results.insert().compile(dialect=dialect, column_keys=list(_RESULT_COLUMNS))
+        columns = list(_RESULT_COLUMNS[:width])
+        compiled = results.insert().compile(dialect=dialect, column_keys=columns)
         order = None
         if compiled.positional and compiled.positiontup is not None:
-            order = [_RESULT_COLUMNS.index(key) for key in compiled.positiontup]
+            order = [columns.index(key) for key in compiled.positiontup]
             if order == sorted(order):
                 order = []  # already in our order: no reshuffling per row
-        cached = _insert_sql_cache[dialect.name] = (str(compiled), order)
+        cached = _insert_sql_cache[(dialect.name, width)] = (str(compiled), order)
     return cached
 
 
+def _row_width(row: tuple[Any, ...]) -> int:
+    return _SHORT if row[-1] is None and row[-2] is None and row[-3] is None else _LONG
+
+
 def _insert_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) -> None:
-    """Bulk insert through the driver's executemany.
+    """Bulk insert through the driver's executemany, in batches of rows of one width.
 
     SQLAlchemy compiles the statement (so it stays portable) but the parameters are built
     here: its per-row processing (dicts, JSON and type processors) cost more than SQLite's
@@ -270,15 +282,18 @@ def _insert_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) 
     if conn.dialect.driver == "psycopg":
         _copy_results(conn, run_id, rows)
         return
-    sql, order = _insert_sql(conn.dialect)
-    params: list[Any]
-    if order == []:
-        params = [(run_id, *row) for row in rows]
-    elif order is not None:
-        params = [tuple((run_id, *row)[i] for i in order) for row in rows]
-    else:
-        params = [dict(zip(_RESULT_COLUMNS, (run_id, *row), strict=True)) for row in rows]
-    conn.exec_driver_sql(sql, params)
+    for width, batch in itertools.groupby(rows, key=_row_width):
+        sql, order = _insert_sql(conn.dialect, width)
+        cut = width - 1  # the row tuples have no run_id
+        params: list[Any]
+        if order == []:
+            params = [(run_id, *row[:cut]) for row in batch]
+        elif order is not None:
+            params = [tuple((run_id, *row[:cut])[i] for i in order) for row in batch]
+        else:
+            names = _RESULT_COLUMNS[:width]
+            params = [dict(zip(names, (run_id, *row[:cut]), strict=True)) for row in batch]
+        conn.exec_driver_sql(sql, params)
 
 
 def _copy_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) -> None:
@@ -298,8 +313,11 @@ def _result_row(m: Measurement) -> tuple[Any, ...]:
         samples = "[" + ", ".join([repr(float(s)) for s in m.samples]) + "]"
     if not math.isfinite(m.value) or (samples is not None and not _all_finite(m.samples)):
         raise HistoryError(f"{m.test} {m.metric}: cannot store a non-finite value ({m.value})")
+    # `marked` as an int, not a bool: Python's sqlite3 binds exact ints directly but sends a
+    # bool through its adapter lookup, which fails with a formatted AttributeError per row
+    # (a third of the insert's cost). SQLAlchemy's Boolean reads 0/1 back as False/True.
     return (
-        m.test, m.metric, float(m.value), m.unit, m.direction, m.kind, bool(m.marked),
+        m.test, m.metric, float(m.value), m.unit, m.direction, m.kind, 1 if m.marked else 0,
         m.outcome, m.threshold, samples, m.error,
     )  # fmt: skip
 

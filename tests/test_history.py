@@ -96,6 +96,28 @@ def test_sessions_append(history: History) -> None:
     assert history.stats().n_results == 3
 
 
+def test_mixed_rows_keep_the_session_order(history: History) -> None:
+    """Rows with and without threshold/samples/error take different INSERTs on SQLite;
+    the stored order (and every value, NULLs included) is still the session's."""
+    measurements = [
+        m(f"t::{i}", metric, float(i), marked=i % 2 == 0, threshold=0.2 if i == 3 else None,
+          samples=(1.0, 2.0) if metric == "duration" and i % 2 else (),
+          error="boom" if i == 4 else None)
+        for i in range(6)
+        for metric in ("duration", "cpu_time")
+    ]  # fmt: skip
+    first = history.save_session(make_run(), measurements)
+    second = history.save_session(make_run(), measurements[:3])
+    stored = history.get_run(first).measurements
+    assert [(s.test, s.metric, s.value) for s in stored] == [
+        (x.test, x.metric, x.value) for x in measurements
+    ]
+    assert [(s.threshold, s.samples, s.error, s.marked) for s in stored] == [
+        (x.threshold, x.samples, x.error, x.marked) for x in measurements
+    ]
+    assert len(history.get_run(second).measurements) == 3
+
+
 def test_session_without_measurements(history: History) -> None:
     run_id = history.save_session(make_run(outcome="interrupted"), [])
     assert history.get_run(run_id).measurements == []

@@ -9,7 +9,6 @@ results bulk-inserted with the driver's executemany (SQLite) or COPY (PostgreSQL
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -244,36 +243,28 @@ _RESULT_COLUMNS = (
     "run_id", "test", "metric", "value", "unit", "direction", "kind", "marked", "outcome",
     "threshold", "samples", "error",
 )  # fmt: skip
-# Most rows (every plain test's) have no threshold, samples or error. They are inserted
-# without those columns, which then default to NULL: Python's sqlite3 binds a None only after
-# a failed adapter lookup that raises and formats an AttributeError, three per row.
-_LONG = len(_RESULT_COLUMNS)
-_SHORT = _LONG - 3
-_insert_sql_cache: dict[tuple[str, int], tuple[str, list[int] | None]] = {}
+# Most rows (every plain test's) have no threshold, samples or error. On SQLite they are
+# inserted without those columns, which then default to NULL: Python's sqlite3 binds a None
+# only after a failed adapter lookup that raises and formats an AttributeError, three per
+# row, a fifth of the whole insert. Rows are numbered first, so their ids keep the session's
+# order across the two statements.
+_SHORT_COLUMNS = ("id", *_RESULT_COLUMNS[:-3])
+_LONG_COLUMNS = ("id", *_RESULT_COLUMNS)
+_insert_sql_cache: dict[tuple[str, int], str] = {}
 
 
-def _insert_sql(dialect: Dialect, width: int) -> tuple[str, list[int] | None]:
-    """The results INSERT of the first `width` columns compiled for `dialect`, and the
-    column order of positional styles."""
-    cached = _insert_sql_cache.get((dialect.name, width))
+def _insert_sql(dialect: Dialect, columns: tuple[str, ...]) -> str:
+    """The results INSERT of `columns`, in that order, compiled for `dialect` (qmark)."""
+    cached = _insert_sql_cache.get((dialect.name, len(columns)))
     if cached is None:
-        columns = list(_RESULT_COLUMNS[:width])
-        compiled = results.insert().compile(dialect=dialect, column_keys=columns)
-        order = None
-        if compiled.positional and compiled.positiontup is not None:
-            order = [columns.index(key) for key in compiled.positiontup]
-            if order == sorted(order):
-                order = []  # already in our order: no reshuffling per row
-        cached = _insert_sql_cache[(dialect.name, width)] = (str(compiled), order)
+        compiled = results.insert().compile(dialect=dialect, column_keys=list(columns))
+        assert compiled.positiontup is not None and tuple(compiled.positiontup) == columns
+        cached = _insert_sql_cache[(dialect.name, len(columns))] = str(compiled)
     return cached
 
 
-def _row_width(row: tuple[Any, ...]) -> int:
-    return _SHORT if row[-1] is None and row[-2] is None and row[-3] is None else _LONG
-
-
 def _insert_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) -> None:
-    """Bulk insert through the driver's executemany, in batches of rows of one width.
+    """Bulk insert: PostgreSQL through COPY, SQLite through executemany.
 
     SQLAlchemy compiles the statement (so it stays portable) but the parameters are built
     here: its per-row processing (dicts, JSON and type processors) cost more than SQLite's
@@ -282,18 +273,26 @@ def _insert_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) 
     if conn.dialect.driver == "psycopg":
         _copy_results(conn, run_id, rows)
         return
-    for width, batch in itertools.groupby(rows, key=_row_width):
-        sql, order = _insert_sql(conn.dialect, width)
-        cut = width - 1  # the row tuples have no run_id
-        params: list[Any]
-        if order == []:
-            params = [(run_id, *row[:cut]) for row in batch]
-        elif order is not None:
-            params = [tuple((run_id, *row[:cut])[i] for i in order) for row in batch]
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            results.insert(),
+            [dict(zip(_RESULT_COLUMNS, (run_id, *row), strict=True)) for row in rows],
+        )
+        return
+    # This transaction already inserted the run, so it holds SQLite's write lock: no other
+    # session can take ids between this read and the inserts.
+    next_id = (conn.exec_driver_sql("SELECT max(id) FROM results").scalar() or 0) + 1
+    short: list[tuple[Any, ...]] = []
+    full: list[tuple[Any, ...]] = []
+    for row_id, row in enumerate(rows, next_id):
+        if row[-1] is None and row[-2] is None and row[-3] is None:
+            short.append((row_id, run_id, *row[:-3]))
         else:
-            names = _RESULT_COLUMNS[:width]
-            params = [dict(zip(names, (run_id, *row[:cut]), strict=True)) for row in batch]
-        conn.exec_driver_sql(sql, params)
+            full.append((row_id, run_id, *row))
+    if short:
+        conn.exec_driver_sql(_insert_sql(conn.dialect, _SHORT_COLUMNS), short)
+    if full:
+        conn.exec_driver_sql(_insert_sql(conn.dialect, _LONG_COLUMNS), full)
 
 
 def _copy_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) -> None:

@@ -25,6 +25,7 @@ import gc
 import os
 import platform as std_platform
 import secrets
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -423,6 +424,32 @@ def open_instruction_collector(
     return collector
 
 
+def suggested_command() -> str:
+    """The command line that runs this Python's pytest under callgrind, as docs/metrics.md
+    gives it. The interpreter is named by its path: valgrind run on a launcher script
+    (a pyenv shim) would count the shell, not Python."""
+    return (
+        "PYTHONHASHSEED=0 valgrind --tool=callgrind --instr-atstart=no -q "
+        f"{sys.executable} -m pytest ..."
+    )
+
+
+def why_not_counted(environ: Mapping[str, str] | None = None) -> str:
+    """Why this process does not count instructions, and what to do instead."""
+    reason = unsupported_platform()
+    if reason is not None:
+        return reason
+    tool = valgrind_tool(environ)
+    if tool is not None and tool != "callgrind":
+        return f"pytest runs under valgrind's {tool}, not callgrind; run {suggested_command()}"
+    if shutil.which("valgrind") is None:
+        return (
+            "valgrind is not installed (e.g. apt-get install valgrind); then run "
+            f"{suggested_command()}"
+        )
+    return f"pytest is not running under valgrind's callgrind; run {suggested_command()}"
+
+
 @hookimpl
 def pytest_perfguard_collectors(config: pytest.Config) -> Sequence[InstructionCollector]:
     import pytest
@@ -430,12 +457,15 @@ def pytest_perfguard_collectors(config: pytest.Config) -> Sequence[InstructionCo
     from .plugin import SESSION_KEY
 
     session = config.stash.get(SESSION_KEY, None)
-    count_all = session is not None and session.settings.gate == "all"
+    settings = session.settings if session is not None else None
+    count_all = settings is not None and settings.gate == "all"
     try:
         collector = open_instruction_collector(count_all=count_all)
     except CallgrindError as exc:
         raise pytest.UsageError(f"perfguard: {exc}") from None
     if collector is None:
+        if settings is not None and settings.instructions:
+            raise pytest.UsageError(f"perfguard: --perf-instructions: {why_not_counted()}")
         return ()
     config.pluginmanager.register(collector, "perfguard-instruction-counter")
     return (collector,)

@@ -21,6 +21,7 @@ import pytest
 from . import __version__, hookspecs
 from .config import OPTIONS, ConfigError, Option, is_active
 from .measure import (
+    BenchmarkBudget,
     Confirmation,
     MeasuredRun,
     PerfRecorder,
@@ -135,7 +136,9 @@ def _is_worker(config: pytest.Config) -> bool:
 def perf(request: pytest.FixtureRequest) -> PerfRecorder:
     """Record custom metrics, time steps and micro-benchmark code inside a test."""
     plugin = request.config.stash.get(SESSION_KEY, None)
-    recorder = PerfRecorder(active=plugin is not None)
+    recorder = PerfRecorder(
+        active=plugin is not None, budget=plugin.benchmark_budget if plugin else None
+    )
     if plugin is not None:
         plugin.recorders[id(request.node)] = recorder
     return recorder
@@ -165,6 +168,7 @@ class PerfPlugin:
         self.recorders: dict[int, PerfRecorder] = {}
         # Collector readings judged in place of the tests' own metrics (`gated_metrics`).
         self.gated_readings: frozenset[str] = frozenset()
+        self.benchmark_budget: BenchmarkBudget | None = None  # None: `perf.benchmark`'s own
         self.runs: dict[str, MeasuredRun] = {}
         self.selected: set[str] = set()
         self.worker_rows: list[dict[str, Any]] = []
@@ -197,6 +201,9 @@ class PerfPlugin:
             # there to beat timing noise, would only cost time (and vary a per-round count).
             self.rounds_budget = 0.0
             self.settings = self.settings.model_copy(update={"confirm": 0})
+            # `perf.benchmark` sizes its loop by the clock; a count needs a fixed number of
+            # calls: one warm-up call and one sample.
+            self.benchmark_budget = BenchmarkBudget(0.0, 0.0, 1, 1, 0.0)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(

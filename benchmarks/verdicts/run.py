@@ -357,6 +357,13 @@ def main() -> None:
         "default,plain" if quick else "default,confirm3,noise-rule,median+confirm,plain"
     )
     configs = (options.configs or default_configs).split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"unknown configuration {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    for config in configs:
+        launcher = LAUNCHERS.get(config)
+        if launcher and shutil.which(launcher[0]) is None:
+            raise SystemExit(f"configuration {config!r} needs {launcher[0]}: not installed")
     tools = options.tools.split(",")
     work = Path(tempfile.mkdtemp(prefix="perfguard-verdicts-"))
     log = work / "runs.log"

@@ -97,7 +97,8 @@ _UNSUPPORTED_OPTIONS = {
 _TRIGGER = "desc: Trigger: Client Request: "
 # Callgrind copies the trigger text into a fixed buffer; stay well inside it.
 _MAX_LABEL = 200
-_HEADER_BYTES = 8192
+# Where a dump's header is over and its cost lines begin.
+_COST_LINES = ("ob=", "fl=", "fn=")
 
 
 class CallgrindError(Exception):
@@ -272,20 +273,21 @@ class DumpHeader:
 def read_dump_header(path: Path) -> DumpHeader | None:
     """The trigger and instruction total (``summary:``, event ``Ir``) from a dump's header;
     None when the file does not exist."""
+    trigger, events, summary = "", ["Ir"], None
     try:
-        with open(path, "rb") as dump:
-            head = dump.read(_HEADER_BYTES).decode("utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as dump:
+            for line in dump:
+                if line.startswith(_TRIGGER):
+                    trigger = line[len(_TRIGGER) :].rstrip("\n")
+                elif line.startswith("events:"):
+                    events = line.split()[1:]
+                elif line.startswith("summary:"):
+                    summary = line.split()[1:]
+                    break  # the header ends with the summary
+                elif line.startswith(_COST_LINES):
+                    break  # no summary in the header: not a dump of callgrind's format
     except FileNotFoundError:
         return None
-    trigger, events, summary = "", ["Ir"], None
-    for line in head.splitlines():
-        if line.startswith(_TRIGGER):
-            trigger = line[len(_TRIGGER) :]
-        elif line.startswith("events:"):
-            events = line.split()[1:]
-        elif line.startswith("summary:"):
-            summary = line.split()[1:]
-            break  # the header ends with the summary; cost lines follow
     if summary is None or "Ir" not in events:
         raise CallgrindError(f"{path}: not a callgrind dump with an instruction count (Ir)")
     return DumpHeader(trigger, int(summary[events.index("Ir")]))

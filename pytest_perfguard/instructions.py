@@ -469,5 +469,11 @@ def pytest_perfguard_collectors(config: pytest.Config) -> Sequence[InstructionCo
         if settings is not None and settings.instructions:
             raise pytest.UsageError(f"perfguard: --perf-instructions: {why_not_counted()}")
         return ()
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        # Workers are other processes, which callgrind does not follow by default; and the
+        # controller would judge their rows on time.
+        raise pytest.UsageError(
+            "perfguard: instruction counts are taken in one process: drop -n/--dist under callgrind"
+        )
     config.pluginmanager.register(collector, "perfguard-instruction-counter")
     return (collector,)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("sha", "interp", "mem")
@@ -406,6 +407,8 @@ def main() -> None:
             if bench is not None and index % bench_every == 0:
                 bench.measure(slowed)
             print(f"round {index + 1}/{len(plan)} done", flush=True)
+            if options.out:  # the scores so far, should a long run be cut short
+                options.out.write_text(json.dumps(_all_scores(tools_, bench), indent=2) + "\n")
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -429,7 +432,14 @@ def main() -> None:
         )
         print(f"{score.name:22s} {cells}")
     if options.out:
-        options.out.write_text(json.dumps([asdict(s) for s in scores], indent=2) + "\n")
+        options.out.write_text(json.dumps(_all_scores(tools_, bench), indent=2) + "\n")
+
+
+def _all_scores(tools: Sequence[Perfguard | Benchmark], bench: Benchmark | None) -> list[Any]:
+    scores = [score for tool in tools for score in tool.scores]
+    if bench is not None:
+        scores += bench.scores
+    return [asdict(score) for score in scores]
 
 
 if __name__ == "__main__":

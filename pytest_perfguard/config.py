@@ -306,6 +306,14 @@ OPTIONS: tuple[Option, ...] = (
         activates=True,
     ),
     Option(
+        "instructions",
+        "--perf-instructions",
+        parse_bool,
+        "require instruction counts: fail unless pytest runs under valgrind's callgrind, "
+        "whose counts are then gated instead of time (see docs/metrics.md)",
+        is_flag=True,
+    ),
+    Option(
         "calibrate_write",
         "--perf-calibrate-write",
         parse_bool,

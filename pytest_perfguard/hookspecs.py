@@ -29,5 +29,8 @@ def pytest_perfguard_collectors(config: pytest.Config) -> Sequence[Collector] | 
     returns ``(metric, value, unit)`` readings, stored as lower-is-better system metrics.
     Keep both cheap: they run for every test. A collector may define ``close()``, called
     at session end, and ``describe() -> dict`` whose items are stored in the run's
-    ``system_info`` (e.g. which memory method ran).
+    ``system_info`` (e.g. which memory method ran). A collector whose readings do not
+    depend on the clock may name them in ``gated_metrics``: the session then judges those
+    readings (kind ``custom``) in place of the tests' own metrics, which are stored as system
+    metrics, and takes no extra rounds or confirm re-runs (``instructions`` under callgrind).
     """

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from .instructions import valgrind_tool
 from .results import PlatformInfo
 
 # Ordered: the first match names the provider (GitHub sets CI too).
@@ -143,7 +144,7 @@ def fingerprint(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Everything about this machine that can make timings differ."""
     env = os.environ if env is None else env
     memory = _memory_bytes()
-    return {
+    info: dict[str, Any] = {
         "os": std_platform.system(),
         "os_release": std_platform.release(),
         "arch": std_platform.machine(),
@@ -157,6 +158,10 @@ def fingerprint(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ci_provider": ci_provider(env),
         "hostname": socket.gethostname(),
     }
+    tool = valgrind_tool(env)
+    if tool is not None:
+        info["valgrind_tool"] = tool
+    return info
 
 
 def platform_key(info: Mapping[str, Any]) -> str:
@@ -173,6 +178,10 @@ def platform_key(info: Mapping[str, Any]) -> str:
     for gpu in info.get("gpus") or []:
         parts.append(f"{short_gpu_name(gpu['name'])}_{round(gpu['memory_mb'] / 1024)}GB")
         break  # one GPU model names the box; the count is in the fingerprint
+    if info.get("valgrind_tool"):
+        # A simulated CPU: its timings and counts never compare with the real one's, and
+        # instruction counts change with the interpreter's build, hence its version.
+        parts.append(f"{info['valgrind_tool']}_py{info.get('python_version', '')}")
     return _KEY_UNSAFE.sub("_", "_".join(parts)).strip("_")
 
 

@@ -21,6 +21,7 @@ import pytest
 from . import __version__, hookspecs
 from .config import OPTIONS, ConfigError, Option, is_active
 from .measure import (
+    BenchmarkBudget,
     Confirmation,
     MeasuredRun,
     PerfRecorder,
@@ -31,6 +32,7 @@ from .measure import (
     measurements_of,
     parse_marker,
 )
+from .results import judged_on
 
 if TYPE_CHECKING:
     from .measure import Collector, Reading
@@ -116,9 +118,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--perf-calibrate: runs the tests in this process; drop -n/--dist for calibration"
         )
-    from . import collectors  # lazy: built-ins ride the public hook
+    from . import collectors, instructions  # lazy: built-ins ride the public hook
 
     config.pluginmanager.register(collectors, "perfguard-collectors")
+    config.pluginmanager.register(instructions, "perfguard-instructions")
     plugin = PerfPlugin(config, settings, context)
     config.stash[SESSION_KEY] = plugin
     config.pluginmanager.register(plugin, "perfguard-session")
@@ -133,7 +136,9 @@ def _is_worker(config: pytest.Config) -> bool:
 def perf(request: pytest.FixtureRequest) -> PerfRecorder:
     """Record custom metrics, time steps and micro-benchmark code inside a test."""
     plugin = request.config.stash.get(SESSION_KEY, None)
-    recorder = PerfRecorder(active=plugin is not None)
+    recorder = PerfRecorder(
+        active=plugin is not None, budget=plugin.benchmark_budget if plugin else None
+    )
     if plugin is not None:
         plugin.recorders[id(request.node)] = recorder
     return recorder
@@ -161,6 +166,9 @@ class PerfPlugin:
         # skips its Python-level __hash__.
         self.specs: dict[int, PerfSpec] = {}
         self.recorders: dict[int, PerfRecorder] = {}
+        # Collector readings judged in place of the tests' own metrics (`gated_metrics`).
+        self.gated_readings: frozenset[str] = frozenset()
+        self.benchmark_budget: BenchmarkBudget | None = None  # None: `perf.benchmark`'s own
         self.runs: dict[str, MeasuredRun] = {}
         self.selected: set[str] = set()
         self.worker_rows: list[dict[str, Any]] = []
@@ -185,6 +193,17 @@ class PerfPlugin:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         found = self.config.hook.pytest_perfguard_collectors(config=self.config)
         self.collectors = tuple(c for group in found if group for c in group)
+        self.gated_readings = frozenset(
+            metric for c in self.collectors for metric in getattr(c, "gated_metrics", ())
+        )
+        if self.gated_readings:
+            # The gate no longer reads a clock: auto rounds and confirm re-runs, which are
+            # there to beat timing noise, would only cost time (and vary a per-round count).
+            self.rounds_budget = 0.0
+            self.settings = self.settings.model_copy(update={"confirm": 0})
+            # `perf.benchmark` sizes its loop by the clock; a count needs a fixed number of
+            # calls: one warm-up call and one sample.
+            self.benchmark_budget = BenchmarkBudget(0.0, 0.0, 1, 1, 0.0)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(
@@ -367,7 +386,8 @@ class PerfPlugin:
 
     def rows(self) -> list[Measurement]:
         """Every measured test's rows, values by the session's estimator."""
-        return measurements_of(self.runs, self.estimator)
+        rows = measurements_of(self.runs, self.estimator)
+        return judged_on(rows, self.gated_readings) if self.gated_readings else rows
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

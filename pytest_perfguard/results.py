@@ -7,7 +7,8 @@ and reporting can all share these types without import cycles.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -165,3 +166,17 @@ def worse_is_positive(change: float, direction: str) -> float:
 
 def is_finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def judged_on(rows: Sequence[Measurement], metrics: Collection[str]) -> list[Measurement]:
+    """`rows` with `metrics` (collector readings such as `instructions`) as the only gated
+    metrics: those readings become gateable, and every other gateable row (the tests' own
+    metrics, `perf.record` values) is kept as a system metric, stored but never judged."""
+    judged = []
+    for row in rows:
+        if row.metric in metrics and row.kind == "system":
+            row = replace(row, kind="custom")
+        elif row.kind in GATEABLE_KINDS:
+            row = replace(row, kind="system")
+        judged.append(row)
+    return judged

@@ -43,6 +43,7 @@ class PerfSettings(BaseModel):
     rounds_budget: float = 0.05
     calibrate: int | None = None
     calibrate_write: bool = False
+    instructions: bool = False
 
     @property
     def active(self) -> bool:

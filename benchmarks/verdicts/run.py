@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("sha", "interp", "mem")
@@ -43,7 +44,16 @@ CONFIGS: dict[str, list[str]] = {
     "min-no-confirm": ["--perf-confirm", "0"],
     # the gating issue's plain rule: median of back-to-back rounds, threshold, no re-runs
     "plain": ["--perf-estimator", "median", "--perf-confirm", "0", "--perf-rounds-budget", "0"],
+    # pytest under valgrind's callgrind: gates each test's instruction count (LAUNCHERS)
+    "callgrind": [],
 }
+# Configurations whose pytest runs under another program: the command before python.
+LAUNCHERS: dict[str, list[str]] = {
+    "callgrind": ["valgrind", "--tool=callgrind", "--instr-atstart=no", "-q"],
+}
+# What a launcher's runs need in their environment: a fixed hash seed, so that dict and set
+# layouts, and with them instruction counts, do not change from run to run.
+LAUNCHER_ENV: dict[str, dict[str, str]] = {"callgrind": {"PYTHONHASHSEED": "0"}}
 
 
 def test_names() -> list[tuple[str, str, float, bool]]:
@@ -105,6 +115,8 @@ class Score:
     slow_false_alarms: int = 0
     slow_clean_verdicts: int = 0
     seconds: list[float] = field(default_factory=list)
+    # The largest change of an untouched metric from its baseline, either way (perfguard).
+    largest_clean_change: float = 0.0
     by_group: dict[str, list[int]] = field(default_factory=dict)  # group -> [fa, n, det, inj]
 
     def line(self) -> str:
@@ -116,6 +128,11 @@ class Score:
             f"= {fa:6.2%}  failing clean runs {self.failing_clean_runs:2d}/{self.clean_runs:2d}"
             f"  detected {self.detected:3d}/{self.injected:3d} = {det:6.1%}"
             f"  unstable {self.unstable:3d}  {secs:5.1f} s/run"
+            + (
+                f"  largest clean change {self.largest_clean_change:.3%}"
+                if self.largest_clean_change
+                else ""
+            )
         )
 
     def count(self, name: str, flagged: bool, slowed: bool) -> None:
@@ -130,8 +147,9 @@ class Score:
             cell[1] += 1
 
 
-def pytest_cmd(directory: Path, *args: str) -> list[str]:
+def pytest_cmd(directory: Path, *args: str, launcher: Sequence[str] = ()) -> list[str]:
     return [
+        *launcher,
         sys.executable,
         "-m",
         "pytest",
@@ -180,21 +198,26 @@ class Perfguard:
         ]
         self.log = log
         self.scores = [Score(f"perfguard {config}")]
+        self.launcher = LAUNCHERS.get(config, [])
         args = CONFIGS[config]
         self.record_key = tuple(
             f"{flag}={args[i + 1]}"
             for i, flag in enumerate(args)
             if flag in ("--perf-estimator", "--perf-rounds-budget")
-        )
+        ) + ((config,) if self.launcher else ())
 
     def copy_baselines(self, other: Perfguard) -> None:
         shutil.copytree(other.directory / "baselines", self.directory / "baselines")
 
     def _run(self, *args: str, slow: Sequence[str] = ()) -> tuple[int, float, str]:
-        env = {**base_env(), "VERDICT_SLOW": ",".join(slow)}
-        rc, secs, text = timed(pytest_cmd(self.directory, *self.common, *args), self.directory, env)
+        env = {**base_env(), **LAUNCHER_ENV.get(self.config, {}), "VERDICT_SLOW": ",".join(slow)}
+        cmd = pytest_cmd(self.directory, *self.common, *args, launcher=self.launcher)
+        rc, secs, text = timed(cmd, self.directory, env)
         with self.log.open("a", encoding="utf-8") as out:
             out.write(f"--- {self.config} {' '.join(args)} slow={slow} rc={rc}\n{text}")
+        # Callgrind leaves a profile per counted test (~100 KB each): read, not kept.
+        for dump in self.directory.glob("callgrind.out.*"):
+            dump.unlink()
         return rc, secs, text
 
     def record(self) -> None:
@@ -210,9 +233,22 @@ class Perfguard:
         report.unlink(missing_ok=True)
         rc, secs, _ = self._run("--perf", "--perf-json", str(report), slow=slow)
         comparisons = json.loads(report.read_text())["comparisons"]
-        verdicts = {c["metric"]: c["verdict"] for c in comparisons if c["gated"]}
-        self.scores[0].seconds.append(secs)
-        _score(self.scores[0], verdicts, set(slow), failed=rc == 1)
+        # By test: each test's gated metric is named after it, except under callgrind,
+        # where every test's is `instructions`.
+        verdicts = {
+            c["test"].rpartition("::test_")[2]: c["verdict"] for c in comparisons if c["gated"]
+        }
+        changes = [
+            abs(c["change"])
+            for c in comparisons
+            if c["gated"]
+            and c["change"] is not None
+            and c["test"].rpartition("::test_")[2] not in slow
+        ]
+        score = self.scores[0]
+        score.largest_clean_change = max([score.largest_clean_change, *changes])
+        score.seconds.append(secs)
+        _score(score, verdicts, set(slow), failed=rc == 1)
 
 
 def _score(score: Score, verdicts: dict[str, str], slow: set[str], *, failed: bool) -> None:
@@ -322,6 +358,13 @@ def main() -> None:
         "default,plain" if quick else "default,confirm3,noise-rule,median+confirm,plain"
     )
     configs = (options.configs or default_configs).split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"unknown configuration {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    for config in configs:
+        launcher = LAUNCHERS.get(config)
+        if launcher and shutil.which(launcher[0]) is None:
+            raise SystemExit(f"configuration {config!r} needs {launcher[0]}: not installed")
     tools = options.tools.split(",")
     work = Path(tempfile.mkdtemp(prefix="perfguard-verdicts-"))
     log = work / "runs.log"
@@ -364,6 +407,8 @@ def main() -> None:
             if bench is not None and index % bench_every == 0:
                 bench.measure(slowed)
             print(f"round {index + 1}/{len(plan)} done", flush=True)
+            if options.out:  # the scores so far, should a long run be cut short
+                options.out.write_text(json.dumps(_all_scores(tools_, bench), indent=2) + "\n")
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -387,7 +432,14 @@ def main() -> None:
         )
         print(f"{score.name:22s} {cells}")
     if options.out:
-        options.out.write_text(json.dumps([asdict(s) for s in scores], indent=2) + "\n")
+        options.out.write_text(json.dumps(_all_scores(tools_, bench), indent=2) + "\n")
+
+
+def _all_scores(tools: Sequence[Perfguard | Benchmark], bench: Benchmark | None) -> list[Any]:
+    scores = [score for tool in tools for score in tool.scores]
+    if bench is not None:
+        scores += bench.scores
+    return [asdict(score) for score in scores]
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ def test_call_ends_that_store_nothing_or_a_failure(pytester: pytest.Pytester) ->
     result = pytester.runpytest("--perf-record")
     result.assert_outcomes(passed=2, failed=1, skipped=2, xfailed=2)
     rows = stored(pytester)
-    assert set(rows) == {"test_after_xfail", "test_after_xfail_marker", "test_fails_in_second_round"}
+    stored_tests = {"test_after_xfail", "test_after_xfail_marker", "test_fails_in_second_round"}
+    assert set(rows) == stored_tests
     assert rows["test_after_xfail"]["duration"].outcome == "passed"
     assert {m.outcome for m in rows["test_fails_in_second_round"].values()} == {"failed"}
     assert rows["test_after_xfail"]["cpu_time"].value >= 0

@@ -190,7 +190,7 @@ def main() -> None:
                         f"| {mode} | {slope[mode]:,.0f} | {added:,.0f} | {us:.2f} | "
                         f"{added_fixed:,.0f} | {ms:.1f} |"
                     )
-                if ns_per_instruction:
+                if ns_per_instruction and bare_time:
                     print(
                         f"bare pytest: {bare_time * 1e6:.0f} us/test wall, "
                         f"{1 / ns_per_instruction:.2f} instructions/ns"

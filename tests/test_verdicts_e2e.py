@@ -86,13 +86,23 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_confirmed_regression_fails_once(suite: pytest.Pytester) -> None:
-    result = run(suite, LATENCY_MS="90")
+    result = run(suite, "--perf-report", "r.md", LATENCY_MS="90")
     result.assert_outcomes(passed=3)  # the re-run is not counted again
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*1 performance regression*", "*test_latency*latency*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*1 performance regression*",
+            "*test*metric*baseline*current*change*threshold*note*",
+            "*test_latency*latency*confirmed: held on 1 re-run*",
+        ]
+    )
     latency = verdicts(suite)["latency"]
     assert latency["verdict"] == "regression"
     assert "confirmed: held on 1 re-run" in latency["detail"]
+    regressions = (suite.path / "r.md").read_text().split("### Regressions")[1].split("###")[0]
+    assert "| Threshold | Note |" in regressions
+    row = next(line for line in regressions.splitlines() if "test_latency" in line)
+    assert row.endswith("| confirmed: held on 1 re-run |")
 
 
 def test_regression_that_does_not_hold_on_confirm_does_not_fail(suite: pytest.Pytester) -> None:
@@ -207,10 +217,13 @@ def test_change_point_in_history_is_named_in_the_verdict(pytester: pytest.Pytest
                 git_commit=f"{i:02d}" + "a" * 38,
             )
     write_baselines(pytester, {test: {"latency": entry(0.020)}})
-    result = run(pytester, "--perf-db", str(db), LATENCY_MS="90")
+    result = run(pytester, "--perf-db", str(db), "--perf-report", "r.md", LATENCY_MS="90")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     detail = verdicts(pytester)["latency"]["detail"]
     assert "slower since run 11, commit 10aaaaa, +350%" in detail
+    report = (pytester.path / "r.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| test_suite.py::"))
+    assert "slower since run 11, commit 10aaaaa, +350%" in row
 
 
 def test_calibration_reports_noise_and_writes_thresholds(pytester: pytest.Pytester) -> None:

@@ -33,7 +33,13 @@ def terminal_lines(comparison: Comparison, verbose: bool) -> list[Line]:
         lines.append(
             (f"{n} performance regression{'s' if n != 1 else ''}:", {"red": True, "bold": True})
         )
-        header, rule, *rows = text_table(_HEADERS, [_cells(v) for v in regressions])
+        # Confirm re-runs and history's change points leave a note; no empty column otherwise.
+        if any(v.detail for v in regressions):
+            header, rule, *rows = text_table(
+                [*_HEADERS, "note"], [[*_cells(v), v.detail] for v in regressions]
+            )
+        else:
+            header, rule, *rows = text_table(_HEADERS, [_cells(v) for v in regressions])
         lines += [(header, {"bold": True}), (rule, {})]
         lines += [(row, {"red": True}) for row in rows]
     counts = comparison.counts()

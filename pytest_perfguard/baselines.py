@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,8 +31,10 @@ class BaselineEntry(BaseModel):
     """The baseline of one metric of one test.
 
     `runs` is how many recorded runs `value` is the median of; `spread` is the median
-    absolute deviation of those runs and `n` how many values it was computed from. Both
-    are kept for noise-aware verdicts and are optional (hand-written files omit them).
+    absolute deviation of those runs and `n` how many values it was computed from;
+    `samples` are those runs' rounds, pooled (the noise rule's rank test compares a run's
+    rounds with them). All are kept for noise-aware verdicts and are optional
+    (hand-written files omit them).
     """
 
     # Strict: "8.0" (a string) is a wrong type, not a number. Unknown keys are kept so a
@@ -47,6 +49,7 @@ class BaselineEntry(BaseModel):
     runs: int | None = Field(default=None, ge=0)
     spread: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     n: int | None = Field(default=None, ge=0)
+    samples: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
 
 
 class BaselineMetadata(BaseModel):

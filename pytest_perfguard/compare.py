@@ -100,8 +100,8 @@ def noise_rule(q: float = 0.05) -> Rule:
     baseline side is the entry's summary: value, spread (MAD of the runs it came from) and n.
     A regression must exceed the threshold and `spread_factor(q, m)` relative spreads; a
     metric whose noise hides a change of the threshold's size is `unstable` (never fails).
-    Where both sides carry samples the stats module's rank test, BH-adjusted across the
-    batch, decides instead.
+    Where both sides carry samples (the run's rounds, the entry's pooled `samples`) the
+    stats module's rank test, BH-adjusted across the batch, decides instead.
     """
 
     def rule(observations: Sequence[Observation], /) -> list[Decision]:
@@ -113,12 +113,14 @@ def noise_rule(q: float = 0.05) -> Rule:
 
 
 def _metric_samples(o: Observation) -> stats.MetricSamples:
-    entry = o.baseline
+    """Rounds against the baseline's pooled rounds where both sides have them (the rank
+    test); otherwise the measured value against the baseline's summary (the spread rule)."""
+    entry, m = o.baseline, o.measurement
+    if len(m.samples) >= 2 and entry.samples is not None and len(entry.samples) >= 2:
+        return stats.MetricSamples(m.samples, entry.samples, m.direction, o.threshold)
     n = entry.n or entry.runs or 1
     baseline = stats.BaselineSummary(entry.value, entry.spread or 0.0, n)
-    return stats.MetricSamples(
-        (o.measurement.value,), baseline, o.measurement.direction, o.threshold
-    )
+    return stats.MetricSamples((m.value,), baseline, m.direction, o.threshold)
 
 
 def make_rule(name: str, q: float = 0.05) -> Rule:

@@ -57,6 +57,8 @@ class MetricSeries(Protocol):
     def marked(self) -> bool: ...
     @property
     def values(self) -> Sequence[float]: ...
+    @property
+    def samples(self) -> Sequence[Sequence[float]]: ...  # per run, as `values`
 
 
 class UpdateHistory(Protocol):
@@ -80,7 +82,8 @@ class UpdateHistory(Protocol):
 @dataclass(frozen=True, slots=True)
 class BaselineUpdate:
     """What the policy proposes for one metric. `change` is proposed vs current, signed
-    so that worse is positive; `spread` is the MAD of the `n` values the median came from."""
+    so that worse is positive; `spread` is the MAD of the `n` values the median came from;
+    `samples` are those runs' own samples (rounds) pooled, thinned to `MAX_BASELINE_SAMPLES`."""
 
     test: str
     metric: str
@@ -93,6 +96,7 @@ class BaselineUpdate:
     spread: float | None
     n: int
     threshold: float | None = None
+    samples: tuple[float, ...] = ()
 
     @property
     def applied(self) -> bool:
@@ -122,6 +126,26 @@ def _tidy(value: float) -> float:
 
 def _mad(values: Sequence[float], center: float) -> float:
     return statistics.median(abs(v - center) for v in values)
+
+
+# Enough for the rank test to reach q / m for hundreds of metrics against a test's rounds,
+# few enough to keep the baselines file readable in a diff.
+MAX_BASELINE_SAMPLES = 32
+
+
+def pooled_samples(
+    runs: Sequence[Sequence[float]], limit: int = MAX_BASELINE_SAMPLES
+) -> tuple[float, ...]:
+    """The runs' samples pooled and sorted; above `limit`, `limit` evenly spaced order
+    statistics (minimum and maximum included), so the distribution keeps its shape.
+    Empty when fewer than two samples: one value says nothing about the noise."""
+    pooled = sorted(float(x) for run in runs for x in run)
+    if len(pooled) < 2:
+        return ()
+    if len(pooled) > limit:
+        step = (len(pooled) - 1) / (limit - 1)
+        pooled = [pooled[round(i * step)] for i in range(limit)]
+    return tuple(float(f"{x:.6g}") for x in pooled)
 
 
 def _selected(
@@ -178,6 +202,7 @@ def propose_updates(
             continue
         proposed = _tidy(statistics.median(values))
         spread = _tidy(_mad(values, proposed))
+        samples = pooled_samples(list(s.samples[:min_runs]))
         change = None if existing is None else relative_change(proposed, existing, direction)
         action = _decide(existing, proposed, change, direction, margin, accept_regressions)
         updates.append(
@@ -193,6 +218,7 @@ def propose_updates(
                 spread,
                 len(values),
                 threshold,
+                samples,
             )
         )
     return updates
@@ -261,6 +287,7 @@ def _entry(u: BaselineUpdate) -> BaselineEntry:
         runs=u.n,
         spread=u.spread,
         n=u.n,
+        samples=list(u.samples) or None,
     )
 
 

@@ -378,3 +378,26 @@ def test_noise_rule_uses_the_runs_count_when_n_is_absent() -> None:
     )
     kinds = [v.kind for v in run([m(1.3, "a"), m(1.3, "b")], file, rule=noise_rule()).verdicts]
     assert kinds == ["unstable", "regression"]
+
+
+def test_noise_rule_ranks_rounds_against_the_baselines_pooled_samples() -> None:
+    rounds = [1.00, 1.01, 1.02, 1.03, 1.04, 1.05, 1.06, 1.07]
+    entry = BaselineEntry(value=1.0, spread=0.02, n=5, samples=rounds * 4)
+    file = baselines({(T, "same"): entry, (T, "slow"): entry, (T, "two"): entry})
+    slower = tuple(r * 1.5 for r in rounds)
+    measured = [
+        m(1.0, "same", samples=tuple(rounds)),
+        m(1.5, "slow", samples=slower),
+        # One round is no sample: the spread rule decides.
+        m(1.5, "two", samples=slower[:1]),
+    ]
+    verdicts = {v.metric: v for v in run(measured, file, rule=noise_rule()).verdicts}
+    assert verdicts["same"].kind == "unchanged" and "interval" in verdicts["same"].detail
+    assert verdicts["slow"].kind == "regression"
+    assert "interval +4" in verdicts["slow"].detail and "q=" in verdicts["slow"].detail
+    assert verdicts["two"].kind == "regression" and "bar" in verdicts["two"].detail
+    # A value whose samples sit in the baseline's is not a regression, whatever its estimate.
+    [mixed] = run(
+        [m(1.3, "same", samples=tuple(rounds))], file, rule=noise_rule()
+    ).verdicts
+    assert mixed.kind == "unchanged"

@@ -23,6 +23,7 @@ from pytest_perfguard.updating import (
     apply_updates,
     format_update_table,
     make_metadata,
+    pooled_samples,
     propose_updates,
     update_baselines,
 )
@@ -41,6 +42,7 @@ class Series:
     kind: str = "primary"
     marked: bool = True
     run_ids: list[int] = field(default_factory=list)
+    samples: list[tuple[float, ...]] = field(default_factory=list)
 
 
 def history_of(*series: Series) -> dict[tuple[str, str], Series]:
@@ -88,6 +90,29 @@ def test_new_metric_is_added_with_median_and_spread() -> None:
     [u] = propose_updates(history_of(Series(T, "latency", FIVE)), BaselineFile(), P)
     assert (u.action, u.current, u.proposed, u.n) == ("add", None, 1.0, 5)
     assert u.spread == 0.1  # MAD of FIVE around 1.0, without float noise in the file
+
+
+def test_samples_of_the_runs_used_are_pooled_into_the_entry() -> None:
+    runs = [(1.0, 1.5), (0.9, 1.4), (1.1,), (), (1.0, 1.2), (9.0, 9.0)]  # newest first
+    series = Series(T, "latency", [1.0, 0.9, 1.1, 1.0, 1.0, 9.0], samples=runs)
+    [u] = propose_updates(history_of(series), BaselineFile(), P)
+    assert u.samples == (0.9, 1.0, 1.0, 1.1, 1.2, 1.4, 1.5)  # the 6th run's are not used
+    file = apply_updates(BaselineFile(), P, [u], make_metadata(None))
+    entry = file.platforms[P].tests[T]["latency"]
+    assert entry.samples == [0.9, 1.0, 1.0, 1.1, 1.2, 1.4, 1.5]
+    [plain] = propose_updates(history_of(Series(T, "latency", FIVE)), BaselineFile(), P)
+    assert plain.samples == ()
+    entry = apply_updates(BaselineFile(), P, [plain], make_metadata(None)).platforms[P]
+    assert entry.tests[T]["latency"].samples is None  # not written as an empty list
+
+
+def test_pooled_samples_are_thinned_to_evenly_spaced_order_statistics() -> None:
+    assert pooled_samples([(1.0,)]) == ()
+    assert pooled_samples([(3.0,), (1.0, 2.0)]) == (1.0, 2.0, 3.0)
+    thinned = pooled_samples([tuple(float(x) for x in range(100))], limit=12)
+    assert len(thinned) == 12 and thinned[0] == 0.0 and thinned[-1] == 99.0
+    assert thinned == tuple(float(round(i * 9)) for i in range(12))
+    assert pooled_samples([(0.123456789, 1.0)]) == (0.123457, 1.0)
 
 
 def test_only_the_last_min_runs_values_count() -> None:

@@ -310,3 +310,35 @@ def test_bad_new_options_are_usage_errors(pytester: pytest.Pytester) -> None:
         result = pytester.runpytest("--perf")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*PERFGUARD_Q*between 0 and 1*"])
+
+
+def test_recorded_rounds_reach_the_baselines_and_the_rank_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_rank="""
+        import os, time, pytest
+
+        @pytest.mark.perf(metric="nap", rounds=5)
+        def test_nap():
+            time.sleep(float(os.environ.get("NAP_MS", "5")) / 1000)
+        """
+    )
+    db = str(pytester.path / "history.db")
+    for _ in range(2):
+        result = run(pytester, "--perf-record", "--perf-db", db, "--perf-update-baselines",
+                     "--perf-min-runs", "2")
+        assert result.ret == pytest.ExitCode.OK
+    path = pytester.path / "baselines" / "perf_baselines.json"
+    stored = json.loads(path.read_text())["platforms"][PLATFORM]["tests"]["test_rank.py::test_nap"]
+    samples = stored["nap"]["samples"]
+    assert 10 <= len(samples) <= 32 and samples == sorted(samples)
+    assert all(0.004 < s < 1.0 for s in samples)
+
+    result = run(pytester, "--perf-rule", "noise", "--perf-confirm", "0")
+    assert result.ret == pytest.ExitCode.OK
+    assert "interval" in verdicts(pytester)["nap"]["detail"]  # the rank test judged it
+
+    result = run(pytester, "--perf-rule", "noise", "--perf-confirm", "0", NAP_MS="30")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    nap = verdicts(pytester)["nap"]
+    assert nap["verdict"] == "regression"
+    assert "interval" in nap["detail"] and "q=" in nap["detail"]

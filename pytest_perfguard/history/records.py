@@ -94,6 +94,8 @@ class MetricSeries:
     marked: bool
     values: list[float]
     run_ids: list[int]
+    # Per run, as `values`: the run's own samples (rounds), empty where it stored none.
+    samples: list[tuple[float, ...]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ def _top_values(
             results.c.kind,
             results.c.marked,
             results.c.run_id,
+            results.c.samples,
             rank,
         )
         .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
@@ -99,6 +100,8 @@ def _add(series: dict[tuple[str, str], MetricSeries], row: Any) -> None:
             marked=bool(row.marked),
             values=[],
             run_ids=[],
+            samples=[],
         )
     series[key].values.append(row.value)
     series[key].run_ids.append(row.run_id)
+    series[key].samples.append(tuple(row.samples or ()))

@@ -73,18 +73,17 @@ def _read_pyproject(path: Path) -> dict[str, str] | None:
     text = path.read_text(encoding="utf-8", errors="replace")
     if sys.version_info >= (3, 11):
         import tomllib
-
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise CLIError(f"{path}: not valid TOML ({exc})") from None
-        tool = data.get("tool", {}).get("pytest")
-        if not isinstance(tool, dict):
-            return None
-        options: Any = tool.get("ini_options", tool)
-        return {str(key): _ini_text(value) for key, value in options.items()}
-    # Python 3.10 has no TOML parser: the file still makes the rootdir, like for pytest.
-    return {} if "[tool.pytest" in text else None  # pragma: no cover
+    else:  # pragma: no cover - pytest itself depends on tomli before 3.11
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CLIError(f"{path}: not valid TOML ({exc})") from None
+    tool = data.get("tool", {}).get("pytest")
+    if not isinstance(tool, dict):
+        return None
+    options: Any = tool.get("ini_options", tool)
+    return {str(key): _ini_text(value) for key, value in options.items()}
 
 
 def _ini_text(value: Any) -> str:

@@ -72,6 +72,21 @@ class Measurement:
             "error": self.error,
         }
 
+    def to_row(self) -> list[Any]:
+        """The fields in order, for `from_row`: a compact form for workers' rows (JSON)."""
+        return [
+            self.test, self.metric, self.value, self.unit, self.direction, self.kind,
+            self.marked, self.outcome, self.threshold, list(self.samples), self.error,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Measurement:
+        test, metric, value, unit, direction, kind, marked, outcome, threshold, samples, error = row
+        return cls(
+            test, metric, value, unit, direction, kind, marked, outcome, threshold,
+            tuple(samples), error,
+        )  # fmt: skip
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         return cls(

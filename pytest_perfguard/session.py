@@ -175,7 +175,7 @@ def finish_session(
     context: SessionContext,
     rows: Sequence[Measurement],
     *,
-    worker_rows: Sequence[dict[str, Any]] = (),
+    worker_rows: Sequence[Measurement] = (),
     selected: Collection[str] = (),
     started_at: datetime,
     exitstatus: int,
@@ -186,7 +186,7 @@ def finish_session(
     from .annotate import note_change_points, note_confirmations, session_notes
 
     settings = context.settings
-    measurements = [*rows, *(Measurement.from_dict(row) for row in worker_rows)]
+    measurements = [*rows, *worker_rows]
     run = build_run_info(
         platform=context.platform,
         started_at=started_at,

@@ -68,3 +68,17 @@ def test_slowdown_is_caught_under_xdist(pytester: pytest.Pytester) -> None:
     assert slow.ret == pytest.ExitCode.TESTS_FAILED
     slow.stdout.fnmatch_lines(["*4 performance regressions*"])
     assert "test_latency" in (pytester.path / "r.md").read_text()
+
+
+def test_rows_travel_from_workers_as_json_lists_without_loss() -> None:
+    from pytest_perfguard.results import Measurement
+
+    rows = [
+        Measurement("t.py::test_a[x|y]", "latency", 0.25, "s", "lower", "primary", True,
+                    "passed", 0.1, (0.25, 0.3), None),
+        Measurement("t.py::test_b", "step:load", float("nan"), "s", "lower", "step", False,
+                    "failed", None, (), "boom"),
+    ]  # fmt: skip
+    back = [Measurement.from_row(r) for r in json.loads(json.dumps([m.to_row() for m in rows]))]
+    assert back[0] == rows[0]
+    assert back[1].error == "boom" and back[1].samples == () and back[1].value != back[1].value

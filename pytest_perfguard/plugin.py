@@ -447,8 +447,7 @@ class PerfPlugin:
                 system_info.update(describe())
         self.result = finish_session(
             self.context,
-            rows,
-            worker_rows=self.worker_rows,
+            [*rows, *self.worker_rows],
             selected=self.selected,
             started_at=self.started_at,
             exitstatus=int(exitstatus),

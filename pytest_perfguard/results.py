@@ -87,22 +87,6 @@ class Measurement:
             tuple(samples), error,
         )  # fmt: skip
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Measurement:
-        return cls(
-            test=data["test"],
-            metric=data["metric"],
-            value=float(data["value"]),
-            unit=data.get("unit", ""),
-            direction=data.get("direction", "lower"),
-            kind=data.get("kind", "primary"),
-            marked=bool(data.get("marked", False)),
-            outcome=data.get("outcome", "passed"),
-            threshold=data.get("threshold"),
-            samples=tuple(float(s) for s in data.get("samples", ())),
-            error=data.get("error"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class PlatformInfo:

@@ -175,7 +175,6 @@ def finish_session(
     context: SessionContext,
     rows: Sequence[Measurement],
     *,
-    worker_rows: Sequence[Measurement] = (),
     selected: Collection[str] = (),
     started_at: datetime,
     exitstatus: int,
@@ -186,7 +185,7 @@ def finish_session(
     from .annotate import note_change_points, note_confirmations, session_notes
 
     settings = context.settings
-    measurements = [*rows, *worker_rows]
+    measurements = rows
     run = build_run_info(
         platform=context.platform,
         started_at=started_at,

@@ -118,6 +118,19 @@ def pytest_command(directory: Path, mode: str, workers: int) -> list[str]:
     return [*args, str(directory)]
 
 
+def run_pytest(
+    directory: Path, mode: str, workers: int, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        pytest_command(directory, mode, workers),
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def clean(directory: Path) -> None:
     for name in ("history.db", "history.db-wal", "history.db-shm"):
         (directory / name).unlink(missing_ok=True)
@@ -169,15 +182,7 @@ def plugin_snapshot(revision: str | None, workdir: Path, workers: int, env: dict
     write_suite(warmup, 4)
     for mode in ("serial-bare", "xdist-bare", "serial-record", "xdist-record"):
         clean(warmup)
-        done = subprocess.run(
-            pytest_command(warmup, mode, workers),
-            cwd=warmup,
-            env=warm_env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        check(done, f"warm-up {mode}", 4)
+        check(run_pytest(warmup, mode, workers, warm_env), f"warm-up {mode}", 4)
     imported = subprocess.run(
         [sys.executable, "-c", "import pytest_perfguard; print(pytest_perfguard.__file__)"],
         env=env,
@@ -289,14 +294,7 @@ def wall_times(
                 clean(directory)
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
-                done = subprocess.run(
-                    pytest_command(directory, mode, workers),
-                    cwd=directory,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
+                done = run_pytest(directory, mode, workers, env)
                 wall = time.perf_counter() - start
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

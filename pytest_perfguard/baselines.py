@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,13 @@ from .results import Direction
 
 SCHEMA_VERSION = 1
 DEFAULT_BASELINES_PATH = Path("baselines/perf_baselines.json")
+
+
+_NUMBER_LIST = re.compile(r"\[\n[-+0-9.eE,\s]+\]")
+
+
+def _one_line(match: re.Match[str]) -> str:
+    return "[" + ", ".join(number.strip() for number in match.group(0)[1:-1].split(",")) + "]"
 
 
 class BaselinesError(ValueError):
@@ -103,7 +111,9 @@ class BaselineFile(BaseModel):
         for section in data["platforms"].values():
             if not section["metrics"]:
                 del section["metrics"]
-        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+        # A list of numbers (an entry's `samples`) on one line: one line of diff per update.
+        return _NUMBER_LIST.sub(_one_line, text) + "\n"
 
 
 def load_baselines(path: Path) -> BaselineFile:

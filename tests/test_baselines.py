@@ -167,6 +167,19 @@ def test_write_is_sorted_indented_and_newline_terminated(tmp_path: Path) -> None
     assert load_baselines(path) == load_baselines(write_json(tmp_path / "orig.json", SCHEMA))
 
 
+def test_samples_are_written_on_one_line_and_read_back(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "b.json", SCHEMA)
+    file = load_baselines(path)
+    samples = [0.00012, 0.5, 1.0, 2.25, 1e-05]
+    file.platforms["linux_x86"].tests["t"] = {"m": BaselineEntry(value=0.5, samples=samples)}
+    write_baselines(path, file)
+    text = path.read_text()
+    lines = [line.strip() for line in text.splitlines()]
+    assert '"samples": [0.00012, 0.5, 1.0, 2.25, 1e-05],' in lines
+    assert load_baselines(path).platforms["linux_x86"].tests["t"]["m"].samples == samples
+    assert text.count("[") == text.count("]") and json.loads(text)
+
+
 def test_changing_one_platform_keeps_the_others(tmp_path: Path) -> None:
     path = write_json(tmp_path / "b.json", SCHEMA)
     file = load_baselines(path)

@@ -428,7 +428,7 @@ class PerfPlugin:
                 # Strings: execnet serializes nested containers in pure Python, element by
                 # element (0.5 M instructions per test on each side, as lists of dicts).
                 "rows": json.dumps([row.to_row() for row in rows]),
-                "selected": json.dumps(sorted(self.selected)),
+                "selected": json.dumps(list(self.selected)),
                 "confirmations": [
                     {"test": test, "metric": metric, "change": c.first_change, "reruns": c.reruns}
                     for (test, metric), c in self.confirmations.items()

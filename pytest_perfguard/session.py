@@ -173,7 +173,7 @@ def unbaselined_tests(
 
 def finish_session(
     context: SessionContext,
-    rows: Sequence[Measurement],
+    measurements: Sequence[Measurement],
     *,
     selected: Collection[str] = (),
     started_at: datetime,
@@ -185,7 +185,6 @@ def finish_session(
     from .annotate import note_change_points, note_confirmations, session_notes
 
     settings = context.settings
-    measurements = rows
     run = build_run_info(
         platform=context.platform,
         started_at=started_at,

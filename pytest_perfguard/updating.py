@@ -119,9 +119,9 @@ class UpdateResult:
         return [u for u in self.updates if u.applied]
 
 
-def _tidy(value: float) -> float:
-    """12 significant digits: 0.05 rather than 0.050000000000000044 in the file's diffs."""
-    return float(f"{value:.12g}")
+def _tidy(value: float, digits: int = 12) -> float:
+    """Significant digits only: 0.05 rather than 0.050000000000000044 in the file's diffs."""
+    return float(f"{value:.{digits}g}")
 
 
 def _mad(values: Sequence[float], center: float) -> float:
@@ -145,7 +145,7 @@ def pooled_samples(
     if len(pooled) > limit:
         step = (len(pooled) - 1) / (limit - 1)
         pooled = [pooled[round(i * step)] for i in range(limit)]
-    return tuple(float(f"{x:.6g}") for x in pooled)
+    return tuple(_tidy(x, 6) for x in pooled)
 
 
 def _selected(
@@ -202,7 +202,7 @@ def propose_updates(
             continue
         proposed = _tidy(statistics.median(values))
         spread = _tidy(_mad(values, proposed))
-        samples = pooled_samples(list(s.samples[:min_runs]))
+        samples = pooled_samples(s.samples[:min_runs])
         change = None if existing is None else relative_change(proposed, existing, direction)
         action = _decide(existing, proposed, change, direction, margin, accept_regressions)
         updates.append(

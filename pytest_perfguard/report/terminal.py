@@ -34,12 +34,11 @@ def terminal_lines(comparison: Comparison, verbose: bool) -> list[Line]:
             (f"{n} performance regression{'s' if n != 1 else ''}:", {"red": True, "bold": True})
         )
         # Confirm re-runs and history's change points leave a note; no empty column otherwise.
-        if any(v.detail for v in regressions):
-            header, rule, *rows = text_table(
-                [*_HEADERS, "note"], [[*_cells(v), v.detail] for v in regressions]
-            )
-        else:
-            header, rule, *rows = text_table(_HEADERS, [_cells(v) for v in regressions])
+        noted = any(v.detail for v in regressions)
+        header, rule, *rows = text_table(
+            [*_HEADERS, "note"] if noted else _HEADERS,
+            [[*_cells(v), v.detail] if noted else _cells(v) for v in regressions],
+        )
         lines += [(header, {"bold": True}), (rule, {})]
         lines += [(row, {"red": True}) for row in rows]
     counts = comparison.counts()

@@ -14,7 +14,7 @@ time, which a busy machine does not inflate), measured side by side. Under xdist
 is time on one core (the workers share the per-test work), not the session's wall time. Wall
 and CPU times of every mode (median of --repeats, modes interleaved) are printed as a check.
 
-    python benchmarks/bench_xdist.py --source HEAD --jobs 2   # full: 25-50 min on 2 cores
+    python benchmarks/bench_xdist.py --source HEAD            # full: ~15 min, quiet 2-core VM
     python benchmarks/bench_xdist.py --sizes 100 400          # quicker, less exact slope
     python benchmarks/bench_xdist.py --no-callgrind           # wall times only
     python benchmarks/bench_xdist.py --modes serial-bare xdist-bare xdist-perf

@@ -108,12 +108,13 @@ class RunInfo:
     git_dirty: bool | None = None
     python_version: str = ""
     run_type: RunType = "manual"
-    triggered_by: str = "user"  # user / ci / automated
+    triggered_by: str = "user"  # user / ci / automated, or a name (at most 20 characters)
     host: str = ""
     args: list[str] = field(default_factory=list)
     outcome: RunOutcome = "passed"
     notes: str = ""
     system_info: dict[str, Any] = field(default_factory=dict)
+    test_type: str | None = None  # the tracker's `--type` (inference, benchmark, ...)
 
 
 VerdictKind = Literal[

@@ -109,6 +109,36 @@ def test_upgrade_from_revision_1_keeps_the_rows(history_url: str) -> None:
         assert len(history.baseline_snapshots()) == 1
 
 
+def test_upgrade_from_revision_2_adds_test_type(history_url: str) -> None:
+    """A history as the 0002-era release wrote it gains runs.test_type, old runs NULL."""
+    migrate(history_url, "0002_history_indexes")
+    _insert_rev1_rows(history_url)
+    engine = sa.create_engine(history_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE runs SET source_key = 'import:abc'"))
+    engine.dispose()
+
+    with History(history_url) as history:
+        assert history.upgrade() == ("0002_history_indexes", HEAD_REVISION)
+        old_id = history.recent_runs()[0].id
+        assert len(history.get_run(old_id).measurements) == 2
+        new_id = history.save_session(
+            RunInfo(
+                started_at=datetime.now(timezone.utc),
+                platform=PlatformInfo("old-box"),
+                test_type="inference",
+            ),
+            [Measurement(test="t::a", metric="duration", value=2.5)],
+        )
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        stored = {row[0]: row[1] for row in conn.execute(sa.text("SELECT id, test_type FROM runs"))}
+        source_keys = conn.execute(sa.text("SELECT source_key FROM runs ORDER BY id")).scalars()
+        assert list(source_keys) == ["import:abc", None]
+    engine.dispose()
+    assert stored == {old_id: None, new_id: "inference"}
+
+
 def test_old_database_is_upgraded_on_first_use(history_url: str) -> None:
     migrate(history_url, "0001_base")
     _insert_rev1_rows(history_url)
@@ -119,8 +149,20 @@ def test_old_database_is_upgraded_on_first_use(history_url: str) -> None:
 
 def test_downgrade_and_upgrade_again(history_url: str) -> None:
     migrate(history_url, "head")
+    migrate(history_url, "0002_history_indexes", down=True)
     migrate(history_url, "0001_base", down=True)
     _insert_rev1_rows(history_url)
     migrate(history_url, "head")
     with History(history_url) as history:
         assert len(history.get_run(history.recent_runs()[0].id).measurements) == 2
+
+
+def test_downgrade_from_test_type_keeps_the_rows(history_url: str) -> None:
+    migrate(history_url, "head")
+    _insert_rev1_rows(history_url)
+    migrate(history_url, "0002_history_indexes", down=True)
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM results")) == 2
+        assert "test_type" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+    engine.dispose()

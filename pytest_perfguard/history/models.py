@@ -96,11 +96,14 @@ class Run(Base):
     system_info: Mapped[dict[str, Any]]
     # Set by `perfguard import` so importing the same file twice adds nothing.
     source_key: Mapped[str | None] = mapped_column(String(255))
+    # The kind of test (`perfguard record --type inference`); None for pytest sessions.
+    test_type: Mapped[str | None] = mapped_column(String(50))
 
     __table_args__ = (
         Index("ix_runs_platform_started", "platform_id", "started_at"),
         Index("ix_runs_started_at", "started_at"),
         Index("ix_runs_source_key", "source_key", unique=True),
+        Index("ix_runs_test_type", "test_type"),
     )
 
 

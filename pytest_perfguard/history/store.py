@@ -233,6 +233,7 @@ def _insert_run(conn: Connection, run: RunInfo, *, source_key: str | None) -> in
             notes=run.notes,
             system_info=dict(run.system_info),
             source_key=source_key,
+            test_type=run.test_type,
         )
     )
     return _new_id(inserted)

@@ -6,6 +6,10 @@ importing alembic; a test keeps them equal to the scripts in `versions/`.
 
 from __future__ import annotations
 
-KNOWN_REVISIONS: tuple[str, ...] = ("0001_base", "0002_history_indexes")
+KNOWN_REVISIONS: tuple[str, ...] = (
+    "0001_base",
+    "0002_history_indexes",
+    "0003_run_test_type",
+)
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 SCRIPT_LOCATION = "pytest_perfguard.history:migrations"

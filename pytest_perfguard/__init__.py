@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .results import Measurement, PlatformInfo, RunInfo, Verdict
 
 if TYPE_CHECKING:
     from .api import History, HistoryError
-
-try:
-    __version__ = version("pytest-perfguard")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0+unknown"
 
 __all__ = [
     "History",

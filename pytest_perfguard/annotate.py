@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .compare import Comparison
-    from .history.records import TrendPoint
     from .measure import Confirmation
+    from .records import TrendPoint
     from .results import Measurement, Verdict
 
 Markup = dict[str, bool]

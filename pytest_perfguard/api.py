@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
 from pytest_perfguard.history.export import normalized, write_csv, write_json
-from pytest_perfguard.history.records import (
+from pytest_perfguard.history.urls import mask_url, resolve_db_url
+from pytest_perfguard.records import (
     EXPORT_COLUMNS,
     BaselineSnapshotRecord,
     HistoryStats,
@@ -38,7 +39,6 @@ from pytest_perfguard.history.records import (
     RunSummary,
     TrendPoint,
 )
-from pytest_perfguard.history.urls import mask_url, resolve_db_url
 from pytest_perfguard.results import (
     DIRECTIONS,
     RUN_TYPES,

@@ -148,7 +148,7 @@ def _tidy(value: float) -> float:
 
 def format_calibration(rows: Sequence[CalibrationRow], passes: int) -> list[str]:
     """The calibration as a plain-text table, then one line on what it means."""
-    from .report.formatting import format_percent, format_value, text_table
+    from .formatting import format_percent, format_value, text_table
 
     if not rows:
         return [f"perfguard calibrate: no gated metric was measured in all {passes} passes"]

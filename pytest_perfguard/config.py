@@ -21,6 +21,9 @@ from typing import Any
 
 from .results import GATE_SCOPES, RUN_TYPES, GateScope, RunType
 
+# The relative threshold where neither the baselines file nor a setting gives one (20 %).
+DEFAULT_THRESHOLD = 0.20
+
 
 class ConfigError(ValueError):
     """A setting has a bad value; the message is one line naming the setting and the fix."""

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from .valgrind import option_value, valgrind_options, valgrind_tool
+
 if TYPE_CHECKING:
     import pytest
 
@@ -103,60 +105,6 @@ _COST_LINES = ("ob=", "fl=", "fn=")
 
 class CallgrindError(Exception):
     """Instructions cannot be counted here; the message is one line saying why and the fix."""
-
-
-def valgrind_options(environ: Mapping[str, str] | None = None) -> list[str] | None:
-    """Valgrind's own options when this process runs under valgrind, else None.
-
-    Valgrind shows its client the client's command line in ``/proc/self/cmdline``; the
-    thread's entry under ``/proc/self/task`` still shows valgrind's own. The options from
-    ``~/.valgrindrc``, ``$VALGRIND_OPTS`` and ``./.valgrindrc`` come first, as valgrind
-    reads them, so the command line wins.
-    """
-    environ = os.environ if environ is None else environ
-    # Valgrind preloads its core library into the client: an environment lookup tells a
-    # process that is not under valgrind apart without touching /proc.
-    if "vgpreload_core" not in environ.get("LD_PRELOAD", ""):
-        return None
-    try:
-        raw = Path(f"/proc/self/task/{os.getpid()}/cmdline").read_bytes()
-    except OSError:
-        return None
-    argv = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
-    command_line: list[str] = []
-    for arg in argv[1:]:
-        if not arg.startswith("-"):
-            break  # the client program: valgrind's options end here
-        command_line.append(arg)
-    home = environ.get("HOME")
-    return [
-        *(_rc_file_options(Path(home) / ".valgrindrc") if home else ()),
-        *environ.get("VALGRIND_OPTS", "").split(),
-        *_rc_file_options(Path(".valgrindrc")),
-        *command_line,
-    ]
-
-
-def _rc_file_options(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").split()
-    except OSError:
-        return []
-
-
-def option_value(options: Sequence[str], name: str, default: str) -> str:
-    """The last value given to ``--name=value`` (valgrind takes the last one)."""
-    prefix = f"--{name}="
-    values = [option[len(prefix) :] for option in options if option.startswith(prefix)]
-    return values[-1] if values else default
-
-
-def valgrind_tool(environ: Mapping[str, str] | None = None) -> str | None:
-    """The valgrind tool this process runs under (``callgrind``, ``memcheck``...), or None."""
-    options = valgrind_options(environ)
-    if options is None:
-        return None
-    return option_value(options, "tool", "memcheck")
 
 
 def unsupported_platform() -> str | None:

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from .instructions import valgrind_tool
 from .results import PlatformInfo
+from .valgrind import valgrind_tool
 
 # Ordered: the first match names the provider (GitHub sets CI too).
 CI_PROVIDERS: tuple[tuple[str, str], ...] = (

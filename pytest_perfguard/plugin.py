@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import __version__, hookspecs
+from . import hookspecs
+from ._version import __version__
 from .config import OPTIONS, ConfigError, Option, is_active
 from .measure import (
     BenchmarkBudget,

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .config import OPTIONS, ConfigError, env_value, running_in_ci
+from .config import DEFAULT_THRESHOLD, OPTIONS, ConfigError, env_value, running_in_ci
 from .results import GateScope, RunType
 
 
@@ -25,7 +25,7 @@ class PerfSettings(BaseModel):
     db: str | None = None
     baselines: Path = Path("baselines/perf_baselines.json")
     platform: str | None = None
-    threshold: float = 0.20
+    threshold: float = DEFAULT_THRESHOLD
     gate: GateScope = "marked"
     report: Path | None = None
     json_report: Path | None = None

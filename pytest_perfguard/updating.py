@@ -28,7 +28,7 @@ from .baselines import (
     write_baselines,
 )
 from .compare import relative_change
-from .report.formatting import format_delta, format_value, text_table
+from .formatting import format_delta, format_value, text_table
 from .results import GATEABLE_KINDS, Direction, GateScope
 
 UpdateAction = Literal["add", "improve", "accept_regression", "keep", "skip_insufficient"]

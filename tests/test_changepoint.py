@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pytest_perfguard.annotate import step_note
 from pytest_perfguard.changepoint import ChangePoint, find_change_points
-from pytest_perfguard.history.records import TrendPoint
+from pytest_perfguard.records import TrendPoint
 from pytest_perfguard.results import Direction, Verdict
 
 

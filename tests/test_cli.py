@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from pytest_perfguard import api
 from pytest_perfguard.cli import Console, build_parser, main
-from pytest_perfguard.history.records import EXPORT_COLUMNS
+from pytest_perfguard.records import EXPORT_COLUMNS
 
 pytest_plugins = ["pytester"]
 

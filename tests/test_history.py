@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from pytest_perfguard.api import History, HistoryError, SchemaTooNewError
 from pytest_perfguard.history import store as store_module
-from pytest_perfguard.history.records import EXPORT_COLUMNS
 from pytest_perfguard.history.urls import mask_url, resolve_db_url
+from pytest_perfguard.records import EXPORT_COLUMNS
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)

@@ -12,13 +12,13 @@ import pytest
 
 from pytest_perfguard.baselines import BaselineEntry, BaselineFile, PlatformBaselines
 from pytest_perfguard.compare import Comparison, compare
+from pytest_perfguard.formatting import format_delta, format_percent, format_value
 from pytest_perfguard.report import (
     build_report,
     render_json,
     render_markdown,
     terminal_lines,
 )
-from pytest_perfguard.report.formatting import format_delta, format_percent, format_value
 from pytest_perfguard.report.markdown import escape_markdown
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 

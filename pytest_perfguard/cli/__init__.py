@@ -28,7 +28,7 @@ EXIT_USAGE = 2
 def version_line() -> str:
     """`perfguard <version> (pytest-perfguard from <package dir>)`: tells this project from
     the unrelated 0.1.x package of the same name on PyPI."""
-    from .. import __version__
+    from .._version import __version__
 
     package = Path(__file__).resolve().parent.parent
     return f"perfguard {__version__} (pytest-perfguard from {package})"

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from ..report.formatting import NONE, format_percent, format_value
+from ..formatting import NONE, format_percent, format_value
 from .console import CLIError, output, when
 from .context import Context, resolve_run
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..report.formatting import NONE, text_table
+from ..formatting import NONE, text_table
 
 
 class CLIError(Exception):

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..report.formatting import NONE, format_value
+from ..formatting import NONE, format_value
 from .console import CLIError, clip, output, short_commit, signed_change, when
 from .context import Context, resolve_run
 

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..report.formatting import format_value
+from ..formatting import format_value
 from .console import CLIError
 from .context import Context
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from pytest_perfguard.history.records import EXPORT_COLUMNS
+from pytest_perfguard.records import EXPORT_COLUMNS
 
 _STARTED_AT = EXPORT_COLUMNS.index("started_at")
 _MARKED = EXPORT_COLUMNS.index("marked")

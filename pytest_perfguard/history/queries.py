@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from pytest_perfguard.history.models import baseline_snapshots, platforms, results, runs
-from pytest_perfguard.history.records import (
+from pytest_perfguard.records import (
     BaselineSnapshotRecord,
     MetricSummary,
     PlatformRecord,

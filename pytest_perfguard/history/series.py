@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select
 
 from pytest_perfguard.history.models import platforms, results, runs
-from pytest_perfguard.history.records import MetricSeries
+from pytest_perfguard.records import MetricSeries
 
 # How many of the newest runs the first pass reads, per requested run.
 RECENT_FACTOR = 4

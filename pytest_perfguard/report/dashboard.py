@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import markupsafe
 
-from .. import __version__
+from .._version import __version__
 from ..baselines import BaselineFile
 from ..compare import classify, relative_change
+from ..config import DEFAULT_THRESHOLD
+from ..formatting import format_delta, format_percent, format_value
 from .dashboard_series import (
-    DEFAULT_THRESHOLD,
     Series,
     aware,
     chart_payload,
@@ -36,7 +37,6 @@ from .dashboard_series import (
     load_series,
     snapshot_segments,
 )
-from .formatting import format_delta, format_percent, format_value
 
 if TYPE_CHECKING:
     from ..api import History

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 from ..baselines import BaselineFile
 from ..changepoint import find_change_points
 from ..compare import classify, relative_change
+from ..config import DEFAULT_THRESHOLD
 from ..results import STEP_PREFIX, Direction
-from ..settings import PerfSettings
 
 if TYPE_CHECKING:
     from ..api import History
-    from ..history.records import TrendPoint
+    from ..records import TrendPoint
 
-DEFAULT_THRESHOLD: float = PerfSettings.model_fields["threshold"].default
 ALL_KINDS = ("primary", "custom", "step", "system")
 _KIND_ORDER = {"primary": 0, "custom": 1, "step": 2, "system": 3}
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from ..formatting import format_delta, format_percent, format_value
 from ..results import Verdict
 from .data import ReportData
-from .formatting import format_delta, format_percent, format_value
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #1f2328; }

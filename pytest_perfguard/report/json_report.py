@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from .data import ReportData
 
 JSON_SCHEMA_VERSION = 1

@@ -7,8 +7,8 @@ import re
 
 import jinja2
 
+from ..formatting import format_delta, format_percent, format_value
 from .data import ReportData
-from .formatting import format_delta, format_percent, format_value
 
 _SPECIAL = re.compile(r"([\\`*\[\]|~])")
 # An underscore between two letters or digits can never start or end emphasis (CommonMark),

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from ..compare import Comparison
+from ..formatting import format_delta, format_percent, format_value, text_table
 from ..results import Verdict
-from .formatting import format_delta, format_percent, format_value, text_table
 
 Line = tuple[str, dict[str, bool]]
 _HEADERS = ["test", "metric", "baseline", "current", "change", "threshold"]

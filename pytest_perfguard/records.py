@@ -1,4 +1,4 @@
-"""What the history hands back: plain frozen dataclasses, no SQLAlchemy in sight."""
+"""Plain frozen dataclasses of stored runs, as `History` hands them back (no SQLAlchemy here)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pytest_perfguard.results import Measurement, worse_is_positive
+from .results import Measurement, worse_is_positive
 
 # Columns of `History.export` and `History.to_dataframe`, in order.
 EXPORT_COLUMNS: tuple[str, ...] = (

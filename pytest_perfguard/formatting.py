@@ -1,4 +1,5 @@
-"""Numbers, changes and plain-text tables as people read them (shared by all renderers)."""
+"""Numbers, changes and plain-text tables as people read them (reports, CLI, calibration and
+update summaries)."""
 
 from __future__ import annotations
 

@@ -149,6 +149,10 @@ class GpuMemoryCollector:
     NVML has no resettable peak, so a daemon thread samples used memory on every visible
     NVIDIA device (summed) every ``interval`` seconds for the whole session; a test only
     reads and resets the running maximum. Allocations shorter than the interval can be missed.
+
+    A failed NVML read (a driver hiccup, a device briefly busy resetting) is counted and
+    skipped, never the end of sampling: `describe` reports the count and the last error, so
+    the session can say that peaks may be under-reported.
     """
 
     method = "nvml_sampled"
@@ -159,6 +163,8 @@ class GpuMemoryCollector:
         self._interval = interval
         self._peak = 0
         self._base = 0
+        self.errors = 0
+        self.last_error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="perfguard-gpu", daemon=True)
         self._thread.start()
@@ -184,20 +190,29 @@ class GpuMemoryCollector:
     def _used(self) -> int:
         return sum(int(self._nvml.nvmlDeviceGetMemoryInfo(h).used) for h in self._handles)
 
+    def _read(self) -> int | None:
+        """Used memory now; None (and the error counted) when NVML fails."""
+        try:
+            return self._used()
+        except Exception as exc:  # NVMLError and whatever a broken driver raises
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return None
+
     def _sample(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                used = self._used()
-            except Exception:
-                return
-            if used > self._peak:
+            used = self._read()
+            if used is not None and used > self._peak:
                 self._peak = used
 
     def start(self) -> None:
-        self._base = self._peak = self._used()
+        used = self._read()
+        # Without a reading, the last peak is the best estimate of the starting point.
+        self._base = self._peak = self._peak if used is None else used
 
     def stop(self, rounds: int) -> Sequence[Reading]:
-        peak = max(self._peak, self._used())
+        used = self._read()
+        peak = self._peak if used is None else max(self._peak, used)
         return (("gpu_mem_peak_mb", max(0, peak - self._base) / _MB, "MB"),)
 
     def close(self) -> None:
@@ -207,7 +222,11 @@ class GpuMemoryCollector:
             self._nvml.nvmlShutdown()
 
     def describe(self) -> dict[str, Any]:
-        return {"gpu_method": self.method, "gpu_devices": len(self._handles)}
+        info: dict[str, Any] = {"gpu_method": self.method, "gpu_devices": len(self._handles)}
+        if self.errors:
+            info["gpu_sample_errors"] = self.errors
+            info["gpu_last_error"] = self.last_error
+        return info
 
 
 @pytest.hookimpl

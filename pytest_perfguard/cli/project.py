@@ -79,11 +79,30 @@ def _read_pyproject(path: Path) -> dict[str, str] | None:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CLIError(f"{path}: not valid TOML ({exc})") from None
-    tool = data.get("tool", {}).get("pytest")
+    tool = data.get("tool", {})
     if not isinstance(tool, dict):
+        raise CLIError(f"{path}: `tool` must be a table ([tool]), not {_toml_type(tool)}")
+    pytest_table = tool.get("pytest")
+    if pytest_table is None:
         return None
-    options: Any = tool.get("ini_options", tool)
+    if not isinstance(pytest_table, dict):
+        raise CLIError(
+            f"{path}: `tool.pytest` must be a table ([tool.pytest]), "
+            f"not {_toml_type(pytest_table)}"
+        )
+    # [tool.pytest.ini_options], or pytest 9's native [tool.pytest] table itself.
+    options: Any = pytest_table.get("ini_options", pytest_table)
+    if not isinstance(options, dict):
+        raise CLIError(
+            f"{path}: `tool.pytest.ini_options` must be a table "
+            f"([tool.pytest.ini_options]), not {_toml_type(options)}"
+        )
     return {str(key): _ini_text(value) for key, value in options.items()}
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    return names.get(type(value), "an array" if isinstance(value, list) else "a value")
 
 
 def _ini_text(value: Any) -> str:

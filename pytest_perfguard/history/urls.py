@@ -1,4 +1,8 @@
-"""Turning `--perf-db` values into SQLAlchemy URLs, and hiding passwords in messages."""
+"""Turning `--perf-db` values into SQLAlchemy URLs, and hiding passwords in any text.
+
+:func:`mask_secrets` is the one place credentials are hidden: run arguments before they
+are stored, messages before they are printed, errors before they are raised.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,22 @@ DEFAULT_DB_PATH = Path(".perfguard") / "history.db"
 
 # `postgresql://` would pick psycopg2, which is not our dependency: psycopg 3 is.
 _PG_SCHEMES = ("postgresql", "postgres")
-# Good enough to mask a password even in a URL SQLAlchemy cannot parse.
-_PASSWORD_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)@")
+# A URL's userinfo password, even in a URL SQLAlchemy cannot parse: `scheme://user:pw@`.
+_USERINFO_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)@")
+# `password=...` as a URL query parameter (`?password=pw&sslmode=require`), in a libpq
+# connection string (`host=h password='p w' dbname=d`; quoted values may hold spaces) or
+# as a variable (`PGPASSWORD=pw`, `db_password=pw`).
+_KEYWORD_RE = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9_])(?:[A-Za-z_]*pass(?:word|wd)|pwd)\s*=\s*)"
+    # Unquoted, a value ends at a blank, `&`, `;`, `#` or a colon before a blank (the
+    # end of `url: reason` in a message).
+    r"(?P<pw>'(?:[^'\\]|\\.)*'?|\"[^\"]*\"?|(?:[^\s&;#'\":]|:(?=\S))+)",
+    re.IGNORECASE,
+)
+
+
+# `host=db port=5432 ...`: libpq's own syntax, which SQLAlchemy does not take.
+_CONNINFO_RE = re.compile(r"\s*(host|hostaddr|port|dbname|user|password)\s*=", re.IGNORECASE)
 
 
 def resolve_db_url(value: str | None, rootdir: Path) -> str:
@@ -28,6 +46,11 @@ def resolve_db_url(value: str | None, rootdir: Path) -> str:
     if not text:
         raise HistoryError(f"--perf-db: {text!r} is not a valid database URL or path")
     if "://" not in text:
+        if _CONNINFO_RE.match(text):
+            raise HistoryError(
+                f"--perf-db: {mask_secrets(text)!r} looks like a libpq connection string; "
+                "give a URL instead: postgresql://user:password@host:port/dbname"
+            )
         path = Path(text).expanduser()
         return sqlite_url(path if path.is_absolute() else rootdir / path)
     from sqlalchemy.engine import make_url
@@ -37,7 +60,7 @@ def resolve_db_url(value: str | None, rootdir: Path) -> str:
         url = make_url(text)
     except (ArgumentError, ValueError):
         raise HistoryError(
-            f"--perf-db: {mask_url(text)!r} is not a valid database URL or path"
+            f"--perf-db: {mask_secrets(text)!r} is not a valid database URL or path"
         ) from None
     if url.drivername in _PG_SCHEMES:
         # Swap the scheme textually: re-rendering the URL could re-encode the password.
@@ -56,17 +79,17 @@ def check_driver(url: str) -> None:
         parsed.get_dialect().import_dbapi()
     except NoSuchModuleError:
         raise HistoryError(
-            f"--perf-db: {mask_url(url)!r} is not a supported database URL "
+            f"--perf-db: {mask_secrets(url)!r} is not a supported database URL "
             f"(no SQLAlchemy dialect {parsed.drivername!r})"
         ) from None
     except ImportError as exc:
         if parsed.get_backend_name() == "postgresql":
             raise HistoryError(
-                f"--perf-db: {mask_url(url)}: PostgreSQL needs psycopg 3: "
+                f"--perf-db: {mask_secrets(url)}: PostgreSQL needs psycopg 3: "
                 "install pytest-perfguard[postgres]"
             ) from None
         raise HistoryError(
-            f"--perf-db: {mask_url(url)}: the database driver is not installed ({exc})"
+            f"--perf-db: {mask_secrets(url)}: the database driver is not installed ({exc})"
         ) from None
 
 
@@ -87,6 +110,11 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database)
 
 
-def mask_url(url: str) -> str:
-    """`url` with its password replaced by ``***``; safe to print and log."""
-    return _PASSWORD_RE.sub(lambda m: f"{m.group('head')}***@", url)
+def mask_secrets(text: str) -> str:
+    """`text` with every password in it replaced by ``***``: URL userinfo, `password=`
+    query parameters and libpq `password=` settings. Safe to store, print and log."""
+    if "://" in text:
+        text = _USERINFO_RE.sub(lambda m: f"{m.group('head')}***@", text)
+    if "=" in text:
+        text = _KEYWORD_RE.sub(lambda m: f"{m.group('head')}***", text)
+    return text

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
 from pytest_perfguard.history.export import normalized, write_csv, write_json
-from pytest_perfguard.history.urls import mask_url, resolve_db_url
+from pytest_perfguard.history.urls import mask_secrets, resolve_db_url
 from pytest_perfguard.records import (
     EXPORT_COLUMNS,
     BaselineSnapshotRecord,
@@ -103,7 +103,7 @@ class History:
     @property
     def url(self) -> str:
         """The database URL, password masked (safe to print)."""
-        return mask_url(self._url)
+        return mask_secrets(self._url)
 
     def __repr__(self) -> str:
         return f"History({self.url!r})"

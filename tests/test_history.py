@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from pytest_perfguard.api import History, HistoryError, SchemaTooNewError
 from pytest_perfguard.history import store as store_module
-from pytest_perfguard.history.urls import mask_url, resolve_db_url
+from pytest_perfguard.history.urls import mask_secrets, resolve_db_url
 from pytest_perfguard.records import EXPORT_COLUMNS
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
@@ -601,7 +601,7 @@ def test_resolve_db_url_rejects(value: str) -> None:
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
+    assert mask_secrets(url) == masked
 
 
 def test_unknown_dialect_is_refused_up_front() -> None:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..history.urls import mask_url
+from ..history.urls import mask_secrets
 from .console import CLIError, Console
 from .context import Context
 from .parser import build_parser
@@ -76,7 +76,7 @@ def _message(exc: Exception) -> str:
             f"unexpected {type(exc).__name__}: {exc} (this is a bug in pytest-perfguard; "
             "PERFGUARD_DEBUG=1 shows the traceback)"
         )
-    return mask_url(" ".join(text.split()))
+    return mask_secrets(" ".join(text.split()))
 
 
 def _silence_stdout() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import StaticPool
 
 from pytest_perfguard.history.errors import HistoryError
-from pytest_perfguard.history.urls import mask_url, sqlite_path
+from pytest_perfguard.history.urls import mask_secrets, sqlite_path
 
 BUSY_TIMEOUT_S = 30.0
 # Execution option asking for a write transaction: SQLite then takes the write lock at
@@ -23,7 +23,7 @@ WRITE_OPTION = "perfguard_write"
 
 def create_history_engine(url: str, *, create: bool) -> Engine:
     """An engine for `url`; a missing SQLite file is created only when `create`."""
-    masked = mask_url(url)
+    masked = mask_secrets(url)
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -112,9 +112,9 @@ def readable_errors(url: str) -> Iterator[None]:
     except HistoryError:
         raise
     except SQLAlchemyError as exc:
-        raise HistoryError(f"history database {mask_url(url)}: {first_line(exc)}") from exc
+        raise HistoryError(f"history database {mask_secrets(url)}: {first_line(exc)}") from exc
     except Exception as exc:
         # Driver errors that bypass SQLAlchemy: sqlite3 (VACUUM), psycopg (COPY).
         if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("psycopg"):
-            raise HistoryError(f"history database {mask_url(url)}: {first_line(exc)}") from exc
+            raise HistoryError(f"history database {mask_secrets(url)}: {first_line(exc)}") from exc
         raise

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from pytest_perfguard.history.engine import WRITE_OPTION
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
 from pytest_perfguard.history.migrations import HEAD_REVISION, KNOWN_REVISIONS, SCRIPT_LOCATION
-from pytest_perfguard.history.urls import mask_url
+from pytest_perfguard.history.urls import mask_secrets
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -61,7 +61,7 @@ def _too_new_message(engine: Engine, revision: str) -> str:
 
 
 def _masked(engine: Engine) -> str:
-    return mask_url(engine.url.render_as_string(hide_password=False))
+    return mask_secrets(engine.url.render_as_string(hide_password=False))
 
 
 def ensure_schema(engine: Engine, *, create: bool) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import running_in_ci
+from .history.urls import mask_secrets
 from .platform import python_version
 from .results import PlatformInfo, RunInfo, RunOutcome, RunType
 
@@ -90,8 +91,9 @@ def build_run_info(
         run_type=run_type,
         triggered_by=triggered_by(run_type, os.environ),
         host=socket.gethostname(),
-        args=args,
+        # `--perf-db postgresql://user:pw@...` must not reach the history or a report.
+        args=[mask_secrets(arg) for arg in args],
         outcome=run_outcome(exitstatus),
-        notes=notes,
+        notes=mask_secrets(notes),
         system_info={"user": _user(), **system_info},
     )

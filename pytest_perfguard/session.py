@@ -54,13 +54,53 @@ def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> S
     db_url = None
     if not is_worker and (settings.record or settings.update_baselines or settings.db):
         from .history.errors import HistoryError
-        from .history.urls import resolve_db_url
+        from .history.urls import mask_secrets, resolve_db_url, sqlite_path
 
         try:
             db_url = resolve_db_url(settings.db, rootdir)
         except HistoryError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(mask_secrets(str(exc))) from None
+        database = sqlite_path(db_url) if settings.record else None
+        if database is not None:
+            check_writable(database, "--perf-db")
+    if not is_worker:
+        # A report that cannot be written would only be found out after the tests ran.
+        if settings.report is not None:
+            check_writable(settings.report, "--perf-report")
+        if settings.json_report is not None:
+            check_writable(settings.json_report, "--perf-json")
+        if settings.update_baselines or settings.calibrate_write:
+            check_writable(settings.baselines, "--perf-baselines")
     return SessionContext(settings, rootdir, platform, baselines, db_url, is_worker)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Fail as a usage error now if `path` cannot be created or replaced.
+
+    Missing parent directories are fine (they are made when the file is written); the
+    nearest one that exists must be a writable directory. Writability is probed by
+    creating and removing a temporary file there, since permission bits say nothing for
+    root or on a read-only mount.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{option}: {path} is a directory, not a file")
+    directory = path.parent
+    while not directory.exists():
+        if directory.is_symlink() or directory == directory.parent:
+            break
+        directory = directory.parent
+    if not directory.is_dir():
+        raise ConfigError(f"{option}: {path} cannot be created: {directory} is not a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{option}: {path} cannot be written: permission denied")
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=directory, prefix=".perfguard-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{option}: {path} cannot be written: {directory}: {reason}") from None
 
 
 @dataclass
@@ -125,7 +165,7 @@ def finish_calibration(
                     settings.baselines, apply_calibration(current, context.platform.key, rows)
                 )
         except (BaselinesError, OSError) as exc:
-            result.messages.append((f"perfguard: baselines not written: {exc}", {"red": True}))
+            _fail(result, f"--perf-baselines {settings.baselines}: not written: {_reason(exc)}")
         else:
             result.messages.append(
                 (f"perfguard: suggested thresholds written to {settings.baselines}", {})
@@ -182,9 +222,15 @@ def finish_session(
     system_info: dict[str, Any],
     confirmations: dict[tuple[str, str], Confirmation] | None = None,
 ) -> SessionResult:
+    """Compare, store, report. Never raises: whatever fails at this point becomes one
+    line in `messages` and fails the session, and the measurements are kept, in the
+    history or in a file whose path is printed (docs/reliability.md)."""
     from .annotate import note_change_points, note_confirmations, session_notes
+    from .compare import Comparison
 
     settings = context.settings
+    measurements = valid_text(measurements)
+    selected = {_printable(test) for test in selected}
     run = build_run_info(
         platform=context.platform,
         started_at=started_at,
@@ -195,24 +241,80 @@ def finish_session(
         git=git_state(context.rootdir),
         system_info=system_info,
     )
-    comparison = _compare(context, measurements, selected)
-    if confirmations:
-        note_confirmations(comparison, confirmations)
-    if context.db_url is not None and comparison.regressions:
-        note_change_points(comparison, measurements, context.db_url, context.platform.key)
-    result = SessionResult(comparison=comparison, run=run)
-    result.messages.extend(session_notes(comparison, confirmations or {}))
+    result = SessionResult(comparison=Comparison(context.platform.key), run=run)
+    try:
+        comparison = _compare(context, measurements, selected)
+        if confirmations:
+            note_confirmations(comparison, confirmations)
+        if context.db_url is not None and comparison.regressions:
+            note_change_points(comparison, measurements, context.db_url, context.platform.key)
+        result.comparison = comparison
+        result.messages.extend(session_notes(comparison, confirmations or {}))
+    except Exception as exc:  # a bug: still store and report what was measured
+        _fail(result, f"verdicts not computed: {_bug(exc)}")
+    comparison = result.comparison
     if settings.record and context.db_url is not None:
         _store(context, run, measurements, result)
     _write_reports(context, run, comparison, measurements, result)
     if settings.update_baselines and context.db_url is not None:
         _update_baselines(context, run, result)
-    result.fail_session = comparison.failed and not settings.warn_only
+    _note_collector_errors(system_info, result)
+    if comparison.failed and not settings.warn_only:
+        result.fail_session = True
     if comparison.failed and settings.warn_only:
         result.messages.append(
             ("--perf-warn-only: regressions reported, session not failed", {"yellow": True})
         )
     return result
+
+
+def _fail(result: SessionResult | CalibrationResult, what: str) -> None:
+    """Something the user asked for did not happen: one red line, and the session fails
+    (exit 1 when the tests passed; their own status otherwise)."""
+    from .history.urls import mask_secrets
+
+    line = " ".join(mask_secrets(f"perfguard: error: {what}").split())
+    result.messages.append((line, {"red": True, "bold": True}))
+    result.fail_session = True
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an expected failure (disk, database): the OS's words when it has them."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _bug(exc: BaseException) -> str:
+    return f"unexpected {type(exc).__name__}: {_reason(exc)} (a bug in pytest-perfguard)"
+
+
+def _printable(text: str) -> str:
+    """`text` as valid UTF-8: undecodable bytes of a file name or an id (which Python keeps
+    as lone surrogates) become `\\xNN` escapes instead of failing every write."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def valid_text(measurements: Sequence[Measurement]) -> Sequence[Measurement]:
+    """The measurements with test ids, metric names and units valid UTF-8; the same
+    sequence when they already are (the common case costs an `isascii` per string)."""
+    import dataclasses
+
+    fixed: list[Measurement] | None = None
+    for index, row in enumerate(measurements):
+        test, metric, unit = _printable(row.test), _printable(row.metric), _printable(row.unit)
+        if (test, metric, unit) != (row.test, row.metric, row.unit):
+            if fixed is None:
+                fixed = list(measurements)
+            fixed[index] = dataclasses.replace(row, test=test, metric=metric, unit=unit)
+    return measurements if fixed is None else fixed
 
 
 def _store(
@@ -227,14 +329,11 @@ def _store(
     try:
         with History(context.db_url) as history:
             result.run_id = history.save_session(run, measurements)
-    except HistoryError as exc:
+    except Exception as exc:
+        reason = _reason(exc) if isinstance(exc, (HistoryError, OSError)) else _bug(exc)
         saved = _save_unstored(context.rootdir, run, measurements)
-        result.messages.append(
-            (
-                f"perfguard: run not stored: {exc}; measurements kept in {saved}",
-                {"red": True, "bold": True},
-            )
-        )
+        kept = f"measurements kept in {saved}" if saved else "measurements NOT kept"
+        _fail(result, f"run not stored: {reason}; {kept}")
         return
     result.messages.append(
         (
@@ -245,20 +344,32 @@ def _store(
     )
 
 
-def _save_unstored(rootdir: Path, run: RunInfo, measurements: Sequence[Measurement]) -> Path:
-    """Never lose a session's numbers because the database was unreachable."""
-    directory = rootdir / ".perfguard" / "unstored"
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = run.started_at.strftime("%Y%m%dT%H%M%S")
-    path = directory / f"run-{stamp}-{os.getpid()}.json"
+def _save_unstored(rootdir: Path, run: RunInfo, measurements: Sequence[Measurement]) -> Path | None:
+    """Never lose a session's numbers because the database was unreachable: they go to
+    `.perfguard/unstored/` under the rootdir, else to the temporary directory."""
+    import tempfile
+
     payload = {
         "platform": run.platform.key,
         "git_commit": run.git_commit,
         "started_at": run.started_at.isoformat(),
         "results": [m.to_dict() for m in measurements],
     }
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    return path
+    # ASCII JSON: nothing in it can fail to encode.
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    name = f"run-{run.started_at.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    for directory in (
+        rootdir / ".perfguard" / "unstored",
+        Path(tempfile.gettempdir()) / "perfguard-unstored",
+    ):
+        path = directory / name
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            _replace_text(path, text)
+        except OSError:
+            continue
+        return path
+    return None
 
 
 def _write_reports(
@@ -274,26 +385,77 @@ def _write_reports(
         return
     from .report import build_report
 
-    data = build_report(run, comparison, measurements, warn_only=settings.warn_only)
+    try:
+        data = build_report(run, comparison, measurements, warn_only=settings.warn_only)
+    except Exception as exc:
+        _fail(result, f"reports not written: {_bug(exc)}")
+        return
     if settings.report or summary_path:
         from .report.markdown import render_markdown
 
-        markdown = render_markdown(data)
-        if settings.report:
-            _write_text(settings.report, markdown, result, "Markdown report")
-        if summary_path:
-            with open(summary_path, "a", encoding="utf-8") as summary:
-                summary.write(markdown + "\n")
+        try:
+            markdown = render_markdown(data)
+        except Exception as exc:
+            _fail(result, f"Markdown report not written: {_bug(exc)}")
+        else:
+            if settings.report:
+                _write_text(settings.report, markdown, result, "--perf-report")
+            if summary_path:
+                _append_step_summary(Path(summary_path), markdown, result)
     if settings.json_report:
         from .report.json_report import render_json
 
-        _write_text(settings.json_report, render_json(data), result, "JSON report")
+        try:
+            text = render_json(data)
+        except Exception as exc:
+            _fail(result, f"JSON report not written: {_bug(exc)}")
+        else:
+            _write_text(settings.json_report, text, result, "--perf-json")
 
 
-def _write_text(path: Path, text: str, result: SessionResult, what: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    result.messages.append((f"perfguard: {what} written to {path}", {}))
+def _append_step_summary(path: Path, markdown: str, result: SessionResult) -> None:
+    """The GitHub job summary is a courtesy the user did not ask for by name: a failure
+    to append to it is a warning, not a failed session."""
+    try:
+        with open(path, "a", encoding="utf-8", errors="backslashreplace") as summary:
+            summary.write(markdown + "\n")
+    except OSError as exc:
+        result.messages.append(
+            (
+                f"perfguard: warning: GITHUB_STEP_SUMMARY {path}: not written: {_reason(exc)}",
+                {"yellow": True},
+            )
+        )
+
+
+def _write_text(path: Path, text: str, result: SessionResult, option: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _replace_text(path, text)
+    except OSError as exc:
+        _fail(result, f"{option} {path}: not written: {_reason(exc)}")
+        return
+    result.messages.append((f"perfguard: {option} written to {path}", {}))
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a full disk leaves the previous file.
+
+    Not a regular file (a pipe, `/dev/stdout`): written in place, there is nothing to
+    replace."""
+    data = text.encode("utf-8", "backslashreplace")
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as out:
+            out.write(data)
+        return
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
 
 
 def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResult) -> None:
@@ -317,11 +479,27 @@ def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResu
                 who=run.triggered_by,
                 gate=settings.gate,
             )
-    except (HistoryError, BaselinesError, OSError) as exc:
-        result.messages.append((f"perfguard: baselines not updated: {exc}", {"red": True}))
+    except Exception as exc:
+        expected = isinstance(exc, (HistoryError, BaselinesError, OSError))
+        _fail(result, f"baselines not updated: {_reason(exc) if expected else _bug(exc)}")
         return
     result.update = update
     result.messages.append(
         (f"perfguard: baselines update for platform {context.platform.key}", {"bold": True})
     )
     result.messages.extend((line, {}) for line in format_update_table(update).splitlines())
+
+
+def _note_collector_errors(system_info: dict[str, Any], result: SessionResult) -> None:
+    """A collector that kept going through errors (NVML) says how often it failed: its
+    peaks may be under-reported."""
+    errors = system_info.get("gpu_sample_errors")
+    if errors:
+        last = system_info.get("gpu_last_error", "")
+        result.messages.append(
+            (
+                f"perfguard: warning: GPU memory sampling failed {errors} time(s) "
+                f"(last: {last}); gpu_mem_peak_mb may be under-reported",
+                {"yellow": True},
+            )
+        )

@@ -1,0 +1,399 @@
+"""Paired verdicts: base and head measured side by side, judged on their ratio (`--perf-against`).
+
+Pure: stdlib only, no pytest, no SQLAlchemy. Where the stored-baseline rule compares a run's
+rounds with rounds taken on another day (two independent samples, the Mann-Whitney test),
+an A/B session measures base and head in the same seconds, one *pair* of rounds at a time.
+What the machine does to both halves of a pair cancels in their ratio, so each pair gives
+one number, ``d = log(head / base)``, and the question becomes whether those numbers sit
+above zero.
+
+- **Estimate**: the Hodges-Lehmann estimate of the pairs' log-ratios (the median of their
+  Walsh averages ``(d_i + d_j) / 2``, i <= j), exponentiated: a ratio head/base.
+- **Interval**: from the signed-rank distribution (exact), the k-th smallest and largest
+  Walsh averages; distribution-free, and it excludes 1 exactly when the two-sided exact
+  signed-rank test at its level rejects.
+- **Test**: one-sided exact Wilcoxon signed-rank test of "head is worse" (zero differences
+  dropped, as ``scipy.stats.wilcoxon(zero_method="wilcox")``), exact up to
+  `EXACT_LIMIT` non-zero pairs, normal with tie correction above.
+- **Session**: Benjamini-Hochberg over the gated metrics' p-values.
+- **Looks**: pairs are taken in batches (`LookSchedule`) and a test stops as soon as every
+  gated metric is decided. Each look spends ``q / looks`` (Bonferroni over the planned
+  looks), so the p-value carried to BH is ``min(1, looks * p)`` at the look where the test
+  stopped: ``P(some look has p <= a / K) <= a``, whatever rule chose when to stop. The
+  interval at each look has confidence ``1 - 2 q / looks``.
+
+The rule, with ``change`` the estimated ratio's relative change, worse positive
+(``ratio - 1`` for ``direction="lower"``, ``1 - ratio`` for ``"higher"``, as the stored
+rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
+- **regression**: ``change > threshold``, BH-adjusted p <= q, and ``better > threshold / 2``;
+- **improvement**: ``change < -threshold`` and ``worse < -threshold / 2``;
+- **unchanged**: neither, and ``worse <= threshold``: a change of the threshold's size is
+  excluded;
+- **unstable**: neither, and the interval still reaches past the threshold after the
+  budget's pairs: noise hides a change of that size (never fails).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any, Literal
+
+from .results import Direction, Verdict, VerdictKind
+from .stats.multiple_testing import benjamini_hochberg
+
+PairedKind = Literal["regression", "improvement", "unchanged", "unstable"]
+Alternative = Literal["greater", "less"]
+
+# Exact signed-rank distributions are built once per n in O(n^3) integer steps in all;
+# above this many non-zero pairs the normal approximation is as good.
+EXACT_LIMIT = 200
+_EPSILON = 1e-9
+_NORMAL = NormalDist()
+_counts_by_n: list[list[int]] = [[1]]
+
+
+def _signed_rank_counts(n: int) -> list[int]:
+    """How many of the 2^n sign patterns give each rank sum T+ = 0 .. n(n+1)/2."""
+    while len(_counts_by_n) <= n:
+        j = len(_counts_by_n)
+        previous = _counts_by_n[-1]
+        size = len(previous) + j
+        counts = [0] * size
+        for t, c in enumerate(previous):
+            counts[t] += c
+            counts[t + j] += c
+        _counts_by_n.append(counts)
+    return _counts_by_n[n]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRank:
+    """A one-sided Wilcoxon signed-rank test: T+ (sum of the positive differences' ranks),
+    the non-zero pairs it counted and the p-value of the alternative."""
+
+    statistic: float
+    n: int
+    p_value: float
+    method: Literal["exact", "normal"]
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Average ranks (1-based) of `values`."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def wilcoxon_signed_rank(
+    diffs: Sequence[float], alternative: Alternative = "greater"
+) -> SignedRank:
+    """One-sided signed-rank test that the differences sit above ("greater") or below zero.
+
+    Zeros are dropped. Exact (the 2^n sign patterns counted) up to `EXACT_LIMIT` non-zero
+    differences; with tied magnitudes the exact p-value takes T+ rounded towards the null,
+    which is conservative. Above the limit: normal approximation with tie correction.
+    """
+    values = [float(d) for d in diffs if d != 0]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("differences contain NaN or infinity")
+    n = len(values)
+    if n == 0:
+        return SignedRank(0.0, 0, 1.0, "exact")
+    ranks = _ranks([abs(v) for v in values])
+    t_plus = sum(r for r, v in zip(ranks, values, strict=True) if v > 0)
+    # "less" is "greater" for T- = total - T+.
+    total = n * (n + 1) / 2
+    t = t_plus if alternative == "greater" else total - t_plus
+    if n <= EXACT_LIMIT:
+        counts = _signed_rank_counts(n)
+        first = math.ceil(t - 1e-9)
+        p = sum(counts[first:]) / 2**n
+        return SignedRank(t_plus, n, min(1.0, p), "exact")
+    mean = total / 2
+    tie_sum = 0.0
+    for rank in set(ranks):
+        tied = ranks.count(rank)
+        tie_sum += tied**3 - tied
+    variance = n * (n + 1) * (2 * n + 1) / 24 - tie_sum / 48
+    z = (t - mean - 0.5) / math.sqrt(variance) if variance > 0 else 0.0
+    return SignedRank(t_plus, n, 1 - _NORMAL.cdf(z), "normal")
+
+
+@dataclass(frozen=True, slots=True)
+class RatioInterval:
+    """A ratio head/base with its interval (low <= estimate <= high)."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+
+
+def _interval_rank(n: int, confidence: float) -> int:
+    """The 1-based rank k bounding the interval [W_(k), W_(N+1-k)] of the N = n(n+1)/2
+    sorted Walsh averages: the largest k with P(T+ <= k - 1) <= (1 - confidence) / 2.
+    0 when no interval at this confidence exists (too few pairs)."""
+    half_alpha = (1 - confidence) / 2
+    total = n * (n + 1) // 2
+    if n <= EXACT_LIMIT:
+        counts = _signed_rank_counts(n)
+        cumulative, running = [], 0
+        for c in counts:
+            running += c
+            cumulative.append(running)
+        k = bisect_right(cumulative, half_alpha * 2**n * (1 + 1e-9))
+    else:
+        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+        k = math.floor(total / 2 + 0.5 - _NORMAL.inv_cdf(1 - half_alpha) * sd)
+    return max(0, min(k, (total + 1) // 2))
+
+
+def _log_ratios(base: Sequence[float], head: Sequence[float]) -> tuple[list[float], bool]:
+    """Per pair log(head / base); for values that are not all positive, the difference
+    relative to |median(base)| (the second item says which)."""
+    if len(base) != len(head):
+        raise ValueError(f"{len(base)} base values for {len(head)} head values")
+    if not base:
+        raise ValueError("no pairs")
+    bs, hs = [float(b) for b in base], [float(h) for h in head]
+    if not all(math.isfinite(v) for v in (*bs, *hs)):
+        raise ValueError("values contain NaN or infinity")
+    if min(bs) > 0 and min(hs) > 0:
+        return [math.log(h / b) for b, h in zip(bs, hs, strict=True)], True
+    ordered = sorted(bs)
+    mid = len(ordered) // 2
+    scale = abs(ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2)
+    if scale == 0:
+        raise ValueError("no ratio: the base's median is 0")
+    return [(h - b) / scale for b, h in zip(bs, hs, strict=True)], False
+
+
+def hodges_lehmann_pairs(
+    base: Sequence[float], head: Sequence[float], confidence: float = 0.90
+) -> RatioInterval:
+    """head/base over pairs: the Hodges-Lehmann estimate of the pairs' log-ratios (median of
+    the Walsh averages) with its signed-rank interval, exponentiated. O(n^2 log n)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    diffs, logged = _log_ratios(base, head)
+    n = len(diffs)
+    walsh = sorted((diffs[i] + diffs[j]) / 2 for i in range(n) for j in range(i, n))
+    mid = len(walsh) // 2
+    centre = walsh[mid] if len(walsh) % 2 else (walsh[mid - 1] + walsh[mid]) / 2
+    k = _interval_rank(n, confidence)
+
+    def ratio(d: float) -> float:
+        return math.exp(d) if logged else 1 + d
+
+    if k == 0:
+        low, high = (0.0, math.inf) if logged else (-math.inf, math.inf)
+    else:
+        low, high = ratio(walsh[k - 1]), ratio(walsh[len(walsh) - k])
+    return RatioInterval(ratio(centre), low, high, confidence)
+
+
+def oriented_change(ratio: float, direction: Direction) -> float:
+    """A ratio head/base as a relative change, worse positive (the stored rule's sense)."""
+    return ratio - 1 if direction == "lower" else 1 - ratio
+
+
+@dataclass(frozen=True, slots=True)
+class PairedAssessment:
+    """One metric's pairs, assessed at one look. `change*` are relative, worse positive;
+    `better`/`worse` are the interval's bounds in that sense. `p_value` is already
+    adjusted for the planned looks (``min(1, looks * raw)``)."""
+
+    direction: Direction
+    pairs: int
+    ratio: RatioInterval
+    change: float
+    better: float
+    worse: float
+    p_value: float
+    looks: int
+
+
+def assess_pairs(
+    base: Sequence[float],
+    head: Sequence[float],
+    direction: Direction = "lower",
+    *,
+    q: float = 0.05,
+    looks: int = 1,
+) -> PairedAssessment:
+    """Estimate, interval and look-adjusted one-sided p-value of one metric's pairs.
+
+    The interval's confidence is ``1 - 2 q / looks``: its better bound is a one-sided bound
+    at the level one look spends."""
+    if looks < 1:
+        raise ValueError(f"looks must be at least 1, got {looks}")
+    diffs, _ = _log_ratios(base, head)
+    ratio = hodges_lehmann_pairs(base, head, 1 - 2 * q / looks)
+    alternative: Alternative = "greater" if direction == "lower" else "less"
+    raw = wilcoxon_signed_rank(diffs, alternative).p_value
+    bounds = sorted((oriented_change(ratio.low, direction), oriented_change(ratio.high, direction)))
+    return PairedAssessment(
+        direction=direction,
+        pairs=len(diffs),
+        ratio=ratio,
+        change=oriented_change(ratio.estimate, direction),
+        better=bounds[0],
+        worse=bounds[1],
+        p_value=min(1.0, looks * raw),
+        looks=looks,
+    )
+
+
+def is_settled(a: PairedAssessment, threshold: float, *, q: float, metrics: int) -> bool:
+    """Whether taking more pairs can no longer change this metric's verdict much: a
+    regression that Benjamini-Hochberg will confirm whatever the other metrics show
+    (p <= q / metrics), or an interval that excludes a regression of the threshold's size.
+    Stopping here never adds false alarms: the p-value already pays for every planned look."""
+    if a.worse <= threshold + _EPSILON:
+        return True
+    return (
+        a.change > threshold + _EPSILON
+        and a.p_value <= q / max(metrics, 1)
+        and a.better > threshold / 2
+    )
+
+
+def classify_pairs(
+    a: PairedAssessment, threshold: float, *, q_value: float | None = None, q: float = 0.05
+) -> tuple[PairedKind, str]:
+    """The verdict of one assessed metric and a one-line reason. `q_value` is its
+    BH-adjusted p-value (its own p-value when None: a session of one metric)."""
+    qv = a.p_value if q_value is None else q_value
+    t = threshold
+    interval = f"[{a.ratio.low:.3f}, {a.ratio.high:.3f}]"
+    basis = f"ratio {a.ratio.estimate:.3f} {interval}, {a.pairs} pairs"
+    if a.change > t + _EPSILON and qv <= q and a.better > t / 2:
+        return "regression", f"{basis}, q={qv:.2g}"
+    if a.change < -t - _EPSILON and a.worse < -t / 2:
+        return "improvement", basis
+    if a.worse <= t + _EPSILON:
+        return "unchanged", basis
+    return "unstable", f"{basis}; the interval still reaches past the {t:.0%} threshold"
+
+
+@dataclass(frozen=True, slots=True)
+class PairedDecision:
+    kind: PairedKind
+    assessment: PairedAssessment
+    threshold: float
+    q_value: float
+    detail: str
+
+
+def decide_pairs_session(
+    assessments: Sequence[PairedAssessment], thresholds: Sequence[float], *, q: float = 0.05
+) -> list[PairedDecision]:
+    """All gated metrics of a session: BH over their (look-adjusted) p-values, then the
+    rule. Informational metrics go through a separate call, so they never dilute BH."""
+    if len(assessments) != len(thresholds):
+        raise ValueError("one threshold per assessment")
+    adjusted = benjamini_hochberg([a.p_value for a in assessments])
+    decisions = []
+    for a, t, qv in zip(assessments, thresholds, adjusted, strict=True):
+        kind, detail = classify_pairs(a, t, q_value=qv, q=q)
+        decisions.append(PairedDecision(kind, a, t, qv, detail))
+    return decisions
+
+
+@dataclass(frozen=True, slots=True)
+class LookSchedule:
+    """When a test's pairs are judged: `looks` pair counts, the first the smallest that
+    can reach ``q / (metrics * looks)`` at all (the exact test's smallest p-value is
+    2^-n), each later one about `growth` times the previous, none above `max_pairs`."""
+
+    counts: tuple[int, ...]
+
+    @property
+    def looks(self) -> int:
+        return len(self.counts)
+
+    @classmethod
+    def plan(
+        cls,
+        *,
+        metrics: int,
+        q: float = 0.05,
+        looks: int = 4,
+        growth: float = 1.5,
+        min_pairs: int = 6,
+        max_pairs: int = 96,
+    ) -> LookSchedule:
+        level = q / (max(metrics, 1) * looks)
+        first = max(min_pairs, math.ceil(math.log2(1 / level)))
+        counts = [min(first, max_pairs)]
+        while len(counts) < looks:
+            following = min(max_pairs, max(counts[-1] + 1, math.ceil(counts[-1] * growth)))
+            if following == counts[-1]:
+                break
+            counts.append(following)
+        return cls(tuple(counts))
+
+
+@dataclass(frozen=True, slots=True)
+class PairedVerdict(Verdict):
+    """A verdict from an A/B session: `baseline` is the base's median per round, `current`
+    the head's; `ratio` is the Hodges-Lehmann estimate head/base with its interval."""
+
+    ratio: float | None = None
+    low: float | None = None
+    high: float | None = None
+    pairs: int = 0
+    mode: str = "ab"
+
+    def to_dict(self) -> dict[str, Any]:
+        row = Verdict.to_dict(self)
+        row.update(
+            mode=self.mode,
+            ratio=self.ratio,
+            interval=None if self.low is None else [self.low, self.high],
+            pairs=self.pairs,
+        )
+        return row
+
+
+def verdict_of(
+    decision: PairedDecision,
+    *,
+    test: str,
+    metric: str,
+    unit: str,
+    base: float,
+    head: float,
+    gated: bool,
+) -> PairedVerdict:
+    a = decision.assessment
+    kind: VerdictKind = decision.kind
+    return PairedVerdict(
+        test=test,
+        metric=metric,
+        kind=kind,
+        direction=a.direction,
+        unit=unit,
+        threshold=decision.threshold,
+        current=head,
+        baseline=base,
+        change=a.change,
+        detail=decision.detail,
+        gated=gated,
+        ratio=a.ratio.estimate,
+        low=a.ratio.low,
+        high=a.ratio.high,
+        pairs=a.pairs,
+    )

@@ -1,0 +1,190 @@
+"""The paired statistics of A/B sessions (`pytest_perfguard.paired`), against scipy and by
+their properties."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_perfguard import paired
+from pytest_perfguard.results import Direction
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 12, 25, 60])
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_signed_rank_p_value_matches_scipy_exact(n: int, alternative: paired.Alternative) -> None:
+    rng = random.Random(n)
+    for _ in range(25):
+        diffs = [rng.gauss(0.03, 0.1) for _ in range(n)]
+        mine = paired.wilcoxon_signed_rank(diffs, alternative)
+        theirs = scipy_stats.wilcoxon(diffs, alternative=alternative, method="exact")
+        assert mine.method == "exact"
+        assert mine.p_value == pytest.approx(theirs.pvalue, rel=1e-12, abs=1e-15)
+
+
+def test_signed_rank_above_the_exact_limit_is_close_to_scipy_normal() -> None:
+    rng = random.Random(7)
+    diffs = [rng.gauss(0.01, 0.1) for _ in range(paired.EXACT_LIMIT + 50)]
+    mine = paired.wilcoxon_signed_rank(diffs, "greater")
+    theirs = scipy_stats.wilcoxon(diffs, alternative="greater", method="approx", correction=True)
+    assert mine.method == "normal"
+    assert mine.p_value == pytest.approx(theirs.pvalue, rel=1e-6)
+
+
+def test_signed_rank_drops_zeros_and_all_zero_is_p_one() -> None:
+    assert paired.wilcoxon_signed_rank([0.0, 0.0, 0.0]).p_value == 1.0
+    with_zeros = paired.wilcoxon_signed_rank([0.0, 0.2, 0.3, -0.1, 0.0])
+    without = paired.wilcoxon_signed_rank([0.2, 0.3, -0.1])
+    assert with_zeros == without
+
+
+@pytest.mark.parametrize("n", [5, 9, 16, 30])
+def test_interval_excludes_one_exactly_when_the_exact_test_rejects(n: int) -> None:
+    """The interval and the test come from one distribution: the lower bound is above 1
+    exactly when the one-sided test at (1 - confidence) / 2 rejects."""
+    rng = random.Random(100 + n)
+    for _ in range(40):
+        base = [1 + rng.random() for _ in range(n)]
+        head = [b * math.exp(rng.gauss(0.15, 0.2)) for b in base]
+        interval = paired.hodges_lehmann_pairs(base, head, 0.90)
+        diffs = [math.log(h / b) for b, h in zip(base, head, strict=True)]
+        p = paired.wilcoxon_signed_rank(diffs, "greater").p_value
+        assert (interval.low > 1) == (p <= 0.05 + 1e-12)
+
+
+def test_hodges_lehmann_is_the_median_of_walsh_averages() -> None:
+    base = [1.0, 1.0, 1.0]
+    head = [1.1, 1.3, 1.2]
+    diffs = [math.log(h) for h in head]
+    walsh = sorted((diffs[i] + diffs[j]) / 2 for i in range(3) for j in range(i, 3))
+    expected = math.exp((walsh[2] + walsh[3]) / 2)
+    assert paired.hodges_lehmann_pairs(base, head).estimate == pytest.approx(expected)
+
+
+def test_a_constant_ratio_is_estimated_exactly() -> None:
+    base = [0.001 * (1 + i / 10) for i in range(12)]
+    assessment = paired.assess_pairs(base, [1.25 * b for b in base], "lower")
+    assert assessment.ratio.estimate == pytest.approx(1.25)
+    assert assessment.change == pytest.approx(0.25)
+    higher = paired.assess_pairs(base, [1.25 * b for b in base], "higher")
+    assert higher.change == pytest.approx(-0.25)
+
+
+def test_values_not_all_positive_use_differences_relative_to_the_base() -> None:
+    interval = paired.hodges_lehmann_pairs([2.0, 2.0, 2.0], [0.0, 0.0, 0.0])
+    assert interval.estimate == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="median is 0"):
+        paired.hodges_lehmann_pairs([0.0, 0.0], [1.0, 1.0])
+
+
+def test_bad_input_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="base values"):
+        paired.assess_pairs([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="no pairs"):
+        paired.assess_pairs([], [])
+    with pytest.raises(ValueError, match="NaN"):
+        paired.assess_pairs([1.0, math.nan], [1.0, 1.0])
+
+
+def test_a_clear_slowdown_is_a_regression_and_a_clear_speedup_an_improvement() -> None:
+    rng = random.Random(3)
+    base = [0.002 * (1 + 0.05 * rng.random()) for _ in range(12)]
+    slow = paired.assess_pairs(base, [b * 1.3 * (1 + 0.01 * rng.random()) for b in base])
+    assert paired.classify_pairs(slow, 0.10)[0] == "regression"
+    fast = paired.assess_pairs(base, [b * 0.7 for b in base])
+    assert paired.classify_pairs(fast, 0.10)[0] == "improvement"
+
+
+def test_noise_that_hides_the_threshold_is_unstable_not_unchanged() -> None:
+    rng = random.Random(4)
+    base = [1.0] * 7
+    head = [math.exp(rng.gauss(0, 0.5)) for _ in base]
+    kind, detail = paired.classify_pairs(paired.assess_pairs(base, head, looks=4), 0.10)
+    assert kind == "unstable"
+    assert "threshold" in detail
+
+
+def test_looks_cost_significance() -> None:
+    base = [1.0] * 8
+    head = [1.3] * 8
+    one = paired.assess_pairs(base, head, looks=1)
+    four = paired.assess_pairs(base, head, looks=4)
+    assert four.p_value == pytest.approx(4 * one.p_value)
+    assert four.ratio.confidence == pytest.approx(0.975)
+    assert one.ratio.confidence == pytest.approx(0.90)
+
+
+def test_schedule_starts_where_the_exact_test_can_decide() -> None:
+    schedule = paired.LookSchedule.plan(metrics=24, q=0.05, looks=4)
+    first = schedule.counts[0]
+    assert 2.0**-first <= 0.05 / (24 * 4) < 2.0 ** -(first - 1)
+    assert list(schedule.counts) == sorted(set(schedule.counts))
+    assert paired.LookSchedule.plan(metrics=1000, max_pairs=17).counts == (17,)
+
+
+def test_settled_means_decided() -> None:
+    base = [1.0 + i / 100 for i in range(11)]
+    clear = paired.assess_pairs(base, [b * 1.5 for b in base], looks=4)
+    assert paired.is_settled(clear, 0.1, q=0.05, metrics=24)
+    same = paired.assess_pairs(base, [b * (1.001 if i % 2 else 0.999) for i, b in enumerate(base)])
+    assert paired.is_settled(same, 0.1, q=0.05, metrics=24)
+
+
+def test_paired_verdict_rows_say_ab() -> None:
+    decision = paired.decide_pairs_session(
+        [paired.assess_pairs([1.0] * 8, [2.0] * 8)], [0.1], q=0.05
+    )[0]
+    verdict = paired.verdict_of(
+        decision, test="t", metric="duration", unit="s", base=1.0, head=2.0, gated=True
+    )
+    row = verdict.to_dict()
+    assert row["mode"] == "ab"
+    assert row["verdict"] == "regression"
+    assert row["pairs"] == 8
+    assert row["ratio"] == pytest.approx(2.0)
+    assert row["interval"] == [pytest.approx(2.0), pytest.approx(2.0)]
+    assert verdict.fails
+
+
+positive = st.floats(min_value=1e-6, max_value=1e3, allow_nan=False, allow_infinity=False)
+directions = st.sampled_from(["lower", "higher"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(positive, min_size=1, max_size=40), directions, st.floats(0.0, 1.0))
+def test_identical_pairs_never_regress(
+    values: list[float], direction: Direction, threshold: float
+) -> None:
+    assessment = paired.assess_pairs(values, list(values), direction, looks=4)
+    assert assessment.p_value == 1.0
+    assert assessment.change == 0.0
+    kind, _ = paired.classify_pairs(assessment, threshold)
+    assert kind in ("unchanged", "unstable")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.floats(-0.5, 0.8), min_size=3, max_size=20), st.floats(0.0, 0.3)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_bh_never_adds_discoveries(metrics: list[tuple[list[float], float]]) -> None:
+    """Every regression BH lets through is one the metric's own p-value would give alone."""
+    assessments = [
+        paired.assess_pairs([1.0] * len(logs), [math.exp(d) for d in logs]) for logs, _ in metrics
+    ]
+    thresholds = [t for _, t in metrics]
+    decided = paired.decide_pairs_session(assessments, thresholds)
+    for a, t, d in zip(assessments, thresholds, decided, strict=True):
+        alone = paired.classify_pairs(a, t)[0]
+        assert d.q_value >= a.p_value
+        if d.kind == "regression":
+            assert alone == "regression"

@@ -108,7 +108,9 @@ def plugin_copy(revision: str | None, workdir: Path) -> tuple[Path, str]:
     ).stdout.strip()
     target.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", commit, "pytest_perfguard"], capture_output=True, check=True
+        ["git", "-C", str(REPO), "archive", commit, "pytest_perfguard"],
+        capture_output=True,
+        check=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target, f"git {commit[:12]}"
@@ -157,7 +159,9 @@ def run_once(suite_root: Path, suite: Suite, mode: str, env: dict[str, str]) -> 
     lines = done.stdout.strip().splitlines()
     summary = lines[-1] if lines else done.stderr.strip()[-300:]
     if done.returncode not in (0, 1) or "passed" not in summary:
-        raise SystemExit(f"{suite.name} {mode}: exit {done.returncode}: {summary}\n{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"{suite.name} {mode}: exit {done.returncode}: {summary}\n{done.stderr[-2000:]}"
+        )
     return Timing(wall, cpu), summary
 
 

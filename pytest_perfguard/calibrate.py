@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .baselines import BaselineEntry, BaselineFile, PlatformBaselines
 from .compare import relative_change
 from .results import Direction, GateScope, Measurement
-from .stats import mad, relative_spread
+from .stats.robust import mad, relative_spread
 
 SPREAD_FACTOR = 3.0
 MAX_SUGGESTED_ROUNDS = 100

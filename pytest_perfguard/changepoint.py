@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from itertools import accumulate, repeat
 from operator import mul, sub
 
-from .stats import average_ranks, median
+from .stats.rank_test import average_ranks
+from .stats.robust import median
 
 
 @dataclass(frozen=True, slots=True)

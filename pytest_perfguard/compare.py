@@ -1,9 +1,20 @@
 """Verdicts: one run's measurements against the baselines of its platform.
 
-Pure: imports neither pytest nor SQLAlchemy. The decision "is this change a regression?"
-is a `Rule`, so a noise-aware rule (using the samples and the baseline's spread, and
-correcting for the number of metrics) can be passed to `compare` without touching the
-rest; `threshold_rule` is the contract's rule.
+Pure: imports neither pytest nor SQLAlchemy. The one home of the verdict policy: the
+relative change (signed so that worse is positive), which threshold applies, which baseline
+entry applies, and what a change means (`classify`, and `classify_assessment` for the noise
+rule). The decision "is this change a regression?" is a `Rule`, so a noise-aware rule (using
+the samples and the baseline's spread, and correcting for the number of metrics) can be
+passed to `compare` without touching the rest; `threshold_rule` is the contract's rule.
+
+The noise rule (issue 5): with samples on both sides, a **regression** needs the estimated
+change (worse positive) above the threshold, the (BH-adjusted) one-sided p-value at most q,
+and the interval's better bound above half the threshold. Otherwise (a single value on one
+side, or too few rounds for the rank test to ever reach significance), the change of the
+medians must exceed both the threshold and `k` times the relative spread (k = 3: about a
+0.1 % one-sided false-alarm rate for normal noise, the usual control-chart limit).
+**Unstable** when the minimum detectable effect exceeds the threshold and nothing was shown:
+noise makes "no change" unreliable, not a change that was shown despite it.
 """
 
 from __future__ import annotations
@@ -14,7 +25,6 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Literal, Protocol, get_args
 
-from . import stats
 from .baselines import BaselineEntry, BaselineFile
 from .results import (
     STEP_PREFIX,
@@ -25,6 +35,9 @@ from .results import (
     VerdictKind,
     worse_is_positive,
 )
+from .stats.assessment import Assessment, BaselineSummary, assess
+from .stats.detectable_effect import rounds_needed
+from .stats.multiple_testing import benjamini_hochberg
 
 VERDICT_KINDS: tuple[VerdictKind, ...] = get_args(VerdictKind)
 ThresholdKind = Literal["regression", "improvement", "unchanged"]
@@ -34,14 +47,48 @@ ThresholdKind = Literal["regression", "improvement", "unchanged"]
 _EPSILON = 1e-9
 
 
-def relative_change(current: float, baseline: float, direction: Direction) -> float | None:
-    """`(current - baseline) / baseline`, signed so that worse is positive.
+def relative_difference(current: float, baseline: float) -> float | None:
+    """`(current - baseline) / |baseline|`: how the value moved, up positive, whatever the
+    metric's direction (what a reader of a table expects from "+12%").
 
-    None when the baseline is 0 and the current value is not: no relative change exists.
+    0 when both are 0; None when only the baseline is 0 (no relative change exists).
     """
     if baseline == 0:
         return 0.0 if current == 0 else None
-    return worse_is_positive((current - baseline) / baseline, direction)
+    return (current - baseline) / abs(baseline)
+
+
+def relative_change(current: float, baseline: float, direction: Direction | str) -> float | None:
+    """`relative_difference` signed so that worse is positive for the metric's direction:
+    the change the gate judges."""
+    difference = relative_difference(current, baseline)
+    return None if difference is None else worse_is_positive(difference, direction)
+
+
+def threshold_for(own: float | None, baseline_threshold: float | None, default: float) -> float:
+    """Which threshold applies: the measurement's own (marker / `perf.record`) > the
+    baseline entry's > the default (`perf_threshold`)."""
+    if own is not None:
+        return own
+    if baseline_threshold is not None:
+        return baseline_threshold
+    return default
+
+
+def uses_platform_wide_baseline(kind: str, marked: bool) -> bool:
+    """Whether a platform-wide (flat format) baseline of a metric's name applies to it:
+    to a marked test's own metric and to `perf.record` metrics, never to the duration of
+    an unmarked test, to steps or to system metrics."""
+    return kind == "custom" or (kind == "primary" and marked)
+
+
+def applicable_baseline(
+    baselines: BaselineFile, platform: str, test: str, metric: str, *, kind: str, marked: bool
+) -> BaselineEntry | None:
+    """The baseline entry a metric is judged against on `platform`: the test's own entry,
+    else a platform-wide one where `uses_platform_wide_baseline`."""
+    by_name = uses_platform_wide_baseline(kind, marked)
+    return baselines.lookup(platform, test, metric, by_name=by_name)
 
 
 def classify(change: float, threshold: float) -> ThresholdKind:
@@ -67,8 +114,15 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """A rule's verdict on one observation. The noise rule adds what it decided on: the
+    assessment, the BH-adjusted p-value and, when unstable, the rounds per side that would
+    do."""
+
     kind: VerdictKind
     detail: str = ""
+    assessment: Assessment | None = None
+    q_value: float | None = None
+    rounds_needed: int | None = None
 
 
 class Rule(Protocol):
@@ -94,33 +148,112 @@ def spread_factor(q: float, metrics: int) -> float:
 
 
 def noise_rule(q: float = 0.05) -> Rule:
-    """The noise-aware rule of issue 5 over one batch of observations (`stats.decide_session`).
+    """The noise-aware rule of issue 5 over one batch of observations (`decide_noise`).
 
     The current side is the measurement's value (its estimator over its samples); the
     baseline side is the entry's summary: value, spread (MAD of the runs it came from) and n.
     A regression must exceed the threshold and `spread_factor(q, m)` relative spreads; a
     metric whose noise hides a change of the threshold's size is `unstable` (never fails).
     Where both sides carry samples (the run's rounds, the entry's pooled `samples`) the
-    stats module's rank test, BH-adjusted across the batch, decides instead.
+    rank test, BH-adjusted across the batch, decides instead.
     """
 
     def rule(observations: Sequence[Observation], /) -> list[Decision]:
         metrics = [_metric_samples(o) for o in observations]
-        k = spread_factor(q, len(metrics))
-        return [Decision(d.kind, d.detail) for d in stats.decide_session(metrics, q=q, k=k)]
+        return decide_noise(metrics, q=q, k=spread_factor(q, len(metrics)))
 
     return rule
 
 
-def _metric_samples(o: Observation) -> stats.MetricSamples:
+@dataclass(frozen=True, slots=True)
+class MetricSamples:
+    """One metric's input to `decide_noise`: its samples (or value), the baseline's samples
+    or summary, its direction and threshold."""
+
+    current: Sequence[float]
+    baseline: Sequence[float] | BaselineSummary
+    direction: Direction
+    threshold: float
+
+
+def _metric_samples(o: Observation) -> MetricSamples:
     """Rounds against the baseline's pooled rounds where both sides have them (the rank
     test); otherwise the measured value against the baseline's summary (the spread rule)."""
     entry, m = o.baseline, o.measurement
     if len(m.samples) >= 2 and entry.samples is not None and len(entry.samples) >= 2:
-        return stats.MetricSamples(m.samples, entry.samples, m.direction, o.threshold)
+        return MetricSamples(m.samples, entry.samples, m.direction, o.threshold)
     n = entry.n or entry.runs or 1
-    baseline = stats.BaselineSummary(entry.value, entry.spread or 0.0, n)
-    return stats.MetricSamples((m.value,), baseline, m.direction, o.threshold)
+    baseline = BaselineSummary(entry.value, entry.spread or 0.0, n)
+    return MetricSamples((m.value,), baseline, m.direction, o.threshold)
+
+
+def classify_assessment(
+    assessment: Assessment, threshold: float, *, q_value: float | None = None, q: float = 0.05
+) -> Decision:
+    """The noise rule on one assessed metric. `q_value` is its BH-adjusted p-value (the raw
+    p-value is used when None: a session of one metric)."""
+    a, t = assessment, threshold
+    pct = f"{a.change:+.1%} (threshold {t:.0%})"
+    kind: VerdictKind
+    if a.rule == "rank-test":
+        qv = a.p_value if q_value is None else q_value
+        assert qv is not None
+        # Beyond the threshold is not enough: the test and the interval must show it too.
+        kind = classify(a.change, t)
+        if kind == "regression" and not (qv <= q and a.change_better > t / 2):
+            kind = "unchanged"
+        if kind == "improvement" and not a.change_worse < -t / 2:
+            kind = "unchanged"
+        interval = f"{a.change_better:+.1%}..{a.change_worse:+.1%}"
+        detail = f"{pct}, interval {interval}" + ("" if kind == "improvement" else f", q={qv:.2g}")
+    else:
+        qv = None
+        bar = max(t, a.mde)
+        kind = classify(a.change, bar)
+        detail = f"{pct}, bar {bar:.1%} (noise {a.rel_spread:.1%})"
+    needed = None
+    if kind == "unchanged" and a.mde > t:
+        kind = "unstable"
+        needed = rounds_needed(a.rel_spread, t, a.alpha, a.power, direction=a.direction)
+        detail = (
+            f"{detail}; noise hides a {t:.0%} change (detectable: {a.mde:.0%}),"
+            f" needs {needed} rounds"
+        )
+    return Decision(kind, detail, a, qv, needed)
+
+
+def decide_noise(
+    metrics: Sequence[MetricSamples],
+    *,
+    q: float = 0.05,
+    k: float = 3.0,
+    confidence: float = 0.90,
+    power: float = 0.8,
+) -> list[Decision]:
+    """The noise rule over one batch of metrics: assess each, BH-adjust the rank tests'
+    p-values together, classify. The minimum detectable effect assumes a lone regression
+    (level q / m for m metrics with samples on both sides), the hardest case BH has to pass."""
+    m = sum(
+        1
+        for x in metrics
+        if not isinstance(x.baseline, BaselineSummary) and min(len(x.current), len(x.baseline)) >= 2
+    )
+    alpha = q / max(m, 1)
+    assessments = [
+        assess(
+            x.current, x.baseline, x.direction, confidence=confidence, alpha=alpha, power=power, k=k
+        )
+        for x in metrics
+    ]
+    tested = [i for i, a in enumerate(assessments) if a.p_value is not None]
+    q_values: list[float | None] = [None] * len(assessments)
+    adjusted = benjamini_hochberg([assessments[i].p_value or 0.0 for i in tested])
+    for i, qv in zip(tested, adjusted, strict=True):
+        q_values[i] = qv
+    return [
+        classify_assessment(a, x.threshold, q_value=qv, q=q)
+        for a, x, qv in zip(assessments, metrics, q_values, strict=True)
+    ]
 
 
 def make_rule(name: str, q: float = 0.05) -> Rule:
@@ -138,6 +271,8 @@ class Comparison:
 
     platform: str
     verdicts: list[Verdict] = field(default_factory=list)
+    # What the verdicts stand on, said with them: e.g. a baseline recorded on other hardware.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metric_verdicts(self) -> list[Verdict]:
@@ -212,11 +347,14 @@ def compare(
     items: list[Verdict | Observation] = []
     for m in latest.values():
         if m.is_gated(scope):
-            by_name = m.kind == "custom" or m.marked
-            entry = baselines.lookup(platform, m.test, m.metric, by_name=by_name)
+            entry = applicable_baseline(
+                baselines, platform, m.test, m.metric, kind=m.kind, marked=m.marked
+            )
             items.append(_observe(m, entry, default_threshold, gated=m.is_gated(gate)))
         elif m.kind == "step" and m.test in judged_tests and m.outcome == "passed":
-            entry = baselines.lookup(platform, m.test, m.metric, by_name=False)
+            entry = applicable_baseline(
+                baselines, platform, m.test, m.metric, kind=m.kind, marked=m.marked
+            )
             if entry is not None:
                 items.append(_observe(m, entry, default_threshold, gated=False))
 
@@ -254,7 +392,7 @@ def _observe(
     m: Measurement, entry: BaselineEntry | None, default_threshold: float, *, gated: bool
 ) -> Verdict | Observation:
     """The verdict when no rule is needed (failed test, no baseline), else what to decide."""
-    threshold = _threshold(m.threshold, entry, default_threshold)
+    threshold = threshold_for(m.threshold, entry.threshold if entry else None, default_threshold)
     if m.outcome in ("failed", "error"):
         return _verdict(
             m, entry, threshold, gated, "skipped_failed", detail=f"test {m.outcome}: not compared"
@@ -324,16 +462,8 @@ def _missing(
         kind="missing",
         direction=entry.direction or "lower",
         unit=entry.unit,
-        threshold=_threshold(None, entry, default_threshold),
+        threshold=threshold_for(None, entry.threshold, default_threshold),
         baseline=entry.value,
         detail="baseline exists but the test produced no measurement of this metric",
         gated=gated and not metric.startswith(STEP_PREFIX),
     )
-
-
-def _threshold(own: float | None, entry: BaselineEntry | None, default: float) -> float:
-    if own is not None:
-        return own
-    if entry is not None and entry.threshold is not None:
-        return entry.threshold
-    return default

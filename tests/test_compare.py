@@ -1,23 +1,36 @@
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_perfguard.baselines import BaselineEntry, BaselineFile, PlatformBaselines
 from pytest_perfguard.compare import (
     Decision,
+    MetricSamples,
     Observation,
     classify,
+    classify_assessment,
     compare,
+    decide_noise,
     make_rule,
     noise_rule,
     relative_change,
+    relative_difference,
     spread_factor,
+    threshold_for,
     threshold_rule,
+    uses_platform_wide_baseline,
 )
-from pytest_perfguard.results import GateScope, Measurement
+from pytest_perfguard.results import Direction, GateScope, Measurement
+from pytest_perfguard.stats.assessment import BaselineSummary, assess
+from pytest_perfguard.stats.multiple_testing import benjamini_hochberg
+from pytest_perfguard.stats.robust import MAD_TO_SIGMA, mad, median
 
 P = "linux_x86"
 T = "tests/test_a.py::test_q"
@@ -71,6 +84,40 @@ def test_relative_change_is_signed_so_worse_is_positive() -> None:
     assert relative_change(130, 100, "higher") == pytest.approx(-0.3)
     assert relative_change(0, 0, "lower") == 0.0
     assert relative_change(1, 0, "lower") is None
+
+
+def test_relative_difference_moves_up_positive_whatever_the_direction() -> None:
+    assert relative_difference(70, 100) == pytest.approx(-0.3)
+    assert relative_difference(130, 100) == pytest.approx(0.3)
+    # A negative baseline: a value that went up still reads as up.
+    assert relative_difference(-5, -10) == pytest.approx(0.5)
+    assert relative_change(-5, -10, "higher") == pytest.approx(-0.5)  # up is better here
+    assert (relative_difference(0, 0), relative_difference(1, 0)) == (0.0, None)
+
+
+def test_threshold_precedence_is_own_then_baseline_then_default() -> None:
+    assert threshold_for(0.05, 0.3, 0.2) == 0.05
+    assert threshold_for(None, 0.3, 0.2) == 0.3
+    assert threshold_for(None, None, 0.2) == 0.2
+    assert threshold_for(0.0, 0.3, 0.2) == 0.0  # an explicit 0 is a threshold, not "unset"
+    assert threshold_for(None, 0.0, 0.2) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "marked", "applies"),
+    [
+        ("custom", False, True),
+        ("custom", True, True),
+        ("primary", True, True),
+        ("primary", False, False),
+        ("step", True, False),
+        ("system", True, False),
+    ],
+)
+def test_which_metrics_a_platform_wide_baseline_applies_to(
+    kind: str, marked: bool, applies: bool
+) -> None:
+    assert uses_platform_wide_baseline(kind, marked) is applies
 
 
 @pytest.mark.parametrize(
@@ -397,7 +444,154 @@ def test_noise_rule_ranks_rounds_against_the_baselines_pooled_samples() -> None:
     assert "interval +4" in verdicts["slow"].detail and "q=" in verdicts["slow"].detail
     assert verdicts["two"].kind == "regression" and "bar" in verdicts["two"].detail
     # A value whose samples sit in the baseline's is not a regression, whatever its estimate.
-    [mixed] = run(
-        [m(1.3, "same", samples=tuple(rounds))], file, rule=noise_rule()
-    ).verdicts
+    [mixed] = run([m(1.3, "same", samples=tuple(rounds))], file, rule=noise_rule()).verdicts
     assert mixed.kind == "unchanged"
+
+
+# --- the noise rule on samples (issue 5) ---------------------------------------------
+
+
+def decide(
+    current: Sequence[float],
+    baseline: Sequence[float] | BaselineSummary,
+    direction: Direction,
+    threshold: float,
+    q_value: float | None = None,
+) -> Decision:
+    """One metric on its own: assessed at q = 0.05, then classified."""
+    return classify_assessment(assess(current, baseline, direction), threshold, q_value=q_value)
+
+
+def summary_of(xs: Sequence[float]) -> BaselineSummary:
+    return BaselineSummary(median(xs), mad(xs), len(xs))
+
+
+def _lognormal(rng: random.Random, n: int, log_shift: float, sigma: float) -> list[float]:
+    return [math.exp(rng.gauss(log_shift, sigma)) for _ in range(n)]
+
+
+positive_samples = st.lists(st.floats(1e-6, 1e6), min_size=1, max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(positive_samples, st.sampled_from(["lower", "higher"]), st.floats(0.01, 1.0))
+def test_identical_samples_never_regress(
+    samples: list[float], direction: Direction, threshold: float
+) -> None:
+    assert decide(samples, samples, direction, threshold).kind != "regression"
+    summary = summary_of(samples)
+    assert decide(samples, summary, direction, threshold).kind != "regression"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.floats(1.0, 1.5), min_size=10, max_size=10),
+    st.lists(st.floats(1.0, 1.5), min_size=10, max_size=10),
+    st.floats(1e-6, 1e6),
+    st.sampled_from([0.05, 0.1, 0.2, 0.4]),
+)
+def test_a_uniform_2x_slowdown_with_ten_rounds_always_regresses(
+    baseline: list[float], current: list[float], scale: float, threshold: float
+) -> None:
+    # Noise within 1.5x keeps every pairwise ratio above 2 / 1.5: the interval's better bound
+    # clears half of any of these thresholds. (Halved throughput is a 50 % change.)
+    base = [b * scale for b in baseline]
+    slow = [2 * c * scale for c in current]
+    assert decide(slow, base, "lower", threshold).kind == "regression"
+    assert decide(base, slow, "higher", threshold).kind == "regression"  # throughput halved
+    assert decide(base, slow, "lower", threshold).kind == "improvement"
+
+
+def test_regression_needs_the_estimate_the_test_and_the_interval() -> None:
+    rng = random.Random(8)
+    baseline = _lognormal(rng, 10, 0.0, 0.02)
+    # +5 % with 2 % noise: significant, but below a 10 % threshold.
+    small = decide(_lognormal(rng, 10, math.log(1.05), 0.02), baseline, "lower", 0.10)
+    assert small.kind == "unchanged"
+    assert small.assessment.p_value is not None and small.assessment.p_value < 0.01
+    # +30 %: all three conditions hold.
+    slower = _lognormal(rng, 10, math.log(1.3), 0.02)
+    big = decide(slower, baseline, "lower", 0.10)
+    assert big.kind == "regression"
+    assert big.assessment.change == pytest.approx(0.3, abs=0.03)
+    assert big.assessment.change_better > 0.05
+    assert "+3" in big.detail
+    # ... unless the session's adjusted q-value says otherwise.
+    assert decide(slower, baseline, "lower", 0.10, q_value=0.2).kind == ("unchanged")
+
+
+def test_noisy_samples_are_unstable_with_the_rounds_that_would_do() -> None:
+    rng = random.Random(9)
+    decision = decide(_lognormal(rng, 5, 0, 0.3), _lognormal(rng, 5, 0, 0.3), "lower", 0.10)
+    assert decision.kind == "unstable"
+    assert decision.assessment.mde > 0.10
+    assert decision.rounds_needed is not None and decision.rounds_needed > 5
+    assert "needs" in decision.detail
+    # A change shown despite the noise is still reported: noise only weakens "no change".
+    decision = decide(
+        _lognormal(rng, 10, math.log(4), 0.3), _lognormal(rng, 10, 0, 0.3), "lower", 0.10
+    )
+    assert decision.kind == "regression"
+
+
+def test_single_values_fall_back_to_the_baselines_spread() -> None:
+    summary = BaselineSummary(median=100.0, spread=2.0 / MAD_TO_SIGMA, n=20)  # sigma 2 %
+    assert decide([115.0], summary, "lower", 0.10).kind == "regression"
+    assert decide([108.0], summary, "lower", 0.10).kind == "unchanged"
+    assert decide([85.0], summary, "lower", 0.10).kind == "improvement"
+    noisy = BaselineSummary(median=100.0, spread=6.0 / MAD_TO_SIGMA, n=20)  # sigma 6 %
+    # 3 x 6 % = 18 %: a 15 % change is within the noise, and a 10 % one could never be seen.
+    decision = decide([115.0], noisy, "lower", 0.10)
+    assert (decision.kind, decision.assessment.rule) == ("unstable", "spread")
+    assert decision.assessment.mde == pytest.approx(0.18)
+    assert decide([125.0], noisy, "lower", 0.10).kind == "regression"
+    # No spread known on either side: the plain threshold.
+    assert decide([111.0], [100.0], "lower", 0.10).kind == "regression"
+    assert decide([109.0], [100.0], "lower", 0.10).kind == "unchanged"
+    # A single baseline value and current samples: the current samples' spread.
+    assert decide([115.0, 114.0, 116.0], [100.0], "lower", 0.10).kind == "regression"
+
+
+def test_too_few_rounds_for_the_rank_test_use_the_spread_rule() -> None:
+    assessment = assess([200.0, 201.0], [100.0, 101.0])  # 2 vs 2: best p is 1/6
+    assert assessment.rule == "spread"
+    assert assessment.p_value is None
+    assert decide([200.0, 201.0], [100.0, 101.0], "lower", 0.10).kind == "regression"
+
+
+def test_a_zero_baseline_has_no_relative_change() -> None:
+    with pytest.raises(ValueError, match="median is 0"):
+        assess([1.0], BaselineSummary(0.0))
+
+
+def test_session_applies_benjamini_hochberg_across_metrics() -> None:
+    rng = random.Random(10)
+    clean = [
+        MetricSamples(_lognormal(rng, 10, 0, 0.03), _lognormal(rng, 10, 0, 0.03), "lower", 0.1)
+        for _ in range(40)
+    ]
+    slow = MetricSamples(
+        _lognormal(rng, 10, math.log(1.5), 0.03), _lognormal(rng, 10, 0, 0.03), "lower", 0.1
+    )
+    single = MetricSamples([130.0], BaselineSummary(100.0, 1.0, 10), "lower", 0.1)
+    decisions = decide_noise([*clean, slow, single])
+    kinds = [d.kind for d in decisions]
+    assert kinds[:40] == ["unchanged"] * 40
+    assert kinds[40:] == ["regression", "regression"]
+    tested = [d for d in decisions if d.assessment.p_value is not None]
+    raw = [d.assessment.p_value for d in tested]
+    assert [d.q_value for d in tested] == pytest.approx(benjamini_hochberg(raw))  # type: ignore[arg-type]
+    assert decisions[-1].q_value is None
+    # The detectable effect is judged at q / m, a lone regression's bar.
+    assert decisions[0].assessment.alpha == pytest.approx(0.05 / 41)
+
+
+def test_assess_is_fast_for_typical_rounds() -> None:
+    import time
+
+    rng = random.Random(11)
+    pairs = [(_lognormal(rng, 30, 0, 0.1), _lognormal(rng, 30, 0, 0.1)) for _ in range(200)]
+    start = time.perf_counter()
+    for current, baseline in pairs:
+        assess(current, baseline)
+    assert time.perf_counter() - start < 2.0  # about 2 ms each on a loaded 2-core runner

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..history.urls import mask_secrets
-from .console import CLIError, Console
+from .console import CLIError, Console, OutputError
 from .context import Context
 from .parser import build_parser
 
@@ -45,7 +45,9 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         if args.func is None:
             console.out(args.group.format_help().rstrip())
             return 0
-        return int(args.func(args, Context(console)))
+        status = int(args.func(args, Context(console)))
+        console.flush()
+        return status
     except KeyboardInterrupt:
         console.err("perfguard: interrupted")
         return 130
@@ -56,6 +58,9 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         return 0
     except Exception as exc:  # every error a user can cause becomes one line
         console.err(f"perfguard: error: {_message(exc)}")
+        if isinstance(exc, OutputError):
+            # What is left in the buffer would fail again, with a traceback, at exit.
+            _silence_stdout()
         return EXIT_USAGE
 
 

@@ -20,6 +20,10 @@ class CLIError(Exception):
     """A problem the user can fix: printed as `perfguard: error: <message>`, exit 2."""
 
 
+class OutputError(CLIError):
+    """Standard output could not be written (a full disk, a closed terminal)."""
+
+
 @dataclass
 class Console:
     """The streams a command reads and writes; tests pass their own.
@@ -42,7 +46,21 @@ class Console:
             return False
 
     def out(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
+        try:
+            self.stdout.write(text + "\n")
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"standard output: {exc.strerror or exc}") from None
+
+    def flush(self) -> None:
+        """Push buffered output now, so a failure to write it is reported as one line."""
+        try:
+            self.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"standard output: {exc.strerror or exc}") from None
 
     def err(self, text: str) -> None:
         self.stderr.write(text + "\n")
@@ -114,15 +132,35 @@ def signed_change(change: float | None, worse: float | None) -> str:
 def output(path: str | None, cwd: Path, console: Console) -> Iterator[TextIO]:
     """stdout, or a file written under a temporary name and renamed when complete."""
     if path in (None, "-"):
-        yield console.stdout
-        console.stdout.flush()
+        with _naming_failures("standard output"):
+            yield console.stdout
+        console.flush()
         return
     target = cwd / Path(path).expanduser()
+    if target.exists() and not target.is_file():
+        # A device or a pipe (/dev/stdout): written in place; renaming a file over it
+        # would replace it.
+        with _naming_failures(str(target)), open(target, "w", encoding="utf-8") as out:
+            yield out
+        return
     tmp = target.with_name(f".{target.name}.partial")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
+        with _naming_failures(str(target)), open(tmp, "w", encoding="utf-8", newline="") as out:
             yield out
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def _naming_failures(what: str) -> Iterator[None]:
+    """A failed write says where it went (a write error carries no file name)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OutputError(f"{what}: {exc.strerror or exc}") from None

@@ -9,6 +9,7 @@ from .results import Measurement, PlatformInfo, RunInfo, Verdict
 
 if TYPE_CHECKING:
     from .api import History, HistoryError
+    from .tracking import track
 
 __all__ = [
     "History",
@@ -18,6 +19,7 @@ __all__ = [
     "RunInfo",
     "Verdict",
     "__version__",
+    "track",
 ]
 
 
@@ -27,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name == "track":
+        from .tracking import track
+
+        return track
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

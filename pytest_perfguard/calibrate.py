@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .baselines import BaselineEntry, BaselineFile, PlatformBaselines
-from .compare import relative_change
+from .compare import applicable_baseline, relative_change, threshold_for
 from .results import Direction, GateScope, Measurement
 from .stats.robust import mad, relative_spread
 
@@ -74,13 +74,11 @@ def calibrate(
         if len(ms) != len(passes) or len(ms) < 2:
             continue
         first = ms[0]
-        entry = baselines.lookup(
-            platform, test, metric, by_name=first.kind == "custom" or first.marked
+        entry = applicable_baseline(
+            baselines, platform, test, metric, kind=first.kind, marked=first.marked
         )
-        threshold = first.threshold
-        if threshold is None:
-            threshold = entry.threshold if entry is not None and entry.threshold else None
-        threshold = default_threshold if threshold is None else threshold
+        baseline_threshold = entry.threshold if entry is not None else None
+        threshold = threshold_for(first.threshold, baseline_threshold, default_threshold)
         out.append(_row(test, metric, ms, threshold))
     return out
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .compare import relative_difference
+
 # Time units are rescaled so 0.0042 s reads "4.20 ms"; other units are shown as given.
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _TIME_SCALE = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
@@ -42,9 +44,10 @@ def format_value(value: float | None, unit: str = "") -> str:
 def format_delta(current: float | None, baseline: float | None) -> str:
     """How the value moved relative to the baseline, e.g. `+102.3%` (not direction-aware:
     a throughput that dropped reads `-40.0%`)."""
-    if current is None or baseline is None or baseline == 0:
-        return NONE
-    return f"{(current - baseline) / baseline:+.1%}"
+    difference = (
+        None if current is None or baseline is None else relative_difference(current, baseline)
+    )
+    return NONE if difference is None else f"{difference:+.1%}"
 
 
 def format_percent(fraction: float | None) -> str:

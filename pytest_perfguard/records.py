@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .results import Measurement, worse_is_positive
+from .compare import relative_change, relative_difference
+from .results import Measurement
 
 # Columns of `History.export` and `History.to_dataframe`, in order.
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -104,8 +105,8 @@ class MetricSummary:
 
     `values` are the passing values, oldest first; `n_failed` counts results of failed or
     errored tests (not in `values`). `change` is the newest value against the median of
-    the ones before it, `(latest - median) / median`; `worse_change` signs it so that
-    worse is positive for the metric's direction.
+    the ones before it (`compare.relative_difference`); `worse_change` signs it so that
+    worse is positive for the metric's direction (`compare.relative_change`).
     """
 
     test: str
@@ -127,25 +128,24 @@ class MetricSummary:
 
     @property
     def change(self) -> float | None:
-        if len(self.values) < 2:
-            return None
-        before = statistics.median(self.values[:-1])
-        if before == 0:
-            return None
-        return (self.values[-1] - before) / abs(before)
+        before = self._median_before()
+        return None if before is None else relative_difference(self.values[-1], before)
 
     @property
     def worse_change(self) -> float | None:
-        change = self.change
-        return None if change is None else worse_is_positive(change, self.direction)
+        before = self._median_before()
+        return None if before is None else relative_change(self.values[-1], before, self.direction)
+
+    def _median_before(self) -> float | None:
+        return statistics.median(self.values[:-1]) if len(self.values) >= 2 else None
 
 
 @dataclass(frozen=True, slots=True)
 class RunDiff:
     """One (test, metric) of `History.compare`: its value in run A and in run B.
 
-    `change` is `(b - a) / a`; `worse_change` is the same signed so that worse is
-    positive for the metric's direction (the sign the gate uses).
+    `change` is `(b - a) / |a|`; `worse_change` is the same signed so that worse is
+    positive for the metric's direction (the sign the gate uses; both from `compare`).
     """
 
     test: str
@@ -157,14 +157,15 @@ class RunDiff:
 
     @property
     def change(self) -> float | None:
-        if self.a is None or self.b is None or self.a == 0:
+        if self.a is None or self.b is None:
             return None
-        return (self.b - self.a) / abs(self.a)
+        return relative_difference(self.b, self.a)
 
     @property
     def worse_change(self) -> float | None:
-        change = self.change
-        return None if change is None else worse_is_positive(change, self.direction)
+        if self.a is None or self.b is None:
+            return None
+        return relative_change(self.b, self.a, self.direction)
 
 
 @dataclass(frozen=True, slots=True)

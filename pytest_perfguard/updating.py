@@ -27,7 +27,7 @@ from .baselines import (
     load_baselines,
     write_baselines,
 )
-from .compare import relative_change
+from .compare import applicable_baseline, relative_change
 from .formatting import format_delta, format_value, text_table
 from .results import GATEABLE_KINDS, Direction, GateScope
 
@@ -179,8 +179,9 @@ def propose_updates(
     for s in _selected(series, gate):
         values = list(s.values[:min_runs])
         direction: Direction = "higher" if s.direction == "higher" else "lower"
-        by_name = s.kind == "custom" or (s.kind == "primary" and s.marked)
-        entry = current.lookup(platform, s.test, s.metric, by_name=by_name)
+        entry = applicable_baseline(
+            current, platform, s.test, s.metric, kind=s.kind, marked=s.marked
+        )
         existing = entry.value if entry is not None else None
         threshold = entry.threshold if entry is not None else None
         if len(values) < min_runs:

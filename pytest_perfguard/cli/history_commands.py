@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..compare import relative_change, relative_difference
 from ..formatting import NONE, format_value
 from .console import CLIError, clip, output, short_commit, signed_change, when
 from .context import Context, resolve_run
@@ -160,8 +161,8 @@ def trend(args: argparse.Namespace, ctx: Context) -> int:
     # One metric after the other, each oldest first (sorted() keeps the time order).
     for p in sorted(points, key=lambda p: p.metric):
         before = previous.get(p.metric)
-        change = None if not before else (p.value - before) / abs(before)
-        worse = None if change is None else (-change if p.direction == "higher" else change)
+        change = None if before is None else relative_difference(p.value, before)
+        worse = None if before is None else relative_change(p.value, before, p.direction)
         rows.append(
             [
                 str(p.run_id), when(p.started_at), p.platform, short_commit(p.git_commit),

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
 import pytest
@@ -16,17 +15,28 @@ from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 pytest_plugins = ["pytester"]
 
-# Writes one big session; the parent kills it with SIGKILL while the transaction is open.
+# Writes one big session. SQLAlchemy signals the COMMIT of the session's transaction (run
+# row and every result written, nothing committed); the writer says so and blocks there,
+# and the parent kills it with SIGKILL: no sleep, the kill always lands inside the write.
 WRITER = """
 import sys
 from datetime import datetime, timezone
+from sqlalchemy import Engine, event
 from pytest_perfguard.api import History
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
+ROWS = 20_000
 run = RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("crash_box"))
-rows = [Measurement(f"t.py::test_{i}", "duration", 0.001 * (i % 7 + 1)) for i in range(400_000)]
+rows = [Measurement(f"t.py::test_{i}", "duration", 0.001 * (i % 7 + 1)) for i in range(ROWS)]
+
+def committing(conn):
+    written = conn.exec_driver_sql("SELECT count(*) FROM results").scalar()
+    if written > ROWS:  # the session's transaction, not schema setup
+        print(f"committing {written}", flush=True)
+        sys.stdin.readline()  # the parent kills us here
+
 with History(sys.argv[1]) as history:
-    print("writing", flush=True)
+    event.listen(Engine, "commit", committing)
     history.save_session(run, rows)
 print("done", flush=True)
 """
@@ -40,10 +50,10 @@ def test_sigkill_while_writing_keeps_earlier_runs_and_no_partial_run(history_url
     with History(history_url) as history:
         first = history.save_session(small_run(), [Measurement("t.py::test_a", "duration", 1.5)])
     writer = subprocess.Popen([sys.executable, "-c", WRITER, history_url],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert writer.stdout is not None
-    assert writer.stdout.readline().strip() == "writing"
-    time.sleep(0.5)  # well inside the 400 000-row transaction
+    # Every result row is written inside the open transaction; only the commit is missing.
+    assert writer.stdout.readline().strip() == "committing 20001"
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
     assert writer.returncode == -signal.SIGKILL

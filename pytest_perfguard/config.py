@@ -327,20 +327,65 @@ OPTIONS: tuple[Option, ...] = (
 
 OPTIONS_BY_FIELD: dict[str, Option] = {option.field: option for option in OPTIONS}
 
-CI_ENV_VARS = (
-    "CI",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "CIRCLECI",
-    "BUILDKITE",
-    "JENKINS_URL",
-    "TF_BUILD",
-    "TEAMCITY_VERSION",
+# Who runs the process, by the variable each service sets; ordered, the first set one names
+# it (GitHub sets CI too). RunPod hosts machines, not CI jobs: it names a platform (the
+# fingerprint's `ci_provider`) but does not make a run "ci".
+CI_PROVIDERS: tuple[tuple[str, str], ...] = (
+    ("GITHUB_ACTIONS", "GitHub_Actions"),
+    ("GITLAB_CI", "GitLab_CI"),
+    ("CIRCLECI", "CircleCI"),
+    ("BUILDKITE", "Buildkite"),
+    ("JENKINS_URL", "Jenkins"),
+    ("TF_BUILD", "Azure_Pipelines"),
+    ("TEAMCITY_VERSION", "TeamCity"),
+    ("TRAVIS", "Travis_CI"),
+    ("BITBUCKET_BUILD_NUMBER", "Bitbucket"),
+    ("RUNPOD_POD_ID", "RunPod"),
+    ("CODEBUILD_BUILD_ID", "AWS_CodeBuild"),
 )
+_HOSTS_NOT_CI = frozenset({"RunPod"})
+_NOT_SET = frozenset({"", "0", "false", "no", "off"})
+
+
+def env_says_yes(value: str | None) -> bool:
+    """The one rule for a CI variable: set to anything but empty, 0, false, no or off
+    (`JENKINS_URL` holds a URL, `TEAMCITY_VERSION` a version, `CI` usually "true")."""
+    return value is not None and value.strip().lower() not in _NOT_SET
+
+
+def ci_provider(env: Mapping[str, str]) -> str | None:
+    """The service running this process (a CI service, or a machine host such as RunPod);
+    "CI" when only `CI` says so; None on a developer's machine."""
+    for variable, name in CI_PROVIDERS:
+        if env_says_yes(env.get(variable)):
+            return name
+    return "CI" if env_says_yes(env.get("CI")) else None
 
 
 def running_in_ci(env: Mapping[str, str]) -> bool:
-    return any(env.get(name, "").strip().lower() not in ("", "0", "false") for name in CI_ENV_VARS)
+    """Whether this is a CI job: the run type's default (`ci`) and who triggered it."""
+    if env_says_yes(env.get("CI")):
+        return True
+    return any(
+        env_says_yes(env.get(variable))
+        for variable, name in CI_PROVIDERS
+        if name not in _HOSTS_NOT_CI
+    )
+
+
+def ci_commit(env: Mapping[str, str]) -> str | None:
+    """The commit a CI job checked out, for when git cannot tell (no repository there)."""
+    if not running_in_ci(env):
+        return None
+    return env.get("GITHUB_SHA") or env.get("CI_COMMIT_SHA") or None
+
+
+def ci_branch(env: Mapping[str, str]) -> str | None:
+    """The branch a CI job builds, for a detached checkout (pull requests: the head)."""
+    if not running_in_ci(env):
+        return None
+    names = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
+    return next((env[name] for name in names if env.get(name)), None)
 
 
 def env_value(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:

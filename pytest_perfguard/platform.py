@@ -19,23 +19,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from .config import CI_PROVIDERS, ci_provider
 from .results import PlatformInfo
 from .valgrind import valgrind_tool
-
-# Ordered: the first match names the provider (GitHub sets CI too).
-CI_PROVIDERS: tuple[tuple[str, str], ...] = (
-    ("GITHUB_ACTIONS", "GitHub_Actions"),
-    ("GITLAB_CI", "GitLab_CI"),
-    ("CIRCLECI", "CircleCI"),
-    ("BUILDKITE", "Buildkite"),
-    ("JENKINS_URL", "Jenkins"),
-    ("TF_BUILD", "Azure_Pipelines"),
-    ("TEAMCITY_VERSION", "TeamCity"),
-    ("TRAVIS", "Travis_CI"),
-    ("BITBUCKET_BUILD_NUMBER", "Bitbucket"),
-    ("RUNPOD_POD_ID", "RunPod"),
-    ("CODEBUILD_BUILD_ID", "AWS_CodeBuild"),
-)
 
 _OS_NAMES = {"Darwin": "macOS", "Linux": "Linux", "Windows": "Windows"}
 _CPU_NOISE = re.compile(
@@ -43,15 +29,6 @@ _CPU_NOISE = re.compile(
     r"\bIntel\b|\bAMD\b|\bCore\b|\bGenuine\b|\bApple\b|\bGraphics\b",
 )
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9.]+")
-
-
-def ci_provider(env: Mapping[str, str]) -> str | None:
-    for variable, name in CI_PROVIDERS:
-        if env.get(variable):
-            return name
-    if env.get("CI", "").lower() in ("1", "true", "yes"):
-        return "CI"
-    return None
 
 
 def short_cpu_name(model: str) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import running_in_ci
+from .config import ci_branch, ci_commit, running_in_ci
 from .history.urls import mask_secrets
 from .platform import python_version
 from .results import PlatformInfo, RunInfo, RunOutcome, RunType
@@ -40,10 +40,10 @@ def git_state(rootdir: Path, env: Mapping[str, str] | None = None) -> GitState:
     env = os.environ if env is None else env
     commit = _git(rootdir, "rev-parse", "HEAD")
     if commit is None:
-        return GitState(commit=env.get("GITHUB_SHA") or env.get("CI_COMMIT_SHA") or None)
+        return GitState(commit=ci_commit(env))
     branch = _git(rootdir, "rev-parse", "--abbrev-ref", "HEAD")
     if branch in (None, "HEAD"):
-        branch = env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or branch
+        branch = ci_branch(env) or branch
     status = _git(rootdir, "status", "--porcelain", "--untracked-files=no")
     return GitState(commit=commit, branch=branch, dirty=None if status is None else bool(status))
 

@@ -1,0 +1,367 @@
+"""The end of an A/B session: paired verdicts, reports, history. No pytest here.
+
+The verdicts never read or write the baselines file: the base's rounds are the baseline.
+With recording on, each side's run is stored with its own commit, and the two are linked
+through their system info (``system_info["ab"]``: the shared `session` id, each side's
+`role`, and on the head's run the base run's id), so no schema change is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import paired
+from ..compare import Comparison
+from ..measure import PerfSpec
+from ..results import Measurement, PlatformInfo, RunInfo, TestOutcome, Verdict
+from ..runinfo import GitState, build_run_info, git_state
+from .pairing import PairedRun
+from .series import Series, pair_series
+
+Markup = dict[str, bool]
+
+
+@dataclass
+class PairedTest:
+    """A test compared side by side: its marker, whether it can fail the session, its
+    pairs, and its head outcome."""
+
+    spec: PerfSpec | None
+    gated: bool
+    run: PairedRun
+    outcome: TestOutcome = "passed"
+    error: str = ""
+
+
+@dataclass
+class ABSummary:
+    """Everything the end of the session needs besides the pairs."""
+
+    base_label: str
+    base_commit: str | None
+    mode: str
+    platform: PlatformInfo
+    threshold: float
+    q: float
+    looks: int
+    started_at: datetime
+    rootdir: Path
+    args: list[str]
+    run_type: Any
+    notes: str
+    retakes: int = 0
+
+
+@dataclass
+class ABResult:
+    comparison: Comparison
+    header: str
+    head_run: RunInfo
+    base_run: RunInfo
+    head_rows: list[Measurement]
+    base_rows: list[Measurement]
+    messages: list[tuple[str, Markup]] = field(default_factory=list)
+    fail_session: bool = False
+
+    def terminal_lines(self, verbose: bool) -> list[tuple[str, Markup]]:
+        from ..report.terminal import terminal_lines
+
+        return [(self.header, {"bold": True}), *terminal_lines(self.comparison, verbose),
+                *self.messages]  # fmt: skip
+
+
+def describe_head(git: GitState) -> str:
+    if not git.commit:
+        return "working tree"
+    text = git.commit[:12]
+    return f"{text} (uncommitted changes)" if git.dirty else text
+
+
+def describe_base(label: str, commit: str | None) -> str:
+    if commit and label != commit and not commit.startswith(label):
+        return f"{label} ({commit[:12]})"
+    return commit[:12] if commit else label
+
+
+def _rows(
+    test: str, series: Sequence[Series], spec: PerfSpec | None, outcome: TestOutcome, side: str
+) -> list[Measurement]:
+    rows = []
+    for s in series:
+        values = s.base if side == "base" else s.head
+        rows.append(
+            Measurement(
+                test, s.metric, statistics.median(values), s.unit, s.direction, s.kind,
+                spec is not None, outcome, s.threshold, tuple(values),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _verdict(test: str, s: Series, kind: Any, threshold: float, detail: str) -> Verdict:
+    return Verdict(
+        test=test,
+        metric=s.metric,
+        kind=kind,
+        direction=s.direction,
+        unit=s.unit,
+        threshold=threshold,
+        current=statistics.median(s.head) if s.head else None,
+        baseline=statistics.median(s.base) if s.base else None,
+        detail=detail,
+        gated=s.gated,
+    )
+
+
+def judge(
+    tests: dict[str, PairedTest],
+    new: Sequence[tuple[str, PerfSpec | None, bool]],
+    removed: Sequence[str],
+    summary: ABSummary,
+    gate_none: bool,
+) -> tuple[Comparison, list[Measurement], list[Measurement]]:
+    """The paired verdicts of the session, and each side's measurement rows."""
+    comparison = Comparison(platform=summary.platform.key)
+    head_rows: list[Measurement] = []
+    base_rows: list[Measurement] = []
+    batches: dict[bool, list[tuple[str, Series, paired.PairedAssessment, float]]] = {
+        True: [],
+        False: [],
+    }
+    ordered: list[tuple[str, Series] | Verdict] = []
+    extra_notes: dict[tuple[str, str], str] = {}
+    for test, entry in tests.items():
+        series = pair_series(entry.run.base, entry.run.head, entry.spec, entry.gated)
+        head_rows += _rows(test, series, entry.spec, entry.outcome, "head")
+        base_rows += _rows(test, series, entry.spec, "passed", "base")
+        if entry.outcome != "passed" or entry.run.base_error or not series:
+            reason = (
+                f"test {entry.outcome} on head: not compared"
+                if entry.outcome != "passed"
+                else f"failed on base: {entry.run.base_error}"
+                if entry.run.base_error
+                else entry.error or "no pairs were taken"
+            )
+            own = series[0] if series else None
+            spec = entry.spec
+            ordered.append(
+                Verdict(
+                    test=test,
+                    metric=own.metric if own else (spec.metric if spec else "duration"),
+                    kind="skipped_failed",
+                    direction=own.direction if own else (spec.direction if spec else "lower"),
+                    unit=own.unit if own else (spec.unit if spec else "s"),
+                    threshold=_threshold(own, spec, summary.threshold),
+                    detail=reason,
+                    gated=entry.gated and not gate_none,
+                )
+            )
+            continue
+        notes = []
+        for s in series:
+            threshold = _threshold(s, entry.spec, summary.threshold)
+            if s.kind == "system":
+                notes.append(_note(s, summary))
+                continue
+            try:
+                assessment = paired.assess_pairs(
+                    s.base, s.head, s.direction, q=summary.q, looks=summary.looks
+                )
+            except ValueError as exc:
+                ordered.append(_verdict(test, s, "unstable", threshold, f"no ratio: {exc}"))
+                continue
+            gated = s.gated and not gate_none
+            batches[gated].append((test, s, assessment, threshold))
+            ordered.append((test, s))
+        if notes and ordered and not isinstance(ordered[-1], Verdict):
+            own_test, own = next(
+                item for item in ordered if not isinstance(item, Verdict) and item[0] == test
+            )
+            extra_notes[(own_test, own.metric)] = "; ".join(notes)
+    decided: dict[tuple[str, str], Verdict] = {}
+    for gated, batch in batches.items():
+        if not batch:
+            continue
+        decisions = paired.decide_pairs_session(
+            [a for _, _, a, _ in batch], [t for _, _, _, t in batch], q=summary.q
+        )
+        for (test, s, _, _), decision in zip(batch, decisions, strict=True):
+            decided[(test, s.metric)] = paired.verdict_of(
+                decision,
+                test=test,
+                metric=s.metric,
+                unit=s.unit,
+                base=statistics.median(s.base),
+                head=statistics.median(s.head),
+                gated=gated,
+            )
+    for item in ordered:
+        if isinstance(item, Verdict):
+            comparison.verdicts.append(item)
+        else:
+            verdict = decided[(item[0], item[1].metric)]
+            note = extra_notes.get((item[0], item[1].metric))
+            if note:
+                verdict = replace(verdict, detail=f"{verdict.detail}; {note}")
+            comparison.verdicts.append(verdict)
+    for test, spec, gated in new:
+        comparison.verdicts.append(
+            Verdict(
+                test=test,
+                metric=spec.metric if spec else "duration",
+                kind="new",
+                direction=spec.direction if spec else "lower",
+                unit=spec.unit if spec else "s",
+                threshold=_threshold(None, spec, summary.threshold),
+                detail=f"not in base {summary.base_label}",
+                gated=gated and not gate_none,
+            )
+        )
+    for test in removed:
+        comparison.verdicts.append(
+            Verdict(
+                test=test,
+                metric="duration",
+                kind="missing",
+                direction="lower",
+                unit="s",
+                threshold=summary.threshold,
+                detail="removed: only in the base",
+                gated=False,
+            )
+        )
+    return comparison, head_rows, base_rows
+
+
+def _note(s: Series, summary: ABSummary) -> str:
+    """An informational metric's ratio, for the test's verdict line."""
+    name = "CPU time" if s.metric == "cpu_time" else s.metric
+    try:
+        a = paired.assess_pairs(s.base, s.head, s.direction, q=summary.q, looks=summary.looks)
+    except ValueError:
+        return f"{name}: no ratio"
+    return f"{name} ratio {a.ratio.estimate:.3f}"
+
+
+def _threshold(s: Series | None, spec: PerfSpec | None, default: float) -> float:
+    if s is not None and s.threshold is not None:
+        return s.threshold
+    if spec is not None and spec.threshold is not None:
+        return spec.threshold
+    return default
+
+
+def finish_ab(
+    tests: dict[str, PairedTest],
+    new: Sequence[tuple[str, PerfSpec | None, bool]],
+    removed: Sequence[str],
+    summary: ABSummary,
+    *,
+    settings: Any,
+    db_url: str | None,
+    exitstatus: int,
+) -> ABResult:
+    """Judge, report and (with `--perf-record`) store an A/B session."""
+    comparison, head_rows, base_rows = judge(
+        tests, new, removed, summary, gate_none=settings.gate == "none"
+    )
+    git = git_state(summary.rootdir)
+    base_text = describe_base(summary.base_label, summary.base_commit)
+    head_text = describe_head(git)
+    header = (
+        f"base {base_text} vs head {head_text}, measured side by side on "
+        f"{summary.platform.key} ({summary.mode})"
+    )
+    session_id = uuid.uuid4().hex
+    ab_info = {
+        "session": session_id,
+        "header": header,
+        "mode": summary.mode,
+        "base": base_text,
+        "head": head_text,
+        "base_commit": summary.base_commit,
+        "head_commit": git.commit,
+        "looks": summary.looks,
+        "duet_retakes": summary.retakes,
+    }
+    head_run = build_run_info(
+        platform=summary.platform,
+        started_at=summary.started_at,
+        run_type=summary.run_type,
+        notes=summary.notes,
+        args=summary.args,
+        exitstatus=exitstatus,
+        git=git,
+        system_info={"ab": {**ab_info, "role": "head"}},
+    )
+    base_run = replace(
+        head_run,
+        git_commit=summary.base_commit,
+        git_branch=None,
+        git_dirty=None,
+        system_info={"ab": {**ab_info, "role": "base"}},
+    )
+    result = ABResult(comparison, header, head_run, base_run, head_rows, base_rows)
+    if settings.record and db_url is not None:
+        _store(result, db_url)
+    _write_reports(result, settings)
+    result.fail_session = comparison.failed and not settings.warn_only
+    if comparison.failed and settings.warn_only:
+        result.messages.append(
+            ("--perf-warn-only: regressions reported, session not failed", {"yellow": True})
+        )
+    return result
+
+
+def _store(result: ABResult, db_url: str) -> None:
+    from ..api import History
+    from ..history.errors import HistoryError
+
+    try:
+        with History(db_url) as history:
+            base_id = history.save_session(result.base_run, result.base_rows)
+            result.head_run.system_info["ab"]["base_run_id"] = base_id
+            head_id = history.save_session(result.head_run, result.head_rows)
+    except HistoryError as exc:
+        result.messages.append((f"perfguard: A/B runs not stored: {exc}", {"red": True}))
+        return
+    result.messages.append((f"perfguard: stored base run {base_id} and head run {head_id}", {}))
+
+
+def _write_reports(result: ABResult, settings: Any) -> None:
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not (settings.report or settings.json_report or summary_path):
+        return
+    from ..report import build_report, render_json, render_markdown
+
+    data = build_report(
+        result.head_run, result.comparison, result.head_rows, warn_only=settings.warn_only
+    )
+    outputs: list[tuple[Path | str, str, str]] = []
+    if settings.report or summary_path:
+        markdown = render_markdown(data)
+        if settings.report:
+            outputs.append((settings.report, markdown, "Markdown report"))
+        if summary_path:
+            outputs.append((summary_path, markdown, ""))
+    if settings.json_report:
+        outputs.append((settings.json_report, render_json(data), "JSON report"))
+    for path, text, what in outputs:
+        try:
+            if what:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text, encoding="utf-8")
+                result.messages.append((f"perfguard: {what} written to {path}", {}))
+            else:
+                with open(path, "a", encoding="utf-8") as summary:
+                    summary.write(text + "\n")
+        except OSError as exc:
+            result.messages.append((f"perfguard: {what or 'step summary'} not written: {exc}",
+                                    {"red": True}))  # fmt: skip

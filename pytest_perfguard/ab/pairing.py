@@ -1,0 +1,329 @@
+"""The head side of an A/B session: starting the base worker, and taking pairs of rounds.
+
+No pytest here. A *pair* is one measured round of the test on each side:
+- **duet**: both rounds at once, one process per CPU, started at an agreed instant of the
+  system-wide monotonic clock; which side gets which CPU is drawn per pair, so a faster
+  CPU favours neither side. A pair whose starts lie too far apart is taken again.
+- **interleave**: one round after the other on the same CPU (drawn per pair), in random
+  order; `interleave_warm` unmeasured calls run just before each measured one, so each
+  side's round starts with its own data in the cache.
+Pairs are judged at the looks of a `LookSchedule`; a test stops at the first look where
+every gated metric is settled, or when the next look would overrun its time budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from .. import paired
+from . import worker as round_runner
+from .series import Round, Series
+
+Mode = Literal["duet", "interleave"]
+MODES: tuple[Mode, ...] = ("duet", "interleave")
+# Environment that would switch perfguard on (or A/B again) inside the base worker.
+_OWN_ENV_PREFIXES = ("PERFGUARD", "ENABLE_PERFORMANCE_RECORDING", "BENCHMARK_MODE")
+# Starts further apart than this share of the shorter round, or than _MAX_SKEW_NS when
+# that is larger, do not count as "at once".
+_SKEW_SHARE = 0.05
+_MAX_SKEW_NS = 50_000
+_RETAKES = 3
+
+
+class WorkerError(RuntimeError):
+    """The base worker failed to start or died; the message names what happened."""
+
+
+def usable_cpus() -> list[int] | None:
+    """The CPUs this process may run on, or None where the OS cannot pin processes."""
+    if not hasattr(os, "sched_getaffinity") or not hasattr(os, "sched_setaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))
+
+
+class BaseProcess:
+    """The base worker: a pytest process rooted in the base checkout (see `worker`)."""
+
+    def __init__(self, root: Path, python: str, pytest_args: Sequence[str]) -> None:
+        self.root = root
+        # Closed in `close`: it outlives this method (the worker writes to it all session).
+        self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
+        env[round_runner.FDS_ENV] = f"{to_worker_r},{from_worker_w}"
+        # The head's PYTHONPATH may point at the head's code; the base resolves its own.
+        env.pop("PYTHONPATH", None)
+        command = [python, "-c", round_runner.BOOTSTRAP, round_runner.__file__, *pytest_args]
+        try:
+            self.process = subprocess.Popen(
+                command,
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(to_worker_r, from_worker_w),
+            )
+        except OSError as exc:
+            for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
+                os.close(fd)
+            raise WorkerError(f"cannot start {python}: {exc}") from None
+        finally:
+            if hasattr(self, "process"):
+                os.close(to_worker_r)
+                os.close(from_worker_w)
+        self.channel = round_runner.Channel.from_fds(from_worker_r, to_worker_w)
+        self.hello: dict[str, Any] | None = None
+
+    def log_tail(self, lines: int = 1) -> str:
+        """The last meaningful lines the worker printed (its error, usually)."""
+        self.log.flush()
+        self.log.seek(0)
+        text = [line.strip() for line in self.log.read().splitlines() if line.strip()]
+        interesting = [line for line in text if not line.startswith(("=", "_"))]
+        return " | ".join(interesting[-lines:]) if interesting else "no output"
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.channel.send(message)
+        except (OSError, ValueError):
+            raise self._gone() from None
+
+    def recv(self) -> dict[str, Any]:
+        try:
+            return self.channel.recv()
+        except (EOFError, OSError, ValueError):
+            raise self._gone() from None
+
+    def _gone(self) -> WorkerError:
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        return WorkerError(f"the base worker exited (status {code}): {self.log_tail()}")
+
+    def wait_hello(self) -> dict[str, Any]:
+        if self.hello is None:
+            message = self.recv()
+            if message.get("op") != "hello":
+                raise WorkerError(f"the base worker said {message.get('op')!r} before hello")
+            self.hello = message
+        return self.hello
+
+    def close(self) -> None:
+        """Ask the worker to finish its teardown and exit; kill it when it does not."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.channel.send({"op": "quit"})
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.channel.close()
+        self.log.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class PairingPlan:
+    """How one session takes its pairs."""
+
+    mode: Mode
+    budget: float  # seconds per test, beyond its first look
+    q: float
+    metrics: int  # gated metrics expected in the session (sizes the first look)
+    warmup: int = 1  # per side, before the first pair
+    interleave_warm: int = 1
+    cpus: list[int] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    lead_ns: int = 300_000  # how far ahead a duet's start is set; grows when late
+    retakes: int = 0  # duet pairs taken again (starts too far apart), for the report
+
+    def schedule(self) -> paired.LookSchedule:
+        return paired.LookSchedule.plan(metrics=self.metrics, q=self.q)
+
+
+@dataclass
+class PairedRun:
+    """What one test's pairing gave: the rounds of each side, or why there are none."""
+
+    base: list[Round] = field(default_factory=list)
+    head: list[Round] = field(default_factory=list)
+    base_error: str | None = None
+    seconds: float = 0.0
+
+
+def _expect_round(worker: BaseProcess) -> Round:
+    message = worker.recv()
+    if message.get("op") == "failed":
+        raise BaseRoundFailed(message.get("error", "failed"))
+    if message.get("op") != "round":
+        raise WorkerError(f"the base worker answered {message.get('op')!r} to a round")
+    return Round.of(message)
+
+
+class BaseRoundFailed(Exception):
+    """The base's test raised in a round: no comparison for this test."""
+
+
+def _two_cpus(plan: PairingPlan) -> tuple[int, int] | None:
+    cpus = plan.cpus
+    if not cpus or len(cpus) < 2:
+        return None
+    first, second = cpus[-2], cpus[-1]
+    return (first, second) if plan.rng.random() < 0.5 else (second, first)
+
+
+def take_pair(
+    plan: PairingPlan, worker: BaseProcess, call: Callable[[], object], recorder: Any
+) -> tuple[Round, Round]:
+    """One pair (base, head) in the plan's mode."""
+    if plan.mode == "duet":
+        for _ in range(_RETAKES + 1):
+            cores = _two_cpus(plan)
+            base_cpu, head_cpu = cores if cores else (None, None)
+            at = time.monotonic_ns() + plan.lead_ns
+            worker.send({"op": "round", "cpu": base_cpu, "at": at, "warm": 0})
+            try:
+                head = Round.of(round_runner.run_round(call, recorder, cpu=head_cpu, at=at))
+            except BaseException:
+                worker.recv()  # the base's round of this pair, before the test fails
+                raise
+            base = _expect_round(worker)
+            late = max(base.start, head.start) - at
+            if late > plan.lead_ns // 2:
+                plan.lead_ns = min(plan.lead_ns * 2, 5_000_000)
+            skew = abs(base.start - head.start)
+            shorter = min(base.wall, head.wall) * 1e9
+            if skew <= max(_MAX_SKEW_NS, _SKEW_SHARE * shorter):
+                return base, head
+            plan.retakes += 1
+        return base, head
+    cpu = plan.rng.choice(plan.cpus) if plan.cpus else None
+    warm = plan.interleave_warm
+    if plan.rng.random() < 0.5:
+        worker.send({"op": "round", "cpu": cpu, "at": None, "warm": warm})
+        base = _expect_round(worker)
+        head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, warm=warm))
+    else:
+        head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, warm=warm))
+        worker.send({"op": "round", "cpu": cpu, "at": None, "warm": warm})
+        base = _expect_round(worker)
+    return base, head
+
+
+def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object]) -> None:
+    """`plan.warmup` calls a side before pairing (both sides at once)."""
+    for _ in range(plan.warmup):
+        worker.send({"op": "round", "cpu": None, "at": None, "warm": 0})
+        call()
+        _expect_round(worker)
+
+
+def pair_test(
+    plan: PairingPlan,
+    worker: BaseProcess,
+    call: Callable[[], object],
+    recorder: Any,
+    describe: Callable[[list[Round], list[Round]], list[Series]],
+    thresholds: Callable[[Series], float],
+) -> PairedRun:
+    """Take pairs of one test whose base is ready in its call phase, look after look.
+
+    A head round that raises propagates (the test fails); a base round that raises ends
+    the pairing with `base_error` set. Either way the worker leaves its call phase."""
+    run = PairedRun()
+    started = time.perf_counter()
+    schedule = plan.schedule()
+    own_cpus = set(plan.cpus) if plan.cpus else None
+    try:
+        _warm_up(plan, worker, call)
+        for index, count in enumerate(schedule.counts):
+            while len(run.head) < count:
+                base, head = take_pair(plan, worker, call, recorder)
+                run.base.append(base)
+                run.head.append(head)
+            settled = True
+            for series in describe(run.base, run.head):
+                if not series.gated:
+                    continue
+                try:
+                    assessment = paired.assess_pairs(
+                        series.base, series.head, series.direction, q=plan.q, looks=schedule.looks
+                    )
+                except ValueError:
+                    continue
+                if not paired.is_settled(
+                    assessment, thresholds(series), q=plan.q, metrics=plan.metrics
+                ):
+                    settled = False
+                    break
+            if settled or index + 1 == schedule.looks:
+                break
+            elapsed = time.perf_counter() - started
+            per_pair = elapsed / len(run.head)
+            if elapsed + per_pair * (schedule.counts[index + 1] - count) > plan.budget:
+                break
+    except BaseRoundFailed as exc:
+        run.base_error = str(exc)
+    finally:
+        round_runner.unpin(own_cpus)
+        run.seconds = time.perf_counter() - started
+        if run.base_error is None:
+            worker.send({"op": "end"})
+    return run
+
+
+def worker_args(
+    args: Sequence[str],
+    invocation_dir: Path,
+    head_root: Path,
+    base_root: Path,
+    keyword: str,
+    markexpr: str,
+) -> list[str]:
+    """The base worker's pytest arguments: the head's test paths that exist in the base
+    (the same place relative to each root), and the head's -k / -m selection."""
+    chosen = []
+    for arg in args:
+        path_part, sep, rest = arg.partition("::")
+        try:
+            inside = (invocation_dir / path_part).resolve().relative_to(head_root.resolve())
+        except ValueError:
+            continue
+        if (base_root / inside).exists():
+            chosen.append(str(inside) + sep + rest)
+    out = ["--rootdir", str(base_root), *chosen]
+    if args and not chosen:
+        # Nothing the head asked for exists in the base: select nothing, every test is new.
+        return [*out, "-k", "perfguard_ab_selects_nothing"]
+    if keyword:
+        out += ["-k", keyword]
+    if markexpr:
+        out += ["-m", markexpr]
+    return out
+
+
+def python_for_base(python: str | None) -> str:
+    return python or sys.executable
+
+
+def stream_text(stream: IO[str]) -> str:
+    stream.seek(0)
+    return stream.read()

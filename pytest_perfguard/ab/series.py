@@ -1,0 +1,118 @@
+"""One test's pairs as metric series: which values of the two sides' rounds are compared.
+
+Pure (no pytest). Per pair of rounds:
+- the test's own metric (the marker's `metric=`): what `perf.record` gave under that name
+  when both sides recorded it, else the round's wall time; gated;
+- other `perf.record` names that both sides recorded in every round: gated, as today;
+- `duration` (wall time, when the own metric is something else) and `cpu_time` (process
+  CPU time of the round): informational.
+A value recorded several times in one round counts as that round's median.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..measure import MARKER_DEFAULTS, PerfSpec
+from ..results import DIRECTIONS, Direction, MetricKind
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One measured call on one side: wall and CPU seconds, when it started
+    (``time.monotonic_ns()``) and what `perf.record` collected
+    (name -> [values, unit, direction, threshold])."""
+
+    wall: float
+    cpu: float
+    start: int
+    records: dict[str, Any]
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> Round:
+        return cls(message["wall"], message["cpu"], message["start"], message["records"])
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One metric's values over a test's pairs, base and head in pair order."""
+
+    metric: str
+    unit: str
+    direction: Direction
+    kind: MetricKind
+    gated: bool
+    threshold: float | None
+    base: list[float]
+    head: list[float]
+
+
+def _recorded(rounds: Sequence[Round], name: str) -> list[float] | None:
+    values = []
+    for r in rounds:
+        entry = r.records.get(name)
+        if not entry or not entry[0]:
+            return None
+        values.append(statistics.median(entry[0]))
+    return values
+
+
+def _direction(text: object, default: Direction) -> Direction:
+    for direction in DIRECTIONS:
+        if text == direction:
+            return direction
+    return default
+
+
+def pair_series(
+    base: Sequence[Round], head: Sequence[Round], spec: PerfSpec | None, gated: bool
+) -> list[Series]:
+    """The compared metrics of one test (see the module docstring); `gated` says whether
+    the test can fail the session."""
+    if not base or len(base) != len(head):
+        return []
+    own = spec or MARKER_DEFAULTS
+    marked = spec is not None
+    series = []
+    wall_base, wall_head = [r.wall for r in base], [r.wall for r in head]
+    own_base, own_head = _recorded(base, own.metric), _recorded(head, own.metric)
+    if own_base is not None and own_head is not None:
+        entry = head[-1].records[own.metric]
+        direction = own.direction if marked else _direction(entry[2], "lower")
+        unit = own.unit if marked else entry[1]
+        threshold = own.threshold if own.threshold is not None else entry[3]
+        series.append(
+            Series(own.metric, unit, direction, "primary", gated, threshold, own_base, own_head)
+        )
+    else:
+        series.append(
+            Series(
+                own.metric, own.unit, own.direction, "primary", gated, own.threshold,
+                wall_base, wall_head,
+            )
+        )  # fmt: skip
+    if own.metric != "duration":
+        series.append(Series("duration", "s", "lower", "system", False, None, wall_base, wall_head))
+    series.append(
+        Series(
+            "cpu_time", "s", "lower", "system", False, None,
+            [r.cpu for r in base], [r.cpu for r in head],
+        )
+    )  # fmt: skip
+    for name in sorted(head[-1].records):
+        if name == own.metric:
+            continue
+        values_base, values_head = _recorded(base, name), _recorded(head, name)
+        if values_base is None or values_head is None:
+            continue
+        _, unit, direction, threshold = head[-1].records[name]
+        series.append(
+            Series(
+                name, unit, _direction(direction, "lower"), "custom", gated, threshold,
+                values_base, values_head,
+            )
+        )  # fmt: skip
+    return series

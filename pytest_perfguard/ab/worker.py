@@ -1,0 +1,323 @@
+"""The base side of an A/B session: a pytest process rooted in the base checkout that
+collects the base's tests and then runs them on command, one round at a time.
+
+This file imports only the standard library and pytest, because it runs in the *base's*
+interpreter and import path: the head starts it as ``python -c <bootstrap> <this file>
+<pytest args>`` with the base checkout as working directory, the bootstrap loading this
+file by path under the name ``_perfguard_ab_worker``. So ``import pytest_perfguard`` inside
+the base's tests finds the base's own copy (if it has one), never this one, and the head's
+perfguard plugin is blocked there (``-p no:perfguard``): this module registers the `perf`
+marker and a `perf` fixture of its own. The head imports this module too
+(`pytest_perfguard.ab.worker`) for `run_round`, so both sides time a round with the same
+code.
+
+Protocol: one JSON object per line over two pipes whose descriptors arrive in
+``PERFGUARD_AB_FDS`` ("read,write"). After collection the worker says ``hello`` (its tests,
+collection errors, import problems); then it serves ``test`` commands: it runs pytest's own
+test protocol for that item (fixtures set up once, torn down as the next item needs), and
+inside the call phase answers ``round`` commands (optionally pinned to a CPU and started at
+an agreed ``time.monotonic_ns()``) until ``end``. ``quit`` tears everything down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+FDS_ENV = "PERFGUARD_AB_FDS"
+MODULE_NAME = "_perfguard_ab_worker"
+BOOTSTRAP = (
+    "import importlib.util, sys\n"
+    f"spec = importlib.util.spec_from_file_location({MODULE_NAME!r}, sys.argv[1])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "sys.modules[spec.name] = module\n"
+    "spec.loader.exec_module(module)\n"
+    "sys.exit(module.main(sys.argv[2:]))\n"
+)
+MARKER_LINE = (
+    "perf(metric='duration', direction='lower', threshold=None, unit='s', rounds=1, "
+    "warmup=0): a performance test, measured and gated by pytest-perfguard"
+)
+
+
+class Channel:
+    """JSON lines over a pair of pipe ends."""
+
+    def __init__(self, reader: IO[str], writer: IO[str]) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    def from_fds(cls, read_fd: int, write_fd: int) -> Channel:
+        return cls(
+            os.fdopen(read_fd, "r", encoding="utf-8"),
+            os.fdopen(write_fd, "w", encoding="utf-8"),
+        )
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.writer.write(json.dumps(message) + "\n")
+        self.writer.flush()
+
+    def recv(self) -> dict[str, Any]:
+        line = self.reader.readline()
+        if not line:
+            raise EOFError("the other side closed the pipe")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def close(self) -> None:
+        for stream in (self.reader, self.writer):
+            with suppress(OSError):
+                stream.close()
+
+
+_pinned: list[int | None] = [None]
+
+
+def pin(cpu: int | None) -> None:
+    """Run this process on `cpu` only (no-op for None or where the OS has no affinity)."""
+    if cpu is None or _pinned[0] == cpu or not hasattr(os, "sched_setaffinity"):
+        return
+    os.sched_setaffinity(0, {cpu})
+    _pinned[0] = cpu
+
+
+def unpin(cpus: set[int] | None) -> None:
+    if cpus is not None and hasattr(os, "sched_setaffinity") and _pinned[0] is not None:
+        os.sched_setaffinity(0, cpus)
+    _pinned[0] = None
+
+
+def _records(recorder: Any) -> dict[str, Any]:
+    """What `perf.record` collected this round: name -> [values, unit, direction, threshold]."""
+    found = getattr(recorder, "records", None)
+    if not found:
+        return {}
+    return {name: [list(r.values), r.unit, r.direction, r.threshold] for name, r in found.items()}
+
+
+def run_round(
+    call: Callable[[], object],
+    recorder: Any,
+    *,
+    cpu: int | None = None,
+    at: int | None = None,
+    warm: int = 0,
+) -> dict[str, Any]:
+    """`warm` unmeasured calls, then one measured call (wall and process CPU time),
+    started no earlier than `at` (``time.monotonic_ns()``, shared by all processes)."""
+    pin(cpu)
+    for _ in range(warm):
+        call()
+    if recorder is not None and getattr(recorder, "records", None) is not None:
+        recorder.records.clear()
+    if at is not None:
+        while time.monotonic_ns() < at:
+            pass
+    started = time.monotonic_ns()
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    call()
+    wall = time.perf_counter() - wall0
+    cpu_time = time.process_time() - cpu0
+    return {
+        "wall": wall,
+        "cpu": cpu_time,
+        "start": started,
+        "records": _records(recorder),
+    }
+
+
+def describe_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _Record:
+    __slots__ = ("direction", "threshold", "unit", "values")
+
+    def __init__(self, unit: str, direction: str, threshold: float | None) -> None:
+        self.values: list[float] = []
+        self.unit = unit
+        self.direction = direction
+        self.threshold = threshold
+
+
+class BaseRecorder:
+    """The `perf` fixture on the base side: keeps `perf.record` values per round; steps
+    and `perf.benchmark` just run their code (as the head's inactive fixture does)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, _Record] = {}
+
+    def record(
+        self,
+        name: str,
+        value: float,
+        unit: str = "",
+        direction: str = "lower",
+        threshold: float | None = None,
+    ) -> None:
+        entry = self.records.get(name)
+        if entry is None:
+            entry = self.records[name] = _Record(unit, direction, threshold)
+        entry.values.append(float(value))
+
+    @contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        yield
+
+    def benchmark(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+
+@pytest.fixture
+def perf() -> BaseRecorder:
+    """The base side's `perf` fixture (see `BaseRecorder`)."""
+    return BaseRecorder()
+
+
+def _short(longrepr: object) -> str:
+    text = str(longrepr).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E ")]
+    return (errors[0][2:].strip() if errors else lines[-1] if lines else "error")[:300]
+
+
+def _import_problems(root: Path) -> list[str]:
+    """The base's own top-level packages that got imported from somewhere else (an
+    installed copy of the head, say): measuring those would compare the head with itself."""
+    problems = []
+    for folder in (root, root / "src"):
+        if not folder.is_dir():
+            continue
+        for package in folder.iterdir():
+            module = sys.modules.get(package.name)
+            if module is None or not (package / "__init__.py").is_file():
+                continue
+            where = getattr(module, "__file__", None)
+            if where and not Path(where).resolve().is_relative_to(root.resolve()):
+                problems.append(f"{package.name} was imported from {where}, not from {root}")
+    return problems
+
+
+class BaseWorker:
+    """The plugin object of the base process (see the module docstring)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.errors: list[str] = []
+        self.current: pytest.Item | None = None
+        self.serving = False
+        self.ready = False
+        self.failure: str | None = None
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line("markers", MARKER_LINE)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.errors.append(f"{report.nodeid or 'collection'}: {_short(report.longrepr)}")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        from _pytest.runner import runtestprotocol
+
+        items = {item.nodeid: item for item in session.items}
+        self.channel.send(
+            {
+                "op": "hello",
+                "tests": [
+                    {"id": item.nodeid, "marked": item.get_closest_marker("perf") is not None}
+                    for item in session.items
+                ],
+                "errors": self.errors,
+                "imports": _import_problems(Path(session.config.rootpath)),
+                "python": sys.version.split()[0],
+                "pytest": pytest.__version__,
+            }
+        )
+        pending: pytest.Item | None = None
+        while True:
+            try:
+                command = self.channel.recv()
+            except EOFError:
+                break
+            if command["op"] == "quit":
+                break
+            item = items[command["id"]]
+            following = command.get("next")
+            self.current, self.ready, self.failure = item, False, None
+            reports = runtestprotocol(item, log=False, nextitem=items.get(following or ""))
+            pending = item if following else None
+            if not self.ready:
+                reason = self.failure or next(
+                    (f"{r.when}: {_short(r.longrepr)}" for r in reports if not r.passed),
+                    "the test did not run",
+                )
+                self.channel.send({"op": "unavailable", "error": reason})
+            self.channel.send({"op": "done"})
+            self.current = None
+        if pending is not None:
+            session._setupstate.teardown_exact(None)
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        if self.serving or pyfuncitem is not self.current:
+            return None
+        self.serving = True
+        try:
+            self._serve(pyfuncitem)
+        finally:
+            self.serving = False
+        return True
+
+    def _serve(self, item: pytest.Function) -> None:
+        recorder = item.funcargs.get("perf")
+        self.ready = True
+        self.channel.send({"op": "ready"})
+        while True:
+            command = self.channel.recv()
+            if command["op"] == "end":
+                return
+            try:
+                result = run_round(
+                    item.runtest,
+                    recorder,
+                    cpu=command.get("cpu"),
+                    at=command.get("at"),
+                    warm=command.get("warm", 0),
+                )
+            except BaseException as exc:
+                self.channel.send({"op": "failed", "error": describe_error(exc)})
+                raise
+            result["op"] = "round"
+            self.channel.send(result)
+
+
+def main(args: list[str]) -> int:
+    read_fd, write_fd = (int(fd) for fd in os.environ.pop(FDS_ENV).split(","))
+    channel = Channel.from_fds(read_fd, write_fd)
+    # `python -m pytest` from the base checkout: the checkout first on the path (the
+    # bootstrap's `-c` put "" there); a src layout's packages right after it.
+    src = Path.cwd() / "src"
+    if src.is_dir():
+        sys.path.insert(1, str(src))
+    worker = BaseWorker(channel)
+    try:
+        code = pytest.main(
+            [*args, "-p", "no:perfguard", "-p", "no:cacheprovider"],
+            plugins=[worker, sys.modules[__name__]],
+        )
+    finally:
+        channel.close()
+    return int(code)

@@ -235,6 +235,17 @@ class History:
                 platform, entries, reason=reason, git_commit=git_commit, who=who
             )
 
+    def rename_platform(self, old: str, new: str) -> int:
+        """Move platform `old`'s runs and baseline snapshots to `new` (merging when `new`
+        exists): how histories under 0.x detailed keys move to today's keys
+        (``perfguard platform migrate``). Returns how many runs moved."""
+        if not old.strip() or not new.strip():
+            raise HistoryError("rename_platform: platform keys must not be empty")
+        if old == new:
+            return 0
+        with self._errors() as store:
+            return store.rename_platform(old, new)
+
     def has_run_with_source_key(self, key: str) -> bool:
         """Whether a run was stored with this import key (see `record_run`)."""
         with self._errors() as store:

@@ -17,12 +17,15 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .results import GATE_SCOPES, RUN_TYPES, GateScope, RunType
 
 # The relative threshold where neither the baselines file nor a setting gives one (20 %).
 DEFAULT_THRESHOLD = 0.20
+# Where the baselines file is, relative to the rootdir, unless set.
+DEFAULT_BASELINES = "baselines/perf_baselines.json"
 
 
 class ConfigError(ValueError):
@@ -82,6 +85,23 @@ def parse_non_negative_int(text: str) -> int:
 
 def _text(text: str) -> str:
     return text
+
+
+# `--perf-mode` / BENCHMARK_MODE: defaults of rounds and budget, below any explicit setting.
+# quick: one call per test, no confirm re-runs; comprehensive: ten times standard's
+# budget for extra rounds and two confirm re-runs of a flagged test.
+MODE_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"rounds_budget": 0.0, "confirm": 0},
+    "standard": {},
+    "comprehensive": {"rounds_budget": 0.5, "confirm": 2},
+}
+
+
+def parse_mode(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in MODE_PRESETS:
+        raise ValueError(f"{text!r} is not one of {', '.join(MODE_PRESETS)}")
+    return mode
 
 
 ESTIMATORS = ("min", "median", "mean")
@@ -195,6 +215,23 @@ OPTIONS: tuple[Option, ...] = (
         "override the detected platform key",
         metavar="NAME",
         env_aliases=("PERFORMANCE_PLATFORM",),
+    ),
+    Option(
+        "platform_detailed",
+        "--perf-platform-detailed",
+        parse_bool,
+        "name CPU model and core count in the detected platform key "
+        "(e.g. GitHub_Actions_Linux_x86_64_EPYC_7763_4c_16GB, the 0.x key)",
+        is_flag=True,
+    ),
+    Option(
+        "mode",
+        "--perf-mode",
+        parse_mode,
+        "preset of rounds and budget: quick (one call, no re-runs), standard (default), "
+        "comprehensive (10x the rounds budget, 2 confirm re-runs)",
+        metavar="{quick,standard,comprehensive}",
+        env_aliases=("BENCHMARK_MODE",),
     ),
     Option(
         "threshold",
@@ -397,26 +434,60 @@ def env_value(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def is_active(cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, str]) -> bool:
+def is_active(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    ini: Mapping[str, str],
+    rootdir: Path | None = None,
+) -> bool:
     """Cheap check, before any settings are built: is the plugin switched on?
 
-    Any ``--perf*`` flag on the command line switches it on; from env and ini only the
-    mode settings do (``PERFGUARD=1``, ``perf = true``, recording, updating baselines).
+    In this order:
+    - any ``--perf*`` flag on the command line switches it on;
+    - ``PERFGUARD=0`` (or false/no/off) switches it off, whatever else is set;
+    - any perfguard variable set in the environment switches it on: ``PERFGUARD_*`` and the
+      seed's names (``REGRESSION_THRESHOLD``, ``PERFORMANCE_PLATFORM``, ``BENCHMARK_MODE``,
+      ...), so a variable the user set is never silently ignored;
+    - in the ini file, the mode settings (``perf = true``, recording, updating baselines);
+      value settings there (threshold, paths) only configure the plugin;
+    - a baselines file (``perf_baselines``, default ``baselines/perf_baselines.json`` under
+      `rootdir`) switches it on, so marked tests are gated wherever baselines were
+      committed, the way an assertion always runs; ``perf = false`` in the ini opts out.
     """
     if any(value not in (None, False) for value in cli.values()):
         return True
+    switch = env.get(OPTIONS_BY_FIELD["enabled"].env, "")
+    if switch.strip():
+        try:
+            return parse_bool(switch)
+        except ValueError:
+            return True  # let resolve() report the bad value
     for option in OPTIONS:
-        if not option.activates:
-            continue
         found = env_value(option, env)
-        raw = found[1] if found else ini.get(option.ini)
-        if raw is not None and raw != "":
-            try:
-                if parse_bool(raw):
-                    return True
-            except ValueError:
-                return True  # let resolve() report the bad value
-    return False
+        if found is None:
+            continue
+        if not option.activates:
+            return True
+        try:
+            if parse_bool(found[1]):  # ENABLE_PERFORMANCE_RECORDING=0 asks for nothing
+                return True
+        except ValueError:
+            return True
+    for option in OPTIONS:
+        raw = ini.get(option.ini)
+        if not option.activates or raw is None or raw == "":
+            continue
+        try:
+            if parse_bool(raw):
+                return True
+        except ValueError:
+            return True
+        if option.field == "enabled":
+            return False  # `perf = false`: explicitly off, baselines file or not
+    if rootdir is None:
+        return False
+    baselines = Path(ini.get(OPTIONS_BY_FIELD["baselines"].ini) or DEFAULT_BASELINES)
+    return (baselines if baselines.is_absolute() else rootdir / baselines).is_file()
 
 
 def current_env() -> Mapping[str, str]:

@@ -106,7 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "warmup=0): a performance test, measured and gated by pytest-perfguard",
     )
     cli, ini = _cli_values(config), _ini_values(config)
-    if not is_active(cli, os.environ, ini):
+    if not is_active(cli, os.environ, ini, config.rootpath):
         return
     from .session import open_session
     from .settings import resolve  # lazy: pydantic only when active

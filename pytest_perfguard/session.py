@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
-from .platform import detect_platform
+from .platform import detect_platform, hardware
 from .results import Measurement, PlatformInfo, RunInfo
 from .runinfo import build_run_info, git_state
 from .settings import PerfSettings
@@ -40,17 +40,23 @@ class SessionContext:
     baselines: BaselineFile
     db_url: str | None
     is_worker: bool
+    # Said with the verdicts: baselines read from old platform keys, other hardware.
+    notes: list[str] = field(default_factory=list)
 
 
 def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> SessionContext:
     """Validate everything a user can get wrong, so it fails as a usage error up front."""
     from .baselines import BaselinesError, load_baselines
+    from .platform_migration import adopt_legacy_baselines, hardware_note
 
-    platform = detect_platform(settings.platform)
+    platform = detect_platform(settings.platform, detailed=settings.platform_detailed)
     try:
         baselines = load_baselines(settings.baselines)
     except BaselinesError as exc:
         raise ConfigError(str(exc)) from None
+    baselines, adopted = adopt_legacy_baselines(baselines, platform.key)
+    notes = [note for note in (adopted, hardware_note(baselines, platform.key,
+                                                      platform.fingerprint)) if note]  # fmt: skip
     db_url = None
     if not is_worker and (settings.record or settings.update_baselines or settings.db):
         from .history.errors import HistoryError
@@ -71,7 +77,7 @@ def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> S
             check_writable(settings.json_report, "--perf-json")
         if settings.update_baselines or settings.calibrate_write:
             check_writable(settings.baselines, "--perf-baselines")
-    return SessionContext(settings, rootdir, platform, baselines, db_url, is_worker)
+    return SessionContext(settings, rootdir, platform, baselines, db_url, is_worker, notes)
 
 
 def check_writable(path: Path, option: str) -> None:
@@ -244,12 +250,16 @@ def finish_session(
     result = SessionResult(comparison=Comparison(context.platform.key), run=run)
     try:
         comparison = _compare(context, measurements, selected)
+        comparison.notes.extend(context.notes)
         if confirmations:
             note_confirmations(comparison, confirmations)
         if context.db_url is not None and comparison.regressions:
             note_change_points(comparison, measurements, context.db_url, context.platform.key)
         result.comparison = comparison
         result.messages.extend(session_notes(comparison, confirmations or {}))
+        result.messages.extend(
+            (f"perfguard: {note}", {"yellow": True}) for note in comparison.notes
+        )
     except Exception as exc:  # a bug: still store and report what was measured
         _fail(result, f"verdicts not computed: {_bug(exc)}")
     comparison = result.comparison
@@ -476,6 +486,7 @@ def _update_baselines(context: SessionContext, run: RunInfo, result: SessionResu
                 accept_regressions=settings.accept_regressions,
                 dry_run=False,
                 git_commit=run.git_commit,
+                hardware=hardware(context.platform.fingerprint),
                 who=run.triggered_by,
                 gate=settings.gate,
             )

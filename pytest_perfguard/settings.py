@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .config import DEFAULT_THRESHOLD, OPTIONS, ConfigError, env_value, running_in_ci
+from .config import (
+    DEFAULT_THRESHOLD,
+    MODE_PRESETS,
+    OPTIONS,
+    ConfigError,
+    env_value,
+    running_in_ci,
+)
 from .results import GateScope, RunType
 
 
@@ -25,6 +32,8 @@ class PerfSettings(BaseModel):
     db: str | None = None
     baselines: Path = Path("baselines/perf_baselines.json")
     platform: str | None = None
+    platform_detailed: bool = False
+    mode: Literal["quick", "standard", "comprehensive"] = "standard"
     threshold: float = DEFAULT_THRESHOLD
     gate: GateScope = "marked"
     report: Path | None = None
@@ -83,6 +92,8 @@ def resolve(
             values[option.field] = option.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    for name, preset in MODE_PRESETS[values.get("mode", "standard")].items():
+        values.setdefault(name, preset)
     if "run_type" not in values:
         values["run_type"] = "ci" if running_in_ci(env) else "manual"
     for name in ("baselines", "report", "json"):

@@ -246,14 +246,19 @@ def _decide(
     return "keep"
 
 
-def make_metadata(git_commit: str | None, notes: str = "") -> BaselineMetadata:
-    """Metadata for an update made now: UTC time with a 'Z', commit, Python version."""
+def make_metadata(
+    git_commit: str | None, notes: str = "", hardware: Mapping[str, Any] | None = None
+) -> BaselineMetadata:
+    """Metadata for an update made now: UTC time with a 'Z', commit, Python version, and
+    the hardware (CPU model, cores, memory, GPUs) the values were measured on, which a
+    verdict compares with its own run's."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
     return BaselineMetadata(
         last_updated=now.isoformat().replace("+00:00", "Z"),
         git_commit=git_commit,
         python_version=_platform.python_version(),
         notes=notes,
+        **({"hardware": dict(hardware)} if hardware else {}),
     )
 
 
@@ -305,6 +310,7 @@ def update_baselines(
     who: str = "user",
     gate: GateScope = "marked",
     notes: str = "",
+    hardware: Mapping[str, Any] | None = None,
 ) -> UpdateResult:
     """Propose, and unless `dry_run` apply, baseline updates for `platform` from history.
 
@@ -335,7 +341,7 @@ def update_baselines(
         )
         applied = result.applied
         if applied and not dry_run:
-            metadata = make_metadata(git_commit, notes)
+            metadata = make_metadata(git_commit, notes, hardware)
             write_baselines(baselines_path, apply_updates(current, platform, applied, metadata))
             result.written = True
     if result.written:

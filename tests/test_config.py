@@ -118,8 +118,16 @@ def test_bad_values_name_their_source(
         ({}, {"PERFGUARD": "0"}, {}, False),
         ({}, {}, {"perf": "true"}, True),
         ({}, {}, {"perf_threshold": "0.1"}, False),
-        ({}, {"PERFGUARD_THRESHOLD": "0.1"}, {}, False),
+        # A variable the user set is never silently ignored: it switches perfguard on.
+        ({}, {"PERFGUARD_THRESHOLD": "0.1"}, {}, True),
+        ({}, {"REGRESSION_THRESHOLD": "0.30"}, {}, True),
+        ({}, {"PERFORMANCE_PLATFORM": "M1_Mac_16GB"}, {}, True),
+        ({}, {"BENCHMARK_MODE": "quick"}, {}, True),
+        ({}, {"PERFGUARD_MODE": "comprehensive"}, {}, True),
         ({}, {"ENABLE_PERFORMANCE_RECORDING": "1"}, {}, True),
+        ({}, {"ENABLE_PERFORMANCE_RECORDING": "0"}, {}, False),
+        ({}, {"PERFGUARD": "0", "REGRESSION_THRESHOLD": "0.3"}, {}, False),
+        ({}, {"UNRELATED": "1"}, {}, False),
     ],
 )
 def test_is_active(
@@ -133,3 +141,44 @@ def test_option_names_follow_one_pattern() -> None:
         assert option.flag.startswith("--perf")
         assert option.ini.startswith("perf")
         assert option.env.startswith("PERFGUARD")
+
+
+@pytest.mark.parametrize(
+    ("ini", "active"),
+    [
+        ({}, True),
+        ({"perf": "false"}, False),
+        ({"perf_baselines": "elsewhere.json"}, False),
+    ],
+)
+def test_a_baselines_file_switches_perfguard_on(
+    tmp_path: Path, ini: dict[str, str], active: bool
+) -> None:
+    """Marked tests are gated wherever baselines were committed; `perf = false` opts out."""
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "perf_baselines.json").write_text("{}")
+    assert is_active({}, {}, ini, tmp_path) is active
+    assert is_active({}, {}, {}, tmp_path / "baselines") is False
+
+
+@pytest.mark.parametrize(
+    ("env", "rounds_budget", "confirm"),
+    [
+        ({}, 0.05, None),
+        ({"BENCHMARK_MODE": "quick"}, 0.0, 0),
+        ({"PERFGUARD_MODE": "standard"}, 0.05, None),
+        ({"BENCHMARK_MODE": "comprehensive"}, 0.5, 2),
+        # An explicit setting wins over the mode's preset.
+        ({"BENCHMARK_MODE": "comprehensive", "PERFGUARD_CONFIRM": "1"}, 0.5, 1),
+    ],
+)
+def test_benchmark_mode_presets(
+    tmp_path: Path, env: dict[str, str], rounds_budget: float, confirm: int | None
+) -> None:
+    settings = resolve({}, env, {}, tmp_path)
+    assert (settings.rounds_budget, settings.confirm) == (rounds_budget, confirm)
+
+
+def test_a_bad_benchmark_mode_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="BENCHMARK_MODE: 'fast' is not one of quick"):
+        resolve({}, {"BENCHMARK_MODE": "fast"}, {}, tmp_path)

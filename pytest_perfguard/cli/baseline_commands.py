@@ -12,7 +12,7 @@ from .console import CLIError, output, when
 from .context import Context, resolve_run
 
 if TYPE_CHECKING:
-    from ..api import RunDetail
+    from ..api import History, RunDetail
     from ..baselines import BaselineFile
     from ..report import ReportData
 
@@ -83,6 +83,7 @@ def baselines_update(args: argparse.Namespace, ctx: Context) -> int:
         "notes": args.notes,
     }
     with ctx.history(args.db) as history:
+        options["hardware"] = _recorded_hardware(history, platform)
         preview = update_baselines(history, path, platform, dry_run=True, **options)
         changes = len(preview.applied)
         if args.dry_run or not changes:
@@ -109,6 +110,22 @@ def baselines_update(args: argparse.Namespace, ctx: Context) -> int:
         result = update_baselines(history, path, platform, dry_run=False, **options)
     ctx.console.out(result.message)
     return 0
+
+
+def _recorded_hardware(history: History, platform: str) -> dict[str, Any]:
+    """The hardware of the machine that recorded `platform`'s runs: this one when its key is
+    this machine's, else the fingerprint the history keeps for the platform."""
+    from ..platform import detect_platform, hardware
+
+    here = detect_platform()
+    if here.key == platform:
+        return hardware(here.fingerprint)
+    if not history.exists():
+        return {}
+    for record in history.platforms():
+        if record.key == platform:
+            return hardware(record.fingerprint)
+    return {}
 
 
 def baselines_check(args: argparse.Namespace, ctx: Context) -> int:

@@ -293,7 +293,8 @@ def _asdict(value: Any) -> dict[str, Any]:
 def platform(args: argparse.Namespace, ctx: Context) -> int:
     from ..platform import detect_platform
 
-    info = detect_platform(args.platform or ctx.settings.platform)
+    detailed = args.detailed or ctx.settings.platform_detailed
+    info = detect_platform(args.platform or ctx.settings.platform, detailed=detailed)
     if args.key:
         ctx.console.out(info.key)
     elif args.json:

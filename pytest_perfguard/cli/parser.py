@@ -317,7 +317,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "platform", hc.platform, "this machine's platform key and fingerprint")
     _platform(p, "override the key (like --perf-platform)")
     p.add_argument("--key", action="store_true", help="print only the key")
+    p.add_argument(
+        "--detailed",
+        action="store_true",
+        help="the detailed key, naming CPU model and cores (like --perf-platform-detailed)",
+    )
     _json(p)
+    psub = p.add_subparsers(title="commands", metavar="COMMAND")
+    p = _command(
+        psub,
+        "migrate",
+        wc.platform_migrate,
+        "rename 0.x detailed platform keys to today's keys",
+        "Rename platforms under 0.x detailed keys (GitHub_Actions_Linux_x86_64_EPYC_7763_4c_16GB) "
+        "to today's keys (GitHub_Actions_Linux), in the baselines file and in the history; "
+        "sections that land on one key are merged, the newest entries winning.",
+    )
+    _baselines(p)
+    p.add_argument("--dry-run", action="store_true", help="show the renames, change nothing")
 
     p = _command(sub, "stats", hc.stats, "database URL, schema, counts, time span, size")
     _json(p)

@@ -77,6 +77,33 @@ def import_(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def platform_migrate(args: argparse.Namespace, ctx: Context) -> int:
+    import contextlib
+
+    from ..baselines import baselines_lock, load_baselines, write_baselines
+    from ..platform_migration import legacy_targets, migrate_baselines
+
+    out = ctx.console.out
+    verb = "would rename" if args.dry_run else "renamed"
+    path = ctx.baselines_path(args.baselines)
+    with contextlib.nullcontext() if args.dry_run else baselines_lock(path):
+        migrated, moves = migrate_baselines(load_baselines(path))
+        if moves and not args.dry_run:
+            write_baselines(path, migrated)
+    for old, new in sorted(moves.items()):
+        out(f"{path.name}: {verb} {old} -> {new}")
+    renamed = 0
+    with ctx.history(args.db) as history:
+        if history.exists():
+            for old, new in sorted(legacy_targets([p.key for p in history.platforms()]).items()):
+                runs = "" if args.dry_run else f" ({history.rename_platform(old, new)} runs)"
+                out(f"history: {verb} {old} -> {new}{runs}")
+                renamed += 1
+    if not moves and not renamed:
+        out("no platform keys of the 0.x detailed form: nothing to migrate")
+    return 0
+
+
 def db_upgrade(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.history(args.db) as history:
         before, after = history.upgrade()

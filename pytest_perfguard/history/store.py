@@ -16,7 +16,17 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, CursorResult, Dialect, Engine, Select, exists, select, text
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Dialect,
+    Engine,
+    Select,
+    exists,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pytest_perfguard.history import schema
@@ -135,6 +145,35 @@ class HistoryStore:
                     )
                 )
                 return _new_id(inserted)
+
+        return self._retrying(write)
+
+    def rename_platform(self, old: str, new: str) -> int:
+        """Give platform `old`'s runs and baseline snapshots to `new` (created, or merged
+        into when it exists), in one transaction; returns how many runs moved."""
+
+        def write() -> int:
+            with self._write() as conn:
+                source = find_platform(conn, old)
+                if source is None:
+                    return 0
+                moved = int(
+                    conn.scalar(select(func.count()).where(runs.c.platform_id == source.id)) or 0
+                )
+                target = find_platform(conn, new)
+                if target is None:
+                    conn.execute(
+                        platforms.update().where(platforms.c.id == source.id).values(key=new)
+                    )
+                    return moved
+                for table in (runs, baseline_snapshots):
+                    conn.execute(
+                        table.update()
+                        .where(table.c.platform_id == source.id)
+                        .values(platform_id=target.id)
+                    )
+                conn.execute(platforms.delete().where(platforms.c.id == source.id))
+                return moved
 
         return self._retrying(write)
 

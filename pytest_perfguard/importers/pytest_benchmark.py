@@ -95,8 +95,9 @@ def benchmark_platform(machine_info: Mapping[str, Any], override: str | None) ->
 
     `override` names it outright. A run saved on this very machine (same host name, OS,
     architecture, CPU model and count) gets this machine's key, so its history continues
-    the one the plugin records here. Otherwise the key is built from `machine_info` like a
-    detected one, without the memory size pytest-benchmark does not save.
+    the one the plugin records here. Otherwise the key is the detailed one built from
+    `machine_info` (it names the CPU the run came from), without the memory size
+    pytest-benchmark does not save.
     """
     from ..platform import detect_platform, platform_key
 
@@ -108,4 +109,4 @@ def benchmark_platform(machine_info: Mapping[str, Any], override: str | None) ->
     if all(fingerprint.get(k) == here.fingerprint.get(k) for k in same):
         return here
     # platform_key always ends in the memory size; unknown here, it would read "0GB".
-    return PlatformInfo(platform_key(fingerprint).removesuffix("_0GB"), fingerprint)
+    return PlatformInfo(platform_key(fingerprint, detailed=True).removesuffix("_0GB"), fingerprint)

@@ -36,6 +36,7 @@ def report_dict(data: ReportData) -> dict[str, Any]:
             "regressions": len(comparison.regressions),
             "failed": comparison.failed,
             "warn_only": data.warn_only,
+            "notes": list(comparison.notes),
         },
         "comparisons": [v.to_dict() for v in comparison.verdicts],
     }

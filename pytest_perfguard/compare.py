@@ -388,6 +388,41 @@ def compare(
     return comparison
 
 
+class GateSettings(Protocol):
+    """The settings a run's verdicts depend on (`PerfSettings` has them): `perf_threshold`,
+    `perf_gate`, `perf_rule` and `perf_q`."""
+
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def gate(self) -> GateScope: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def q(self) -> float: ...
+
+
+def judge_run(
+    measurements: Sequence[Measurement],
+    baselines: BaselineFile,
+    platform: str,
+    settings: GateSettings,
+    *,
+    selected_tests: Collection[str] | None = None,
+) -> Comparison:
+    """The verdicts the gate gives a run under `settings`: what fails a session, and what
+    the dashboard shows for a stored run."""
+    return compare(
+        measurements,
+        baselines,
+        platform,
+        gate=settings.gate,
+        default_threshold=settings.threshold,
+        selected_tests=selected_tests,
+        rule=make_rule(settings.rule, settings.q),
+    )
+
+
 def _observe(
     m: Measurement, entry: BaselineEntry | None, default_threshold: float, *, gated: bool
 ) -> Verdict | Observation:

@@ -182,17 +182,11 @@ def finish_calibration(
 def _compare(
     context: SessionContext, measurements: Sequence[Measurement], selected: Collection[str]
 ) -> Comparison:
-    from .compare import compare, make_rule
+    from .compare import judge_run
 
-    settings = context.settings
-    return compare(
-        measurements,
-        context.baselines,
-        context.platform.key,
-        gate=settings.gate,
-        default_threshold=settings.threshold,
-        selected_tests=selected,
-        rule=make_rule(settings.rule, settings.q),
+    platform = context.platform.key
+    return judge_run(
+        measurements, context.baselines, platform, context.settings, selected_tests=selected
     )
 
 

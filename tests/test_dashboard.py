@@ -7,6 +7,7 @@ and are skipped where it is missing.
 from __future__ import annotations
 
 import html as htmllib
+import io
 import json
 import random
 import re
@@ -24,6 +25,8 @@ from pytest_perfguard.api import History
 from pytest_perfguard.baselines import parse_baselines
 from pytest_perfguard.report.dashboard import render_dashboard
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+
+pytest_plugins = ["pytester"]
 
 LINUX = "Linux_x86_64_EPYC_7763_4c_16GB"
 MAC = "macOS_arm64_M2_8c_16GB"
@@ -472,3 +475,116 @@ def _unfilter(kind: int, line: bytes, previous: bytes, bpp: int) -> bytes:
             pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
             out[i] = (out[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
     return bytes(out)
+
+
+# -- the dashboard's verdicts are the gate's ----------------------------------------------------
+
+AGREE_SUITE = """
+import os
+import pytest
+
+@pytest.mark.perf(metric="small_step")
+def test_small_step(perf):
+    perf.record("small_step", 115.0)  # +15 %: a regression at the project's 10 %, not at 20 %
+
+@pytest.mark.perf(metric="own_threshold", threshold=0.5)
+def test_own_threshold(perf):
+    perf.record("own_threshold", 140.0)  # +40 %: within the marker's 50 %
+
+@pytest.mark.perf(metric="throughput", direction="higher")
+def test_throughput(perf):
+    perf.record("throughput", 88.0, direction="higher")  # 12 % fewer: worse by 12 %
+
+@pytest.mark.perf(metric="faster")
+def test_faster(perf):
+    perf.record("faster", 80.0)
+
+@pytest.mark.perf(metric="baseline_threshold")
+def test_baseline_threshold(perf):
+    perf.record("baseline_threshold", 125.0)  # +25 %: within the baseline entry's 30 %
+
+@pytest.mark.perf(metric="unbaselined")
+def test_unbaselined(perf):
+    perf.record("unbaselined", 1.0)
+
+@pytest.mark.perf(metric="broken")
+def test_broken(perf):
+    perf.record("broken", 500.0)
+    assert False, "fails after recording"
+
+def test_unmarked():
+    pass
+"""
+
+
+def _snapshot_verdicts(page: str) -> dict[tuple[str, str], str]:
+    section = page.split('<section id="snapshot">')[1].split("</section>")[0]
+    rows = re.findall(
+        r'<tr><td class="id">(.*?)</td><td><a [^>]*>(.*?)</a></td>.*?'
+        r'<td class="verdict [^"]*">(.*?)</td>',
+        section,
+    )
+    return {(htmllib.unescape(t), htmllib.unescape(m)): v for t, m, v in rows}
+
+
+def test_dashboard_shows_the_verdicts_the_gate_gave(pytester: pytest.Pytester) -> None:
+    """A session at the project's 10 % threshold, with a marker threshold, a baseline entry's
+    threshold and a higher-is-better metric, and `perfguard dashboard` from the same project:
+    every verdict on the dashboard is the one in the session's JSON report."""
+    from pytest_perfguard.cli import Console, main
+
+    platform = "agree_box"
+    pytester.makepyfile(test_agree=AGREE_SUITE)
+    pytester.makepyprojecttoml(
+        f"""
+        [tool.pytest.ini_options]
+        perf_threshold = "0.10"
+        perf_platform = "{platform}"
+        perf_db = "history.db"
+        """
+    )
+    tests = {
+        "test_agree.py::test_small_step": {"small_step": {"value": 100.0}},
+        "test_agree.py::test_own_threshold": {"own_threshold": {"value": 100.0}},
+        "test_agree.py::test_throughput": {"throughput": {"value": 100.0, "direction": "higher"}},
+        "test_agree.py::test_faster": {"faster": {"value": 100.0}},
+        "test_agree.py::test_baseline_threshold": {
+            "baseline_threshold": {"value": 100.0, "threshold": 0.3}
+        },
+        "test_agree.py::test_broken": {"broken": {"value": 100.0}},
+    }
+    baselines = pytester.path / "baselines" / "perf_baselines.json"
+    baselines.parent.mkdir()
+    baselines.write_text(json.dumps({"schema": 1, "platforms": {platform: {"tests": tests}}}))
+
+    result = pytester.runpytest("--perf-record", "--perf-json", "r.json")
+    assert result.ret == 1  # the failing test and the regressions
+    report = json.loads((pytester.path / "r.json").read_text())
+    gate = {(c["test"], c["metric"]): c["verdict"] for c in report["comparisons"]}
+    assert gate == {
+        ("test_agree.py::test_small_step", "small_step"): "regression",
+        ("test_agree.py::test_own_threshold", "own_threshold"): "unchanged",
+        ("test_agree.py::test_throughput", "throughput"): "regression",
+        ("test_agree.py::test_faster", "faster"): "improvement",
+        ("test_agree.py::test_baseline_threshold", "baseline_threshold"): "unchanged",
+        ("test_agree.py::test_unbaselined", "unbaselined"): "new",
+        ("test_agree.py::test_broken", "broken"): "skipped_failed",
+    }
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(pytester.path)
+        rc = main(["dashboard", "--output", "dash.html"], console=Console(stdout=out, stderr=err))
+    assert rc == 0, err.getvalue()
+    page = (pytester.path / "dash.html").read_text()
+    shown = _snapshot_verdicts(page)
+    for key, kind in gate.items():
+        assert shown[key] == ("failed" if kind == "skipped_failed" else kind), key
+    # What the gate does not judge (an unmarked test under `perf_gate = marked`) says so.
+    assert shown[("test_agree.py::test_unmarked", "duration")] == "not gated"
+    assert "threshold 10% unless the test" in htmllib.unescape(page)
+    # The chart marks the same regression as the table.
+    data = payload(page)
+    small = series(data, "test_agree.py::test_small_step", "small_step")
+    assert small["regressed"] is True and small["lines"][0]["reg"] == [0]
+    assert series(data, "test_agree.py::test_own_threshold", "own_threshold")["regressed"] is False

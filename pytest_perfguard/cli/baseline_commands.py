@@ -175,7 +175,7 @@ def _report_data(
 ) -> ReportData:
     """A stored run compared with the baselines of its platform, as the plugin would
     (same threshold, gate and rule settings unless the options say otherwise)."""
-    from ..compare import compare, make_rule
+    from ..compare import judge_run
     from ..report import build_report
     from ..results import PlatformInfo, RunInfo
 
@@ -195,14 +195,11 @@ def _report_data(
         notes=run.notes,
         system_info=run.system_info,
     )
-    comparison = compare(
-        run.measurements,
-        baselines,
-        run.platform,
-        gate=args.gate or ctx.settings.gate,
-        default_threshold=ctx.settings.threshold if args.threshold is None else args.threshold,
-        selected_tests={m.test for m in run.measurements},
-        rule=make_rule(args.rule or ctx.settings.rule, ctx.settings.q),
+    given = {"gate": args.gate, "threshold": args.threshold, "rule": args.rule}
+    settings = ctx.settings.model_copy(update={k: v for k, v in given.items() if v is not None})
+    selected = {m.test for m in run.measurements}
+    comparison = judge_run(
+        run.measurements, baselines, run.platform, settings, selected_tests=selected
     )
     return build_report(info, comparison, run.measurements, warn_only=args.warn_only)
 
@@ -215,7 +212,11 @@ def dashboard(args: argparse.Namespace, ctx: Context) -> int:
     baselines = load_baselines(path) if path.exists() else None
     with ctx.history(args.db) as history:
         page = render_dashboard(
-            history, days=args.days, platforms=args.platforms or None, baselines=baselines
+            history,
+            days=args.days,
+            platforms=args.platforms or None,
+            baselines=baselines,
+            settings=ctx.settings,
         )
     with output(args.output, ctx.cwd, ctx.console) as out:
         out.write(page)

@@ -1,7 +1,8 @@
 """The offline dashboard: one self-contained HTML file built from the history.
 
 `render_dashboard(history)` reads the runs of the last `days` through the `History` API,
-works out baselines, regressions and change points here in Python, renders the tables with
+works out baselines and change points here in Python, takes every verdict from the gate's
+own code with the project's settings (`dashboard_verdicts`), renders the tables with
 jinja2 (autoescaped) and embeds the chart data as JSON for a small hand-written script
 (`static/dashboard.js`) that draws inline SVG. Nothing is loaded from anywhere: no CDN, no
 server, no fetch; a Content-Security-Policy that allows only the page's own script and
@@ -26,9 +27,9 @@ import markupsafe
 
 from .._version import __version__
 from ..baselines import BaselineFile
-from ..compare import classify, relative_change
-from ..config import DEFAULT_THRESHOLD
 from ..formatting import format_delta, format_percent, format_value
+from ..results import Verdict
+from ..settings import PerfSettings
 from .dashboard_series import (
     Series,
     aware,
@@ -37,6 +38,7 @@ from .dashboard_series import (
     load_series,
     snapshot_segments,
 )
+from .dashboard_verdicts import VerdictKey, judge_runs
 
 if TYPE_CHECKING:
     from ..api import History
@@ -59,26 +61,31 @@ def render_dashboard(
     days: int | None = 30,
     platforms: Sequence[str] | None = None,
     baselines: BaselineFile | None = None,
+    settings: PerfSettings | None = None,
 ) -> str:
     """The dashboard of `history` as one standalone HTML page (opens offline from disk).
 
     `days` None shows all the history; `platforms` None every platform. Baselines come from
     `baselines` (the committed file) when given, with earlier values from the baseline
-    snapshots stored by updates; without it, from the snapshots alone.
+    snapshots stored by updates; without it, from the snapshots alone. Verdicts are the
+    gate's under `settings` (the project's; the defaults when None).
     """
+    settings = PerfSettings() if settings is None else settings
     records = [r for r in history.platforms() if platforms is None or r.key in platforms]
     keys = [r.key for r in records]
     missing = [p for p in platforms or () if p not in keys]
     snapshots = [s for s in history.baseline_snapshots() if s.platform in keys]
     series = load_series(history, keys, days)
-    segments = snapshot_segments(snapshots)
+    segments = snapshot_segments(snapshots, settings.threshold)
     for s in series:
         for line in s.lines:
-            judge(s, line, segments.get((line.platform, s.test, s.metric), []), baselines)
+            stored = segments.get((line.platform, s.test, s.metric), [])
+            judge(s, line, stored, baselines, settings.threshold)
+    verdicts = judge_runs(history, series, settings)
     seen = {line.platform for s in series for line in s.lines}
     shown_platforms = [key for key in keys if key in seen]
     payload = chart_payload(series, shown_platforms)
-    snapshot = _snapshot_rows(series)
+    snapshot = _snapshot_rows(series, verdicts)
     context = {
         "version": __version__,
         "generated": _utc_text(datetime.now(timezone.utc)),
@@ -98,14 +105,18 @@ def render_dashboard(
         "shown_platforms": shown_platforms,
         "snapshots": [_snapshot_view(s) for s in snapshots[:_MAX_SNAPSHOTS]],
         "n_snapshots": len(snapshots),
-        "default_threshold": format_percent(DEFAULT_THRESHOLD),
+        "default_threshold": format_percent(settings.threshold),
+        "rule": settings.rule,
         "recent": _RECENT,
     }
     return _page(context, payload)
 
 
-def _snapshot_rows(series: list[Series]) -> list[dict[str, Any]]:
-    """The newest value of each tracked metric per platform, regressions first."""
+def _snapshot_rows(
+    series: list[Series], verdicts: dict[VerdictKey, Verdict]
+) -> list[dict[str, Any]]:
+    """The newest value of each tracked metric per platform with the gate's verdict on it,
+    regressions first."""
     rows: list[dict[str, Any]] = []
     for n, s in enumerate(series):
         if s.kind not in TRACKED_KINDS:
@@ -115,18 +126,8 @@ def _snapshot_rows(series: list[Series]) -> list[dict[str, Any]]:
             if i is None:
                 continue
             point = line.points[i]
-            segment = line.segments[-1] if line.segments else None
-            change = (
-                None
-                if segment is None
-                else relative_change(point.value, segment.value, s.direction)
-            )
-            if point.outcome != "passed":
-                verdict = "failed"
-            elif segment is None or change is None:
-                verdict = "new"
-            else:
-                verdict = classify(change, segment.threshold)
+            found = verdicts.get((point.run_id, s.test, s.metric))
+            baseline = None if found is None else found.baseline
             trend = next((cp for cp in reversed(line.change_points) if cp[0] <= i), None)
             rows.append(
                 {
@@ -135,11 +136,11 @@ def _snapshot_rows(series: list[Series]) -> list[dict[str, Any]]:
                     "metric": s.metric,
                     "platform": line.platform,
                     "value": format_value(point.value, s.unit),
-                    "baseline": format_value(segment.value if segment else None, s.unit),
+                    "baseline": format_value(baseline, s.unit),
                     # How the value moved, as in the other reports (not direction-aware).
-                    "change": format_delta(point.value, segment.value if segment else None),
-                    "threshold": format_percent(segment.threshold) if segment else "—",
-                    "verdict": verdict,
+                    "change": format_delta(point.value, baseline),
+                    "threshold": format_percent(found.threshold) if found else "—",
+                    "verdict": _shown_kind(found),
                     "run_id": point.run_id,
                     "commit": (point.git_commit or "")[:10],
                     "when": _utc_text(point.started_at),
@@ -148,13 +149,25 @@ def _snapshot_rows(series: list[Series]) -> list[dict[str, Any]]:
                     else (f"{trend[1]:+.1%} at run #{line.points[trend[0]].run_id}"),
                 }
             )
-    order = {"regression": 0, "failed": 1, "improvement": 2, "new": 3, "unchanged": 4}
-    rows.sort(key=lambda r: order.get(r["verdict"], 9))
+    rows.sort(key=lambda r: _SHOWN_KINDS.index(r["verdict"]))
     return rows
 
 
+# What the snapshot says, in the order it lists rows: the gate's verdict kinds, a failed
+# test's, and "not gated" where the gate judges nothing (an unmarked test under
+# `perf_gate = marked`).
+_SHOWN_KINDS = ("regression", "failed", "unstable", "improvement", "new", "unchanged", "missing",
+                "not gated")  # fmt: skip
+
+
+def _shown_kind(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "not gated"
+    return "failed" if verdict.kind == "skipped_failed" else verdict.kind
+
+
 def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    counts = dict.fromkeys(("regression", "improvement", "unchanged", "new", "failed"), 0)
+    counts = dict.fromkeys(_SHOWN_KINDS, 0)
     for row in rows:
         counts[row["verdict"]] += 1
     return counts

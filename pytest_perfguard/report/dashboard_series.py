@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..baselines import BaselineFile
+from pydantic import ValidationError
+
+from ..baselines import BaselineEntry, BaselineFile
 from ..changepoint import find_change_points
-from ..compare import classify, relative_change
-from ..config import DEFAULT_THRESHOLD
-from ..results import STEP_PREFIX, Direction
+from ..compare import applicable_baseline, threshold_for
+from ..results import STEP_PREFIX, Direction, worse_is_positive
 
 if TYPE_CHECKING:
     from ..api import History
@@ -27,11 +28,16 @@ _KIND_ORDER = {"primary": 0, "custom": 1, "step": 2, "system": 3}
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """A baseline in effect from `since` (epoch seconds; None: from the start)."""
+    """A baseline in effect from `since` (epoch seconds; None: from the start), with the
+    threshold it gives when the test sets none."""
 
     since: float | None
-    value: float
+    entry: BaselineEntry
     threshold: float
+
+    @property
+    def value(self) -> float:
+        return self.entry.value
 
 
 @dataclass(slots=True)
@@ -62,13 +68,6 @@ class Series:
     kind: str
     marked: bool
     lines: list[Line]
-
-    @property
-    def by_name(self) -> bool:
-        """Whether a platform-wide (flat format) baseline of this metric's name applies:
-        to a marked test's own metric and to `perf.record` metrics, never to the duration
-        of an unmarked test or to system metrics."""
-        return self.kind == "custom" or (self.kind == "primary" and self.marked)
 
     @property
     def regressed(self) -> bool:
@@ -102,7 +101,9 @@ def load_series(history: History, keys: list[str], days: int | None) -> list[Ser
     return series
 
 
-def snapshot_segments(snapshots: Sequence[Any]) -> dict[tuple[str, str, str], list[Segment]]:
+def snapshot_segments(
+    snapshots: Sequence[Any], default_threshold: float
+) -> dict[tuple[str, str, str], list[Segment]]:
     """Baselines over time from the snapshots stored by updates (oldest first)."""
     found: dict[tuple[str, str, str], list[Segment]] = {}
     for snap in reversed(snapshots):  # newest first -> oldest first
@@ -110,47 +111,49 @@ def snapshot_segments(snapshots: Sequence[Any]) -> dict[tuple[str, str, str], li
         for test, metrics in snap.entries.items():
             if not isinstance(metrics, dict):
                 continue
-            for metric, entry in metrics.items():
-                value = entry.get("value") if isinstance(entry, dict) else None
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    threshold = entry.get("threshold") or DEFAULT_THRESHOLD
-                    segment = Segment(since, float(value), float(threshold))
-                    found.setdefault((snap.platform, test, metric), []).append(segment)
+            for metric, stored in metrics.items():
+                try:
+                    entry = BaselineEntry.model_validate(stored)
+                except ValidationError:
+                    continue  # not an entry this version can judge against
+                threshold = threshold_for(None, entry.threshold, default_threshold)
+                segment = Segment(since, entry, threshold)
+                found.setdefault((snap.platform, test, metric), []).append(segment)
     return found
 
 
-def judge(s: Series, line: Line, stored: list[Segment], baselines: BaselineFile | None) -> None:
-    """Baseline segments, regression points and change points of one line."""
+def judge(
+    s: Series,
+    line: Line,
+    stored: list[Segment],
+    baselines: BaselineFile | None,
+    default_threshold: float,
+) -> None:
+    """Baseline segments and change points of one line (its regressions are the gate's
+    verdicts: `dashboard_verdicts`)."""
     segments = list(stored)
     if baselines is not None:
-        entry = baselines.lookup(line.platform, s.test, s.metric, by_name=s.by_name)
+        entry = applicable_baseline(
+            baselines, line.platform, s.test, s.metric, kind=s.kind, marked=s.marked
+        )
         if entry is None:
             segments = []
         else:
-            current = Segment(
-                segments[-1].since if segments else None,
-                entry.value,
-                entry.threshold or DEFAULT_THRESHOLD,
-            )
-            segments = [*segments[:-1], current]
+            since = segments[-1].since if segments else None
+            threshold = threshold_for(None, entry.threshold, default_threshold)
+            segments = [*segments[:-1], Segment(since, entry, threshold)]
     line.segments = segments
     passed = [i for i, p in enumerate(line.points) if p.outcome == "passed"]
-    for i in passed:
-        segment = _segment_at(segments, epoch(line.points[i].started_at))
-        if segment is None:
-            continue
-        change = relative_change(line.points[i].value, segment.value, s.direction)
-        if change is not None and classify(change, segment.threshold) == "regression":
-            line.regressions.append(i)
-    threshold = segments[-1].threshold if segments else DEFAULT_THRESHOLD
+    threshold = segments[-1].threshold if segments else default_threshold
     values = [line.points[i].value for i in passed]
     if len(values) >= 6:
         for cp in find_change_points(values, min_change=threshold / 2):
-            worse = cp.change if s.direction == "lower" else -cp.change
+            worse = worse_is_positive(cp.change, s.direction)
             line.change_points.append((passed[cp.index], round6(cp.change), round6(worse)))
 
 
-def _segment_at(segments: list[Segment], t: float) -> Segment | None:
+def segment_at(segments: list[Segment], t: float) -> Segment | None:
+    """The segment in effect at `t` (the first one before any began)."""
     found = segments[0] if segments else None
     for segment in segments:
         if segment.since is None or segment.since <= t:

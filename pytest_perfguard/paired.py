@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from .results import Direction, Verdict, VerdictKind
 from .stats.multiple_testing import benjamini_hochberg
+from .stats.rank_test import average_ranks
 
 PairedKind = Literal["regression", "improvement", "unchanged", "unstable"]
 Alternative = Literal["greater", "less"]
@@ -81,21 +82,6 @@ class SignedRank:
     method: Literal["exact", "normal"]
 
 
-def _ranks(values: Sequence[float]) -> list[float]:
-    """Average ranks (1-based) of `values`."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def wilcoxon_signed_rank(
     diffs: Sequence[float], alternative: Alternative = "greater"
 ) -> SignedRank:
@@ -111,7 +97,7 @@ def wilcoxon_signed_rank(
     n = len(values)
     if n == 0:
         return SignedRank(0.0, 0, 1.0, "exact")
-    ranks = _ranks([abs(v) for v in values])
+    ranks, _ties = average_ranks([abs(v) for v in values])
     t_plus = sum(r for r, v in zip(ranks, values, strict=True) if v > 0)
     # "less" is "greater" for T- = total - T+.
     total = n * (n + 1) / 2

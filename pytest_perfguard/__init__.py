@@ -9,12 +9,14 @@ from .results import Measurement, PlatformInfo, RunInfo, Verdict
 
 if TYPE_CHECKING:
     from .api import History, HistoryError
+    from .seed_api import PerformanceHistory
     from .tracking import track
 
 __all__ = [
     "History",
     "HistoryError",
     "Measurement",
+    "PerformanceHistory",
     "PlatformInfo",
     "RunInfo",
     "Verdict",
@@ -29,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name == "PerformanceHistory":  # the seed guide's API (docs/seed-guide.md)
+        from .seed_api import PerformanceHistory
+
+        return PerformanceHistory
     if name == "track":
         from .tracking import track
 

@@ -75,6 +75,9 @@ DB_ENV_VARS = ("PERFGUARD_DB", "PERFORMANCE_DB_PATH")
 # flat metrics: they belong to no test.
 NO_TEST = ""
 _TRIGGERED_BY = {"manual": "user", "ci": "ci", "nightly": "automated"}
+# Column sizes of runs.triggered_by and runs.test_type.
+WHO_MAX = 20
+TEST_TYPE_MAX = 50
 _T = TypeVar("_T")
 
 
@@ -177,13 +180,17 @@ class History:
         source_key: str | None = None,
         git_commit: str | None = None,
         git_branch: str | None = None,
+        who: str | None = None,
+        test_type: str | None = None,
     ) -> int:
         """Store results measured outside pytest, e.g. ``{"tokens_per_s": (41.5, "tok/s")}``.
 
         Each metric is stored as a custom, gated metric of `test` (None: no test, like the
         seed project's flat metrics), direction "lower" unless `directions` says otherwise.
         `platform` None detects this machine's platform. A `source_key` makes the run
-        unique: storing a second run with the same key raises HistoryError.
+        unique: storing a second run with the same key raises HistoryError. `who` (user, ci,
+        automated or a name; default from the run type) ran it; `test_type` says what kind
+        of test it was (the tracker's inference, benchmark, ...).
         """
         if not metrics:
             raise HistoryError("record_run: no metrics given")
@@ -191,6 +198,12 @@ class History:
             raise HistoryError(f"record_run: run_type must be one of {', '.join(RUN_TYPES)}")
         if platform is not None and not platform.strip():
             raise HistoryError("record_run: platform must not be empty")
+        if who is not None and not 0 < len(who.strip()) <= WHO_MAX:
+            raise HistoryError(f"record_run: who must be 1 to {WHO_MAX} characters, not {who!r}")
+        if test_type is not None and not 0 < len(test_type.strip()) <= TEST_TYPE_MAX:
+            raise HistoryError(
+                f"record_run: test type must be 1 to {TEST_TYPE_MAX} characters, not {test_type!r}"
+            )
         directions = dict(directions or {})
         unknown = sorted(set(directions) - set(metrics))
         if unknown:
@@ -212,10 +225,11 @@ class History:
             git_branch=git_branch,
             python_version=python,
             run_type=run_type,
-            triggered_by=_TRIGGERED_BY[run_type],
+            triggered_by=who.strip() if who else _TRIGGERED_BY[run_type],
             host=host,
             outcome=outcome,
             notes=notes,
+            test_type=test_type.strip() if test_type else None,
         )
         with self._errors() as store:
             return store.save_session(run, measurements, source_key=source_key)
@@ -262,11 +276,22 @@ class History:
         test: str | None = None,
         outcome: str | None = None,
         run_type: str | None = None,
+        test_type: str | None = None,
+        who: str | None = None,
     ) -> list[RunSummary]:
-        """The newest runs first; `test` is a glob on test ids (``'*rag*'``, case-insensitive)."""
+        """The newest runs first; `test` is a glob on test ids (``'*rag*'``, case-insensitive);
+        `test_type` and `who` (who ran it) pick runs by those fields."""
         from pytest_perfguard.history import queries
 
-        flt = _filter(platform=platform, days=days, test=test, outcome=outcome, run_type=run_type)
+        flt = _filter(
+            platform=platform,
+            days=days,
+            test=test,
+            outcome=outcome,
+            run_type=run_type,
+            test_type=test_type,
+            triggered_by=who,
+        )
         return self._read(queries.recent_runs, flt, _positive("limit", limit))
 
     def get_run(self, run_id: int) -> RunDetail:

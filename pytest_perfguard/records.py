@@ -52,6 +52,8 @@ class RunSummary:
     notes: str
     n_results: int
     n_failed: int
+    # The kind of test (`perfguard record --type`); None for pytest sessions.
+    test_type: str | None = None
 
 
 @dataclass(frozen=True)

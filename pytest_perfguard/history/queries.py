@@ -50,6 +50,8 @@ class RunFilter:
     metric: str | None = None
     outcome: str | None = None
     run_type: str | None = None
+    test_type: str | None = None
+    triggered_by: str | None = None  # who ran it: user / ci / automated / a name
 
 
 def glob_to_like(pattern: str) -> str:
@@ -75,6 +77,10 @@ def _run_conditions(flt: RunFilter) -> list[ColumnElement[bool]]:
         conditions.append(runs.c.outcome == flt.outcome)
     if flt.run_type is not None:
         conditions.append(runs.c.run_type == flt.run_type)
+    if flt.test_type is not None:
+        conditions.append(runs.c.test_type == flt.test_type)
+    if flt.triggered_by is not None:
+        conditions.append(runs.c.triggered_by == flt.triggered_by)
     return conditions
 
 
@@ -117,6 +123,7 @@ def _summary_fields(row: Any) -> dict[str, Any]:
         "notes": row.notes,
         "n_results": int(row.n_results),
         "n_failed": int(row.n_failed),
+        "test_type": row.test_type,
     }
 
 

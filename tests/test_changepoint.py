@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-import sys
 
 import pytest
+from call_count import calls_made
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,23 +108,11 @@ def test_results_are_deterministic_for_a_seed() -> None:
 
 
 def _calls_to_find(points: int) -> tuple[int, list[int]]:
-    """Python and C function calls `find_change_points` makes on a history of `points`
-    values with two steps, and where it found them: a count that is the same on every run
-    of the same code, unlike a clock on a shared runner."""
+    """Function calls `find_change_points` makes on a history of `points` values with two
+    steps, and where it found them."""
     n = points // 10
     values = _noisy(random.Random(6), [(4 * n, 1.0), (3 * n, 1.2), (3 * n, 0.9)], noise=0.05)
-    calls = 0
-
-    def count(frame: object, event: str, arg: object) -> None:
-        nonlocal calls
-        if event in ("call", "c_call"):
-            calls += 1
-
-    sys.setprofile(count)
-    try:
-        found = find_change_points(values)
-    finally:
-        sys.setprofile(None)
+    calls, found = calls_made(lambda: find_change_points(values))
     return calls, [p.index for p in found]
 
 

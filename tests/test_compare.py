@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from call_count import calls_made
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -587,25 +588,10 @@ def test_session_applies_benjamini_hochberg_across_metrics() -> None:
 
 
 def _calls_per_assess(rounds: int) -> float:
-    """Python and C function calls one `assess` makes, averaged over 20 metrics: a count
-    that is the same on every run of the same code, unlike a clock on a shared runner."""
-    import sys
-
+    """Function calls one `assess` makes, averaged over 20 metrics."""
     rng = random.Random(11)
     pairs = [(_lognormal(rng, rounds, 0, 0.1), _lognormal(rng, rounds, 0, 0.1)) for _ in range(20)]
-    calls = 0
-
-    def count(frame: object, event: str, arg: object) -> None:
-        nonlocal calls
-        if event in ("call", "c_call"):
-            calls += 1
-
-    sys.setprofile(count)
-    try:
-        for current, baseline in pairs:
-            assess(current, baseline)
-    finally:
-        sys.setprofile(None)
+    calls, _ = calls_made(lambda: [assess(current, baseline) for current, baseline in pairs])
     return calls / len(pairs)
 
 

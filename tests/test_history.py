@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from pytest_perfguard.api import History, HistoryError, SchemaTooNewError
 from pytest_perfguard.history import store as store_module
+from pytest_perfguard.history.migrations import HEAD_REVISION
 from pytest_perfguard.history.urls import mask_secrets, resolve_db_url
 from pytest_perfguard.records import EXPORT_COLUMNS
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
@@ -76,6 +77,86 @@ def test_session_round_trip(history: History) -> None:
     assert detail.system_info == {"cpu_count": 8, "gpu": None}
     assert (detail.host, detail.python_version, detail.notes) == ("runner-1", "3.11.7", "nightly")
     assert (detail.platform, detail.n_results, detail.n_failed) == ("linux-x86_64", 3, 1)
+
+
+def plain(
+    test: str, duration: float, cpu: float = 0.5, rss: float = 0.0, **fields: Any
+) -> list[Measurement]:
+    """A plain test's rows as the plugin lists them: its built-in readings."""
+    return [
+        m(test, "duration", duration, unit="s", **fields),
+        m(test, "cpu_time", cpu, unit="s", kind="system", **fields),
+        m(test, "rss_peak_mb", rss, unit="MB", kind="system", **fields),
+    ]
+
+
+def test_built_in_readings_take_one_row_per_test(history: History, history_url: str) -> None:
+    """Plain tests' readings go into test_results, everything else into results; reading
+    them back gives the session's rows, in its order, whatever table they went to."""
+    measurements = [
+        *plain("t.py::a", 0.25, rss=1.5),
+        m("t.py::b", "duration", 0.5, unit="s", marked=True, samples=(0.5, 0.6)),
+        *plain("t.py::b", 0.5, marked=True)[1:],
+        m("t.py::b", "tokens", 41.0, unit="tok/s", direction="higher", kind="custom"),
+        *plain("t.py::c", 0.75, outcome="failed"),
+        # Out of the plugin's order: a row each; not in standard form: rows of results.
+        m("t.py::d", "rss_peak_mb", 2.0, unit="MB", kind="system"),
+        m("t.py::d", "cpu_time", 0.1, unit="s", kind="system"),
+        m("t.py::e", "duration", 1.0, unit="ms"),
+        m("t.py::e", "duration", 1.0, unit="s", kind="system"),
+        *plain("t.py::a", 0.3)[:2],  # the same test again: a row of its own
+    ]
+    run_id = history.save_session(make_run(), measurements)
+    detail = history.get_run(run_id)
+    assert detail.measurements == measurements
+    assert (detail.n_results, detail.n_failed) == (len(measurements), 1)
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        wide = conn.execute(
+            sa.text("SELECT test, duration, cpu_time, rss_peak_mb FROM test_results ORDER BY id")
+        ).all()
+        narrow = conn.execute(sa.text("SELECT test, metric FROM results ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in wide] == [
+        ("t.py::a", 0.25, 0.5, 1.5), ("t.py::b", None, 0.5, 0.0),
+        ("t.py::c", 0.75, 0.5, 0.0), ("t.py::d", None, None, 2.0),
+        ("t.py::d", None, 0.1, None), ("t.py::a", 0.3, 0.5, None),
+    ]  # fmt: skip
+    assert [tuple(r) for r in narrow] == [
+        ("t.py::b", "duration"), ("t.py::b", "tokens"), ("t.py::e", "duration"),
+        ("t.py::e", "duration"),
+    ]  # fmt: skip
+
+    later = history.save_session(
+        make_run(at=T0 + timedelta(hours=1)), [*plain("t.py::a", 0.5), *plain("t.py::c", 1.0)]
+    )
+    assert [(p.metric, p.value) for p in history.trend("t.py::a", "cpu_time")] == [
+        ("cpu_time", 0.5), ("cpu_time", 0.5), ("cpu_time", 0.5),
+    ]  # fmt: skip
+    assert [p.value for p in history.trend("t.py::c")] == [0.0, 0.75, 0.5, 0.0, 1.0, 0.5]
+    assert history.baseline("t.py::a", "duration") == 0.3
+    diffs = {(d.test, d.metric): (d.a, d.b) for d in history.compare(run_id, later)}
+    assert diffs[("t.py::c", "duration")] == (0.75, 1.0)
+    assert diffs[("t.py::b", "tokens")] == (41.0, None)
+    assert [r.n_results for r in history.recent_runs()] == [6, len(measurements)]
+    assert history.tests("*.py::[ab]*") == [] and history.tests("t.py::?") == [
+        "t.py::a", "t.py::b", "t.py::c", "t.py::d", "t.py::e",
+    ]  # fmt: skip
+    stats = history.stats()
+    assert (stats.n_results, stats.n_tests) == (len(measurements) + 6, 5)
+    out = io.StringIO()
+    assert history.export("csv", out) == len(measurements) + 6
+    exported = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["test"], r["metric"], float(r["value"])) for r in exported] == [
+        *((x.test, x.metric, x.value) for x in measurements),
+        *((x.test, x.metric, x.value) for x in [*plain("t.py::a", 0.5), *plain("t.py::c", 1.0)]),
+    ]
+    series = history.metric_history("linux-x86_64", last_runs=5, kinds=("primary", "system"))
+    assert sorted(series[("t.py::a", "duration")].values) == [0.25, 0.3, 0.5]  # a tie in run 1
+    assert series[("t.py::a", "rss_peak_mb")].values == [0.0, 1.5]
+    assert series[("t.py::c", "duration")].values == [1.0]  # failed in the first run
+    summary = {(s.test, s.metric): s for s in history.summary(metric="cpu_time")}
+    assert summary[("t.py::a", "cpu_time")].values == [0.5, 0.5, 0.5]
 
 
 def test_local_naive_times_are_stored_as_utc(history: History) -> None:
@@ -322,7 +403,7 @@ def test_stats_platforms_tests(history: History) -> None:
     stats = history.stats()
     assert (stats.n_runs, stats.n_results, stats.n_platforms, stats.n_tests) == (2, 3, 2, 2)
     assert (stats.first_run, stats.last_run) == (T0, T0 + timedelta(days=1))
-    assert stats.schema_revision == "0002_history_indexes"
+    assert stats.schema_revision == HEAD_REVISION
     assert stats.url == history.url
     if stats.url.startswith("sqlite"):
         assert stats.db_size_bytes and stats.db_size_bytes > 0
@@ -443,7 +524,7 @@ def test_to_dataframe_needs_pandas(history: History) -> None:
 def test_vacuum_and_upgrade_when_current(history: History) -> None:
     history.save_session(make_run(), [m("t::a")])
     history.vacuum()
-    assert history.upgrade() == ("0002_history_indexes", "0002_history_indexes")
+    assert history.upgrade() == (HEAD_REVISION, HEAD_REVISION)
     assert len(history.recent_runs()) == 1
 
 

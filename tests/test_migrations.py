@@ -166,3 +166,85 @@ def test_downgrade_from_test_type_keeps_the_rows(history_url: str) -> None:
         assert conn.scalar(sa.text("SELECT count(*) FROM results")) == 2
         assert "test_type" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
     engine.dispose()
+
+
+def _plain_rows(test: str, duration: float) -> list[Measurement]:
+    """A plain test's rows as the plugin lists them."""
+    return [
+        Measurement(test, "duration", duration, unit="s"),
+        Measurement(test, "cpu_time", duration / 2, unit="s", kind="system"),
+        Measurement(test, "rss_peak_mb", 0.5, unit="MB", kind="system"),
+    ]
+
+
+def test_upgrade_to_test_results_reads_old_and_new_rows_together(history_url: str) -> None:
+    """A history as the 0002-era release wrote it (every reading a row of results) keeps
+    its rows where they are; sessions stored after the upgrade put plain tests' readings in
+    test_results, and every query sees both."""
+    migrate(history_url, "0002_history_indexes")
+    _insert_rev1_rows(history_url)
+    engine = sa.create_engine(history_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO results (run_id, test, metric, value, unit, direction, kind,"
+                " marked, outcome) VALUES ((SELECT max(id) FROM runs), 't::a', 'cpu_time',"
+                " 0.75, 's', 'lower', 'system', :marked, 'passed')"
+            ),
+            {"marked": False},
+        )
+    engine.dispose()
+    with History(history_url) as history:
+        assert history.upgrade() == ("0002_history_indexes", HEAD_REVISION)
+        old_id = history.recent_runs()[0].id
+        assert [(x.metric, x.value) for x in history.get_run(old_id).measurements] == [
+            ("duration", 1.5),
+            ("tps", 99.0),
+            ("cpu_time", 0.75),
+        ]
+        new_rows = _plain_rows("t::a", 2.5)
+        new_id = history.save_session(
+            RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("old-box")),
+            new_rows,
+        )
+        assert history.get_run(new_id).measurements == new_rows
+        assert [p.value for p in history.trend("t::a", "cpu_time")] == [0.75, 1.25]
+        assert [r.n_results for r in history.recent_runs()] == [3, 3]
+        assert history.stats().n_results == 6
+        assert {d.metric: (d.a, d.b) for d in history.compare(old_id, new_id)} == {
+            "duration": (1.5, 2.5),
+            "cpu_time": (0.75, 1.25),
+            "rss_peak_mb": (None, 0.5),
+            "tps": (99.0, None),
+        }
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM test_results")) == 1
+        assert conn.scalar(sa.text("SELECT count(*) FROM results")) == 3
+    engine.dispose()
+
+
+def test_downgrade_from_test_results_moves_the_readings_back(history_url: str) -> None:
+    rows = [
+        *_plain_rows("t::a", 1.0),
+        Measurement("t::a", "tps", 99.0, kind="custom", marked=True),
+        *_plain_rows("t::b", 2.0)[:2],
+    ]
+    with History(history_url) as history:
+        run_id = history.save_session(
+            RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("box")), rows
+        )
+    migrate(history_url, "0003_run_test_type", down=True)
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT test, metric, value, unit, kind FROM results ORDER BY id")
+        ).all()
+        assert "test_results" not in sa.inspect(conn).get_table_names()
+    engine.dispose()
+    assert [tuple(r) for r in stored] == [
+        (x.test, x.metric, x.value, x.unit, x.kind) for x in rows
+    ]
+    migrate(history_url, "head")
+    with History(history_url) as history:
+        assert history.get_run(run_id).measurements == rows

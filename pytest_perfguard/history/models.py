@@ -130,6 +130,39 @@ class Result(Base):
     )
 
 
+class TestResult(Base):
+    """One test's built-in readings in one run, as columns of one row.
+
+    Every test of a suite yields `duration` (its primary metric unless marked otherwise),
+    `cpu_time` and `rss_peak_mb`: as three `results` rows they cost three b-tree inserts
+    into the table and its two indexes each, more than the whole per-test budget. A reading
+    is stored here only in its standard form (unit, direction lower, no threshold, samples
+    or error; `duration` as the primary metric); any other row, and every custom metric and
+    step, stays a row of `results`. Readers see both as one set of rows
+    (`layout.stored_results`).
+
+    `id` is the run id times 2**32 plus the position of the test's first reading in the
+    session, as `results.id` is for rows written since revision 0004: ordering by it gives
+    back each session's rows in the order they were saved.
+    """
+
+    __tablename__ = "test_results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    test: Mapped[str] = mapped_column(Text)
+    marked: Mapped[bool] = mapped_column(Boolean)
+    outcome: Mapped[str] = mapped_column(String(20))
+    duration: Mapped[float | None] = mapped_column(Float)
+    cpu_time: Mapped[float | None] = mapped_column(Float)
+    rss_peak_mb: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_test_results_test_run", "test", "run_id"),
+        Index("ix_test_results_run_id", "run_id"),
+    )
+
+
 class BaselineSnapshot(Base):
     """One applied baselines update: what was written, when, by whom and why."""
 
@@ -150,4 +183,5 @@ class BaselineSnapshot(Base):
 platforms = cast(Table, Platform.__table__)
 runs = cast(Table, Run.__table__)
 results = cast(Table, Result.__table__)
+test_results = cast(Table, TestResult.__table__)
 baseline_snapshots = cast(Table, BaselineSnapshot.__table__)

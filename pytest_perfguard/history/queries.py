@@ -16,16 +16,27 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Subquery,
+    Table,
     Text,
     cast,
     distinct,
     exists,
     func,
+    or_,
     select,
     type_coerce,
+    union,
 )
 
-from pytest_perfguard.history.models import baseline_snapshots, platforms, results, runs
+from pytest_perfguard.history.layout import READINGS, Where, stored_results
+from pytest_perfguard.history.models import (
+    baseline_snapshots,
+    platforms,
+    results,
+    runs,
+    test_results,
+)
 from pytest_perfguard.records import (
     BaselineSnapshotRecord,
     MetricSummary,
@@ -60,11 +71,29 @@ def glob_to_like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def test_matches(pattern: str) -> ColumnElement[bool]:
-    """Case-insensitive glob match on results.test, the same on SQLite and PostgreSQL."""
+def test_matches(pattern: str, table: Table = results) -> ColumnElement[bool]:
+    """Case-insensitive glob match on `table`'s test column, the same on SQLite and
+    PostgreSQL."""
     if "*" not in pattern and "?" not in pattern:
-        return results.c.test == pattern
-    return results.c.test.ilike(glob_to_like(pattern), escape="\\")
+        return table.c.test == pattern
+    return table.c.test.ilike(glob_to_like(pattern), escape="\\")
+
+
+def _tests_matching(pattern: str | None) -> Where:
+    """A `stored_results` condition: the test matches `pattern` (None: any test)."""
+
+    def where(table: Table) -> list[ColumnElement[bool]]:
+        return [] if pattern is None else [test_matches(pattern, table)]
+
+    return where
+
+
+def _has_test(pattern: str) -> ColumnElement[bool]:
+    """The run stored a result of a test matching `pattern`."""
+    return or_(
+        exists().where(results.c.run_id == runs.c.id, test_matches(pattern, results)),
+        exists().where(test_results.c.run_id == runs.c.id, test_matches(pattern, test_results)),
+    )
 
 
 def _run_conditions(flt: RunFilter) -> list[ColumnElement[bool]]:
@@ -84,32 +113,58 @@ def _run_conditions(flt: RunFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _result_conditions(flt: RunFilter) -> list[ColumnElement[bool]]:
-    conditions = _run_conditions(flt)
-    if flt.test is not None:
-        conditions.append(test_matches(flt.test))
-    if flt.metric is not None:
-        conditions.append(results.c.metric == flt.metric)
-    return conditions
+def _filtered_results(flt: RunFilter) -> Subquery:
+    """The stored results `flt` picks by test and metric (runs are filtered by the caller)."""
+    return stored_results(_tests_matching(flt.test), metric=flt.metric)
 
 
 def _summary_query() -> Select[Any]:
-    # Correlated counts are evaluated only for the rows that survive ORDER BY ... LIMIT.
-    n_results = select(func.count()).where(results.c.run_id == runs.c.id).scalar_subquery()
-    n_failed = (
-        select(func.count(distinct(results.c.test)))
-        .where(results.c.run_id == runs.c.id, results.c.outcome.in_(FAILED_OUTCOMES))
-        .scalar_subquery()
+    return select(runs, platforms.c.key.label("platform")).join(
+        platforms, platforms.c.id == runs.c.platform_id
     )
-    return select(
-        runs,
-        platforms.c.key.label("platform"),
-        n_results.label("n_results"),
-        n_failed.label("n_failed"),
-    ).join(platforms, platforms.c.id == runs.c.platform_id)
 
 
-def _summary_fields(row: Any) -> dict[str, Any]:
+def _run_counts(conn: Connection, run_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(results stored, tests failed) per run, for the runs a summary shows."""
+    if not run_ids:
+        return {}
+    n_results: dict[int, int] = dict.fromkeys(run_ids, 0)
+    narrow = (
+        select(results.c.run_id, func.count())
+        .where(results.c.run_id.in_(run_ids))
+        .group_by(results.c.run_id)
+    )
+    readings = [func.count(test_results.c[name]) for name, _, _ in READINGS]
+    wide = (
+        select(test_results.c.run_id, sum_of(readings))
+        .where(test_results.c.run_id.in_(run_ids))
+        .group_by(test_results.c.run_id)
+    )
+    for query in (narrow, wide):
+        for run_id, count in conn.execute(query):
+            n_results[run_id] += int(count)
+    failed = stored_results(
+        lambda t: [t.c.run_id.in_(run_ids), t.c.outcome.in_(FAILED_OUTCOMES)], name="failed"
+    )
+    query = select(failed.c.run_id, func.count(distinct(failed.c.test))).group_by(failed.c.run_id)
+    n_failed = {int(run_id): int(count) for run_id, count in conn.execute(query)}
+    return {run_id: (n, n_failed.get(run_id, 0)) for run_id, n in n_results.items()}
+
+
+def sum_of(terms: list[Any]) -> Any:
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _summaries(conn: Connection, query: Select[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    rows = list(conn.execute(query))
+    counts = _run_counts(conn, [row.id for row in rows])
+    return [(row, _summary_fields(row, *counts[row.id])) for row in rows]
+
+
+def _summary_fields(row: Any, n_results: int, n_failed: int) -> dict[str, Any]:
     return {
         "id": row.id,
         "started_at": row.started_at,
@@ -121,8 +176,8 @@ def _summary_fields(row: Any) -> dict[str, Any]:
         "triggered_by": row.triggered_by,
         "outcome": row.outcome,
         "notes": row.notes,
-        "n_results": int(row.n_results),
-        "n_failed": int(row.n_failed),
+        "n_results": n_results,
+        "n_failed": n_failed,
         "test_type": row.test_type,
     }
 
@@ -130,20 +185,20 @@ def _summary_fields(row: Any) -> dict[str, Any]:
 def recent_runs(conn: Connection, flt: RunFilter, limit: int) -> list[RunSummary]:
     query = _summary_query().where(*_run_conditions(flt))
     if flt.test is not None:
-        query = query.where(exists().where(results.c.run_id == runs.c.id, test_matches(flt.test)))
+        query = query.where(_has_test(flt.test))
     query = query.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-    return [RunSummary(**_summary_fields(row)) for row in conn.execute(query)]
+    return [RunSummary(**fields) for _, fields in _summaries(conn, query)]
 
 
 def get_run(conn: Connection, run_id: int) -> RunDetail | None:
-    row = conn.execute(_summary_query().where(runs.c.id == run_id)).first()
-    if row is None:
+    found = _summaries(conn, _summary_query().where(runs.c.id == run_id))
+    if not found:
         return None
-    measured = conn.execute(
-        select(results).where(results.c.run_id == run_id).order_by(results.c.id)
-    )
+    ((row, fields),) = found
+    stored = stored_results(lambda t: [t.c.run_id == run_id])
+    measured = conn.execute(select(stored).order_by(stored.c.id))
     return RunDetail(
-        **_summary_fields(row),
+        **fields,
         host=row.host,
         python_version=row.python_version,
         args=list(row.args),
@@ -177,25 +232,23 @@ def run_exists(conn: Connection, run_id: int) -> bool:
 def trend(
     conn: Connection, test: str, metric: str | None, flt: RunFilter, limit: int | None
 ) -> list[TrendPoint]:
-    conditions = [results.c.test == test, *_run_conditions(flt)]
-    if metric is not None:
-        conditions.append(results.c.metric == metric)
+    stored = stored_results(lambda t: [t.c.test == test], metric=metric)
     query = (
         select(
-            results.c.run_id,
+            stored.c.run_id,
             runs.c.started_at,
             platforms.c.key,
             runs.c.git_commit,
-            results.c.test,
-            results.c.metric,
-            results.c.value,
-            results.c.unit,
-            results.c.direction,
-            results.c.outcome,
+            stored.c.test,
+            stored.c.metric,
+            stored.c.value,
+            stored.c.unit,
+            stored.c.direction,
+            stored.c.outcome,
         )
-        .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
-        .where(*conditions)
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc(), results.c.metric)
+        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
+        .where(*_run_conditions(flt))
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc(), stored.c.metric)
     )
     if limit is not None:
         query = query.limit(limit)
@@ -224,30 +277,28 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
     ids = select(runs.c.id).join(platforms, platforms.c.id == runs.c.platform_id)
     ids = ids.where(*_run_conditions(flt))
     if flt.test is not None:
-        ids = ids.where(exists().where(results.c.run_id == runs.c.id, test_matches(flt.test)))
+        ids = ids.where(_has_test(flt.test))
     ids = ids.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(last_runs)
     run_ids = list(conn.execute(ids).scalars())
     if not run_ids:
         return []
-    conditions: list[ColumnElement[bool]] = [results.c.run_id.in_(run_ids)]
-    if flt.test is not None:
-        conditions.append(test_matches(flt.test))
-    if flt.metric is not None:
-        conditions.append(results.c.metric == flt.metric)
+    matching = _tests_matching(flt.test)
+    stored = stored_results(
+        lambda t: [t.c.run_id.in_(run_ids), *matching(t)], metric=flt.metric
+    )
     query = (
         select(
-            results.c.run_id,
-            results.c.test,
-            results.c.metric,
-            results.c.value,
-            results.c.unit,
-            results.c.direction,
-            results.c.kind,
-            results.c.outcome,
+            stored.c.run_id,
+            stored.c.test,
+            stored.c.metric,
+            stored.c.value,
+            stored.c.unit,
+            stored.c.direction,
+            stored.c.kind,
+            stored.c.outcome,
         )
-        .join(runs, runs.c.id == results.c.run_id)
-        .where(*conditions)
-        .order_by(runs.c.started_at, runs.c.id, results.c.id)
+        .join(runs, runs.c.id == stored.c.run_id)
+        .order_by(runs.c.started_at, runs.c.id, stored.c.id)
     )
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for row in conn.execute(query):
@@ -270,12 +321,11 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
 def baseline(
     conn: Connection, test: str, metric: str, platform: str | None, last_runs: int
 ) -> float | None:
-    conditions = [results.c.test == test, results.c.metric == metric, results.c.outcome == "passed"]
-    if platform is not None:
-        conditions.append(platforms.c.key == platform)
+    stored = stored_results(lambda t: [t.c.test == test, t.c.outcome == "passed"], metric=metric)
+    conditions = [] if platform is None else [platforms.c.key == platform]
     query = (
-        select(results.c.value)
-        .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
+        select(stored.c.value)
+        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
         .where(*conditions)
         .order_by(runs.c.started_at.desc(), runs.c.id.desc())
         .limit(last_runs)
@@ -285,14 +335,15 @@ def baseline(
 
 
 def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:
+    stored = stored_results(lambda t: [t.c.run_id.in_((run_a, run_b))])
     query = select(
-        results.c.run_id,
-        results.c.test,
-        results.c.metric,
-        results.c.value,
-        results.c.unit,
-        results.c.direction,
-    ).where(results.c.run_id.in_((run_a, run_b)))
+        stored.c.run_id,
+        stored.c.test,
+        stored.c.metric,
+        stored.c.value,
+        stored.c.unit,
+        stored.c.direction,
+    )
     values: dict[tuple[str, str], dict[int, Any]] = {}
     for row in conn.execute(query):
         values.setdefault((row.test, row.metric), {})[row.run_id] = row
@@ -353,19 +404,29 @@ def counts(conn: Connection) -> dict[str, Any]:
         "n_runs": int(n_runs),
         "first_run": first,
         "last_run": last,
-        "n_results": int(conn.scalar(select(func.count()).select_from(results)) or 0),
+        "n_results": int(conn.scalar(select(func.count()).select_from(results)) or 0)
+        + int(
+            conn.scalar(select(sum_of([func.count(test_results.c[m]) for m, _, _ in READINGS])))
+            or 0
+        ),
         "n_platforms": int(conn.scalar(select(func.count()).select_from(platforms)) or 0),
-        "n_tests": int(conn.scalar(select(func.count(distinct(results.c.test)))) or 0),
+        "n_tests": int(conn.scalar(select(func.count()).select_from(_all_tests())) or 0),
     }
 
 
+def _all_tests() -> Subquery:
+    """Every stored test id, once."""
+    return union(select(results.c.test), select(test_results.c.test)).subquery("tests")
+
+
 def find_tests(conn: Connection, flt: RunFilter) -> list[str]:
+    stored = _filtered_results(flt)
     query = (
-        select(results.c.test)
+        select(stored.c.test)
         .distinct()
-        .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
-        .where(*_result_conditions(flt))
-        .order_by(results.c.test)
+        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
+        .where(*_run_conditions(flt))
+        .order_by(stored.c.test)
     )
     return list(conn.execute(query).scalars())
 
@@ -376,30 +437,31 @@ def export_query(flt: RunFilter) -> Select[Any]:
     started_at and marked come back as the driver gives them (see export.normalized):
     converting them once per run instead of once per row halves the export time.
     """
+    stored = _filtered_results(flt)
     return (
         select(
-            results.c.run_id,
+            stored.c.run_id,
             type_coerce(runs.c.started_at, String).label("started_at"),
             platforms.c.key.label("platform"),
             runs.c.git_commit,
             runs.c.git_branch,
             runs.c.run_type,
-            results.c.test,
-            results.c.metric,
-            results.c.value,
-            results.c.unit,
-            results.c.direction,
-            results.c.kind,
-            type_coerce(results.c.marked, Integer).label("marked"),
-            results.c.outcome,
-            results.c.threshold,
+            stored.c.test,
+            stored.c.metric,
+            stored.c.value,
+            stored.c.unit,
+            stored.c.direction,
+            stored.c.kind,
+            type_coerce(stored.c.marked, Integer).label("marked"),
+            stored.c.outcome,
+            stored.c.threshold,
             # The JSON text as stored: exporting needs no decode/encode round trip.
-            cast(results.c.samples, Text).label("samples"),
-            results.c.error,
+            cast(stored.c.samples, Text).label("samples"),
+            stored.c.error,
         )
-        .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
-        .where(*_result_conditions(flt))
-        .order_by(results.c.id)
+        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
+        .where(*_run_conditions(flt))
+        .order_by(stored.c.id)
     )
 
 

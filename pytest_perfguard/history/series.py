@@ -2,9 +2,10 @@
 
 "The last N runs in which it was recorded" is a top-N per (test, metric) group. A window
 function over the platform's whole history sorts every row (about 3 s for 1M results on
-SQLite), so the query first looks at the newest runs only: a metric with N values there
-is complete, since every other run is older. Only the remaining metrics (new, flaky or
-no longer run) are ranked over the whole history, and those are few.
+SQLite), so the query first ranks the newest runs only: a metric with N values there is
+complete, since every other run is older. Then one pass over the older runs lists which
+(test, metric) they hold; only the ones not complete yet (new, flaky or no longer run
+tests), usually none, are ranked over the whole history, a batch of tests at a time.
 """
 
 from __future__ import annotations
@@ -12,73 +13,88 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, func, select
 
-from pytest_perfguard.history.models import platforms, results, runs
+from pytest_perfguard.history.layout import stored_results
+from pytest_perfguard.history.models import platforms, runs
 from pytest_perfguard.records import MetricSeries
 
 # How many of the newest runs the first pass reads, per requested run.
 RECENT_FACTOR = 4
+# Tests per query of the last pass (bound parameters stay well under every backend's limit).
+_BATCH = 500
 
 
 def metric_history(
     conn: Connection, platform: str, last_runs: int, kinds: Collection[str], passed_only: bool
 ) -> dict[tuple[str, str], MetricSeries]:
-    conditions: list[ColumnElement[bool]] = [results.c.kind.in_(sorted(set(kinds)))]
-    if passed_only:
-        conditions.append(results.c.outcome == "passed")
-    recent_runs = (
+    def passed(table: Table) -> list[ColumnElement[bool]]:
+        return [table.c.outcome == "passed"] if passed_only else []
+
+    on_platform = (
         select(runs.c.id)
         .join(platforms, platforms.c.id == runs.c.platform_id)
         .where(platforms.c.key == platform)
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-        .limit(last_runs * RECENT_FACTOR)
     )
-    in_recent = results.c.run_id.in_(recent_runs.scalar_subquery())
-    complete = (
-        select(results.c.test, results.c.metric)
-        .where(in_recent, *conditions)
-        .group_by(results.c.test, results.c.metric)
-        .having(func.count() >= last_runs)
-        .subquery()
+    recent = list(
+        conn.execute(
+            on_platform.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(
+                last_runs * RECENT_FACTOR
+            )
+        ).scalars()
     )
-    is_complete = exists().where(
-        complete.c.test == results.c.test, complete.c.metric == results.c.metric
-    )
-    on_platform = platforms.c.key == platform
     series: dict[tuple[str, str], MetricSeries] = {}
-    for where in (and_(in_recent, is_complete), and_(on_platform, ~is_complete)):
-        for row in conn.execute(_top_values(where, conditions, last_runs)):
-            _add(series, row)
+    if not recent:
+        return series
+    newest = stored_results(lambda t: [t.c.run_id.in_(recent), *passed(t)], kinds=kinds)
+    for row in conn.execute(_top_values(newest, last_runs)):
+        _add(series, row)
+    complete = {key for key, item in series.items() if len(item.values) >= last_runs}
+    older_runs = on_platform.where(runs.c.id.not_in(recent)).scalar_subquery()
+    older = stored_results(lambda t: [t.c.run_id.in_(older_runs), *passed(t)], kinds=kinds)
+    keys = conn.execute(select(older.c.test, older.c.metric).distinct()).tuples()
+    pending = sorted({key for key in keys if key not in complete})
+    wanted = set(pending)
+    for key in wanted.intersection(series):
+        del series[key]  # ranked again below, with their older values
+    on_platform_ids = on_platform.scalar_subquery()
+    tests = sorted({test for test, _ in pending})
+    for start in range(0, len(tests), _BATCH):
+        batch = tests[start : start + _BATCH]
+
+        def in_batch(table: Table, batch: list[str] = batch) -> list[ColumnElement[bool]]:
+            return [table.c.test.in_(batch), table.c.run_id.in_(on_platform_ids), *passed(table)]
+
+        every = stored_results(in_batch, kinds=kinds)
+        for row in conn.execute(_top_values(every, last_runs)):
+            if (row.test, row.metric) in wanted:
+                _add(series, row)
     return dict(sorted(series.items()))
 
 
-def _top_values(
-    where: ColumnElement[bool], conditions: list[ColumnElement[bool]], last_runs: int
-) -> Select[Any]:
+def _top_values(stored: Subquery, last_runs: int) -> Select[Any]:
     rank = (
         func.row_number()
         .over(
-            partition_by=(results.c.test, results.c.metric),
+            partition_by=(stored.c.test, stored.c.metric),
             order_by=(runs.c.started_at.desc(), runs.c.id.desc()),
         )
         .label("rank")
     )
     ranked = (
         select(
-            results.c.test,
-            results.c.metric,
-            results.c.value,
-            results.c.unit,
-            results.c.direction,
-            results.c.kind,
-            results.c.marked,
-            results.c.run_id,
-            results.c.samples,
+            stored.c.test,
+            stored.c.metric,
+            stored.c.value,
+            stored.c.unit,
+            stored.c.direction,
+            stored.c.kind,
+            stored.c.marked,
+            stored.c.run_id,
+            stored.c.samples,
             rank,
         )
-        .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
-        .where(where, *conditions)
+        .select_from(stored.join(runs, runs.c.id == stored.c.run_id))
         .subquery()
     )
     return (

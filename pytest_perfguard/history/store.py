@@ -1,15 +1,14 @@
 """`HistoryStore`: all the SQL of the history database, portable between SQLite and PostgreSQL.
 
 Writes are one transaction each (a session's run and all its results together), the
-results bulk-inserted with the driver's executemany (SQLite) or COPY (PostgreSQL). Reads
-(functions of `queries` and `series`) get one short connection each. Callers go through
+results laid out and bulk-inserted by `layout` (executemany on SQLite, COPY on
+PostgreSQL). Reads (functions of `queries` and `series`) get one short connection each. Callers go through
 `pytest_perfguard.api.History`, which validates arguments and turns errors into
 `HistoryError`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     CursorResult,
-    Dialect,
     Engine,
     Select,
     exists,
@@ -32,7 +30,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from pytest_perfguard.history import schema
 from pytest_perfguard.history.engine import WRITE_OPTION, create_history_engine, is_locked
 from pytest_perfguard.history.errors import HistoryError
-from pytest_perfguard.history.models import baseline_snapshots, platforms, results, runs
+from pytest_perfguard.history.layout import insert_rows, split_rows
+from pytest_perfguard.history.models import baseline_snapshots, platforms, runs
 from pytest_perfguard.history.urls import sqlite_path
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
@@ -104,13 +103,12 @@ class HistoryStore:
         self, run: RunInfo, measurements: Sequence[Measurement], *, source_key: str | None = None
     ) -> int:
         """Store a run and all its results in one transaction; returns the run id."""
-        rows = [_result_row(m) for m in measurements]
+        wide, narrow = split_rows(measurements)
 
         def write() -> int:
             with self._write() as conn:
                 run_id = _insert_run(conn, run, source_key=source_key)
-                if rows:
-                    _insert_results(conn, run_id, rows)
+                insert_rows(conn, run_id, wide, narrow)
                 return run_id
 
         try:
@@ -276,90 +274,3 @@ def _insert_run(conn: Connection, run: RunInfo, *, source_key: str | None) -> in
         )
     )
     return _new_id(inserted)
-
-
-# Columns of a results row as built by _result_row, run_id first.
-_RESULT_COLUMNS = (
-    "run_id", "test", "metric", "value", "unit", "direction", "kind", "marked", "outcome",
-    "threshold", "samples", "error",
-)  # fmt: skip
-# Most rows (every plain test's) have no threshold, samples or error. On SQLite they are
-# inserted without those columns, which then default to NULL: Python's sqlite3 binds a None
-# only after a failed adapter lookup that raises and formats an AttributeError, three per
-# row, a fifth of the whole insert. Rows are numbered first, so their ids keep the session's
-# order across the two statements.
-_SHORT_COLUMNS = ("id", *_RESULT_COLUMNS[:-3])
-_LONG_COLUMNS = ("id", *_RESULT_COLUMNS)
-_insert_sql_cache: dict[tuple[str, int], str] = {}
-
-
-def _insert_sql(dialect: Dialect, columns: tuple[str, ...]) -> str:
-    """The results INSERT of `columns`, in that order, compiled for `dialect` (qmark)."""
-    cached = _insert_sql_cache.get((dialect.name, len(columns)))
-    if cached is None:
-        compiled = results.insert().compile(dialect=dialect, column_keys=list(columns))
-        assert compiled.positiontup is not None and tuple(compiled.positiontup) == columns
-        cached = _insert_sql_cache[(dialect.name, len(columns))] = str(compiled)
-    return cached
-
-
-def _insert_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) -> None:
-    """Bulk insert: PostgreSQL through COPY, SQLite through executemany.
-
-    SQLAlchemy compiles the statement (so it stays portable) but the parameters are built
-    here: its per-row processing (dicts, JSON and type processors) cost more than SQLite's
-    own insert work, about 0.15 s of 0.3 s for a 10 000-result session.
-    """
-    if conn.dialect.driver == "psycopg":
-        _copy_results(conn, run_id, rows)
-        return
-    if conn.dialect.name != "sqlite":
-        conn.execute(
-            results.insert(),
-            [dict(zip(_RESULT_COLUMNS, (run_id, *row), strict=True)) for row in rows],
-        )
-        return
-    # This transaction already inserted the run, so it holds SQLite's write lock: no other
-    # session can take ids between this read and the inserts.
-    next_id = (conn.exec_driver_sql("SELECT max(id) FROM results").scalar() or 0) + 1
-    short: list[tuple[Any, ...]] = []
-    full: list[tuple[Any, ...]] = []
-    for row_id, row in enumerate(rows, next_id):
-        if row[-1] is None and row[-2] is None and row[-3] is None:
-            short.append((row_id, run_id, *row[:-3]))
-        else:
-            full.append((row_id, run_id, *row))
-    if short:
-        conn.exec_driver_sql(_insert_sql(conn.dialect, _SHORT_COLUMNS), short)
-    if full:
-        conn.exec_driver_sql(_insert_sql(conn.dialect, _LONG_COLUMNS), full)
-
-
-def _copy_results(conn: Connection, run_id: int, rows: list[tuple[Any, ...]]) -> None:
-    """PostgreSQL: COPY is 3x faster than executemany (0.15 s vs 0.45 s for 10 000 rows)."""
-    columns = ", ".join(_RESULT_COLUMNS)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY {results.name} ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row((run_id, *row))
-
-
-def _result_row(m: Measurement) -> tuple[Any, ...]:
-    """A results row without its run_id (see _RESULT_COLUMNS), JSON already encoded."""
-    samples = None
-    if m.samples:
-        # repr() of a finite float is its JSON form; json.dumps is 3x slower here.
-        samples = "[" + ", ".join([repr(float(s)) for s in m.samples]) + "]"
-    if not math.isfinite(m.value) or (samples is not None and not _all_finite(m.samples)):
-        raise HistoryError(f"{m.test} {m.metric}: cannot store a non-finite value ({m.value})")
-    # `marked` as an int, not a bool: Python's sqlite3 binds exact ints directly but sends a
-    # bool through its adapter lookup, which fails with a formatted AttributeError per row
-    # (a third of the insert's cost). SQLAlchemy's Boolean reads 0/1 back as False/True.
-    return (
-        m.test, m.metric, float(m.value), m.unit, m.direction, m.kind, 1 if m.marked else 0,
-        m.outcome, m.threshold, samples, m.error,
-    )  # fmt: skip
-
-
-def _all_finite(values: Sequence[float]) -> bool:
-    return all(map(math.isfinite, values))

@@ -81,6 +81,14 @@ class ReportData:
         return [v for v in self.comparison.metric_verdicts if v.kind == kind]
 
     @property
+    def side_by_side(self) -> str | None:
+        """"base <rev> vs head <rev>, measured side by side on <platform>" when the run was
+        an A/B session (`--perf-against`), else None."""
+        ab = self.run.system_info.get("ab")
+        header = ab.get("header") if isinstance(ab, dict) else None
+        return str(header) if header else None
+
+    @property
     def headline(self) -> str:
         n = len(self.regressions)
         if n == 0:

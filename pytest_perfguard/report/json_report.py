@@ -30,6 +30,7 @@ def report_dict(data: ReportData) -> dict[str, Any]:
             "triggered_by": run.triggered_by,
             "host": run.host,
             "outcome": run.outcome,
+            "side_by_side": data.side_by_side,
         },
         "summary": {
             "counts": comparison.counts(),

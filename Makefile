@@ -14,6 +14,7 @@ $(BIN)/python:
 
 # A real (non-editable) install, so the tests see exactly what users get: package data included.
 install: $(BIN)/python
+	rm -rf build  # setuptools reuses build/lib: a module removed from the source would ship again
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps .
 	$(BIN)/python -m pip install -q ".[test]"
 

@@ -179,9 +179,52 @@ class BaselineSnapshot(Base):
     __table_args__ = (Index("ix_baseline_snapshots_platform_created", "platform_id", "created_at"),)
 
 
+class ExperimentRow(Base):
+    """An experiment (a parameter sweep, an optimisation): the seed experiment tracker's
+    table. Names need not be unique; `History.experiment(name)` opens the newest."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    template: Mapped[str] = mapped_column(String(255))
+    mode: Mapped[str] = mapped_column(String(100))
+    config: Mapped[dict[str, Any]]
+    summary: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_experiments_name", "name"),)
+
+
+class TrialRow(Base):
+    """One trial of an experiment: its params, metrics and validation outcome; `run_id`
+    links a trial that was a pytest run (`--perf-experiment`)."""
+
+    __tablename__ = "trials"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    trial_number: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    validation_passed: Mapped[bool | None] = mapped_column(Boolean)
+    validation_violations: Mapped[int | None] = mapped_column(Integer)
+    validation_metrics: Mapped[dict[str, Any] | None]
+    extra: Mapped[dict[str, Any] | None]
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_trials_experiment_number", "experiment_id", "trial_number", unique=True),
+        Index("ix_trials_run_id", "run_id"),
+    )
+
+
 # Core tables: the store writes and queries through these (bulk inserts, no ORM objects).
 platforms = cast(Table, Platform.__table__)
 runs = cast(Table, Run.__table__)
 results = cast(Table, Result.__table__)
 test_results = cast(Table, TestResult.__table__)
 baseline_snapshots = cast(Table, BaselineSnapshot.__table__)
+experiments = cast(Table, ExperimentRow.__table__)
+trials = cast(Table, TrialRow.__table__)

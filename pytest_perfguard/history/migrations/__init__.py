@@ -11,6 +11,7 @@ KNOWN_REVISIONS: tuple[str, ...] = (
     "0002_history_indexes",
     "0003_run_test_type",
     "0004_test_results",
+    "0005_experiments",
 )
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 SCRIPT_LOCATION = "pytest_perfguard.history:migrations"

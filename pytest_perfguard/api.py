@@ -24,7 +24,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
-from pytest_perfguard.experiment_history import ExperimentHistory
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
 from pytest_perfguard.history.export import normalized, write_csv, write_json
 from pytest_perfguard.history.urls import mask_secrets, resolve_db_url
@@ -82,7 +81,7 @@ TEST_TYPE_MAX = 50
 _T = TypeVar("_T")
 
 
-class History(ExperimentHistory):
+class History:
     """A history database of perfguard runs: SQLite file or SQLAlchemy URL.
 
     `url_or_path` None means `$PERFGUARD_DB`, else `$PERFORMANCE_DB_PATH`, else
@@ -366,6 +365,8 @@ class History(ExperimentHistory):
         outcome: str | None = None,
         run_type: str | None = None,
         last_runs: int = 20,
+        test_type: str | None = None,
+        who: str | None = None,
     ) -> list[MetricSummary]:
         """Per (test, metric): its values in the newest `last_runs` matching runs.
 
@@ -381,6 +382,8 @@ class History(ExperimentHistory):
             metric=metric,
             outcome=outcome,
             run_type=run_type,
+            test_type=test_type,
+            triggered_by=who,
         )
         return self._read(queries.metric_summaries, flt, _positive("last_runs", last_runs))
 

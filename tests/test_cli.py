@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from pytest_perfguard import api
 from pytest_perfguard.cli import Console, build_parser, main
+from pytest_perfguard.history.migrations import HEAD_REVISION
 from pytest_perfguard.records import EXPORT_COLUMNS
 
 pytest_plugins = ["pytester"]
@@ -275,7 +276,7 @@ def test_stats_platform_and_db_maintenance(cli: Cli, project: Path) -> None:
     assert cli("platform", "--platform", "my_box", "--key").out == "my_box\n"
 
     upgraded = cli("db", "upgrade", cwd=project)
-    assert upgraded.rc == 0 and "schema already at 0002" in upgraded.out
+    assert upgraded.rc == 0 and f"schema already at {HEAD_REVISION}" in upgraded.out
     vacuumed = cli("db", "vacuum", cwd=project)
     assert vacuumed.rc == 0 and "vacuumed" in vacuumed.out
 

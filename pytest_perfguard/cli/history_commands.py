@@ -12,7 +12,7 @@ from .console import CLIError, clip, output, short_commit, signed_change, when
 from .context import Context, resolve_run
 
 if TYPE_CHECKING:
-    from ..api import History
+    from ..api import History, MetricSummary, RunDetail
 
 
 def summary(args: argparse.Namespace, ctx: Context) -> int:
@@ -25,7 +25,12 @@ def summary(args: argparse.Namespace, ctx: Context) -> int:
             outcome=args.outcome,
             run_type=args.run_type,
             last_runs=args.limit,
+            test_type=args.type,
+            who=args.who,
         )
+        recent = _recent_details(history, args) if args.markdown else []
+    if args.markdown:
+        _write_results_markdown(args, ctx, recent, rows)
     if args.json:
         ctx.console.json(
             [
@@ -73,6 +78,36 @@ def summary(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+# Runs listed by `summary --markdown`, newest first.
+MARKDOWN_RUNS = 20
+
+
+def _recent_details(history: History, args: argparse.Namespace) -> list[RunDetail]:
+    found = history.recent_runs(
+        platform=args.platform,
+        limit=MARKDOWN_RUNS,
+        days=args.days,
+        test=args.test,
+        outcome=args.outcome,
+        run_type=args.run_type,
+        test_type=args.type,
+        who=args.who,
+    )
+    return [history.get_run(r.id) for r in found]
+
+
+def _write_results_markdown(
+    args: argparse.Namespace, ctx: Context, recent: list[RunDetail], rows: list[MetricSummary]
+) -> None:
+    from ..report.results_markdown import render_results_markdown
+
+    text = render_results_markdown(recent, rows, last_runs=args.limit)
+    with output(args.markdown, ctx.cwd, ctx.console) as out:
+        out.write(text)
+    if args.markdown not in (None, "-"):
+        ctx.console.err(f"perfguard: {args.markdown} rewritten ({len(recent)} recent runs)")
+
+
 def runs(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.history(args.db) as history:
         found = history.recent_runs(
@@ -82,18 +117,20 @@ def runs(args: argparse.Namespace, ctx: Context) -> int:
             test=args.test,
             outcome=args.outcome,
             run_type=args.run_type,
+            test_type=args.type,
+            who=args.who,
         )
     if args.json:
         ctx.console.json(found)
         return 0
     ctx.console.table(
-        ["id", "started (UTC)", "platform", "commit", "branch", "type", "outcome", "results",
-         "failed", "notes"],
+        ["id", "started (UTC)", "platform", "commit", "branch", "type", "test type", "by",
+         "outcome", "results", "failed", "notes"],
         [
             [
                 str(r.id), when(r.started_at), r.platform, short_commit(r.git_commit),
-                r.git_branch or NONE, r.run_type, r.outcome, str(r.n_results),
-                str(r.n_failed) if r.n_failed else "", clip(r.notes),
+                r.git_branch or NONE, r.run_type, r.test_type or "", r.triggered_by, r.outcome,
+                str(r.n_results), str(r.n_failed) if r.n_failed else "", clip(r.notes),
             ]
             for r in found
         ],
@@ -117,6 +154,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     out(
         f"python   {run.python_version or NONE}  host {run.host or NONE}  "
         f"type {run.run_type}  by {run.triggered_by}  outcome {run.outcome}"
+        + (f"  test type {run.test_type}" if run.test_type else "")
     )
     if run.args:
         out(f"args     {' '.join(run.args)}")

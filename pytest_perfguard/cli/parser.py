@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ..config import parse_gate, parse_rule, parse_threshold
 from ..results import DIRECTIONS, RUN_TYPES
 from . import baseline_commands as bc
-from . import experiment_commands as ec
 from . import history_commands as hc
 from . import write_commands as wc
 from .console import CLIError
@@ -25,6 +24,19 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see '{self.prog} --help')")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        """As argparse's, except that a command taking free-form metric flags (`record`,
+        as the seed tracker's `--accuracy 0.95 --latency 230ms`) gets the unknown
+        `--NAME VALUE[UNIT]` pairs as its metrics."""
+        parsed, extra = self.parse_known_args(args)
+        if extra:
+            if not hasattr(parsed, "free_metrics"):
+                self.error(f"unrecognized arguments: {' '.join(extra)}")
+            parsed.free_metrics = free_metrics(extra)
+        return parsed
 
 
 def positive_int(text: str) -> int:
@@ -95,6 +107,52 @@ def metric_value(text: str) -> tuple[str, tuple[float, str]]:
     return key, (value, match.group(2))
 
 
+_FLAG = re.compile(r"--([A-Za-z][A-Za-z0-9_.-]*)(?:=(.*))?", re.S)
+
+
+def free_metrics(tokens: Sequence[str]) -> list[tuple[str, tuple[float, str]]]:
+    """`--accuracy 0.95 --latency=230ms` -> [("accuracy", (0.95, "")), ("latency", (230.0,
+    "ms"))]; dashes in a name become underscores. Anything else is a one-line CLIError."""
+    found = []
+    queue = list(tokens)
+    while queue:
+        token = queue.pop(0)
+        flag = _FLAG.fullmatch(token)
+        if flag is None:
+            raise CLIError(
+                f"record: unexpected {token!r}: give metrics as --NAME VALUE[UNIT] "
+                "(e.g. --accuracy 0.95 --latency 230ms) or --metric NAME=VALUE[UNIT]"
+            )
+        name, value = flag[1].replace("-", "_"), flag[2]
+        if value is None:
+            if not queue or _FLAG.fullmatch(queue[0]):
+                raise CLIError(f"record: --{flag[1]} needs a value, e.g. --{flag[1]} 0.95")
+            value = queue.pop(0)
+        try:
+            found.append(metric_value(f"{name}={value}"))
+        except argparse.ArgumentTypeError:
+            raise CLIError(
+                f"record: --{flag[1]}: {value!r} is not a number, optionally followed by a "
+                f"unit (e.g. --{flag[1]} 0.95 or --{flag[1]} 230ms)"
+            ) from None
+    return found
+
+
+def who(text: str) -> str:
+    """Who ran it: user, ci, automated, or a name (at most 20 characters)."""
+    if not 0 < len(text.strip()) <= 20:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give user, ci, automated or a name of 1 to 20 characters"
+        )
+    return text.strip()
+
+
+def test_type(text: str) -> str:
+    if not 0 < len(text.strip()) <= 50:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a test type of 1 to 50 characters")
+    return text.strip()
+
+
 def direction(text: str) -> tuple[str, str]:
     """`KEY=lower|higher`."""
     key, sep, value = text.partition("=")
@@ -133,6 +191,8 @@ def _run_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", metavar="PATTERN", help="test id glob, e.g. '*rag*' (any case)")
     p.add_argument("--outcome", choices=["passed", "failed"], help="outcome of the run")
     p.add_argument("--run-type", choices=list(RUN_TYPES), help="type of the run")
+    p.add_argument("--who", type=who, metavar="NAME", help="who ran it: user, ci, automated, ...")
+    p.add_argument("--type", type=test_type, metavar="TYPE", help="test type (record --type)")
 
 
 def _baselines(p: argparse.ArgumentParser) -> None:
@@ -180,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", metavar="NAME", help="only this metric")
     _limit(p, 20, "look at the newest N matching runs (default 20)")
     _json(p)
+    p.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="rewrite FILE (e.g. PERFORMANCE_RESULTS.md) with the recent runs and this "
+        "summary, in Markdown",
+    )
 
     p = _command(sub, "runs", hc.runs, "list recorded runs, newest first")
     _platform(p)
@@ -278,13 +344,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="every compared metric")
     _json(p)
 
-    p = _command(sub, "record", wc.record, "store a result measured outside pytest")
+    p = _command(
+        sub,
+        "record",
+        wc.record,
+        "store a result measured outside pytest",
+        "Store a result measured outside pytest. Metrics are --NAME VALUE[UNIT] flags "
+        "(--accuracy 0.95 --latency 230ms, as the seed tracker's record_test.py) or "
+        "--metric NAME=VALUE[UNIT]; give at least one.",
+    )
+    p.set_defaults(free_metrics=[])
     p.add_argument("name", metavar="NAME", help="what was measured (stored as its test id)")
     p.add_argument(
         "--metric",
         type=metric_value,
         action="append",
-        required=True,
+        default=[],
         metavar="KEY=VALUE[UNIT]",
         help="a metric, e.g. latency=8.1s or tokens_per_s=41.5tok/s (repeat)",
     )
@@ -296,7 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=higher",
         help="higher (or lower, the default) is better for KEY (repeat)",
     )
-    p.add_argument("--failed", action="store_true", help="the measured thing failed")
+    outcome = p.add_mutually_exclusive_group()
+    outcome.add_argument("--success", action="store_true", help="it worked (the default)")
+    outcome.add_argument("--failed", action="store_true", help="the measured thing failed")
+    p.add_argument("--who", type=who, metavar="NAME", help="user, ci, automated or a name")
+    p.add_argument("--type", type=test_type, metavar="TYPE", help="test type, e.g. inference")
     p.add_argument("--notes", default="", metavar="TEXT", help="free text stored with the run")
     _platform(p, "platform key (default: this machine's)")
     p.add_argument("--run-type", choices=list(RUN_TYPES), help="default manual (ci under CI)")
@@ -345,6 +424,4 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = group.add_subparsers(title="commands", metavar="COMMAND")
     _command(dsub, "upgrade", wc.db_upgrade, "migrate the schema to this version")
     _command(dsub, "vacuum", wc.db_vacuum, "reclaim space (VACUUM)")
-
-    ec.add_parsers(sub, _command)
     return parser

@@ -12,12 +12,26 @@ from .context import Context
 
 
 def record(args: argparse.Namespace, ctx: Context) -> int:
+    from ..importers.seed import seed_direction
     from ..runinfo import git_state
 
-    metrics = dict(args.metric)
+    metrics: dict[str, tuple[float, str]] = {}
+    for key, value in [*args.metric, *args.free_metrics]:
+        if key in metrics:
+            raise CLIError(f"record: metric {key!r} given twice")
+        metrics[key] = value
+    if not metrics:
+        raise CLIError(
+            "record: no metrics given: add --NAME VALUE[UNIT] (e.g. --accuracy 0.95) or "
+            "--metric NAME=VALUE[UNIT]"
+        )
     unknown = [key for key, _ in args.direction if key not in metrics]
     if unknown:
         raise CLIError(f"--direction {unknown[0]}: no --metric {unknown[0]}=VALUE given")
+    # Free-form flags follow the seed's names (latency, memory: lower; accuracy, fps:
+    # higher); --metric keeps its default, lower.
+    directions = {key: seed_direction(key) for key, _ in args.free_metrics}
+    directions.update(dict(args.direction))
     git = git_state(ctx.cwd)
     with ctx.history(args.db, create=True) as history:
         run_id = history.record_run(
@@ -27,16 +41,21 @@ def record(args: argparse.Namespace, ctx: Context) -> int:
             run_type=args.run_type or ctx.settings.run_type,
             notes=args.notes,
             success=not args.failed,
-            directions=dict(args.direction),
+            directions=directions,
             git_commit=git.commit,
             git_branch=git.branch,
+            who=args.who,
+            test_type=args.type,
         )
         run = history.get_run(run_id) if args.json else None
     if run is not None:
         ctx.console.json(run)
     else:
         names = ", ".join(f"{k}={format_value(v, u)}" for k, (v, u) in metrics.items())
-        ctx.console.out(f"recorded run {run_id}: {args.name}: {names}")
+        tags = [f"[{args.type}]" if args.type else "", f"by {args.who}" if args.who else ""]
+        tags.append("(failed)" if args.failed else "")
+        said = "".join(f" {tag}" for tag in tags if tag)
+        ctx.console.out(f"recorded run {run_id}: {args.name}{said}: {names}")
     return 0
 
 

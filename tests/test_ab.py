@@ -1,0 +1,238 @@
+"""`--perf-against BASE`, end to end: a real git repository, a real base worker process.
+
+Speeds are set by the clock (a busy loop until a deadline), never asserted as times: the
+gate's verdict on a head that does three times the work of its base is what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+LIBRARY = """
+import time
+
+FACTOR = {factor}
+
+
+def work(ms):
+    end = time.perf_counter() + ms / 1000 * FACTOR
+    while time.perf_counter() < end:
+        pass
+"""
+
+TESTS = """
+import pytest
+import speedlib
+
+
+@pytest.mark.perf
+def test_two_ms():
+    speedlib.work(2)
+
+
+@pytest.mark.perf(rounds=3)
+def test_one_ms():
+    speedlib.work(1)
+
+
+def test_plain():
+    speedlib.work(1)
+"""
+
+MODES = ["duet", "interleave"]
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def _worktrees(root: Path) -> int:
+    return _git(root, "worktree", "list", "--porcelain").count("worktree ")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Path:
+    """A committed base (speedlib at factor 1) in a git repository; the working tree is
+    the head, changed by each test."""
+    root = pytester.path
+    (root / "speedlib.py").write_text(LIBRARY.format(factor=1.0))
+    (root / "test_speed.py").write_text(TESTS)
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "base")
+    return root
+
+
+def _base_arg(project: Path, kind: str, tmp_path: Path) -> str:
+    """The base as a revision, or as a directory holding a copy of the committed base.
+    Passed as ``--perf-against=DIR``: pytest picks its rootdir before plugins register
+    their options, and would take a separate DIR argument for a test path."""
+    if kind == "rev":
+        return "HEAD"
+    copy = tmp_path / "base-checkout"
+    copy.mkdir()
+    for name in ("speedlib.py", "test_speed.py"):
+        (copy / name).write_text(_git(project, "show", f"HEAD:{name}"))
+    return str(copy)
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # In process: the base worker is a process of its own anyway, and a second pytest
+    # start-up per test would double these tests' time.
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+@pytest.mark.parametrize("kind", ["rev", "dir"])
+@pytest.mark.parametrize("mode", MODES)
+def test_unchanged_code_passes(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path, mode: str, kind: str
+) -> None:
+    base = _base_arg(project, kind, tmp_path)
+    result = _run(
+        pytester, f"--perf-against={base}", "--perf-ab-mode", mode, "--perf-threshold", "0.5",
+        "--perf-report", "report.md",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["*base * vs head *, measured side by side on *", "*no performance regressions*"]
+    )
+    assert "measured side by side" in (project / "report.md").read_text()
+    assert _worktrees(project) == 1
+
+
+@pytest.mark.parametrize("kind", ["rev", "dir"])
+@pytest.mark.parametrize("mode", MODES)
+def test_three_times_slower_head_fails_with_the_ab_header(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path, mode: str, kind: str
+) -> None:
+    base = _base_arg(project, kind, tmp_path)
+    (project / "speedlib.py").write_text(LIBRARY.format(factor=3.0))
+    result = _run(
+        pytester, f"--perf-against={base}", "--perf-ab-mode", mode,
+        "--perf-report", "report.md", "--perf-json", "report.json",
+    )  # fmt: skip
+    assert result.ret == 1, result.stdout.str()
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*performance regression*", "*test_two_ms*ratio *pairs*"])
+    markdown = (project / "report.md").read_text()
+    assert "measured side by side" in markdown
+    assert "vs head" in markdown
+    report = json.loads((project / "report.json").read_text())
+    rows = {(r["test"], r["metric"]): r for r in report["comparisons"]}
+    row = rows[("test_speed.py::test_two_ms", "duration")]
+    assert row["verdict"] == "regression"
+    assert row["mode"] == "ab"
+    assert row["ratio"] > 2
+    assert row["interval"][0] <= row["ratio"] <= row["interval"][1]
+    assert row["pairs"] >= 6
+    assert ("test_speed.py::test_plain", "duration") not in rows  # unmarked: not re-run
+    assert _worktrees(project) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tests_on_one_side_only_are_reported_and_never_fail(
+    pytester: pytest.Pytester, project: Path, mode: str
+) -> None:
+    source = (project / "test_speed.py").read_text()
+    source = source.replace("def test_one_ms", "def test_renamed_one_ms")
+    (project / "test_speed.py").write_text(source)
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-ab-mode", mode, "--perf-threshold", "0.5",
+        "--perf-json", "report.json", "-v",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
+    assert rows["test_speed.py::test_renamed_one_ms"]["verdict"] == "new"
+    assert rows["test_speed.py::test_one_ms"]["verdict"] == "missing"
+    assert "removed" in rows["test_speed.py::test_one_ms"]["detail"]
+    assert not rows["test_speed.py::test_one_ms"]["gated"]
+
+
+def test_bad_revision_exits_4_with_one_line(pytester: pytest.Pytester, project: Path) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("perfguard-base-*"))
+    result = _run(pytester, "--perf-against", "no-such-branch")
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert "--perf-against no-such-branch: neither a directory nor a git revision" in errors[0]
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert _worktrees(project) == 1
+    assert set(Path(tempfile.gettempdir()).glob("perfguard-base-*")) <= before
+
+
+def test_a_base_that_cannot_be_collected_exits_4_naming_it(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    (project / "test_speed.py").write_text("import not_a_module_anywhere\n" + TESTS)
+    _git(project, "commit", "-q", "-am", "broken base")
+    (project / "test_speed.py").write_text(TESTS)
+    result = _run(pytester, "--perf-against", "HEAD")
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert "the base's tests could not be collected" in errors[0]
+    assert "not_a_module_anywhere" in errors[0]
+    assert _worktrees(project) == 1
+
+
+def test_the_worktree_is_removed_after_an_interrupted_session(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    (project / "conftest.py").write_text(
+        "import pytest\n\n"
+        "def pytest_runtest_call(item):\n"
+        "    if item.name == 'test_one_ms':\n"
+        "        raise KeyboardInterrupt\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--perf-against", "HEAD", "--perf-ab-mode", "interleave",
+        timeout=240,
+    )  # fmt: skip
+    assert result.ret == 2  # interrupted
+    assert _worktrees(project) == 1
+    _git(project, "worktree", "prune")
+    assert _worktrees(project) == 1
+
+
+def test_record_stores_both_sides_linked(pytester: pytest.Pytester, project: Path) -> None:
+    from pytest_perfguard import History
+
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-record", "--perf-db", "history.db",
+        "--perf-threshold", "0.5",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    with History(str(project / "history.db")) as history:
+        runs = [history.get_run(run.id) for run in history.recent_runs(limit=5)]
+    assert len(runs) == 2
+    by_role = {run.system_info["ab"]["role"]: run for run in runs}
+    base, head = by_role["base"], by_role["head"]
+    assert base.system_info["ab"]["session"] == head.system_info["ab"]["session"]
+    assert head.system_info["ab"]["base_run_id"] == base.id
+    assert base.git_commit == _git(project, "rev-parse", "HEAD").strip()
+    assert {m.test for m in base.measurements} == {m.test for m in head.measurements}
+    assert not (project / "baselines").exists()
+
+
+def test_against_python_names_a_missing_interpreter(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-against-python", "/nonexistent/py")
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert "/nonexistent/py" in errors[0]
+    assert _worktrees(project) == 1

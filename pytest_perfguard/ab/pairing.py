@@ -1,9 +1,10 @@
 """The head side of an A/B session: starting the base worker, and taking pairs of rounds.
 
 No pytest here. A *pair* is one measured round of the test on each side:
-- **duet**: both rounds at once, one process per CPU, started at an agreed instant of the
-  system-wide monotonic clock; which side gets which CPU is drawn per pair, so a faster
-  CPU favours neither side. A pair whose starts lie too far apart is taken again.
+- **duet**: both rounds at once, one process per CPU, started together through a
+  `StartLine` (shared memory both sides spin on); which side gets which CPU is drawn per
+  pair, so a faster CPU favours neither side. A pair whose starts lie too far apart (a
+  side was descheduled) is taken again, up to `_RETAKES` times.
 - **interleave**: one round after the other on the same CPU (drawn per pair), in random
   order; `interleave_warm` unmeasured calls run just before each measured one, so each
   side's round starts with its own data in the cache.
@@ -16,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import select
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -37,7 +40,7 @@ _OWN_ENV_PREFIXES = ("PERFGUARD", "ENABLE_PERFORMANCE_RECORDING", "BENCHMARK_MOD
 # that is larger, do not count as "at once".
 _SKEW_SHARE = 0.05
 _MAX_SKEW_NS = 50_000
-_RETAKES = 3
+_RETAKES = 1
 
 
 class WorkerError(RuntimeError):
@@ -62,6 +65,15 @@ class BaseProcess:
         from_worker_r, from_worker_w = os.pipe()
         env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
         env[round_runner.FDS_ENV] = f"{to_worker_r},{from_worker_w}"
+        shm = Path("/dev/shm")
+        handle, self.start_line_path = tempfile.mkstemp(
+            prefix="perfguard-ab-", dir=shm if shm.is_dir() else None
+        )
+        os.write(handle, b"\0\0")
+        os.close(handle)
+        env[round_runner.START_LINE_ENV] = self.start_line_path
+        self.start_line = round_runner.StartLine(self.start_line_path)
+        self.pair_number = 0
         # The head's PYTHONPATH may point at the head's code; the base resolves its own.
         env.pop("PYTHONPATH", None)
         command = [python, "-c", round_runner.BOOTSTRAP, round_runner.__file__, *pytest_args]
@@ -121,11 +133,16 @@ class BaseProcess:
             self.hello = message
         return self.hello
 
-    def close(self) -> None:
-        """Ask the worker to finish its teardown and exit; kill it when it does not."""
+    def quit(self) -> None:
+        """Ask the worker to tear down and exit (without waiting for it)."""
         if self.process.poll() is None:
             with contextlib.suppress(OSError, ValueError):
                 self.channel.send({"op": "quit"})
+
+    def close(self) -> None:
+        """Ask the worker to finish its teardown and exit; kill it when it does not."""
+        if self.process.poll() is None:
+            self.quit()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -133,6 +150,16 @@ class BaseProcess:
                 self.process.wait()
         self.channel.close()
         self.log.close()
+        self.start_line.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.start_line_path)
+
+    def waiting(self) -> bool:
+        """Whether the worker is still busy with its side (no answer yet, still alive)."""
+        if self.process.poll() is not None:
+            return False
+        readable, _, _ = select.select([self.channel.reader], [], [], 0)
+        return not readable
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -152,7 +179,6 @@ class PairingPlan:
     interleave_warm: int = 1
     cpus: list[int] | None = None
     rng: random.Random = field(default_factory=random.Random)
-    lead_ns: int = 300_000  # how far ahead a duet's start is set; grows when late
     retakes: int = 0  # duet pairs taken again (starts too far apart), for the report
 
     def schedule(self) -> paired.LookSchedule:
@@ -198,17 +224,15 @@ def take_pair(
         for _ in range(_RETAKES + 1):
             cores = _two_cpus(plan)
             base_cpu, head_cpu = cores if cores else (None, None)
-            at = time.monotonic_ns() + plan.lead_ns
-            worker.send({"op": "round", "cpu": base_cpu, "at": at, "warm": 0})
+            worker.pair_number = number = worker.pair_number % 255 + 1
+            worker.send({"op": "round", "cpu": base_cpu, "sync": number, "warm": 0})
+            go = partial(worker.start_line.head_go, number, worker.waiting)
             try:
-                head = Round.of(round_runner.run_round(call, recorder, cpu=head_cpu, at=at))
+                head = Round.of(round_runner.run_round(call, recorder, cpu=head_cpu, start=go))
             except BaseException:
                 worker.recv()  # the base's round of this pair, before the test fails
                 raise
             base = _expect_round(worker)
-            late = max(base.start, head.start) - at
-            if late > plan.lead_ns // 2:
-                plan.lead_ns = min(plan.lead_ns * 2, 5_000_000)
             skew = abs(base.start - head.start)
             shorter = min(base.wall, head.wall) * 1e9
             if skew <= max(_MAX_SKEW_NS, _SKEW_SHARE * shorter):
@@ -218,12 +242,12 @@ def take_pair(
     cpu = plan.rng.choice(plan.cpus) if plan.cpus else None
     warm = plan.interleave_warm
     if plan.rng.random() < 0.5:
-        worker.send({"op": "round", "cpu": cpu, "at": None, "warm": warm})
+        worker.send({"op": "round", "cpu": cpu, "warm": warm})
         base = _expect_round(worker)
         head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, warm=warm))
     else:
         head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, warm=warm))
-        worker.send({"op": "round", "cpu": cpu, "at": None, "warm": warm})
+        worker.send({"op": "round", "cpu": cpu, "warm": warm})
         base = _expect_round(worker)
     return base, head
 
@@ -231,7 +255,7 @@ def take_pair(
 def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object]) -> None:
     """`plan.warmup` calls a side before pairing (both sides at once)."""
     for _ in range(plan.warmup):
-        worker.send({"op": "round", "cpu": None, "at": None, "warm": 0})
+        worker.send({"op": "round", "cpu": None, "warm": 0})
         call()
         _expect_round(worker)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .. import __version__
+from .._version import __version__
 from ..measure import PerfSpec, PerfUsageError, parse_marker
 from ..platform import detect_platform
 from ..results import PlatformInfo, TestOutcome
@@ -270,7 +270,8 @@ class ABSession:
             entry.outcome = outcome
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self.close()
+        if self.worker is not None:
+            self.worker.quit()  # it tears down while the verdicts are made
         if not self.ready or self.plan is None:
             return
         summary = ABSummary(

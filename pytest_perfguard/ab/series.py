@@ -30,10 +30,17 @@ class Round:
     cpu: float
     start: int
     records: dict[str, Any]
+    received: int = 0  # when the base worker read the command (monotonic_ns)
 
     @classmethod
     def of(cls, message: dict[str, Any]) -> Round:
-        return cls(message["wall"], message["cpu"], message["start"], message["records"])
+        return cls(
+            message["wall"],
+            message["cpu"],
+            message["start"],
+            message["records"],
+            message.get("received", 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,27 +12,31 @@ marker and a `perf` fixture of its own. The head imports this module too
 code.
 
 Protocol: one JSON object per line over two pipes whose descriptors arrive in
-``PERFGUARD_AB_FDS`` ("read,write"). After collection the worker says ``hello`` (its tests,
+``PERFGUARD_AB_FDS`` ("read,write"); a duet's rounds start together through a `StartLine`
+(shared memory, ``PERFGUARD_AB_START_LINE``). After collection the worker says ``hello`` (its tests,
 collection errors, import problems); then it serves ``test`` commands: it runs pytest's own
 test protocol for that item (fixtures set up once, torn down as the next item needs), and
-inside the call phase answers ``round`` commands (optionally pinned to a CPU and started at
-an agreed ``time.monotonic_ns()``) until ``end``. ``quit`` tears everything down.
+inside the call phase answers ``round`` commands (optionally pinned to a CPU and started
+with the head's round) until ``end``. ``quit`` tears everything down.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
 FDS_ENV = "PERFGUARD_AB_FDS"
+START_LINE_ENV = "PERFGUARD_AB_START_LINE"
 MODULE_NAME = "_perfguard_ab_worker"
 BOOTSTRAP = (
     "import importlib.util, sys\n"
@@ -104,24 +108,54 @@ def _records(recorder: Any) -> dict[str, Any]:
     return {name: [list(r.values), r.unit, r.direction, r.threshold] for name, r in found.items()}
 
 
+class StartLine:
+    """Two bytes of shared memory that start a duet's two rounds together: the base
+    writes the pair's number into byte 0 when it is ready and spins until the head
+    writes it into byte 1; the head spins until the base is ready, then writes. Both
+    sides are running on their CPUs when the round starts, a few microseconds apart."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "r+b") as file:
+            self.view = mmap.mmap(file.fileno(), 2)
+
+    def base_wait(self, number: int) -> None:
+        view = self.view
+        view[0] = number
+        while view[1] != number:
+            pass
+
+    def head_go(self, number: int, still_waiting: Callable[[], bool]) -> None:
+        """Start when the base is ready; `still_waiting` is asked now and then and
+        returning False gives up (the base failed or said something else)."""
+        view = self.view
+        spins = 0
+        while view[0] != number:
+            spins += 1
+            if spins % 20_000 == 0 and not still_waiting():
+                return
+        view[1] = number
+
+    def close(self) -> None:
+        self.view.close()
+
+
 def run_round(
     call: Callable[[], object],
     recorder: Any,
     *,
     cpu: int | None = None,
-    at: int | None = None,
+    start: Callable[[], None] | None = None,
     warm: int = 0,
 ) -> dict[str, Any]:
     """`warm` unmeasured calls, then one measured call (wall and process CPU time),
-    started no earlier than `at` (``time.monotonic_ns()``, shared by all processes)."""
+    started when `start` returns (a duet's `StartLine`)."""
     pin(cpu)
     for _ in range(warm):
         call()
     if recorder is not None and getattr(recorder, "records", None) is not None:
         recorder.records.clear()
-    if at is not None:
-        while time.monotonic_ns() < at:
-            pass
+    if start is not None:
+        start()
     started = time.monotonic_ns()
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
@@ -212,8 +246,9 @@ def _import_problems(root: Path) -> list[str]:
 class BaseWorker:
     """The plugin object of the base process (see the module docstring)."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, start_line: StartLine | None) -> None:
         self.channel = channel
+        self.start_line = start_line
         self.errors: list[str] = []
         self.current: pytest.Item | None = None
         self.serving = False
@@ -287,20 +322,24 @@ class BaseWorker:
         self.channel.send({"op": "ready"})
         while True:
             command = self.channel.recv()
+            received = time.monotonic_ns()
             if command["op"] == "end":
                 return
+            number, line = command.get("sync"), self.start_line
+            start = None if number is None or line is None else partial(line.base_wait, number)
             try:
                 result = run_round(
                     item.runtest,
                     recorder,
                     cpu=command.get("cpu"),
-                    at=command.get("at"),
+                    start=start,
                     warm=command.get("warm", 0),
                 )
             except BaseException as exc:
                 self.channel.send({"op": "failed", "error": describe_error(exc)})
                 raise
             result["op"] = "round"
+            result["received"] = received
             self.channel.send(result)
 
 
@@ -312,10 +351,13 @@ def main(args: list[str]) -> int:
     src = Path.cwd() / "src"
     if src.is_dir():
         sys.path.insert(1, str(src))
-    worker = BaseWorker(channel)
+    line_path = os.environ.pop(START_LINE_ENV, "")
+    worker = BaseWorker(channel, StartLine(line_path) if line_path else None)
     try:
         code = pytest.main(
-            [*args, "-p", "no:perfguard", "-p", "no:cacheprovider"],
+            # No terminal: nobody reads the worker's summary, and plugins' summary hooks
+            # (hypothesis imports itself there) would only delay its exit.
+            [*args, "-p", "no:perfguard", "-p", "no:cacheprovider", "-p", "no:terminal"],
             plugins=[worker, sys.modules[__name__]],
         )
     finally:

@@ -104,6 +104,21 @@ def parse_mode(text: str) -> str:
     return mode
 
 
+AB_MODES = ("duet", "interleave")
+
+
+def parse_ab_mode(text: str) -> str:
+    if text not in AB_MODES:
+        raise ValueError(f"{text!r} is not one of {', '.join(AB_MODES)}")
+    return text
+
+
+def parse_non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("is empty; give a git revision or a directory")
+    return text.strip()
+
+
 ESTIMATORS = ("min", "median", "mean")
 RULES = ("threshold", "noise")
 
@@ -359,6 +374,38 @@ OPTIONS: tuple[Option, ...] = (
         parse_bool,
         "with --perf-calibrate, write the suggested thresholds into the baselines file",
         is_flag=True,
+    ),
+    Option(
+        "against",
+        "--perf-against",
+        parse_non_empty,
+        "A/B: measure the base (a git revision or a checkout directory) side by side with "
+        "this checkout and gate on their ratio; no baselines file involved (docs/ab.md)",
+        metavar="REV_OR_DIR",
+        activates=True,
+    ),
+    Option(
+        "against_python",
+        "--perf-against-python",
+        parse_non_empty,
+        "interpreter for the base side of --perf-against (default: this one)",
+        metavar="PATH",
+    ),
+    Option(
+        "ab_mode",
+        "--perf-ab-mode",
+        parse_ab_mode,
+        "how the two sides of --perf-against share the machine: duet (both at once, one "
+        "per CPU; the default) or interleave (one after the other on one CPU)",
+        metavar="{duet,interleave}",
+    ),
+    Option(
+        "ab_budget",
+        "--perf-ab-budget",
+        parse_seconds,
+        "seconds a test may spend on pairs with --perf-against beyond its first look "
+        "(default 2)",
+        metavar="SECONDS",
     ),
 )
 

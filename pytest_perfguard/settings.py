@@ -53,10 +53,20 @@ class PerfSettings(BaseModel):
     calibrate: int | None = None
     calibrate_write: bool = False
     instructions: bool = False
+    against: str | None = None
+    against_python: str | None = None
+    ab_mode: Literal["duet", "interleave"] | None = None
+    ab_budget: float = 2.0
 
     @property
     def active(self) -> bool:
-        return self.enabled or self.record or self.update_baselines or bool(self.calibrate)
+        return (
+            self.enabled
+            or self.record
+            or self.update_baselines
+            or bool(self.calibrate)
+            or bool(self.against)
+        )
 
     @property
     def confirm_runs(self) -> int:

@@ -149,18 +149,18 @@ def output(path: str | None, cwd: Path, console: Console) -> Iterator[TextIO]:
             yield out
         os.replace(tmp, target)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # never made (its directory may not exist)
             tmp.unlink()
 
 
 @contextlib.contextmanager
 def _naming_failures(what: str) -> Iterator[None]:
-    """A failed write says where it went (a write error carries no file name)."""
+    """A failed open or write says which output it was for (a write error carries no
+    file name at all)."""
     try:
         yield
     except BrokenPipeError:
         raise
     except OSError as exc:
-        if exc.filename:
-            raise
+        # Named by the file the user gave, not our temporary `.name.partial` beside it.
         raise OutputError(f"{what}: {exc.strerror or exc}") from None

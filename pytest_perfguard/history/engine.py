@@ -40,7 +40,11 @@ def create_history_engine(url: str, *, create: bool) -> Engine:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise HistoryError(f"cannot create {path.parent}: {exc.strerror}") from exc
+                # mkdir says "File exists" when a regular file stands where a directory goes.
+                reason = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+                raise HistoryError(
+                    f"history database {path} cannot be created: {exc.filename}: {reason}"
+                ) from exc
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
     try:
         engine = create_engine(url, **kwargs)

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
+from pytest_perfguard.experiment_history import ExperimentHistory
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
 from pytest_perfguard.history.export import normalized, write_csv, write_json
 from pytest_perfguard.history.urls import mask_secrets, resolve_db_url
@@ -81,7 +82,7 @@ TEST_TYPE_MAX = 50
 _T = TypeVar("_T")
 
 
-class History:
+class History(ExperimentHistory):
     """A history database of perfguard runs: SQLite file or SQLAlchemy URL.
 
     `url_or_path` None means `$PERFGUARD_DB`, else `$PERFORMANCE_DB_PATH`, else

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 from ..config import parse_gate, parse_rule, parse_threshold
 from ..results import DIRECTIONS, RUN_TYPES
 from . import baseline_commands as bc
+from . import experiment_commands as ec
 from . import history_commands as hc
 from . import write_commands as wc
 from .console import CLIError
@@ -424,4 +425,6 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = group.add_subparsers(title="commands", metavar="COMMAND")
     _command(dsub, "upgrade", wc.db_upgrade, "migrate the schema to this version")
     _command(dsub, "vacuum", wc.db_vacuum, "reclaim space (VACUUM)")
+
+    ec.add_parsers(sub, _command)
     return parser

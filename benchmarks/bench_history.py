@@ -22,12 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from pytest_perfguard.api import History
-from pytest_perfguard.history import store as store_module
 from pytest_perfguard.history.urls import resolve_db_url
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 SESSION_RESULTS = 10_000
 RESULTS_PER_RUN = 500  # 167 tests x 3 metrics
+# The plugin's rows for one test: (metric, unit, kind); a marked test's duration has samples.
+READINGS = (
+    ("duration", "s", "primary"),
+    ("cpu_time", "s", "system"),
+    ("rss_peak_mb", "MB", "system"),
+)
 TREND_TEST, TREND_METRIC = "tests/test_mod23.py::test_case_73", "duration"
 
 EXPORT_CHILD = """
@@ -53,18 +58,24 @@ print(n, took, before, high_water_mib())
 
 
 def session(n: int, run_no: int = 0) -> list[Measurement]:
-    metrics = ("duration", "cpu_time", "rss_peak_mb")
-    return [
-        Measurement(
-            test=f"tests/test_mod{i // 3 % 50}.py::test_case_{i // 3}",
-            metric=metrics[i % 3],
-            value=1.0 + (i % 97) / 100 + run_no / 1000,
-            unit="s",
-            marked=i % 10 == 0,
-            samples=(1.0, 1.1, 1.2) if i % 3 == 0 else (),
+    """`n` results as the plugin lists them: three readings per test, one test in ten
+    marked (its duration with samples, from several rounds)."""
+    rows = []
+    for i in range(n):
+        test_no, (metric, unit, kind) = i // 3, READINGS[i % 3]
+        marked = test_no % 10 == 0
+        rows.append(
+            Measurement(
+                test=f"tests/test_mod{test_no % 50}.py::test_case_{test_no}",
+                metric=metric,
+                value=1.0 + (i % 97) / 100 + run_no / 1000,
+                unit=unit,
+                kind=kind,  # type: ignore[arg-type]
+                marked=marked,
+                samples=(1.0, 1.1, 1.2) if marked and metric == "duration" else (),
+            )
         )
-        for i in range(n)
-    ]
+    return rows
 
 
 def run_info(at: datetime, platform: str = "linux-x86_64") -> RunInfo:
@@ -104,26 +115,36 @@ def bench_session_write(url: str) -> dict[str, float]:
 
 
 def build_history(url: str, n_results: int) -> float:
-    """n_results rows in runs of RESULTS_PER_RUN, straight through the bulk insert path."""
+    """n_results rows in runs of RESULTS_PER_RUN, one save_session each (any version's)."""
     t0 = time.perf_counter()
     n_runs = n_results // RESULTS_PER_RUN
-    start = datetime.now(timezone.utc) - timedelta(hours=n_runs)
-    store = store_module.HistoryStore(url)
-    with store._write() as conn:
+    start = datetime.now(timezone.utc) - timedelta(days=400)
+    with History(url) as history:
         for r in range(n_runs):
             platform = "linux-x86_64" if r % 4 else "macos-arm64"
-            run_id = store_module._insert_run(
-                conn, run_info(start + timedelta(hours=r), platform), source_key=None
+            history.save_session(
+                run_info(start + timedelta(hours=r), platform), session(RESULTS_PER_RUN, r)
             )
-            rows = [store_module._result_row(m) for m in session(RESULTS_PER_RUN, r)]
-            store_module._insert_results(conn, run_id, rows)
-    store.close()
     return time.perf_counter() - t0
+
+
+def bench_write_into(url: str) -> dict[str, float]:
+    """save_session of SESSION_RESULTS results into the big history (three times)."""
+    measurements = session(SESSION_RESULTS)
+    start = datetime.now(timezone.utc)
+    times = []
+    with History(url) as history:
+        history.recent_runs(limit=1)
+        for i in range(3):
+            t0 = time.perf_counter()
+            history.save_session(run_info(start + timedelta(minutes=i)), measurements)
+            times.append(time.perf_counter() - t0)
+    return {"median": statistics.median(times), "max": max(times)}
 
 
 def bench_queries(url: str) -> dict[str, tuple[float, float]]:
     with History(url) as history:
-        history.recent_runs(limit=1)  # connect and check the schema once
+        runs = history.recent_runs(limit=2)  # connect and check the schema once
         out = {
             "trend, one metric (all runs)": timed(
                 lambda: history.trend(TREND_TEST, TREND_METRIC), 7
@@ -142,6 +163,19 @@ def bench_queries(url: str) -> dict[str, tuple[float, float]]:
                 lambda: history.metric_history("linux-x86_64", last_runs=5), 3
             ),
             "stats": timed(history.stats, 3),
+            "dashboard: metric_history (platform, last 1, all kinds)": timed(
+                lambda: history.metric_history(
+                    "linux-x86_64",
+                    last_runs=1,
+                    kinds=("primary", "custom", "step", "system"),
+                    passed_only=False,
+                ),
+                3,
+            ),
+            "dashboard: tests (platform)": timed(lambda: history.tests(platform="linux-x86_64"), 3),
+            "summary (last 20 runs)": timed(lambda: history.summary(), 3),
+            "get_run (500 results)": timed(lambda: history.get_run(runs[0].id), 7),
+            "compare (two runs)": timed(lambda: history.compare(runs[1].id, runs[0].id), 7),
         }
         n_points = len(history.trend(TREND_TEST, TREND_METRIC))
     print(f"  (trend returns {n_points} points)")
@@ -153,6 +187,7 @@ def bench_export(url: str, directory: Path) -> tuple[int, float, float, float, f
     out = directory / "export.csv"
     result = subprocess.run(
         [sys.executable, "-c", EXPORT_CHILD, url, str(out)],
+        cwd=directory,  # `-c` puts the working directory first on sys.path
         check=True,
         capture_output=True,
         text=True,
@@ -172,9 +207,15 @@ def report(backend: str, write_url: str, big_url: str, n_results: int, directory
             history.vacuum()  # VACUUM ANALYZE: statistics as autovacuum would have them by now
     queries = bench_queries(big_url)
     n, took, rss_before, rss_peak, size_mb = bench_export(big_url, directory)
+    into_big = bench_write_into(big_url)
     rows = [
         (f"save_session, {SESSION_RESULTS} results", write["median"], f"max {write['max']:.3f} s"),
-        (f"build history, {n_results} results", build, "bulk insert, one transaction"),
+        (f"build history, {n_results} results", build, "one save_session per run"),
+        (
+            f"save_session, {SESSION_RESULTS} results into {n_results}",
+            into_big["median"],
+            f"max {into_big['max']:.3f} s",
+        ),
     ]
     rows += [
         (name, med, f"first call {first * 1000:.1f} ms") for name, (med, first) in queries.items()

@@ -463,7 +463,7 @@ class History(ExperimentHistory):
         from pytest_perfguard.history import queries
 
         with self._errors() as store:
-            for row in store.iter_rows(queries.export_query(flt)):
+            for row in store.stream(queries.export_rows, flt):
                 yield tuple(row)
 
     # -- maintenance ---------------------------------------------------------------------

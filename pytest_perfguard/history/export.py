@@ -16,7 +16,7 @@ _SAMPLES = EXPORT_COLUMNS.index("samples")
 
 
 def normalized(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[Any]]:
-    """Rows of `queries.export_query` with started_at an aware UTC datetime, marked a bool.
+    """Rows of `queries.export_rows` with started_at an aware UTC datetime, marked a bool.
 
     The query hands both over raw (SQLite: text and 0/1); rows come grouped by run, so the
     time is parsed once per run.

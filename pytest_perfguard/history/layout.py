@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Subquery,
     Table,
+    bindparam,
     case,
     literal_column,
     null,
@@ -202,7 +203,9 @@ def stored_results(
     """
     narrow_conditions = where(results)
     if metric is not None:
-        narrow_conditions.append(results.c.metric == metric)
+        # A parameter, so that a statement built once serves every metric of its shape
+        # (see queries._statement): the caller passes "metric" when it executes it.
+        narrow_conditions.append(results.c.metric == bindparam("metric", metric))
     if kinds is not None:
         narrow_conditions.append(results.c.kind.in_(sorted(set(kinds))))
     parts = [
@@ -247,3 +250,14 @@ def stored_results(
             ).where(column.is_not(None), *where(test_results))
         )
     return union_all(*parts).subquery(name)
+
+
+def metric_shape(metric: str | None) -> str | None:
+    """What decides which parts `stored_results(metric=...)` reads: None (all), a
+    reading's name, or "" (another metric: results only)."""
+    if metric is None or metric in READING_NAMES:
+        return metric
+    return ""
+
+
+READING_NAMES = frozenset(name for name, _, _ in READINGS)

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import heapq
 import statistics
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -19,17 +22,22 @@ from sqlalchemy import (
     Subquery,
     Table,
     Text,
+    bindparam,
+    case,
     cast,
     distinct,
     exists,
     func,
+    literal_column,
+    null,
     or_,
     select,
     type_coerce,
     union,
+    union_all,
 )
 
-from pytest_perfguard.history.layout import READINGS, Where, stored_results
+from pytest_perfguard.history.layout import READINGS, Where, metric_shape, stored_results
 from pytest_perfguard.history.models import (
     baseline_snapshots,
     platforms,
@@ -49,6 +57,7 @@ from pytest_perfguard.records import (
 from pytest_perfguard.results import Measurement
 
 FAILED_OUTCOMES = ("failed", "error")
+_S = TypeVar("_S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +82,14 @@ def glob_to_like(pattern: str) -> str:
 
 def test_matches(pattern: str, table: Table = results) -> ColumnElement[bool]:
     """Case-insensitive glob match on `table`'s test column, the same on SQLite and
-    PostgreSQL."""
-    if "*" not in pattern and "?" not in pattern:
-        return table.c.test == pattern
-    return table.c.test.ilike(glob_to_like(pattern), escape="\\")
+    PostgreSQL; the pattern is the parameter "f_test" (see `_run_params`)."""
+    if not _is_glob(pattern):
+        return table.c.test == bindparam("f_test", pattern)
+    return table.c.test.ilike(bindparam("f_test", glob_to_like(pattern)), escape="\\")
+
+
+def _is_glob(pattern: str) -> bool:
+    return "*" in pattern or "?" in pattern
 
 
 def _tests_matching(pattern: str | None) -> Where:
@@ -97,20 +110,59 @@ def _has_test(pattern: str) -> ColumnElement[bool]:
 
 
 def _run_conditions(flt: RunFilter) -> list[ColumnElement[bool]]:
+    """Conditions on the run for the fields `flt` sets, as parameters (see `_run_params`),
+    so that a statement built once serves every filter of the same shape."""
     conditions: list[ColumnElement[bool]] = []
     if flt.platform is not None:
-        conditions.append(platforms.c.key == flt.platform)
+        conditions.append(platforms.c.key == bindparam("f_platform", flt.platform))
     if flt.since is not None:
-        conditions.append(runs.c.started_at >= flt.since)
+        conditions.append(
+            runs.c.started_at >= bindparam("f_since", flt.since, type_=runs.c.started_at.type)
+        )
     if flt.outcome is not None:
-        conditions.append(runs.c.outcome == flt.outcome)
+        conditions.append(runs.c.outcome == bindparam("f_outcome", flt.outcome))
     if flt.run_type is not None:
-        conditions.append(runs.c.run_type == flt.run_type)
+        conditions.append(runs.c.run_type == bindparam("f_run_type", flt.run_type))
     if flt.test_type is not None:
-        conditions.append(runs.c.test_type == flt.test_type)
+        conditions.append(runs.c.test_type == bindparam("f_test_type", flt.test_type))
     if flt.triggered_by is not None:
-        conditions.append(runs.c.triggered_by == flt.triggered_by)
+        conditions.append(runs.c.triggered_by == bindparam("f_triggered_by", flt.triggered_by))
     return conditions
+
+
+_RUN_FIELDS = ("platform", "since", "outcome", "run_type", "test_type", "triggered_by")
+
+
+def _run_shape(flt: RunFilter) -> tuple[Any, ...]:
+    """What decides the statement a filter makes: which fields are set, whether the test
+    is a glob, which tables its metric lives in."""
+    test = None if flt.test is None else _is_glob(flt.test)
+    fields = tuple(getattr(flt, name) is not None for name in _RUN_FIELDS)
+    return (*fields, test, metric_shape(flt.metric))
+
+
+def _run_params(flt: RunFilter) -> dict[str, Any]:
+    params = {
+        f"f_{name}": getattr(flt, name) for name in _RUN_FIELDS if getattr(flt, name) is not None
+    }
+    if flt.test is not None:
+        params["f_test"] = glob_to_like(flt.test) if _is_glob(flt.test) else flt.test
+    if flt.metric is not None:
+        params["metric"] = flt.metric
+    return params
+
+
+# Statements built once per shape (which filters are set, which tables a metric lives in)
+# and executed with parameters: building the union of both tables' rows costs more than
+# running it on a small query.
+_statements: dict[tuple[Any, ...], Any] = {}
+
+
+def _statement(key: tuple[Any, ...], build: Callable[[], _S]) -> _S:
+    statement = _statements.get(key)
+    if statement is None:
+        statement = _statements[key] = build()
+    return statement
 
 
 def _filtered_results(flt: RunFilter) -> Subquery:
@@ -128,27 +180,38 @@ def _run_counts(conn: Connection, run_ids: list[int]) -> dict[int, tuple[int, in
     """(results stored, tests failed) per run, for the runs a summary shows."""
     if not run_ids:
         return {}
-    n_results: dict[int, int] = dict.fromkeys(run_ids, 0)
-    narrow = (
-        select(results.c.run_id, func.count())
-        .where(results.c.run_id.in_(run_ids))
-        .group_by(results.c.run_id)
-    )
-    readings = [func.count(test_results.c[name]) for name, _, _ in READINGS]
-    wide = (
-        select(test_results.c.run_id, sum_of(readings))
-        .where(test_results.c.run_id.in_(run_ids))
-        .group_by(test_results.c.run_id)
-    )
-    for query in (narrow, wide):
-        for run_id, count in conn.execute(query):
-            n_results[run_id] += int(count)
-    failed = stored_results(
-        lambda t: [t.c.run_id.in_(run_ids), t.c.outcome.in_(FAILED_OUTCOMES)], name="failed"
-    )
-    query = select(failed.c.run_id, func.count(distinct(failed.c.test))).group_by(failed.c.run_id)
-    n_failed = {int(run_id): int(count) for run_id, count in conn.execute(query)}
-    return {run_id: (n, n_failed.get(run_id, 0)) for run_id, n in n_results.items()}
+    counts = {run_id: (0, 0) for run_id in run_ids}
+    for run_id, n_results, n_failed in conn.execute(
+        _statement(("run counts",), _run_counts_query), {"run_ids": run_ids}
+    ):
+        counts[run_id] = (int(n_results or 0), int(n_failed or 0))
+    return counts
+
+
+def _run_counts_query() -> Select[Any]:
+    """Per run: its results (a test_results row holds one per reading) and its failed
+    tests, one scan of each table's rows of those runs."""
+
+    def failed_test(table: Table) -> Any:
+        return case((table.c.outcome.in_(FAILED_OUTCOMES), table.c.test), else_=null())
+
+    in_runs: Any = bindparam("run_ids", expanding=True)
+    readings = [case((test_results.c[name].is_(None), 0), else_=1) for name, _, _ in READINGS]
+    both = union_all(
+        select(
+            results.c.run_id,
+            literal_column("1").label("n"),
+            failed_test(results).label("failed_test"),
+        ).where(results.c.run_id.in_(in_runs)),
+        select(
+            test_results.c.run_id,
+            sum_of(readings).label("n"),
+            failed_test(test_results).label("failed_test"),
+        ).where(test_results.c.run_id.in_(in_runs)),
+    ).subquery("counted")
+    return select(
+        both.c.run_id, func.sum(both.c.n), func.count(distinct(both.c.failed_test))
+    ).group_by(both.c.run_id)
 
 
 def sum_of(terms: list[Any]) -> Any:
@@ -158,8 +221,10 @@ def sum_of(terms: list[Any]) -> Any:
     return total
 
 
-def _summaries(conn: Connection, query: Select[Any]) -> list[tuple[Any, dict[str, Any]]]:
-    rows = list(conn.execute(query))
+def _summaries(
+    conn: Connection, query: Select[Any], params: dict[str, Any]
+) -> list[tuple[Any, dict[str, Any]]]:
+    rows = list(conn.execute(query, params))
     counts = _run_counts(conn, [row.id for row in rows])
     return [(row, _summary_fields(row, *counts[row.id])) for row in rows]
 
@@ -183,30 +248,41 @@ def _summary_fields(row: Any, n_results: int, n_failed: int) -> dict[str, Any]:
 
 
 def recent_runs(conn: Connection, flt: RunFilter, limit: int) -> list[RunSummary]:
-    query = _summary_query().where(*_run_conditions(flt))
-    if flt.test is not None:
-        query = query.where(_has_test(flt.test))
-    query = query.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-    return [RunSummary(**fields) for _, fields in _summaries(conn, query)]
+    def build() -> Select[Any]:
+        query = _summary_query().where(*_run_conditions(flt))
+        if flt.test is not None:
+            query = query.where(_has_test(flt.test))
+        newest_first = query.order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        return newest_first.limit(bindparam("limit", type_=Integer))
+
+    query = _statement(("recent", _run_shape(flt)), build)
+    params = {**_run_params(flt), "limit": limit}
+    return [RunSummary(**fields) for _, fields in _summaries(conn, query, params)]
 
 
 def get_run(conn: Connection, run_id: int) -> RunDetail | None:
-    found = _summaries(conn, _summary_query().where(runs.c.id == run_id))
-    if not found:
+    query = _statement(("run",), lambda: _summary_query().where(runs.c.id == bindparam("run_id")))
+    row = conn.execute(query, {"run_id": run_id}).first()
+    if row is None:
         return None
-    ((row, fields),) = found
-    stored = stored_results(lambda t: [t.c.run_id == run_id])
-    measured = conn.execute(select(stored).order_by(stored.c.id))
+    measured = conn.execute(_statement(("run rows",), _run_rows), {"run_id": run_id})
+    measurements = [measurement_from_row(r) for r in measured]
+    n_failed = len({m.test for m in measurements if m.outcome in FAILED_OUTCOMES})
     return RunDetail(
-        **fields,
+        **_summary_fields(row, len(measurements), n_failed),
         host=row.host,
         python_version=row.python_version,
         args=list(row.args),
         system_info=dict(row.system_info),
         git_dirty=row.git_dirty,
         source_key=row.source_key,
-        measurements=[measurement_from_row(r) for r in measured],
+        measurements=measurements,
     )
+
+
+def _run_rows() -> Select[Any]:
+    stored = stored_results(lambda t: [t.c.run_id == bindparam("run_id")])
+    return select(stored).order_by(stored.c.id)
 
 
 def measurement_from_row(row: Any) -> Measurement:
@@ -232,26 +308,30 @@ def run_exists(conn: Connection, run_id: int) -> bool:
 def trend(
     conn: Connection, test: str, metric: str | None, flt: RunFilter, limit: int | None
 ) -> list[TrendPoint]:
-    stored = stored_results(lambda t: [t.c.test == test], metric=metric)
-    query = (
-        select(
-            stored.c.run_id,
-            runs.c.started_at,
-            platforms.c.key,
-            runs.c.git_commit,
-            stored.c.test,
-            stored.c.metric,
-            stored.c.value,
-            stored.c.unit,
-            stored.c.direction,
-            stored.c.outcome,
+
+    def build() -> Select[Any]:
+        stored = stored_results(lambda t: [t.c.test == bindparam("test")], metric=metric)
+        query = (
+            select(
+                stored.c.run_id,
+                runs.c.started_at,
+                platforms.c.key,
+                runs.c.git_commit,
+                stored.c.test,
+                stored.c.metric,
+                stored.c.value,
+                stored.c.unit,
+                stored.c.direction,
+                stored.c.outcome,
+            )
+            .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
+            .where(*_run_conditions(flt))
+            .order_by(runs.c.started_at.desc(), runs.c.id.desc(), stored.c.metric)
         )
-        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
-        .where(*_run_conditions(flt))
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc(), stored.c.metric)
-    )
-    if limit is not None:
-        query = query.limit(limit)
+        return query if limit is None else query.limit(bindparam("limit", type_=Integer))
+
+    shape = ("trend", metric_shape(metric), _run_shape(flt), limit is None)
+    params = {"test": test, "metric": metric, "limit": limit, **_run_params(flt)}
     points = [
         TrendPoint(
             run_id=r.run_id,
@@ -265,7 +345,7 @@ def trend(
             direction=r.direction,
             outcome=r.outcome,
         )
-        for r in conn.execute(query)
+        for r in conn.execute(_statement(shape, build), params)
     ]
     points.reverse()
     return points
@@ -274,34 +354,43 @@ def trend(
 def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[MetricSummary]:
     # Two short queries instead of `IN (SELECT ... LIMIT)`: the run ids are at most
     # `last_runs`, and the second query then only touches those runs' results.
-    ids = select(runs.c.id).join(platforms, platforms.c.id == runs.c.platform_id)
-    ids = ids.where(*_run_conditions(flt))
-    if flt.test is not None:
-        ids = ids.where(_has_test(flt.test))
-    ids = ids.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(last_runs)
-    run_ids = list(conn.execute(ids).scalars())
+    def build_ids() -> Select[Any]:
+        ids = select(runs.c.id).join(platforms, platforms.c.id == runs.c.platform_id)
+        ids = ids.where(*_run_conditions(flt))
+        if flt.test is not None:
+            ids = ids.where(_has_test(flt.test))
+        ids = ids.order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        return ids.limit(bindparam("last_runs", type_=Integer))
+
+    def build_rows() -> Select[Any]:
+        matching = _tests_matching(flt.test)
+        in_runs: Any = bindparam("run_ids", expanding=True)
+        stored = stored_results(
+            lambda t: [t.c.run_id.in_(in_runs), *matching(t)], metric=flt.metric
+        )
+        return (
+            select(
+                stored.c.run_id,
+                stored.c.test,
+                stored.c.metric,
+                stored.c.value,
+                stored.c.unit,
+                stored.c.direction,
+                stored.c.kind,
+                stored.c.outcome,
+            )
+            .join(runs, runs.c.id == stored.c.run_id)
+            .order_by(runs.c.started_at, runs.c.id, stored.c.id)
+        )
+
+    shape, params = _run_shape(flt), _run_params(flt)
+    ids = _statement(("summary runs", shape), build_ids)
+    run_ids = list(conn.execute(ids, {**params, "last_runs": last_runs}).scalars())
     if not run_ids:
         return []
-    matching = _tests_matching(flt.test)
-    stored = stored_results(
-        lambda t: [t.c.run_id.in_(run_ids), *matching(t)], metric=flt.metric
-    )
-    query = (
-        select(
-            stored.c.run_id,
-            stored.c.test,
-            stored.c.metric,
-            stored.c.value,
-            stored.c.unit,
-            stored.c.direction,
-            stored.c.kind,
-            stored.c.outcome,
-        )
-        .join(runs, runs.c.id == stored.c.run_id)
-        .order_by(runs.c.started_at, runs.c.id, stored.c.id)
-    )
+    query = _statement(("summary rows", shape), build_rows)
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in conn.execute(query):
+    for row in conn.execute(query, {**params, "run_ids": run_ids}):
         item = grouped.setdefault(
             (row.test, row.metric), {"values": [], "run_ids": [], "n_failed": 0}
         )
@@ -321,31 +410,40 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
 def baseline(
     conn: Connection, test: str, metric: str, platform: str | None, last_runs: int
 ) -> float | None:
-    stored = stored_results(lambda t: [t.c.test == test, t.c.outcome == "passed"], metric=metric)
-    conditions = [] if platform is None else [platforms.c.key == platform]
-    query = (
-        select(stored.c.value)
-        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
-        .where(*conditions)
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-        .limit(last_runs)
-    )
-    values = list(conn.execute(query).scalars())
+    def build() -> Select[Any]:
+        stored = stored_results(
+            lambda t: [t.c.test == bindparam("test"), t.c.outcome == "passed"], metric=metric
+        )
+        conditions = [] if platform is None else [platforms.c.key == bindparam("platform")]
+        return (
+            select(stored.c.value)
+            .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
+            .where(*conditions)
+            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+            .limit(bindparam("last_runs", type_=Integer))
+        )
+
+    query = _statement(("baseline", metric_shape(metric), platform is None), build)
+    params = {"test": test, "metric": metric, "platform": platform, "last_runs": last_runs}
+    values = list(conn.execute(query, params).scalars())
     return statistics.median(values) if values else None
 
 
 def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:
-    stored = stored_results(lambda t: [t.c.run_id.in_((run_a, run_b))])
-    query = select(
-        stored.c.run_id,
-        stored.c.test,
-        stored.c.metric,
-        stored.c.value,
-        stored.c.unit,
-        stored.c.direction,
-    )
+
+    def build() -> Select[Any]:
+        stored = stored_results(lambda t: [t.c.run_id.in_(bindparam("run_ids", expanding=True))])
+        return select(
+            stored.c.run_id,
+            stored.c.test,
+            stored.c.metric,
+            stored.c.value,
+            stored.c.unit,
+            stored.c.direction,
+        )
+
     values: dict[tuple[str, str], dict[int, Any]] = {}
-    for row in conn.execute(query):
+    for row in conn.execute(_statement(("compare",), build), {"run_ids": [run_a, run_b]}):
         values.setdefault((row.test, row.metric), {})[row.run_id] = row
     diffs = []
     for (test, metric), by_run in sorted(values.items()):
@@ -420,48 +518,115 @@ def _all_tests() -> Subquery:
 
 
 def find_tests(conn: Connection, flt: RunFilter) -> list[str]:
-    stored = _filtered_results(flt)
-    query = (
-        select(stored.c.test)
-        .distinct()
-        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
-        .where(*_run_conditions(flt))
-        .order_by(stored.c.test)
-    )
-    return list(conn.execute(query).scalars())
+    def build() -> Select[Any]:
+        if flt.metric is None:
+            # A test's name is on each of its rows: no need to unfold readings.
+            matching = _tests_matching(flt.test)
+            stored = union_all(
+                *(select(t.c.run_id, t.c.test).where(*matching(t)) for t in (results, test_results))
+            ).subquery("stored")
+        else:
+            stored = _filtered_results(flt)
+        return (
+            select(stored.c.test)
+            .distinct()
+            .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
+            .where(*_run_conditions(flt))
+            .order_by(stored.c.test)
+        )
+
+    query = _statement(("tests", _run_shape(flt)), build)
+    return list(conn.execute(query, _run_params(flt)).scalars())
 
 
-def export_query(flt: RunFilter) -> Select[Any]:
+def export_rows(conn: Connection, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
     """Every stored value with its run's context, in storage order (see EXPORT_COLUMNS).
 
-    started_at and marked come back as the driver gives them (see export.normalized):
-    converting them once per run instead of once per row halves the export time.
+    Each table is read in id order (its primary key: no sort) and the two streams are
+    merged here, test_results rows unfolded into one row per reading. started_at and
+    marked come back as the driver gives them (see export.normalized): converting them
+    once per run instead of once per row halves the export time.
     """
-    stored = _filtered_results(flt)
+    shape, params = _run_shape(flt), _run_params(flt)
+    narrow = conn.execute(_statement(("export", shape), lambda: _export_query(flt)), params)
+    readings = [
+        (index, *reading)
+        for index, reading in enumerate(READINGS)
+        if flt.metric is None or flt.metric == reading[0]
+    ]
+    if not readings:
+        yield from narrow
+        return
+    wide = conn.execute(_statement(("export wide", shape), lambda: _export_wide(flt)), params)
+    merged = heapq.merge(
+        ((row[0], 0, row) for row in narrow),
+        ((row[0], 1, row) for row in wide),
+        key=itemgetter(0),
+    )
+    for _, is_wide, row in merged:
+        if not is_wide:
+            yield row[1:]
+            continue
+        head, tail = row[1:8], row[8:]  # run context and test; marked, outcome, readings
+        marked, outcome = tail[0], tail[1]
+        for index, metric, unit, kind in readings:
+            value = tail[2 + index]
+            if value is not None:
+                yield (*head, metric, value, unit, "lower", kind, marked, outcome, None, None, None)
+
+
+def _export_context(table: Table) -> list[Any]:
+    return [
+        table.c.id,
+        table.c.run_id,
+        type_coerce(runs.c.started_at, String).label("started_at"),
+        platforms.c.key.label("platform"),
+        runs.c.git_commit,
+        runs.c.git_branch,
+        runs.c.run_type,
+        table.c.test,
+    ]
+
+
+def _export_query(flt: RunFilter) -> Select[Any]:
+    conditions = [*_run_conditions(flt), *_tests_matching(flt.test)(results)]
+    if flt.metric is not None:
+        conditions.append(results.c.metric == bindparam("metric"))
     return (
         select(
-            stored.c.run_id,
-            type_coerce(runs.c.started_at, String).label("started_at"),
-            platforms.c.key.label("platform"),
-            runs.c.git_commit,
-            runs.c.git_branch,
-            runs.c.run_type,
-            stored.c.test,
-            stored.c.metric,
-            stored.c.value,
-            stored.c.unit,
-            stored.c.direction,
-            stored.c.kind,
-            type_coerce(stored.c.marked, Integer).label("marked"),
-            stored.c.outcome,
-            stored.c.threshold,
+            *_export_context(results),
+            results.c.metric,
+            results.c.value,
+            results.c.unit,
+            results.c.direction,
+            results.c.kind,
+            type_coerce(results.c.marked, Integer).label("marked"),
+            results.c.outcome,
+            results.c.threshold,
             # The JSON text as stored: exporting needs no decode/encode round trip.
-            cast(stored.c.samples, Text).label("samples"),
-            stored.c.error,
+            cast(results.c.samples, Text).label("samples"),
+            results.c.error,
         )
-        .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
-        .where(*_run_conditions(flt))
-        .order_by(stored.c.id)
+        .select_from(results.join(runs, runs.c.id == results.c.run_id).join(platforms))
+        .where(*conditions)
+        .order_by(results.c.id)
+    )
+
+
+def _export_wide(flt: RunFilter) -> Select[Any]:
+    conditions = [*_run_conditions(flt), *_tests_matching(flt.test)(test_results)]
+    if flt.metric is not None:
+        conditions.append(test_results.c[flt.metric].is_not(None))
+    return (
+        select(
+            *_export_context(test_results),
+            type_coerce(test_results.c.marked, Integer).label("marked"),
+            test_results.c.outcome,
+            *(test_results.c[name] for name, _, _ in READINGS),
+        )
+        .select_from(test_results.join(runs, runs.c.id == test_results.c.run_id).join(platforms))
+        .where(*conditions)
+        .order_by(test_results.c.id)
     )
 
 

@@ -52,7 +52,10 @@ def metric_history(
     complete = {key for key, item in series.items() if len(item.values) >= last_runs}
     older_runs = on_platform.where(runs.c.id.not_in(recent)).scalar_subquery()
     older = stored_results(lambda t: [t.c.run_id.in_(older_runs), *passed(t)], kinds=kinds)
-    keys = conn.execute(select(older.c.test, older.c.metric).distinct()).tuples()
+    keys = [
+        (test, metric)
+        for test, metric in conn.execute(select(older.c.test, older.c.metric).distinct())
+    ]
     pending = sorted({key for key in keys if key not in complete})
     wanted = set(pending)
     for key in wanted.intersection(series):

@@ -2,9 +2,9 @@
 
 Writes are one transaction each (a session's run and all its results together), the
 results laid out and bulk-inserted by `layout` (executemany on SQLite, COPY on
-PostgreSQL). Reads (functions of `queries` and `series`) get one short connection each. Callers go through
-`pytest_perfguard.api.History`, which validates arguments and turns errors into
-`HistoryError`.
+PostgreSQL). Reads (functions of `queries` and `series`) get one short connection each.
+Callers go through `pytest_perfguard.api.History`, which validates arguments and turns
+errors into `HistoryError`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Engine,
-    Select,
     exists,
     func,
     select,
@@ -184,11 +183,12 @@ class HistoryStore:
         with self.engine.connect() as conn:
             return query(conn, *args)
 
-    def iter_rows(self, query: Select[Any]) -> Iterator[Any]:
-        """Rows of a large query, streamed: a server-side cursor where the backend has one."""
+    def stream(self, query: Callable[..., Iterator[_T]], *args: Any) -> Iterator[_T]:
+        """The rows a read function (e.g. `queries.export_rows`) yields, its queries
+        streamed: server-side cursors where the backend has them."""
         with self.engine.connect() as conn:
             conn.execution_options(stream_results=True, yield_per=_STREAM_BATCH)
-            yield from conn.execute(query)
+            yield from query(conn, *args)
 
     def db_size_bytes(self) -> int | None:
         path = sqlite_path(self.url)

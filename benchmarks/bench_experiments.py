@@ -70,16 +70,25 @@ def document(n_experiments: int, n_trials: int) -> dict[str, Any]:
     return {"format": "perfguard-experiments", "version": 1, "experiments": experiments}
 
 
+def high_water_kb() -> int:
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries the
+    parent's peak over an exec into it, so a child started by a big parent reports that."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def worker(argv: list[str]) -> None:
     """Run one CLI command in this process; print its time and memory as JSON on stderr."""
     from pytest_perfguard.cli import Console, main
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = high_water_kb()
     out = io.StringIO()
     start = time.perf_counter()
     rc = main(argv, console=Console(stdout=out))
     elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = high_water_kb()
     rows = json.loads(out.getvalue()) if rc == 0 else []
     report = {"rc": rc, "seconds": elapsed, "rss_before_kb": before, "rss_peak_kb": peak,
               "rows": len(rows)}  # fmt: skip

@@ -386,50 +386,36 @@ def improvement(trials: Iterable[Trial], metric: str, direction: str) -> Improve
     )  # fmt: skip
 
 
-class MetricAccumulator:
-    """One experiment's values of one metric, fed in trial order (see compare_experiments)."""
-
-    __slots__ = ("best", "best_trial", "direction", "first", "last", "n_trials", "values")
-
-    def __init__(self, direction: str) -> None:
-        self.direction = direction
-        self.n_trials = 0
-        self.values: list[float] = []
-        self.best: float | None = None
-        self.best_trial: int | None = None
-        self.first: float | None = None
-        self.last: float | None = None
-
-    def add(self, trial_number: int, value: float | None) -> None:
-        self.n_trials += 1
-        if value is None or not math.isfinite(value):
-            return
-        if self.first is None:
-            self.first = value
-        self.last = value
-        self.values.append(value)
-        if self.best is None or _better(value, self.best, self.direction):
-            self.best, self.best_trial = value, trial_number
-
-    def comparison(self, record: ExperimentRecord, metric: str) -> ExperimentComparison:
-        values = self.values
-        return ExperimentComparison(
-            experiment_id=record.id,
-            name=record.name,
-            template=record.template,
-            mode=record.mode,
-            metric=metric,
-            direction=self.direction,
-            n_trials=self.n_trials,
-            n_values=len(values),
-            best=self.best,
-            best_trial=self.best_trial,
-            median=statistics.median(values) if values else None,
-            mean=math.fsum(values) / len(values) if values else None,
-            first=self.first,
-            last=self.last,
-            failure_rate=record.failure_rate,
-        )
+def metric_comparison(
+    record: ExperimentRecord,
+    metric: str,
+    direction: str,
+    numbers: Sequence[int],
+    values: Sequence[float | None],
+) -> ExperimentComparison:
+    """One experiment's side of `compare_experiments`, from its trials' numbers and values
+    of `metric` (None where a trial lacks it), in trial order."""
+    present = [(n, v) for n, v in zip(numbers, values, strict=True) if v is not None]
+    found = [v for _, v in present]
+    best = (max if direction == "higher" else min)(found, default=None)
+    return ExperimentComparison(
+        experiment_id=record.id,
+        name=record.name,
+        template=record.template,
+        mode=record.mode,
+        metric=metric,
+        direction=direction,
+        n_trials=len(numbers),
+        n_values=len(found),
+        best=best,
+        # max/min return the first of equal values, so this is the first trial reaching it.
+        best_trial=None if best is None else present[found.index(best)][0],
+        median=statistics.median(found) if found else None,
+        mean=math.fsum(found) / len(found) if found else None,
+        first=found[0] if found else None,
+        last=found[-1] if found else None,
+        failure_rate=record.failure_rate,
+    )
 
 
 # -- filters ------------------------------------------------------------------------------

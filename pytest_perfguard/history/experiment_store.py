@@ -6,6 +6,8 @@ at BEGIN, retried while another writer holds it). `History` is the door to all o
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -17,9 +19,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from pytest_perfguard.experiments import (
     ExperimentComparison,
     ExperimentRecord,
-    MetricAccumulator,
     Trial,
     Validation,
+    metric_comparison,
 )
 from pytest_perfguard.history.engine import WRITE_OPTION, is_locked
 from pytest_perfguard.history.errors import HistoryError
@@ -313,18 +315,27 @@ def metric_values(
         .order_by(trials.c.experiment_id, trials.c.trial_number)
     )
     result = conn.execution_options(stream_results=True, yield_per=_STREAM_BATCH).execute(query)
-    for experiment_id, trial_number, found in result:
-        yield experiment_id, trial_number, None if found is None else float(found)
+    for rows in result.partitions():
+        yield from rows
 
 
 def compare(
     conn: Connection, records: Sequence[ExperimentRecord], metric: str, direction: str
 ) -> list[ExperimentComparison]:
-    """One metric over each experiment's trials, in the order of `records`."""
-    accumulators = {record.id: MetricAccumulator(direction) for record in records}
-    for experiment_id, trial_number, value in metric_values(conn, list(accumulators), metric):
-        accumulators[experiment_id].add(trial_number, value)
-    return [accumulators[r.id].comparison(r, metric) for r in records]
+    """One metric over each experiment's trials, in the order of `records`; one
+    experiment's values in memory at a time."""
+    by_id = {record.id: record for record in records}
+    compared: dict[int, ExperimentComparison] = {}
+    rows = metric_values(conn, list(by_id), metric)
+    for experiment_id, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+        numbers, values = [], []
+        for _, number, value in group:
+            numbers.append(number)
+            values.append(value)
+        compared[experiment_id] = metric_comparison(
+            by_id[experiment_id], metric, direction, numbers, values
+        )
+    return [compared.get(r.id) or metric_comparison(r, metric, direction, [], []) for r in records]
 
 
 def trial_numbers(conn: Connection, experiment_id: int) -> set[int]:

@@ -138,7 +138,7 @@ def bench(name: str, url: str, doc: dict[str, Any], repeats: int) -> None:
         reports.append({**report, "process_seconds": total})
 
     def median(key: str) -> float:
-        return statistics.median(r[key] for r in reports)
+        return float(statistics.median(r[key] for r in reports))
 
     print(
         f"  compare {len(ids)} experiments x {n_trials // len(ids)} trials: "

@@ -1,12 +1,13 @@
 """Notes added to verdicts after the comparison: what the confirm re-runs showed, where a
 regressed metric's recorded level stepped, and one-line session warnings.
 
-No pytest here; the history is read only for regressions, and only through `History`.
+Pure: the session end hands in the recorded history of the regressed metrics; nothing
+here queries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -75,26 +76,20 @@ def note_confirmations(
 def note_change_points(
     comparison: Comparison,
     measurements: Sequence[Measurement],
-    db_url: str,
-    platform: str,
+    trends: Mapping[tuple[str, str], Sequence[TrendPoint]],
 ) -> None:
     """ "slower since run 41, commit abc1234, +18 %" for each regression whose recorded
-    history shows a step; one history query per regression, nothing otherwise."""
-    from .api import History
-    from .history.errors import HistoryError
-
+    history shows a step; `trends` holds that history (oldest first) by (test, metric)."""
     current = {(m.test, m.metric): m.value for m in measurements}
-    try:
-        with History(db_url, create=False) as history:
-            for i, verdict in enumerate(comparison.verdicts):
-                if verdict.kind != "regression":
-                    continue
-                points = history.trend(verdict.test, verdict.metric, platform=platform, limit=200)
-                note = step_note(points, current.get((verdict.test, verdict.metric)), verdict)
-                if note:
-                    comparison.verdicts[i] = _annotated(verdict, note)
-    except HistoryError:
-        return  # a nicety here: the store step reports database problems
+    for i, verdict in enumerate(comparison.verdicts):
+        if verdict.kind != "regression":
+            continue
+        points = trends.get((verdict.test, verdict.metric))
+        if not points:
+            continue
+        note = step_note(points, current.get((verdict.test, verdict.metric)), verdict)
+        if note:
+            comparison.verdicts[i] = _annotated(verdict, note)
 
 
 def step_note(points: Sequence[TrendPoint], current: float | None, verdict: Verdict) -> str | None:

@@ -400,28 +400,32 @@ def why_not_counted(environ: Mapping[str, str] | None = None) -> str:
     return f"pytest is not running under valgrind's callgrind; run {suggested_command()}"
 
 
-@hookimpl
-def pytest_perfguard_collectors(config: pytest.Config) -> Sequence[InstructionCollector]:
-    import pytest
+class InstructionCounting:
+    """The built-in `instructions` collector's hook. The plugin registers one with what the
+    session's settings ask for, so this module needs nothing from the plugin."""
 
-    from .plugin import SESSION_KEY
+    def __init__(self, *, count_all: bool, required: bool) -> None:
+        self.count_all = count_all  # --perf-gate all: count every test, not just marked ones
+        self.required = required  # --perf-instructions: not counting is a usage error
 
-    session = config.stash.get(SESSION_KEY, None)
-    settings = session.settings if session is not None else None
-    count_all = settings is not None and settings.gate == "all"
-    try:
-        collector = open_instruction_collector(count_all=count_all)
-    except CallgrindError as exc:
-        raise pytest.UsageError(f"perfguard: {exc}") from None
-    if collector is None:
-        if settings is not None and settings.instructions:
-            raise pytest.UsageError(f"perfguard: --perf-instructions: {why_not_counted()}")
-        return ()
-    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
-        # Workers are other processes, which callgrind does not follow by default; and the
-        # controller would judge their rows on time.
-        raise pytest.UsageError(
-            "perfguard: instruction counts are taken in one process: drop -n/--dist under callgrind"
-        )
-    config.pluginmanager.register(collector, "perfguard-instruction-counter")
-    return (collector,)
+    @hookimpl
+    def pytest_perfguard_collectors(self, config: pytest.Config) -> Sequence[InstructionCollector]:
+        import pytest
+
+        try:
+            collector = open_instruction_collector(count_all=self.count_all)
+        except CallgrindError as exc:
+            raise pytest.UsageError(f"perfguard: {exc}") from None
+        if collector is None:
+            if self.required:
+                raise pytest.UsageError(f"perfguard: --perf-instructions: {why_not_counted()}")
+            return ()
+        if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+            # Workers are other processes, which callgrind does not follow by default; and
+            # the controller would judge their rows on time.
+            raise pytest.UsageError(
+                "perfguard: instruction counts are taken in one process: "
+                "drop -n/--dist under callgrind"
+            )
+        config.pluginmanager.register(collector, "perfguard-instruction-counter")
+        return (collector,)

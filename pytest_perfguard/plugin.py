@@ -2,19 +2,19 @@
 
 Inactive (no ``--perf*`` flag, no ``perf = true``, no ``PERFGUARD=1``), only
 ``pytest_addoption``, ``pytest_configure`` and the fixture exist: no per-test hook runs and
-nothing heavy is imported. Active, a :class:`PerfPlugin` is registered that times each
-call phase and, at session end, hands the measurements to :mod:`pytest_perfguard.session`.
+nothing heavy is imported. Active, a :class:`PerfPlugin` is registered whose hooks own a
+:class:`~pytest_perfguard.runlog.RunLog` (the measuring state and the logic of a measured
+call) and hand it on: to the re-runs after the main loop and, at session end, its rows to
+:mod:`pytest_perfguard.session`. Nothing imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import time
 from collections.abc import Callable, Generator
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,30 +22,13 @@ import pytest
 from . import hookspecs
 from ._version import __version__
 from .config import OPTIONS, ConfigError, Option, is_active
-from .measure import (
-    BenchmarkBudget,
-    Confirmation,
-    MeasuredRun,
-    PerfRecorder,
-    PerfSpec,
-    PerfUsageError,
-    TestRun,
-    as_test_run,
-    measurements_of,
-    parse_marker,
-)
-from .results import Measurement, judged_on
+from .measure import PerfRecorder
 
 if TYPE_CHECKING:
-    from .measure import Collector, Reading
-    from .results import TestOutcome
-    from .session import CalibrationResult, SessionResult
-    from .settings import PerfSettings
+    from .runlog import RunLog
+    from .session import CalibrationResult, SessionContext, SessionResult
 
-SESSION_KEY = pytest.StashKey["PerfPlugin"]()
-# A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
-MAX_AUTO_ROUNDS = 50
-WORKER_OUTPUT_KEY = "perfguard"
+RUN_LOG_KEY = pytest.StashKey["RunLog"]()
 
 _clock = time.perf_counter
 
@@ -120,14 +103,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--perf-calibrate: runs the tests in this process; drop -n/--dist for calibration"
         )
-    from . import collectors, instructions  # lazy: built-ins ride the public hook
+    from . import collectors  # lazy: built-ins ride the public hook
+    from .instructions import InstructionCounting
+    from .runlog import RunLog
 
     config.pluginmanager.register(collectors, "perfguard-collectors")
-    config.pluginmanager.register(instructions, "perfguard-instructions")
-    plugin = PerfPlugin(config, settings, context)
-    config.stash[SESSION_KEY] = plugin
-    config.pluginmanager.register(plugin, "perfguard-session")
-    config.pluginmanager.register(CallEnd(plugin), "perfguard-call-end")
+    counting = InstructionCounting(count_all=settings.gate == "all", required=settings.instructions)
+    config.pluginmanager.register(counting, "perfguard-instructions")
+    log = RunLog(settings)
+    config.stash[RUN_LOG_KEY] = log
+    config.pluginmanager.register(PerfPlugin(config, context, log), "perfguard-session")
+    config.pluginmanager.register(CallEnd(log), "perfguard-call-end")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -137,17 +123,15 @@ def _is_worker(config: pytest.Config) -> bool:
 @pytest.fixture
 def perf(request: pytest.FixtureRequest) -> PerfRecorder:
     """Record custom metrics, time steps and micro-benchmark code inside a test."""
-    plugin = request.config.stash.get(SESSION_KEY, None)
-    recorder = PerfRecorder(
-        active=plugin is not None, budget=plugin.benchmark_budget if plugin else None
-    )
-    if plugin is not None:
-        plugin.recorders[id(request.node)] = recorder
+    log = request.config.stash.get(RUN_LOG_KEY, None)
+    recorder = PerfRecorder(active=log is not None, budget=log.benchmark_budget if log else None)
+    if log is not None:
+        log.recorders[id(request.node)] = recorder
     return recorder
 
 
 class PerfPlugin:
-    """The measuring session, registered only when perfguard is active.
+    """The measuring session's hooks, registered only when perfguard is active.
 
     A test's call phase is measured between two plain hook implementations: this class's
     ``tryfirst`` ``pytest_runtest_call`` starts the clock and the collectors, `CallEnd`'s
@@ -155,86 +139,29 @@ class PerfPlugin:
     simpler and costs several times as much per test (pluggy's generator machinery); see
     docs/architecture.md. A call that raises never reaches `CallEnd`: the failure arrives
     through ``pytest_exception_interact``, and a call that ended in neither (a skip or an
-    xfail inside the test) is dropped when the next one starts.
+    xfail inside the test) is dropped when the next one starts. Both read and set the run
+    log's fields inline: they run for every test of the suite.
     """
 
-    def __init__(self, config: pytest.Config, settings: PerfSettings, context: Any) -> None:
+    def __init__(self, config: pytest.Config, context: SessionContext, log: RunLog) -> None:
         self.config = config
-        self.settings = settings
         self.context = context
-        self.started_at = datetime.now(timezone.utc)
-        self.collectors: tuple[Collector, ...] = ()
-        # Keyed by id(item): items live for the whole session, and hashing a node by id
-        # skips its Python-level __hash__.
-        self.specs: dict[int, PerfSpec] = {}
-        self.recorders: dict[int, PerfRecorder] = {}
-        # Collector readings judged in place of the tests' own metrics (`gated_metrics`).
-        self.gated_readings: frozenset[str] = frozenset()
-        self.benchmark_budget: BenchmarkBudget | None = None  # None: `perf.benchmark`'s own
-        self.runs: dict[str, MeasuredRun] = {}
-        self.selected: set[str] = set()
-        self.worker_rows: list[Measurement] = []
+        self.log = log
         self.result: SessionResult | CalibrationResult | None = None
-        self.estimator = settings.estimator
-        self.rounds_budget = settings.rounds_budget
-        # Re-runs (confirm, calibration) pool their samples into the first run's.
-        self.rerunning = False
-        self.confirmations: dict[tuple[str, str], Confirmation] = {}
-        self.calibration_passes: list[list[Measurement]] = []
-        # Set when the rows were built after the main loop and nothing changed them since.
-        self.final_rows: list[Measurement] | None = None
-        # The call being measured, from its start hook until CallEnd or its failure.
-        self.current: pytest.Item | None = None
-        self.current_spec: PerfSpec | None = None
-        self.current_durations: list[float] = []
-        self.started = 0.0
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return f"perfguard: {__version__}, platform {self.context.platform.key}"
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         found = self.config.hook.pytest_perfguard_collectors(config=self.config)
-        self.collectors = tuple(c for group in found if group for c in group)
-        self.gated_readings = frozenset(
-            metric for c in self.collectors for metric in getattr(c, "gated_metrics", ())
-        )
-        if self.gated_readings:
-            # The gate no longer reads a clock: auto rounds and confirm re-runs, which are
-            # there to beat timing noise, would only cost time (and vary a per-round count).
-            self.rounds_budget = 0.0
-            self.settings = self.settings.model_copy(update={"confirm": 0})
-            # `perf.benchmark` sizes its loop by the clock; a count needs a fixed number of
-            # calls: one warm-up call and one sample.
-            self.benchmark_budget = BenchmarkBudget(0.0, 0.0, 1, 1, 0.0)
+        self.log.use_collectors(tuple(c for group in found if group for c in group))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         """Parse every `perf` marker once; a bad one is a collection error of its test."""
-        specs = self.specs
-        inherited: dict[int, bool] = {}  # id(parent) -> a perf marker above the item
-        bad: dict[int, str] = {}
-        for item in items:
-            for mark in item.own_markers:
-                if mark.name == "perf":
-                    break
-            else:
-                parent = item.parent
-                marked = inherited.get(id(parent))
-                if marked is None:
-                    marked = inherited[id(parent)] = (
-                        parent is not None and parent.get_closest_marker("perf") is not None
-                    )
-                if not marked:
-                    continue
-            marker = item.get_closest_marker("perf")
-            if marker is None or not isinstance(item, pytest.Function):
-                continue
-            try:
-                specs[id(item)] = parse_marker(marker.args, dict(marker.kwargs))
-            except PerfUsageError as exc:
-                bad[id(item)] = f"{item.nodeid}: {exc}"
+        bad = self.log.read_markers(items)
         if not bad:
             return
         for item in items:
@@ -244,171 +171,62 @@ class PerfPlugin:
         items[:] = [item for item in items if id(item) not in bad]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.selected = {item.nodeid for item in session.items}
+        self.log.selected = {item.nodeid for item in session.items}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
-        if self.current is not None:
-            self.drop_current()
-        spec = self.specs.get(id(item)) if self.specs else None
-        self.current = item
-        self.current_spec = spec
+        log = self.log
+        if log.current is not None:
+            log.drop_current()
+        spec = log.specs.get(id(item)) if log.specs else None
+        log.current = item
+        log.current_spec = spec
         if spec is None:
-            for collector in self.collectors:
+            for collector in log.collectors:
                 collector.start()
         else:
-            self.current_durations = []
+            log.current_durations = []
             if spec.rounds > 1 or spec.warmup:
-                self._run_extra_rounds(item, spec)
+                log.run_extra_rounds(item, spec)
             else:
-                for collector in self.collectors:
+                for collector in log.collectors:
                     collector.start()
-        self.started = _clock()
+        log.started = _clock()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_exception_interact(
         self, node: pytest.Item | pytest.Collector, call: pytest.CallInfo[Any], report: Any
     ) -> None:
-        if node is self.current and call.when == "call":
-            self.end_current(_clock(), "failed")
-
-    def _run_extra_rounds(self, item: pytest.Item, spec: PerfSpec) -> None:
-        """Warmup and all counted rounds but the last, which pytest's own call runs."""
-        recorder = self.recorders.get(id(item))
-        durations = self.current_durations
-        for _ in range(spec.warmup):
-            item.runtest()
-        if recorder is not None:
-            recorder.reset()
-        for collector in self.collectors:
-            collector.start()
-        for index in range(spec.rounds - 1):
-            if recorder is not None:
-                recorder.round = index
-            start = _clock()
-            try:
-                item.runtest()
-            finally:
-                durations.append(_clock() - start)
-        if recorder is not None:
-            recorder.round = spec.rounds - 1
-
-    def end_current(self, end: float, outcome: TestOutcome) -> None:
-        """The measured call ended at `end` (a `_clock()` reading): record it."""
-        item, spec = self.current, self.current_spec
-        assert item is not None
-        self.current = None
-        elapsed = end - self.started
-        recorder = self.recorders.pop(id(item), None) if self.recorders else None
-        if spec is None:
-            durations = [elapsed]
-        else:
-            durations = self.current_durations
-            durations.append(elapsed)
-            if outcome == "passed" and spec.auto_rounds and self.rounds_budget:
-                try:
-                    self._run_auto_rounds(item, durations, recorder)
-                except BaseException as exc:
-                    failed: TestOutcome = (
-                        "skipped" if isinstance(exc, pytest.skip.Exception) else "failed"
-                    )
-                    self._record(item, spec, durations, recorder, failed)
-                    raise
-        self._record(item, spec, durations, recorder, outcome)
-
-    def drop_current(self) -> None:
-        """The measured call ended without CallEnd or a failure: skipped or xfailed inside."""
-        item = self.current
-        assert item is not None
-        self.current = None
-        if self.recorders:
-            self.recorders.pop(id(item), None)
-        for collector in self.collectors:
-            collector.stop(1)
-
-    def _run_auto_rounds(
-        self, item: pytest.Item, durations: list[float], recorder: PerfRecorder | None
-    ) -> None:
-        """More calls of a marked test without rounds=, while the next fits the budget.
-
-        `perf.benchmark` already calibrates its own rounds, so its tests are left alone."""
-        if recorder is not None and recorder.benchmark_samples:
-            return
-        spent, budget = durations[0], self.rounds_budget
-        while spent + durations[-1] <= budget and len(durations) < MAX_AUTO_ROUNDS:
-            if recorder is not None:
-                recorder.round = len(durations)
-            start = _clock()
-            try:
-                item.runtest()
-            finally:
-                durations.append(_clock() - start)
-            spent += durations[-1]
-
-    def _record(
-        self,
-        item: pytest.Item,
-        spec: PerfSpec | None,
-        durations: list[float],
-        recorder: PerfRecorder | None,
-        outcome: TestOutcome,
-    ) -> None:
-        rounds = len(durations) or 1
-        readings: list[Reading] = []
-        for collector in self.collectors:
-            readings.extend(collector.stop(rounds))
-        if outcome == "skipped" or not durations:
-            return
-        nodeid = item.nodeid
-        if self.rerunning:
-            first = self.runs.get(nodeid)
-            if first is not None and outcome == "passed":
-                first = self.runs[nodeid] = as_test_run(nodeid, first)
-                first.pool(TestRun(nodeid, outcome, durations, readings, spec, recorder))
-            return
-        if spec is None and recorder is None:
-            self.runs[nodeid] = (outcome, durations[0], readings)
-        else:
-            self.runs[nodeid] = TestRun(nodeid, outcome, durations, readings, spec, recorder)
+        if node is self.log.current and call.when == "call":
+            self.log.end_current(_clock(), "failed")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         result = yield
-        if self.current is not None:
-            self.drop_current()
-        if self.settings.calibrate:
+        log = self.log
+        if log.current is not None:
+            log.drop_current()
+        if log.settings.calibrate:
             from .reruns import calibrate
 
-            self.calibration_passes = calibrate(self, session)
-        elif self.settings.confirm_runs and self.runs:
+            log.calibration_passes = calibrate(log, session)
+        elif log.settings.confirm_runs and log.runs:
             from .reruns import confirm
 
-            self.confirmations.update(confirm(self, session))
+            confirmations, log.final_rows = confirm(log, self.context, session)
+            log.confirmations.update(confirmations)
         return result
-
-    def rows(self) -> list[Measurement]:
-        """Every measured test's rows, values by the session's estimator."""
-        rows = measurements_of(self.runs, self.estimator)
-        return judged_on(rows, self.gated_readings) if self.gated_readings else rows
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        from .runlog import WORKER_OUTPUT_KEY
+
         output = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
         if output:
-            self.worker_rows.extend(map(Measurement.from_row, json.loads(output["rows"])))
-            self.selected.update(json.loads(output["selected"]))
-            for row in output.get("confirmations", ()):
-                self.confirmations[(row["test"], row["metric"])] = Confirmation(
-                    row["change"], row["reruns"]
-                )
+            self.log.add_worker_output(output)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.current is not None:
-            self.drop_current()
-        for collector in self.collectors:
-            close = getattr(collector, "close", None)
-            if close is not None:
-                close()
+        self.log.close()
         # The session end builds a few objects per test, all freed when it returns; with the
         # collector running, every full collection would also traverse the whole heap
         # (pytest's items, SQLAlchemy), which cost more than building them.
@@ -421,40 +239,28 @@ class PerfPlugin:
                 gc.enable()
 
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
-        from .session import finish_session
-
-        rows = self.final_rows if self.final_rows is not None else self.rows()
+        log = self.log
         if _is_worker(self.config):
-            self.config.workeroutput[WORKER_OUTPUT_KEY] = {  # type: ignore[attr-defined]
-                # Strings: execnet serializes nested containers in pure Python, element by
-                # element (0.5 M instructions per test on each side, as lists of dicts).
-                "rows": json.dumps([row.to_row() for row in rows]),
-                "selected": json.dumps(list(self.selected)),
-                "confirmations": [
-                    {"test": test, "metric": metric, "change": c.first_change, "reruns": c.reruns}
-                    for (test, metric), c in self.confirmations.items()
-                ],
-            }
+            from .runlog import WORKER_OUTPUT_KEY
+
+            self.config.workeroutput[WORKER_OUTPUT_KEY] = log.worker_output()  # type: ignore[attr-defined]
             return
-        if self.settings.calibrate:
+        if log.settings.calibrate:
             from .session import finish_calibration
 
-            self.result = finish_calibration(self.context, self.calibration_passes)
+            self.result = finish_calibration(self.context, log.calibration_passes)
             return
-        system_info: dict[str, Any] = {}
-        for collector in self.collectors:
-            describe = getattr(collector, "describe", None)
-            if describe is not None:
-                system_info.update(describe())
+        from .session import finish_session
+
         self.result = finish_session(
             self.context,
-            [*rows, *self.worker_rows],
-            selected=self.selected,
-            started_at=self.started_at,
+            [*log.session_rows(), *log.worker_rows],
+            selected=log.selected,
+            started_at=log.started_at,
             exitstatus=int(exitstatus),
             args=list(self.config.invocation_params.args),
-            system_info=system_info,
-            confirmations=self.confirmations,
+            system_info=log.system_info(),
+            confirmations=log.confirmations,
         )
         if self.result.fail_session and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -473,30 +279,26 @@ class CallEnd:
     implementation after its own ``pytest_runtest_call`` returned, that is after the test
     function returned without raising."""
 
-    __slots__ = ("plugin",)
+    __slots__ = ("log",)
 
-    def __init__(self, plugin: PerfPlugin) -> None:
-        self.plugin = plugin
+    def __init__(self, log: RunLog) -> None:
+        self.log = log
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
         end = _clock()
-        plugin = self.plugin
-        if plugin.current is not item:
+        log = self.log
+        if log.current is not item:
             return
-        recorders = plugin.recorders
-        if (
-            plugin.current_spec is not None
-            or plugin.rerunning
-            or (recorders and id(item) in recorders)
-        ):
-            plugin.end_current(end, "passed")
+        recorders = log.recorders
+        if log.current_spec is not None or log.rerunning or (recorders and id(item) in recorders):
+            log.end_current(end, "passed")
             return
         # The common case, a plain test, inline: it runs for every test of the suite.
-        plugin.current = None
-        collectors = plugin.collectors
+        log.current = None
+        collectors = log.collectors
         if len(collectors) == 1:
             readings = collectors[0].stop(1)
         else:
             readings = [reading for c in collectors for reading in c.stop(1)]
-        plugin.runs[item.nodeid] = ("passed", end - plugin.started, readings)
+        log.runs[item.nodeid] = ("passed", end - log.started, readings)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .baselines import BaselineFile
     from .compare import Comparison
     from .measure import Confirmation
+    from .records import TrendPoint
     from .updating import UpdateResult
 
 Markup = dict[str, bool]
@@ -248,7 +249,8 @@ def finish_session(
         if confirmations:
             note_confirmations(comparison, confirmations)
         if context.db_url is not None and comparison.regressions:
-            note_change_points(comparison, measurements, context.db_url, context.platform.key)
+            trends = _regression_trends(context.db_url, context.platform.key, comparison)
+            note_change_points(comparison, measurements, trends)
         result.comparison = comparison
         result.messages.extend(session_notes(comparison, confirmations or {}))
         result.messages.extend(
@@ -270,6 +272,28 @@ def finish_session(
             ("--perf-warn-only: regressions reported, session not failed", {"yellow": True})
         )
     return result
+
+
+def _regression_trends(
+    db_url: str, platform: str, comparison: Comparison
+) -> dict[tuple[str, str], list[TrendPoint]]:
+    """The recorded history of each regressed metric, for `annotate.note_change_points`:
+    one query per regression. What cannot be read is left out: the notes are a nicety,
+    and the store step reports database problems."""
+    from .api import History
+    from .history.errors import HistoryError
+
+    trends: dict[tuple[str, str], list[TrendPoint]] = {}
+    try:
+        with History(db_url, create=False) as history:
+            for verdict in comparison.verdicts:
+                if verdict.kind == "regression":
+                    trends[(verdict.test, verdict.metric)] = history.trend(
+                        verdict.test, verdict.metric, platform=platform, limit=200
+                    )
+    except HistoryError:
+        pass
+    return trends
 
 
 def _fail(result: SessionResult | CalibrationResult, what: str) -> None:

@@ -1,0 +1,295 @@
+"""The run log: what one pytest session measured, and how a measured call is run and recorded.
+
+The plugin's hooks (`plugin.py`) own one `RunLog` and hand it to whatever needs it: the
+re-runs after the main loop (`reruns.py`) and, at session end, `session.py` gets its rows.
+Here live the session's measuring state, the rounds of a marked test (warmup, `rounds=`,
+auto rounds within `--perf-rounds-budget`), the recording of each call and the wire format
+xdist workers send their rows in. Nothing here is a hook and nothing here imports the
+plugin module; the two hook implementations around a test's call phase read and set the
+`current*` and `started` fields directly (see `plugin.PerfPlugin` for why).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .measure import (
+    BenchmarkBudget,
+    Confirmation,
+    MeasuredRun,
+    PerfRecorder,
+    PerfSpec,
+    PerfUsageError,
+    TestRun,
+    as_test_run,
+    measurements_of,
+    parse_marker,
+)
+from .results import Measurement, judged_on
+
+if TYPE_CHECKING:
+    from .measure import Collector, Reading
+    from .results import TestOutcome
+    from .settings import PerfSettings
+
+# A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
+MAX_AUTO_ROUNDS = 50
+# The key of a worker's rows in xdist's `workeroutput`.
+WORKER_OUTPUT_KEY = "perfguard"
+
+_clock = time.perf_counter
+
+
+class RunLog:
+    """The measuring state of one session and the logic of a measured call.
+
+    A call is measured from `started` (set by the plugin's start hook once the collectors
+    run) until `end_current` (the plugin's end hook, or the failure of the call) or
+    `drop_current` (a call that ended in neither: a skip or an xfail inside the test).
+    """
+
+    def __init__(self, settings: PerfSettings) -> None:
+        self.settings = settings
+        self.started_at = datetime.now(timezone.utc)
+        self.collectors: tuple[Collector, ...] = ()
+        # Keyed by id(item): items live for the whole session, and hashing a node by id
+        # skips its Python-level __hash__.
+        self.specs: dict[int, PerfSpec] = {}
+        self.recorders: dict[int, PerfRecorder] = {}
+        # Collector readings judged in place of the tests' own metrics (`gated_metrics`).
+        self.gated_readings: frozenset[str] = frozenset()
+        self.benchmark_budget: BenchmarkBudget | None = None  # None: `perf.benchmark`'s own
+        self.runs: dict[str, MeasuredRun] = {}
+        self.selected: set[str] = set()
+        self.worker_rows: list[Measurement] = []
+        self.estimator = settings.estimator
+        self.rounds_budget = settings.rounds_budget
+        # Re-runs (confirm, calibration) pool their samples into the first run's.
+        self.rerunning = False
+        self.confirmations: dict[tuple[str, str], Confirmation] = {}
+        self.calibration_passes: list[list[Measurement]] = []
+        # Set when the rows were built after the main loop and nothing changed them since.
+        self.final_rows: list[Measurement] | None = None
+        # The call being measured, from its start hook until its end or its failure.
+        self.current: pytest.Item | None = None
+        self.current_spec: PerfSpec | None = None
+        self.current_durations: list[float] = []
+        self.started = 0.0
+
+    def use_collectors(self, collectors: tuple[Collector, ...]) -> None:
+        """The collectors every measured call runs, as the public hook returned them."""
+        self.collectors = collectors
+        self.gated_readings = frozenset(
+            metric for c in collectors for metric in getattr(c, "gated_metrics", ())
+        )
+        if self.gated_readings:
+            # The gate no longer reads a clock: auto rounds and confirm re-runs, which are
+            # there to beat timing noise, would only cost time (and vary a per-round count).
+            self.rounds_budget = 0.0
+            self.settings = self.settings.model_copy(update={"confirm": 0})
+            # `perf.benchmark` sizes its loop by the clock; a count needs a fixed number of
+            # calls: one warm-up call and one sample.
+            self.benchmark_budget = BenchmarkBudget(0.0, 0.0, 1, 1, 0.0)
+
+    def read_markers(self, items: list[pytest.Item]) -> dict[int, str]:
+        """Parse every `perf` marker once; returns the bad ones' messages by id(item)."""
+        specs = self.specs
+        inherited: dict[int, bool] = {}  # id(parent) -> a perf marker above the item
+        bad: dict[int, str] = {}
+        for item in items:
+            for mark in item.own_markers:
+                if mark.name == "perf":
+                    break
+            else:
+                parent = item.parent
+                marked = inherited.get(id(parent))
+                if marked is None:
+                    marked = inherited[id(parent)] = (
+                        parent is not None and parent.get_closest_marker("perf") is not None
+                    )
+                if not marked:
+                    continue
+            marker = item.get_closest_marker("perf")
+            if marker is None or not isinstance(item, pytest.Function):
+                continue
+            try:
+                specs[id(item)] = parse_marker(marker.args, dict(marker.kwargs))
+            except PerfUsageError as exc:
+                bad[id(item)] = f"{item.nodeid}: {exc}"
+        return bad
+
+    def run_extra_rounds(self, item: pytest.Item, spec: PerfSpec) -> None:
+        """Warmup and all counted rounds but the last, which pytest's own call runs."""
+        recorder = self.recorders.get(id(item))
+        durations = self.current_durations
+        for _ in range(spec.warmup):
+            item.runtest()
+        if recorder is not None:
+            recorder.reset()
+        for collector in self.collectors:
+            collector.start()
+        for index in range(spec.rounds - 1):
+            if recorder is not None:
+                recorder.round = index
+            start = _clock()
+            try:
+                item.runtest()
+            finally:
+                durations.append(_clock() - start)
+        if recorder is not None:
+            recorder.round = spec.rounds - 1
+
+    def end_current(self, end: float, outcome: TestOutcome) -> None:
+        """The measured call ended at `end` (a `_clock()` reading): record it."""
+        item, spec = self.current, self.current_spec
+        assert item is not None
+        self.current = None
+        elapsed = end - self.started
+        recorder = self.recorders.pop(id(item), None) if self.recorders else None
+        if spec is None:
+            durations = [elapsed]
+        else:
+            durations = self.current_durations
+            durations.append(elapsed)
+            if outcome == "passed" and spec.auto_rounds and self.rounds_budget:
+                try:
+                    self._run_auto_rounds(item, durations, recorder)
+                except BaseException as exc:
+                    failed: TestOutcome = (
+                        "skipped" if isinstance(exc, pytest.skip.Exception) else "failed"
+                    )
+                    self._record(item, spec, durations, recorder, failed)
+                    raise
+        self._record(item, spec, durations, recorder, outcome)
+
+    def drop_current(self) -> None:
+        """The measured call ended without its end hook or a failure: skipped or xfailed
+        inside the test."""
+        item = self.current
+        assert item is not None
+        self.current = None
+        if self.recorders:
+            self.recorders.pop(id(item), None)
+        for collector in self.collectors:
+            collector.stop(1)
+
+    def _run_auto_rounds(
+        self, item: pytest.Item, durations: list[float], recorder: PerfRecorder | None
+    ) -> None:
+        """More calls of a marked test without rounds=, while the next fits the budget.
+
+        `perf.benchmark` already calibrates its own rounds, so its tests are left alone."""
+        if recorder is not None and recorder.benchmark_samples:
+            return
+        spent, budget = durations[0], self.rounds_budget
+        while spent + durations[-1] <= budget and len(durations) < MAX_AUTO_ROUNDS:
+            if recorder is not None:
+                recorder.round = len(durations)
+            start = _clock()
+            try:
+                item.runtest()
+            finally:
+                durations.append(_clock() - start)
+            spent += durations[-1]
+
+    def _record(
+        self,
+        item: pytest.Item,
+        spec: PerfSpec | None,
+        durations: list[float],
+        recorder: PerfRecorder | None,
+        outcome: TestOutcome,
+    ) -> None:
+        rounds = len(durations) or 1
+        readings: list[Reading] = []
+        for collector in self.collectors:
+            readings.extend(collector.stop(rounds))
+        if outcome == "skipped" or not durations:
+            return
+        nodeid = item.nodeid
+        if self.rerunning:
+            first = self.runs.get(nodeid)
+            if first is not None and outcome == "passed":
+                first = self.runs[nodeid] = as_test_run(nodeid, first)
+                first.pool(TestRun(nodeid, outcome, durations, readings, spec, recorder))
+            return
+        if spec is None and recorder is None:
+            self.runs[nodeid] = (outcome, durations[0], readings)
+        else:
+            self.runs[nodeid] = TestRun(nodeid, outcome, durations, readings, spec, recorder)
+
+    @contextmanager
+    def pooled_reruns(self) -> Iterator[None]:
+        """Calls recorded inside pool their samples into each test's first run."""
+        self.rerunning = True
+        try:
+            yield
+        finally:
+            self.rerunning = False
+
+    @contextmanager
+    def separate_pass(self) -> Iterator[None]:
+        """Calls recorded inside form a pass of their own (`rows()` gives its rows); the
+        main loop's runs are back afterwards."""
+        main_runs = self.runs
+        self.runs = {}
+        try:
+            yield
+        finally:
+            self.runs = main_runs
+
+    def rows(self) -> list[Measurement]:
+        """Every measured test's rows, values by the session's estimator."""
+        rows = measurements_of(self.runs, self.estimator)
+        return judged_on(rows, self.gated_readings) if self.gated_readings else rows
+
+    def session_rows(self) -> list[Measurement]:
+        """This process's rows at session end."""
+        return self.final_rows if self.final_rows is not None else self.rows()
+
+    def close(self) -> None:
+        """The tests are over: drop a call left unfinished, close the collectors."""
+        if self.current is not None:
+            self.drop_current()
+        for collector in self.collectors:
+            close = getattr(collector, "close", None)
+            if close is not None:
+                close()
+
+    def system_info(self) -> dict[str, Any]:
+        """What the collectors say about the machine and how they measured."""
+        info: dict[str, Any] = {}
+        for collector in self.collectors:
+            describe = getattr(collector, "describe", None)
+            if describe is not None:
+                info.update(describe())
+        return info
+
+    def worker_output(self) -> dict[str, Any]:
+        """What an xdist worker sends the controller (`WORKER_OUTPUT_KEY`)."""
+        return {
+            # Strings: execnet serializes nested containers in pure Python, element by
+            # element (0.5 M instructions per test on each side, as lists of dicts).
+            "rows": json.dumps([row.to_row() for row in self.session_rows()]),
+            "selected": json.dumps(list(self.selected)),
+            "confirmations": [
+                {"test": test, "metric": metric, "change": c.first_change, "reruns": c.reruns}
+                for (test, metric), c in self.confirmations.items()
+            ],
+        }
+
+    def add_worker_output(self, output: dict[str, Any]) -> None:
+        """A worker's `worker_output`, on the controller."""
+        self.worker_rows.extend(map(Measurement.from_row, json.loads(output["rows"])))
+        self.selected.update(json.loads(output["selected"]))
+        for row in output.get("confirmations", ()):
+            self.confirmations[(row["test"], row["metric"])] = Confirmation(
+                row["change"], row["reruns"]
+            )

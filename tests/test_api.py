@@ -127,9 +127,3 @@ def test_record_run_validates(sqlite_url: str, kwargs: dict[str, object], messag
         with pytest.raises(HistoryError, match=message):
             history.record_run(**{"platform": "p", **kwargs})  # type: ignore[arg-type]
         assert history.recent_runs() == []
-
-
-def test_public_names() -> None:
-    for name in api.__all__:
-        assert hasattr(api, name)
-    assert issubclass(api.SchemaTooNewError, HistoryError)

@@ -282,8 +282,8 @@ def _escaped_and_stored(project: Project, outcome: Outcome) -> None:
 def _marker(arguments: str) -> Callable[[Project], Outcome]:
     def go(project: Project) -> Outcome:
         project.file(
-            "test_suite.py", f"import pytest\n\n@pytest.mark.perf({arguments})\ndef test_m():\n"
-            "    pass\n",
+            "test_suite.py",
+            f"import pytest\n\n@pytest.mark.perf({arguments})\ndef test_m():\n    pass\n",
         )
         return project.pytest("--perf")
 

@@ -18,10 +18,12 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,6 +31,7 @@ from pytest_perfguard import api
 from pytest_perfguard.api import History
 from pytest_perfguard.baselines import load_baselines
 from pytest_perfguard.cli import Console, main
+from pytest_perfguard.collectors import GpuMemoryCollector
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 from pytest_perfguard.runinfo import GitState, git_state
 
@@ -595,3 +598,99 @@ def test_no_git_program_takes_the_commit_from_the_ci(
     monkeypatch.setenv("PATH", str(tmp_path / "no-git"))
     assert git_state(checkout, GITLAB) == GitState(commit="d" * 40)
     assert git_state(checkout, {}) == GitState()
+
+
+# --- the GPU sampler keeps going through NVML errors ---
+
+MB = 1024 * 1024
+
+
+class FlakyNvml:
+    """NVML whose memory reads follow a script: a number of bytes, or an error to raise.
+
+    Until `arm()` every read returns the first value (the test's starting point, whichever
+    thread reads it); then the script plays, and when it has run out `finished` is set and
+    the last value repeats: a test waits on that event instead of sleeping."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, first: int, script: list[int | str]) -> None:
+        self.last = first
+        self.script = list(script)
+        self.armed = False
+        self.finished = threading.Event()
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def nvmlDeviceGetMemoryInfo(self, handle: object) -> SimpleNamespace:
+        if self.armed and self.script:
+            step = self.script.pop(0)
+            if isinstance(step, str):
+                raise self.NVMLError(step)
+            self.last = step
+        elif self.armed:
+            self.finished.set()
+        return SimpleNamespace(used=self.last)
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+
+def test_the_gpu_sampler_keeps_sampling_after_nvml_errors() -> None:
+    nvml = FlakyNvml(100 * MB, ["GPU is lost", "Unknown Error", 900 * MB, 100 * MB])
+    collector = GpuMemoryCollector(nvml, [object()], interval=0.0005)
+    collector.start()  # 100 MB
+    nvml.arm()  # the sampler thread meets two errors, then the peak
+    assert nvml.finished.wait(10)
+    ((metric, peak, unit),) = collector.stop(1)
+    collector.close()
+    # The peak came after two failed reads: a sampler that stopped at the first missed it.
+    assert (metric, peak, unit) == ("gpu_mem_peak_mb", 800.0, "MB")
+    info = collector.describe()
+    assert info["gpu_sample_errors"] == 2
+    assert info["gpu_last_error"] == "NVMLError: Unknown Error"
+
+
+def test_a_failed_read_at_the_start_or_end_of_a_test_is_not_an_error_of_the_test() -> None:
+    nvml = FlakyNvml(300 * MB, ["driver hiccup", "driver hiccup"])
+    collector = GpuMemoryCollector(nvml, [object()], interval=60)  # no sampling in between
+    collector.start()
+    assert collector.stop(1) == (("gpu_mem_peak_mb", 0.0, "MB"),)
+    nvml.arm()
+    collector.start()  # no reading: the last peak is the starting point
+    assert collector.stop(1) == (("gpu_mem_peak_mb", 0.0, "MB"),)
+    collector.close()
+    assert collector.describe()["gpu_sample_errors"] == 2
+
+
+def test_the_session_says_when_gpu_sampling_failed(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from types import SimpleNamespace
+        from pytest_perfguard.collectors import GpuMemoryCollector
+
+        class BrokenNvml:
+            def nvmlDeviceGetMemoryInfo(self, handle):
+                raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
+
+            def nvmlShutdown(self):
+                pass
+
+        def pytest_perfguard_collectors(config):
+            return [GpuMemoryCollector(BrokenNvml(), [0], interval=60)]
+        """
+    )
+    pytester.makepyfile("def test_a():\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--perf-record", "--perf-db", "h.db"
+    )  # fmt: skip
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["perfguard: warning: GPU memory sampling failed 2 time(s) (last: RuntimeError: "
+         "NVML_ERROR_GPU_IS_LOST); gpu_mem_peak_mb may be under-reported"]
+    )  # fmt: skip
+    with History(pytester.path / "h.db") as history:
+        run = history.get_run(1)
+    assert run.system_info["gpu_sample_errors"] == 2

@@ -4,8 +4,9 @@ on SQLite and PostgreSQL.
 The history is filled once per backend through `History.import_experiments` (the import's
 time is printed too). Each timed run is a fresh ``perfguard experiments compare <100 ids>
 --metric mrr --json`` process; it reports its own time for the command (imports excluded),
-its peak RSS, and its RSS before the command (after imports), so the command's own share of
-memory shows. The parent also times the whole process. Median of --repeats.
+its peak RSS, and its peak RSS before the command (after importing the CLI, SQLAlchemy and
+the store), so the command's own share of memory shows. The parent also times the whole
+process. Median of --repeats.
 
     python benchmarks/bench_experiments.py                      # SQLite, and PostgreSQL if
                                                                 # PERFGUARD_TEST_DATABASE_URL
@@ -81,6 +82,9 @@ def high_water_kb() -> int:
 
 def worker(argv: list[str]) -> None:
     """Run one CLI command in this process; print its time and memory as JSON on stderr."""
+    # The library's own imports (SQLAlchemy, the store) before the "before" reading, so the
+    # difference is the command's data, not its code.
+    import pytest_perfguard.history.experiment_store  # noqa: F401
     from pytest_perfguard.cli import Console, main
 
     before = high_water_kb()

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .experiments import (
     Experiment,
@@ -37,7 +37,6 @@ from .history.errors import HistoryError
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from .api import History
     from .history.store import HistoryStore
 
 __all__ = ["EXPORT_FORMAT", "ExperimentHistory", "ExperimentImport", "ExperimentRef"]
@@ -103,11 +102,11 @@ class ExperimentHistory:
                     config or {},
                 )  # fmt: skip
                 [record] = es.find_experiments_read(store, ids=[new_id])
-        return Experiment(self._history(), record)
+        return Experiment(self, record)
 
     def get_experiment(self, ref: ExperimentRef) -> Experiment:
         """An existing experiment by id or name (the newest of that name)."""
-        return Experiment(self._history(), self._resolve([ref])[0])
+        return Experiment(self, self._resolve([ref])[0])
 
     def experiments(
         self,
@@ -289,8 +288,6 @@ class ExperimentHistory:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _history(self) -> History:
-        return cast("History", self)
 
     def _experiment_id(self, ref: ExperimentRef) -> int:
         if isinstance(ref, Experiment):

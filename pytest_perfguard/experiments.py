@@ -23,19 +23,17 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .history.errors import HistoryError
 from .results import DIRECTIONS, is_finite_number
-
-if TYPE_CHECKING:
-    from .api import History
 
 __all__ = [
     "FILTER_FIELDS",
     "Experiment",
     "ExperimentComparison",
     "ExperimentRecord",
+    "ExperimentStore",
     "Improvement",
     "Trial",
     "Validation",
@@ -202,6 +200,32 @@ class ExperimentComparison:
         }
 
 
+class ExperimentStore(Protocol):
+    """What an `Experiment` asks of the history it came from (`History` is one)."""
+
+    def log_trial(
+        self,
+        experiment: Any,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        validation: Any = None,
+        trial_number: int | None = None,
+        run_id: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Trial: ...
+
+    def trials(self, experiment: Any) -> list[Trial]: ...
+
+    def set_experiment_summary(
+        self, experiment: Any, summary: Mapping[str, Any] | None
+    ) -> ExperimentRecord: ...
+
+    def get_experiment(self, ref: Any) -> Experiment: ...
+
+    def experiments_dataframe(self, experiments: Sequence[Any] | None = None) -> Any: ...
+
+
 class Experiment:
     """A stored experiment: log trials to it, read them back, rank them.
 
@@ -209,7 +233,7 @@ class Experiment:
     the database, so several processes can log trials to one experiment.
     """
 
-    def __init__(self, history: History, record: ExperimentRecord) -> None:
+    def __init__(self, history: ExperimentStore, record: ExperimentRecord) -> None:
         self.history = history
         self.record = record
 

@@ -4,8 +4,8 @@
 function over the platform's whole history sorts every row (about 3 s for 1M results on
 SQLite), so the query first ranks the newest runs only: a metric with N values there is
 complete, since every other run is older. Then one pass over the older runs lists which
-(test, metric) they hold; only the ones not complete yet (new, flaky or no longer run
-tests), usually none, are ranked over the whole history, a batch of tests at a time.
+tests they hold; only the tests with a metric not complete yet (new, flaky or no longer
+run tests), usually none, are ranked over the whole history, a batch of tests at a time.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, func, select
 
-from pytest_perfguard.history.layout import stored_results
-from pytest_perfguard.history.models import platforms, runs
+from pytest_perfguard.history.layout import READINGS, stored_results
+from pytest_perfguard.history.models import platforms, results, runs, test_results
 from pytest_perfguard.records import MetricSeries
 
 # How many of the newest runs the first pass reads, per requested run.
@@ -51,27 +51,33 @@ def metric_history(
         _add(series, row)
     complete = {key for key, item in series.items() if len(item.values) >= last_runs}
     older_runs = on_platform.where(runs.c.id.not_in(recent)).scalar_subquery()
-    older = stored_results(lambda t: [t.c.run_id.in_(older_runs), *passed(t)], kinds=kinds)
-    keys = [
-        (test, metric)
-        for test, metric in conn.execute(select(older.c.test, older.c.metric).distinct())
-    ]
-    pending = sorted({key for key in keys if key not in complete})
-    wanted = set(pending)
-    for key in wanted.intersection(series):
+    # Which tests the older runs hold: results rows by (test, metric); test_results rows by
+    # test alone, from its (test, run_id) index without reading the table. A test is
+    # ranked again over the whole history when one of its metrics could lack values.
+    narrow = select(results.c.test, results.c.metric).distinct()
+    narrow = narrow.where(results.c.run_id.in_(older_runs), results.c.kind.in_(sorted(kinds)))
+    if passed_only:
+        narrow = narrow.where(results.c.outcome == "passed")
+    pending = {test for test, metric in conn.execute(narrow) if (test, metric) not in complete}
+    readings = [name for name, _, kind in READINGS if kind in kinds]
+    if readings:
+        wide = select(test_results.c.test).distinct()
+        wide = wide.where(test_results.c.run_id.in_(older_runs))
+        for test in conn.execute(wide).scalars():
+            if any((test, name) not in complete for name in readings):
+                pending.add(test)
+    for key in [key for key in series if key[0] in pending]:
         del series[key]  # ranked again below, with their older values
     on_platform_ids = on_platform.scalar_subquery()
-    tests = sorted({test for test, _ in pending})
+    tests = sorted(pending)
     for start in range(0, len(tests), _BATCH):
         batch = tests[start : start + _BATCH]
 
         def in_batch(table: Table, batch: list[str] = batch) -> list[ColumnElement[bool]]:
             return [table.c.test.in_(batch), table.c.run_id.in_(on_platform_ids), *passed(table)]
 
-        every = stored_results(in_batch, kinds=kinds)
-        for row in conn.execute(_top_values(every, last_runs)):
-            if (row.test, row.metric) in wanted:
-                _add(series, row)
+        for row in conn.execute(_top_values(stored_results(in_batch, kinds=kinds), last_runs)):
+            _add(series, row)
     return dict(sorted(series.items()))
 
 

@@ -96,9 +96,43 @@ def test_perf_gates_the_pull_request_with_a_read_only_token() -> None:
     ) in command
     upload = next(s for s in steps(perf) if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["with"]["name"] == "perfguard-report"
-    assert upload["with"]["path"].split() == ["perf-report.md", "perf-report.json"]
+    assert upload["with"]["path"].split() == [
+        "perf-report.md", "perf-report.json", "selfperf-report.md", "selfperf-report.json"
+    ]  # fmt: skip
     assert "!cancelled()" in upload["if"]  # uploaded when the gate fails too
     assert "actions/cache/save" not in uses(perf)  # a PR never writes the shared history
+
+
+SELF_SUITE = (
+    "PYTHONHASHSEED=0 valgrind --tool=callgrind --instr-atstart=no -q "
+    "--callgrind-out-file=.perfguard/callgrind/callgrind.out.%p "
+    "\"$(python -c 'import sys; print(sys.executable)')\" -m pytest benchmarks/selfperf "
+    "-p no:cacheprovider --perf-instructions --perf-platform selfperf_callgrind_py3.11"
+)
+
+
+def _python(workflow: dict[str, Any]) -> str:
+    setup = next(s for s in steps(workflow) if s.get("uses", "").startswith("actions/setup-python"))
+    return str(setup["with"]["python-version"])
+
+
+def test_perf_gates_this_repository_on_its_own_committed_baselines() -> None:
+    """The self-suite runs under callgrind with the platform key its committed baselines
+    are under, on the Python they were counted with, and can fail the job."""
+    perf = load("perf.yml")
+    command = " ".join(run_text(perf).replace("\\\n", " ").split())
+    assert SELF_SUITE in command
+    assert "apt-get install -y -qq valgrind" in command
+    assert _python(perf) == "3.11"
+    step = next(s for s in steps(perf) if "benchmarks/selfperf" in str(s.get("run", "")))
+    assert "continue-on-error" not in step and "if" not in step
+    baselines = json.loads((ROOT / "baselines" / "perf_baselines.json").read_text("utf-8"))
+    tests = baselines["platforms"]["selfperf_callgrind_py3.11"]["tests"]
+    assert sorted(tests) == [
+        "benchmarks/selfperf/test_selfperf.py::test_a_session_of_plain_tests",
+        "benchmarks/selfperf/test_selfperf.py::test_session_end_write",
+    ]
+    assert all(set(metrics) == {"instructions"} for metrics in tests.values())
 
 
 def test_perf_comment_never_runs_pull_request_code() -> None:
@@ -136,6 +170,15 @@ def test_nightly_records_publishes_and_opens_issue_and_baselines_pr() -> None:
     assert "dashboard.html" in artifact["with"]["path"].split()
     [job] = nightly["jobs"].values()
     assert job["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
+    # The self-suite is recorded each night and its baselines proposed with the others'.
+    assert SELF_SUITE + " --perf-run-type nightly --perf-record --perf-update-baselines" in (
+        " ".join(run_text(nightly).replace("\\\n", " ").split())
+    )
+    assert _python(nightly) == _python(load("perf.yml"))
+    pull_request = next(s for s in steps(nightly) if "create-pull-request" in s.get("uses", ""))
+    assert pull_request["with"]["add-paths"] == "baselines/perf_baselines.json"
+    failing = next(s for s in steps(nightly) if s.get("name") == "Fail on a failed run")
+    assert "steps.selfperf.outcome == 'failure'" in failing["if"]
 
 
 # -- the comment script, under Node with a fake GitHub API ---------------------------------

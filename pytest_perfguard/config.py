@@ -87,6 +87,34 @@ def _text(text: str) -> str:
     return text
 
 
+def parse_experiment_name(text: str) -> str:
+    name = text.strip()
+    if not name or len(name) > 255:
+        raise ValueError(f"{text!r} must be an experiment name of 1 to 255 characters")
+    return name
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """`KEY=VALUE[,KEY=VALUE...]`; a value that reads as JSON (256, 0.5, true, null) is
+    kept as that, anything else as text: `chunk=256,model=gpt-4o` -> {"chunk": 256, ...}."""
+    import json
+
+    params: dict[str, Any] = {}
+    for part in text.split(","):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{part.strip()!r} is not KEY=VALUE (e.g. chunk=256)")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw.strip()
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if isinstance(value, (dict, list)) or not finite:
+            value = raw.strip()
+        params[key.strip()] = value
+    return params
+
+
 # `--perf-mode` / BENCHMARK_MODE: defaults of rounds and budget, below any explicit setting.
 # quick: one call per test, no confirm re-runs; comprehensive: ten times standard's
 # budget for extra rounds and two confirm re-runs of a flagged test.
@@ -173,6 +201,9 @@ class Option:
     # Mode settings switch the plugin on from env or ini too; value settings
     # (threshold, paths) only configure it, so a project can keep them in its ini.
     activates: bool = False
+    # Given several times on the command line (`--perf-param a=1 --perf-param b=2`); the
+    # parser turns each value into a dict and the values are merged, later keys winning.
+    repeatable: bool = False
 
     @property
     def env(self) -> str:
@@ -406,6 +437,21 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a test may spend on pairs with --perf-against beyond its first look "
         "(default 2)",
         metavar="SECONDS",
+    ),
+    Option(
+        "experiment",
+        "--perf-experiment",
+        parse_experiment_name,
+        "this run is a trial of experiment NAME: its measurements become the trial's metrics",
+        metavar="NAME",
+    ),
+    Option(
+        "param",
+        "--perf-param",
+        parse_params,
+        "a parameter of this trial (repeat, or KEY=VALUE,KEY=VALUE); with --perf-experiment",
+        metavar="KEY=VALUE",
+        repeatable=True,
     ),
 )
 

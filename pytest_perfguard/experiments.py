@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .history.errors import HistoryError
-from .results import DIRECTIONS, is_finite_number
+from .results import DIRECTIONS, Measurement, is_finite_number
 
 __all__ = [
     "FILTER_FIELDS",
@@ -38,6 +38,7 @@ __all__ = [
     "Trial",
     "Validation",
     "experiment_filter",
+    "trial_metrics",
 ]
 
 
@@ -440,6 +441,24 @@ def metric_comparison(
         last=found[-1] if found else None,
         failure_rate=record.failure_rate,
     )
+
+
+def trial_metrics(measurements: Iterable[Measurement]) -> dict[str, float]:
+    """A pytest run's measurements as a trial's metrics: the own metrics (primary and
+    `perf.record` ones) of the marked tests that passed, or of every passing test when none
+    is marked. A metric is named by its name alone when one test has it, else
+    `<test id>::<metric>`."""
+    rows = [m for m in measurements if m.kind in ("primary", "custom") and m.outcome == "passed"]
+    if any(m.marked for m in rows):
+        rows = [m for m in rows if m.marked]
+    tests_by_name: dict[str, set[str]] = {}
+    for m in rows:
+        tests_by_name.setdefault(m.metric, set()).add(m.test)
+    return {
+        m.metric if len(tests_by_name[m.metric]) == 1 else f"{m.test}::{m.metric}": m.value
+        for m in rows
+        if math.isfinite(m.value)
+    }
 
 
 # -- filters ------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(
                 option.flag,
+                action="append" if option.repeatable else "store",
                 default=None,
                 dest=option.dest,
                 metavar=option.metavar,

@@ -50,6 +50,8 @@ def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> S
     from .baselines import BaselinesError, load_baselines
     from .platform_migration import adopt_legacy_baselines, hardware_note
 
+    if settings.param and not settings.experiment:
+        raise ConfigError("--perf-param: name the trial's experiment with --perf-experiment NAME")
     platform = detect_platform(settings.platform, detailed=settings.platform_detailed)
     try:
         baselines = load_baselines(settings.baselines)
@@ -59,7 +61,9 @@ def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> S
     notes = [note for note in (adopted, hardware_note(baselines, platform.key,
                                                       platform.fingerprint)) if note]  # fmt: skip
     db_url = None
-    if not is_worker and (settings.record or settings.update_baselines or settings.db):
+    if not is_worker and (
+        settings.record or settings.update_baselines or settings.db or settings.experiment
+    ):
         from .history.errors import HistoryError
         from .history.urls import mask_secrets, resolve_db_url, sqlite_path
 
@@ -67,7 +71,7 @@ def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> S
             db_url = resolve_db_url(settings.db, rootdir)
         except HistoryError as exc:
             raise ConfigError(mask_secrets(str(exc))) from None
-        database = sqlite_path(db_url) if settings.record else None
+        database = sqlite_path(db_url) if settings.record or settings.experiment else None
         if database is not None:
             check_writable(database, "--perf-db")
     if not is_worker:
@@ -261,6 +265,8 @@ def finish_session(
     comparison = result.comparison
     if settings.record and context.db_url is not None:
         _store(context, run, measurements, result)
+    if settings.experiment and context.db_url is not None:
+        _log_trial(context, measurements, exitstatus, result)
     _write_reports(context, run, comparison, measurements, result)
     if settings.update_baselines and context.db_url is not None:
         _update_baselines(context, run, result)
@@ -367,6 +373,45 @@ def _store(
         (
             f"perfguard: stored run {result.run_id} "
             f"({len(measurements)} results, platform {run.platform.key})",
+            {},
+        )
+    )
+
+
+def _log_trial(
+    context: SessionContext,
+    measurements: Sequence[Measurement],
+    exitstatus: int,
+    result: SessionResult,
+) -> None:
+    """`--perf-experiment`: this run becomes a trial; its validation passed when the tests
+    passed and no metric regressed."""
+    from .api import History
+    from .experiments import trial_metrics
+
+    settings = context.settings
+    assert settings.experiment is not None
+    failed_tests = {m.test for m in measurements if m.outcome in ("failed", "error")}
+    regressions = len(result.comparison.regressions)
+    validation = {
+        "passed": exitstatus == 0 and not failed_tests and not regressions,
+        "violations": len(failed_tests) + regressions,
+        "metrics": {"failed_tests": len(failed_tests), "regressions": regressions},
+    }
+    metrics = trial_metrics(measurements)
+    try:
+        with History(context.db_url) as history:
+            trial = history.experiment(settings.experiment).log_trial(
+                params=settings.param, metrics=metrics, validation=validation,
+                run_id=result.run_id,
+            )  # fmt: skip
+    except Exception as exc:
+        _fail(result, f"trial of experiment {settings.experiment!r} not logged: {_reason(exc)}")
+        return
+    result.messages.append(
+        (
+            f"perfguard: trial {trial.trial_number} of experiment {settings.experiment!r} "
+            f"logged ({len(metrics)} metric(s))",
             {},
         )
     )

@@ -57,6 +57,8 @@ class PerfSettings(BaseModel):
     against_python: str | None = None
     ab_mode: Literal["duet", "interleave"] | None = None
     ab_budget: float = 2.0
+    experiment: str | None = None
+    param: dict[str, Any] = {}
 
     @property
     def active(self) -> bool:
@@ -66,6 +68,7 @@ class PerfSettings(BaseModel):
             or self.update_baselines
             or bool(self.calibrate)
             or bool(self.against)
+            or bool(self.experiment)
         )
 
     @property
@@ -88,6 +91,8 @@ def resolve(
     values: dict[str, Any] = {}
     for option in OPTIONS:
         cli_value = cli.get(option.field)
+        if option.repeatable and isinstance(cli_value, list):
+            cli_value = {key: value for given in cli_value for key, value in given.items()}
         if cli_value is not None and cli_value is not False:
             values[option.field] = cli_value
             continue

@@ -42,7 +42,8 @@ def confirm(
 ) -> tuple[dict[tuple[str, str], Confirmation], list[Measurement] | None]:
     """Re-run the tests flagged as regressions up to `--perf-confirm` times, passes at least
     `CONFIRM_SPACING` apart; a test whose regressions cleared is not re-run again. Recording,
-    tests without a baseline yet take the same passes (`session.unbaselined_tests`).
+    marked tests without a baseline yet take the same passes (`session.unbaselined_tests`);
+    unmarked tests only ever re-run as flagged regressions.
 
     Returns, per metric first flagged, its first change and how often its test was re-run;
     and, when nothing re-ran, the session's rows (already built for the check).

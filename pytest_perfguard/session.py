@@ -207,12 +207,17 @@ def flagged_regressions(
 def unbaselined_tests(
     context: SessionContext, rows: Sequence[Measurement], selected: Collection[str]
 ) -> set[str]:
-    """Tests with a gated metric that has no baseline yet. A recording session re-runs
-    them with the confirm passes, so the history a first baseline comes from holds values
-    sampled at several moments, not one."""
+    """Marked tests with a gated metric that has no baseline yet. A recording session
+    re-runs them with the confirm passes (each within its rounds budget), so the history a
+    first baseline comes from holds values sampled at several moments, not one. An
+    unmarked test is never re-run for this, whatever the gate: it is called once, unless
+    `--perf-confirm` re-runs it as a flagged regression."""
     if not context.settings.record:
         return set()
-    comparison = _compare(context, rows, selected)
+    marked = [row for row in rows if row.marked]
+    if not marked:
+        return set()
+    comparison = _compare(context, marked, selected)
     return {v.test for v in comparison.verdicts if v.kind == "new" and v.gated}
 
 

@@ -292,7 +292,11 @@ def hardware(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("cpu_model", "cpu_count", "memory_gb"):
         if fingerprint.get(name):
             found[name] = fingerprint[name]
-    gpu_names = [str(gpu.get("name")) for gpu in fingerprint.get("gpus") or []]
+    # A fingerprint lists GPUs as {"name", "memory_mb"}; a hardware dict by name.
+    gpu_names = [
+        gpu if isinstance(gpu, str) else str(gpu.get("name"))
+        for gpu in fingerprint.get("gpus") or []
+    ]
     if gpu_names:
         found["gpus"] = gpu_names
     return found

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import ci_branch, ci_commit, running_in_ci
 from .history.urls import mask_secrets
-from .platform import python_version
+from .platform import hardware, python_version
 from .results import PlatformInfo, RunInfo, RunOutcome, RunType
 
 
@@ -95,5 +95,6 @@ def build_run_info(
         args=[mask_secrets(arg) for arg in args],
         outcome=run_outcome(exitstatus),
         notes=mask_secrets(notes),
-        system_info={"user": _user(), **system_info},
+        # The machine this run measured on: under one platform key, CI runners rotate CPUs.
+        system_info={"user": _user(), "hardware": hardware(platform.fingerprint), **system_info},
     )

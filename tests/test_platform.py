@@ -6,6 +6,7 @@ contents of /proc/cpuinfo; `fingerprint` reads them as on a real machine.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from pytest_perfguard import platform as plat
 from pytest_perfguard.api import History
 from pytest_perfguard.baselines import load_baselines, parse_baselines
-from pytest_perfguard.cli import main
+from pytest_perfguard.cli import Console, main
 from pytest_perfguard.platform import (
     detailed_platform_key,
     hardware,
@@ -430,8 +431,21 @@ def test_an_update_records_the_hardware_and_a_later_run_compares_it(
     assert metadata["hardware"] == {"cpu_model": EPYC, "cpu_count": 4, "memory_gb": 15.6}
 
     pytester.makeconftest(FAKE_RUNNER.replace("CPU", repr(XEON)))
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--perf")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--perf-record")
     result.stdout.fnmatch_lines(["*baseline from EPYC 7763 x4, this run Xeon Platinum 8370C x4*"])
+    # The stored run keeps the machine it ran on: reports made later say it too.
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        run = history.get_run(history.recent_runs(limit=1)[0].id)
+    assert run.system_info["hardware"]["cpu_model"] == XEON
+    out = io.StringIO()
+    console = Console(stdout=out, stderr=io.StringIO(), stdin=io.StringIO())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(pytester.path)
+        assert main(["baselines", "check"], console=console) == 0
+        assert main(["report", "--format", "markdown", "--output", "r.md"], console=console) == 0
+    note = "baseline from EPYC 7763 x4, this run Xeon Platinum 8370C x4"
+    assert f"note: {note}" in out.getvalue()
+    assert note in (pytester.path / "r.md").read_text()
     pytester.makeconftest(FAKE_RUNNER.replace("CPU", repr(EPYC)))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--perf")
     assert "baseline from" not in result.stdout.str()

@@ -147,6 +147,8 @@ def baselines_check(args: argparse.Namespace, ctx: Context) -> int:
     ctx.console.out(f"run {run.id} ({when(run.started_at)} UTC, platform {run.platform}):")
     for text, _markup in terminal_lines(data.comparison, verbose=args.verbose):
         ctx.console.out(text)
+    for note in data.comparison.notes:
+        ctx.console.out(f"note: {note}")
     if data.comparison.failed and args.warn_only:
         ctx.console.out("--warn-only: regressions reported, exit status 0")
     return 1 if failed else 0
@@ -176,6 +178,7 @@ def _report_data(
     """A stored run compared with the baselines of its platform, as the plugin would
     (same threshold, gate and rule settings unless the options say otherwise)."""
     from ..compare import judge_run
+    from ..platform_migration import adopt_legacy_baselines, hardware_note
     from ..report import build_report
     from ..results import PlatformInfo, RunInfo
 
@@ -198,9 +201,13 @@ def _report_data(
     given = {"gate": args.gate, "threshold": args.threshold, "rule": args.rule}
     settings = ctx.settings.model_copy(update={k: v for k, v in given.items() if v is not None})
     selected = {m.test for m in run.measurements}
+    baselines, adopted = adopt_legacy_baselines(baselines, run.platform)
     comparison = judge_run(
         run.measurements, baselines, run.platform, settings, selected_tests=selected
     )
+    measured_on = run.system_info.get("hardware")  # the plugin stores it with each run
+    other = hardware_note(baselines, run.platform, measured_on) if measured_on else None
+    comparison.notes.extend(note for note in (adopted, other) if note)
     return build_report(info, comparison, run.measurements, warn_only=args.warn_only)
 
 

@@ -371,7 +371,11 @@ def _store(
     except Exception as exc:
         reason = _reason(exc) if isinstance(exc, (HistoryError, OSError)) else _bug(exc)
         saved = _save_unstored(context.rootdir, run, measurements)
-        kept = f"measurements kept in {saved}" if saved else "measurements NOT kept"
+        kept = (
+            f"measurements kept in {saved} (perfguard import stores them)"
+            if saved
+            else "measurements NOT kept"
+        )
         _fail(result, f"run not stored: {reason}; {kept}")
         return
     result.messages.append(
@@ -427,12 +431,10 @@ def _save_unstored(rootdir: Path, run: RunInfo, measurements: Sequence[Measureme
     `.perfguard/unstored/` under the rootdir, else to the temporary directory."""
     import tempfile
 
-    payload = {
-        "platform": run.platform.key,
-        "git_commit": run.git_commit,
-        "started_at": run.started_at.isoformat(),
-        "results": [m.to_dict() for m in measurements],
-    }
+    from .importers.unstored import unstored_payload
+
+    # `perfguard import <file>` stores it once the database is back.
+    payload = unstored_payload(run, [m.to_dict() for m in measurements])
     # ASCII JSON: nothing in it can fail to encode.
     text = json.dumps(payload, indent=2, default=str) + "\n"
     name = f"run-{run.started_at.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"

@@ -191,11 +191,25 @@ def _with_before(
 
 
 def _kept_in_fallback(project: Project, outcome: Outcome) -> None:
-    match = re.search(r"measurements kept in (\S+\.json)", outcome.output)
+    match = re.search(r"measurements kept in (\S+\.json) \(perfguard import", outcome.output)
     assert match, outcome.output
-    kept = kept_results(Path(match.group(1)))
-    assert ("test_suite.py::test_latency", "latency") in kept
-    assert ("test_suite.py::test_plain", "duration") in kept
+    kept = Path(match.group(1))
+    assert ("test_suite.py::test_latency", "latency") in kept_results(kept)
+    assert ("test_suite.py::test_plain", "duration") in kept_results(kept)
+    # Once a database is there, the file stores the run as the session would have.
+    imported = project.cli("import", str(kept), "--db", str(project.db))
+    assert imported.code == 0, imported.output
+    assert project.runs() == [1, 2]
+    with History(project.db) as history:
+        run = history.get_run(2)
+    assert (run.platform, run.outcome) == (PLATFORM, "passed")
+    assert "--perf-record" in run.args
+    assert {(m.test, m.metric) for m in run.measurements} >= {
+        ("test_suite.py::test_latency", "latency"),
+        ("test_suite.py::test_plain", "duration"),
+    }
+    again = project.cli("import", str(kept), "--db", str(project.db))
+    assert "already imported" in str(again.extra["stdout"]) and project.runs() == [1, 2]
 
 
 def _both(*checks: Callable[[Project, Outcome], None]) -> Callable[[Project, Outcome], None]:

@@ -1,7 +1,8 @@
 """Importing results kept by other tools into the history (`perfguard import`).
 
-Two formats are read: pytest-benchmark saved runs (`pytest_benchmark`) and the seed
-project's results JSON (`seed`).
+Three formats are read: pytest-benchmark saved runs (`pytest_benchmark`), the seed
+project's results JSON (`seed`), and the fallback files of runs a session could not store
+(`unstored`).
 
 Importing is idempotent: every run is stored with a source key (a hash of what it was
 read from), and a run whose key is already stored is skipped. Errors a user can cause are
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .model import ImportedRun, ImportFormatError, ImportOutcome, ImportReport
 from .pytest_benchmark import PYTEST_BENCHMARK, benchmark_platform, benchmark_run, is_benchmark_file
 from .seed import SEED_RESULTS, is_seed_run, seed_direction, seed_run, seed_unit
+from .unstored import UNSTORED, is_unstored_run, unstored_run
 
 if TYPE_CHECKING:
     from ..api import History
@@ -73,6 +75,9 @@ def read_runs(path: Path, *, platform: str | None = None) -> list[ImportedRun]:
     if is_benchmark_file(data):
         digest = hashlib.sha256(raw).hexdigest()
         return [benchmark_run(path, data, f"{PYTEST_BENCHMARK}:{digest}", platform)]
+    if is_unstored_run(data):
+        digest = hashlib.sha256(raw).hexdigest()
+        return [unstored_run(path, data, f"{UNSTORED}:{digest}", platform)]
     entries = data if isinstance(data, list) else [data]
     if entries and all(isinstance(e, dict) and is_seed_run(e) for e in entries):
         return [

@@ -121,6 +121,29 @@ def test_export_then_import_into_a_fresh_database(cli: Cli, tmp_path: Path) -> N
     assert json.loads(listed.out)[0]["best"] == 0.7
 
 
+def test_perfguard_import_takes_an_experiments_export(
+    cli: Cli, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("export", "--output", "exp.json").rc == 0
+    target = f"sqlite:///{tmp_path / 'fresh.db'}"
+
+    def top_level(*args: str) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        rc = main([*args, "--db", target], console=Console(stdout=out, stderr=err))
+        return Result(rc, out.getvalue(), err.getvalue())
+
+    dry = top_level("import", "exp.json", "--dry-run")
+    assert dry.rc == 0, dry.err
+    assert dry.out == "would import exp.json: 2 experiment(s), 4 trial(s) (experiments export)\n"
+    assert not (tmp_path / "fresh.db").exists()
+    done = top_level("import", "exp.json")
+    assert done.rc == 0 and "2 experiment(s) created" in done.out
+    assert json.loads(cli("list", "--json", database=target).out)[0]["n_trials"] == 1
+    (tmp_path / "other.json").write_text("[]")
+    mixed = top_level("import", "exp.json", "other.json", "--json")
+    assert mixed.rc == 2 and "separate calls" in mixed.err
+
+
 def test_the_console_script_runs_it(db: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pytest_perfguard", "experiments", "list", "--db", db, "--json"],

@@ -219,6 +219,54 @@ def import_(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def import_experiment_exports(
+    paths: Sequence[Path], args: argparse.Namespace, ctx: Context
+) -> list[Path]:
+    """`perfguard import`: import the experiments exports among `paths` (files whose JSON
+    is one) and return the other paths, for the run importers."""
+    from ..experiment_history import is_experiments_export
+
+    exports, rest = [], []
+    for path in paths:
+        if _is_export(path, is_experiments_export):
+            exports.append(path)
+        else:
+            rest.append(path)
+    if not exports:
+        return rest
+    if args.json and rest:
+        raise CLIError("with --json, import experiments exports and runs in separate calls")
+    results = []
+    with ctx.history(args.db, create=not args.dry_run) as history:
+        for path in exports:
+            if args.dry_run:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                n_trials = sum(len(e.get("trials") or []) for e in data["experiments"])
+                ctx.console.out(
+                    f"would import {path.name}: {len(data['experiments'])} experiment(s), "
+                    f"{n_trials} trial(s) (experiments export)"
+                )
+                continue
+            results.append((path, history.import_experiments(path)))
+    if args.json:
+        ctx.console.json([{"file": str(p), **r.to_dict()} for p, r in results])
+    for path, r in [] if args.json else results:
+        ctx.console.out(
+            f"{path.name}: {r.created} experiment(s) created, {r.matched} already there; "
+            f"{r.trials_added} trial(s) added, {r.trials_skipped} already stored"
+        )
+    return rest
+
+
+def _is_export(path: Path, check: Callable[[Any], bool]) -> bool:
+    if not path.is_file() or path.suffix.lower() != ".json":
+        return False
+    try:
+        return check(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False  # the run importers say what is wrong with it
+
+
 def _first_metric(trials: Sequence[Trial]) -> str | None:
     for trial in trials:
         for name in trial.metrics:

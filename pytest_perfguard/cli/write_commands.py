@@ -61,12 +61,17 @@ def record(args: argparse.Namespace, ctx: Context) -> int:
 
 def import_(args: argparse.Namespace, ctx: Context) -> int:
     from ..importers import import_paths
+    from .experiment_commands import import_experiment_exports
 
+    files = [ctx.cwd / Path(p).expanduser() for p in args.files]
+    files = import_experiment_exports(files, args, ctx)
+    if not files:
+        return 0
     with ctx.history(args.db, create=not args.dry_run) as history:
         report = import_paths(
             # A dry run never creates the database; without one, nothing is imported yet.
             history if history.exists() or not args.dry_run else None,
-            [ctx.cwd / Path(p).expanduser() for p in args.files],
+            files,
             platform=args.platform,
             dry_run=args.dry_run,
         )

@@ -363,11 +363,12 @@ class TrackedRun:
 
     def _save(self) -> int:
         from .api import History
+        from .config import running_in_ci
         from .platform import detect_platform, python_version
         from .runinfo import _user, git_state, triggered_by
 
         env = os.environ
-        run_type: Any = "ci" if triggered_by("manual", env) == "ci" else "manual"
+        run_type: Any = "ci" if running_in_ci(env) else "manual"
         git = git_state(Path.cwd(), env)
         assert self.started_at is not None
         info = RunInfo(

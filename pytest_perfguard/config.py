@@ -427,7 +427,8 @@ OPTIONS: tuple[Option, ...] = (
         "--perf-ab-mode",
         parse_ab_mode,
         "how the two sides of --perf-against share the machine: duet (both at once, one "
-        "per CPU; the default) or interleave (one after the other on one CPU)",
+        "per CPU) or interleave (one after the other on one CPU); default: duet when two CPUs "
+        "are free, else interleave",
         metavar="{duet,interleave}",
     ),
     Option(
@@ -435,7 +436,7 @@ OPTIONS: tuple[Option, ...] = (
         "--perf-ab-budget",
         parse_seconds,
         "seconds a test may spend on pairs with --perf-against beyond its first look "
-        "(default 2)",
+        "(default 1)",
         metavar="SECONDS",
     ),
     Option(

@@ -27,9 +27,9 @@ The rule, with ``change`` the estimated ratio's relative change, worse positive
 rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
 - **regression**: ``change > threshold``, BH-adjusted p <= q, and ``better > threshold / 2``;
 - **improvement**: ``change < -threshold`` and ``worse < -threshold / 2``;
-- **unchanged**: neither, and ``worse <= threshold``: a change of the threshold's size is
-  excluded;
-- **unstable**: neither, and the interval still reaches past the threshold after the
+- **unchanged**: neither, and the worse bound of the plain 90 % interval (`reach`) is at
+  most the threshold: a change of the threshold's size is excluded;
+- **unstable**: neither, and that bound still reaches past the threshold after the
   budget's pairs: noise hides a change of that size (never fails).
 """
 
@@ -52,6 +52,7 @@ Alternative = Literal["greater", "less"]
 # Exact signed-rank distributions are built once per n in O(n^3) integer steps in all;
 # above this many non-zero pairs the normal approximation is as good.
 EXACT_LIMIT = 200
+REACH_CONFIDENCE = 0.90
 _EPSILON = 1e-9
 _NORMAL = NormalDist()
 _counts_by_n: list[list[int]] = [[1]]
@@ -209,6 +210,10 @@ class PairedAssessment:
     worse: float
     p_value: float
     looks: int
+    # The worse bound of the plain 90 % interval: how bad the change could plausibly be.
+    # It only separates "unchanged" from "unstable" (neither fails), so it need not pay
+    # for the looks.
+    reach: float = math.inf
 
 
 def assess_pairs(
@@ -230,6 +235,8 @@ def assess_pairs(
     alternative: Alternative = "greater" if direction == "lower" else "less"
     raw = wilcoxon_signed_rank(diffs, alternative).p_value
     bounds = sorted((oriented_change(ratio.low, direction), oriented_change(ratio.high, direction)))
+    plain = hodges_lehmann_pairs(base, head, REACH_CONFIDENCE)
+    reach = max(oriented_change(plain.low, direction), oriented_change(plain.high, direction))
     return PairedAssessment(
         direction=direction,
         pairs=len(diffs),
@@ -239,6 +246,7 @@ def assess_pairs(
         worse=bounds[1],
         p_value=min(1.0, looks * raw),
         looks=looks,
+        reach=reach,
     )
 
 
@@ -246,8 +254,9 @@ def is_settled(a: PairedAssessment, threshold: float, *, q: float, metrics: int)
     """Whether taking more pairs can no longer change this metric's verdict much: a
     regression that Benjamini-Hochberg will confirm whatever the other metrics show
     (p <= q / metrics), or an interval that excludes a regression of the threshold's size.
-    Stopping here never adds false alarms: the p-value already pays for every planned look."""
-    if a.worse <= threshold + _EPSILON:
+    Stopping here never adds false alarms: the p-value already pays for every planned look,
+    and "unchanged" only ends the pairs early."""
+    if a.reach <= threshold + _EPSILON:
         return True
     return (
         a.change > threshold + _EPSILON
@@ -269,7 +278,7 @@ def classify_pairs(
         return "regression", f"{basis}, q={qv:.2g}"
     if a.change < -t - _EPSILON and a.worse < -t / 2:
         return "improvement", basis
-    if a.worse <= t + _EPSILON:
+    if a.reach <= t + _EPSILON:
         return "unchanged", basis
     return "unstable", f"{basis}; the interval still reaches past the {t:.0%} threshold"
 

@@ -97,6 +97,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         settings = resolve(cli, os.environ, ini, config.rootpath)
+        if settings.against:  # A/B: the base is measured now; no baselines file involved
+            from .ab.plugin import start_ab_session
+
+            config.pluginmanager.register(start_ab_session(config, settings), "perfguard-ab")
+            return
         context = open_session(settings, config.rootpath, is_worker=_is_worker(config))
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None

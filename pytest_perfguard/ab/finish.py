@@ -56,7 +56,7 @@ class ABSummary:
     args: list[str]
     run_type: Any
     notes: str
-    retakes: int = 0
+    late_starts: int = 0
 
 
 @dataclass
@@ -289,7 +289,7 @@ def finish_ab(
         "base_commit": summary.base_commit,
         "head_commit": git.commit,
         "looks": summary.looks,
-        "duet_retakes": summary.retakes,
+        "duet_late_starts": summary.late_starts,
     }
     head_run = build_run_info(
         platform=summary.platform,

@@ -1,13 +1,13 @@
 """The head side of an A/B session: starting the base worker, and taking pairs of rounds.
 
 No pytest here. A *pair* is one measured round of the test on each side:
-- **duet**: both rounds at once, one process per CPU, started together through a
+- **duet**: both sides' calls at once, one process per CPU, started together through a
   `StartLine` (shared memory both sides spin on); which side gets which CPU is drawn per
-  pair, so a faster CPU favours neither side. A pair whose starts lie too far apart (a
-  side was descheduled) is taken again, up to `_RETAKES` times.
-- **interleave**: one round after the other on the same CPU (drawn per pair), in random
-  order; `interleave_warm` unmeasured calls run just before each measured one, so each
-  side's round starts with its own data in the cache.
+  pair, so a faster CPU favours neither side.
+- **interleave**: one side's calls, then the other's, on the same CPU (drawn per pair), in
+  random order.
+Each side makes `block` calls back to back per pair, and the best of them is its value:
+preemption and a cache the other side filled only ever add time.
 Pairs are judged at the looks of a `LookSchedule`; a test stops at the first look where
 every gated metric is settled, or when the next look would overrun its time budget.
 """
@@ -40,7 +40,6 @@ _OWN_ENV_PREFIXES = ("PERFGUARD", "ENABLE_PERFORMANCE_RECORDING", "BENCHMARK_MOD
 # that is larger, do not count as "at once".
 _SKEW_SHARE = 0.05
 _MAX_SKEW_NS = 50_000
-_RETAKES = 1
 
 
 class WorkerError(RuntimeError):
@@ -176,10 +175,10 @@ class PairingPlan:
     q: float
     metrics: int  # gated metrics expected in the session (sizes the first look)
     warmup: int = 1  # per side, before the first pair
-    interleave_warm: int = 1
+    block: int = 3  # calls a side per pair; the best of them is the side's value
     cpus: list[int] | None = None
     rng: random.Random = field(default_factory=random.Random)
-    retakes: int = 0  # duet pairs taken again (starts too far apart), for the report
+    late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
 
     def schedule(self) -> paired.LookSchedule:
         return paired.LookSchedule.plan(metrics=self.metrics, q=self.q)
@@ -219,35 +218,35 @@ def _two_cpus(plan: PairingPlan) -> tuple[int, int] | None:
 def take_pair(
     plan: PairingPlan, worker: BaseProcess, call: Callable[[], object], recorder: Any
 ) -> tuple[Round, Round]:
-    """One pair (base, head) in the plan's mode."""
+    """One pair (base, head) in the plan's mode: a block of `plan.block` calls a side, the
+    best of which is the side's value (see `worker.run_round`)."""
+    repeat = plan.block
     if plan.mode == "duet":
-        for _ in range(_RETAKES + 1):
-            cores = _two_cpus(plan)
-            base_cpu, head_cpu = cores if cores else (None, None)
-            worker.pair_number = number = worker.pair_number % 255 + 1
-            worker.send({"op": "round", "cpu": base_cpu, "sync": number, "warm": 0})
-            go = partial(worker.start_line.head_go, number, worker.waiting)
-            try:
-                head = Round.of(round_runner.run_round(call, recorder, cpu=head_cpu, start=go))
-            except BaseException:
-                worker.recv()  # the base's round of this pair, before the test fails
-                raise
-            base = _expect_round(worker)
-            skew = abs(base.start - head.start)
-            shorter = min(base.wall, head.wall) * 1e9
-            if skew <= max(_MAX_SKEW_NS, _SKEW_SHARE * shorter):
-                return base, head
-            plan.retakes += 1
+        cores = _two_cpus(plan)
+        base_cpu, head_cpu = cores if cores else (None, None)
+        worker.pair_number = number = worker.pair_number % 255 + 1
+        worker.send({"op": "round", "cpu": base_cpu, "sync": number, "repeat": repeat})
+        go = partial(worker.start_line.head_go, number, worker.waiting)
+        try:
+            head = Round.of(
+                round_runner.run_round(call, recorder, cpu=head_cpu, start=go, repeat=repeat)
+            )
+        except BaseException:
+            worker.recv()  # the base's round of this pair, before the test fails
+            raise
+        base = _expect_round(worker)
+        skew = abs(base.start - head.start)
+        if skew > max(_MAX_SKEW_NS, _SKEW_SHARE * min(base.wall, head.wall) * 1e9):
+            plan.late_starts += 1
         return base, head
     cpu = plan.rng.choice(plan.cpus) if plan.cpus else None
-    warm = plan.interleave_warm
     if plan.rng.random() < 0.5:
-        worker.send({"op": "round", "cpu": cpu, "warm": warm})
+        worker.send({"op": "round", "cpu": cpu, "repeat": repeat})
         base = _expect_round(worker)
-        head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, warm=warm))
+        head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, repeat=repeat))
     else:
-        head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, warm=warm))
-        worker.send({"op": "round", "cpu": cpu, "warm": warm})
+        head = Round.of(round_runner.run_round(call, recorder, cpu=cpu, repeat=repeat))
+        worker.send({"op": "round", "cpu": cpu, "repeat": repeat})
         base = _expect_round(worker)
     return base, head
 

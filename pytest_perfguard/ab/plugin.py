@@ -10,6 +10,7 @@ compared (unless ``--perf-gate all``).
 
 from __future__ import annotations
 
+import os
 import signal
 from datetime import datetime, timezone
 from types import FrameType
@@ -38,9 +39,26 @@ from .pairing import (
 )
 from .series import pair_series
 
-# Measured on this project's 2-vCPU machines (benchmarks/ab/RESULTS.md).
-DEFAULT_MODE: Mode = "duet"
-DEFAULT_BUDGET = 2.0
+
+def default_mode(cpus: list[int] | None) -> tuple[Mode, str]:
+    """Without `--perf-ab-mode`: duet where two CPUs are free, else interleave.
+
+    Measured (benchmarks/ab/RESULTS.md, docs/ab.md): duet keeps memory-bound changes whole
+    and halves the time on an idle machine, but loses its pairing when the two sides cannot
+    run at once; on an overloaded machine interleaving detected more and left fewer tests
+    unstable. "Free" is the one-minute load average at least two below the usable CPUs."""
+    if cpus is None or len(cpus) < 2:
+        return "interleave", "duet needs two CPUs this process may pin: interleaving"
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return "duet", ""
+    if load <= len(cpus) - 2:
+        return "duet", ""
+    return (
+        "interleave",
+        f"load {load:.1f} on {len(cpus)} CPUs leaves none free for duet: interleaving",
+    )
 
 
 def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession:
@@ -68,11 +86,14 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
         checkout = resolve_base(label, config.rootpath)
     except BaseError as exc:
         raise pytest.UsageError(str(exc)) from None
-    mode: Mode = settings.ab_mode or DEFAULT_MODE
     cpus = usable_cpus()
-    note = ""
-    if mode == "duet" and (cpus is None or len(cpus) < 2):
+    mode: Mode
+    if settings.ab_mode is None:
+        mode, note = default_mode(cpus)
+    elif settings.ab_mode == "duet" and (cpus is None or len(cpus) < 2):
         mode, note = "interleave", "duet needs two CPUs this process may pin: interleaving"
+    else:
+        mode, note = settings.ab_mode, ""
     args = worker_args(
         [str(a) for a in config.args],
         config.invocation_params.dir,
@@ -287,7 +308,7 @@ class ABSession:
             args=list(self.config.invocation_params.args),
             run_type=self.settings.run_type,
             notes=self.settings.notes,
-            retakes=self.plan.retakes,
+            late_starts=self.plan.late_starts,
         )
         tests = {k: v for k, v in self.tests.items() if v.outcome != "skipped"}
         self.result = finish_ab(

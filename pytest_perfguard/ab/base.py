@@ -63,11 +63,18 @@ class BaseCheckout:
 
 
 def _commit_of(path: Path) -> str | None:
+    """The commit checked out in `path`, when `path` is the top of a git checkout (a
+    directory inside some other repository is not that repository's commit)."""
     try:
+        top = _git(path, "rev-parse", "--show-toplevel", timeout=10)
         done = _git(path, "rev-parse", "HEAD", timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    if top.returncode != 0 or done.returncode != 0:
+        return None
+    if Path(top.stdout.strip()).resolve() != path.resolve():
+        return None
+    return done.stdout.strip()
 
 
 def resolve_base(spec: str, rootdir: Path) -> BaseCheckout:

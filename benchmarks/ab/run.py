@@ -1,0 +1,269 @@
+"""A/B benchmark: `--perf-against` (duet, interleave) against the stored-baseline gate, on
+the verdict harness's 24 fixed-work tests, under a chosen load. See README.md.
+
+    python benchmarks/ab/run.py --condition quiet --trials 10 --out ab.jsonl
+    python benchmarks/ab/run.py --condition cpu --trials 10 --out ab.jsonl      # 3 busy loops
+    python benchmarks/ab/run.py --condition mem --trials 10 --out ab.jsonl      # memory hog
+    python benchmarks/ab/run.py --condition hosted --trials 10 --out ab.jsonl   # stored side
+                                                # recorded quiet, every check under 3 busy loops
+    python benchmarks/ab/run.py --summary ab.jsonl
+
+Each trial is clean (head = base) or slowed (a random quarter of the tests does `--factor`
+more work in the head's copy of the suite), and runs every configuration once, in random
+order, so all meet the same spells. One JSON line per run is appended to `--out`, so a
+stopped benchmark resumes by running again with the same `--out` and `--work`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("verdict_run", HERE.parent / "verdicts" / "run.py")
+assert _spec is not None and _spec.loader is not None
+verdicts = importlib.util.module_from_spec(_spec)
+sys.modules["verdict_run"] = verdicts  # dataclasses look their module up
+_spec.loader.exec_module(verdicts)
+
+THRESHOLD = verdicts.THRESHOLD
+SUITE = "test_verdict_suite.py"
+CONFIGS = ("duet", "interleave", "stored")
+RECORD_RUNS = 5
+
+
+def names() -> list[str]:
+    return [name for name, *_ in verdicts.test_names()]
+
+
+def write_suite(directory: Path, slow: list[str], factor: float) -> None:
+    """The verdict harness's suite with the slowdown in the code, not in the environment
+    (the base worker inherits the head's environment)."""
+    verdicts.write_suite(directory, "perfguard")
+    path = directory / SUITE
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(
+        'SLOW = set(filter(None, os.environ.get("VERDICT_SLOW", "").split(",")))',
+        f"SLOW = {set(slow)!r}" if slow else "SLOW = set()",
+    ).replace('FACTOR = float(os.environ.get("VERDICT_FACTOR", "1.25"))', f"FACTOR = {factor}")
+    path.write_text(text, encoding="utf-8")
+
+
+def pytest_run(directory: Path, *args: str) -> tuple[int, float, str]:
+    cmd = verdicts.pytest_cmd(directory, "--perf-platform", verdicts.PLATFORM, *args)
+    return verdicts.timed(cmd, directory, verdicts.base_env())
+
+
+def gated_verdicts(report: Path) -> dict[str, str]:
+    comparisons = json.loads(report.read_text())["comparisons"]
+    return {
+        c["test"].rpartition("::test_")[2]: c["verdict"]
+        for c in comparisons
+        if c["gated"] and c["metric"] == c["test"].rpartition("::test_")[2]
+    }
+
+
+class Hogs:
+    """Background load: `cpu` = three busy loops (more than the two cores), `mem` = one
+    process copying 256 MB buffers back and forth (memory bandwidth)."""
+
+    def __init__(self, kind: str) -> None:
+        code = {
+            "cpu": "while True: pass",
+            "mem": "a = bytearray(256 << 20)\nwhile True:\n    b = bytes(a)\n    a[:] = b",
+        }[kind]
+        count = 3 if kind == "cpu" else 1
+        self.processes = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
+
+
+def record_stored(directory: Path, log: Path) -> None:
+    """The stored gate's baselines: RECORD_RUNS recorded runs of the base, then an update."""
+    write_suite(directory, [], 1.0)
+    for _ in range(RECORD_RUNS):
+        rc, _, text = pytest_run(directory, "--perf-record", "--perf-threshold", str(THRESHOLD))
+        if rc not in (0, 1):
+            raise SystemExit(f"record run failed ({rc}):\n{text}")
+    pytest_run(
+        directory, "--perf-update-baselines", "--perf-min-runs", str(RECORD_RUNS),
+        "--perf-gate", "none",
+    )  # fmt: skip
+    with log.open("a") as out:
+        out.write(f"recorded baselines in {directory}\n")
+
+
+def run_config(config: str, work: Path, slow: list[str], factor: float) -> dict[str, Any]:
+    report = work / f"{config}.json"
+    report.unlink(missing_ok=True)
+    threshold = ["--perf-threshold", str(THRESHOLD), "--perf-json", str(report)]
+    if config == "stored":
+        directory = work / "stored"
+        write_suite(directory, slow, factor)
+        rc, secs, text = pytest_run(directory, "--perf", *threshold)
+    else:
+        directory = work / "head"
+        write_suite(directory, slow, factor)
+        rc, secs, text = pytest_run(
+            directory, f"--perf-against={work / 'base'}", "--perf-ab-mode", config, *threshold
+        )
+    if not report.exists():
+        raise SystemExit(f"{config}: no report (rc {rc}):\n{text[-3000:]}")
+    return {"rc": rc, "secs": secs, "verdicts": gated_verdicts(report)}
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def run(args: argparse.Namespace) -> None:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    log = work / "runs.log"
+    write_suite(work / "base", [], 1.0)
+    done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    finished = {(d["condition"], d["trial"], d["config"]) for d in done}
+    rng = random.Random(f"{args.seed}-{args.condition}")
+    plans = [
+        (trial, trial % 2 == 1, sorted(rng.sample(names(), round(0.25 * len(names())))))
+        for trial in range(args.trials)
+    ]
+    stored_dir = work / "stored"
+    hogs_kind = {"quiet": None, "cpu": "cpu", "mem": "mem", "hosted": "cpu"}[args.condition]
+    if not (stored_dir / "baselines").exists():
+        # hosted: baselines recorded on a quiet machine, checks under load; else same load.
+        hogs = Hogs(hogs_kind) if hogs_kind and args.condition != "hosted" else None
+        try:
+            record_stored(stored_dir, log)
+        finally:
+            if hogs:
+                hogs.stop()
+    hogs = Hogs(hogs_kind) if hogs_kind else None
+    try:
+        for trial, slowed, slow_set in plans:
+            slow = slow_set if slowed else []
+            order = list(args.configs)
+            rng.shuffle(order)
+            for config in order:
+                if (args.condition, trial, config) in finished:
+                    continue
+                result = run_config(config, work, slow, args.factor)
+                row = {
+                    "condition": args.condition,
+                    "trial": trial,
+                    "config": config,
+                    "factor": args.factor,
+                    "slow": slow,
+                    "load": load_average(),
+                    **result,
+                }
+                with out.open("a") as stream:
+                    stream.write(json.dumps(row) + "\n")
+                print(
+                    f"{args.condition} trial {trial} {config}: rc {row['rc']} "
+                    f"{row['secs']:.1f} s load {row['load']:.1f}",
+                    flush=True,
+                )
+    finally:
+        if hogs:
+            hogs.stop()
+
+
+def summary(path: Path) -> str:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    table: dict[tuple[str, float, str], dict[str, Any]] = {}
+    kinds: dict[tuple[str, float, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for row in rows:
+        key = (row["condition"], row["factor"], row["config"])
+        cell = table.setdefault(
+            key,
+            {"clean": 0, "failing": 0, "fa": 0, "n": 0, "det": 0, "inj": 0, "secs": [],
+             "unstable": 0, "load": []},
+        )  # fmt: skip
+        slow = set(row["slow"])
+        cell["secs"].append(row["secs"])
+        cell["load"].append(row["load"])
+        if not slow:
+            cell["clean"] += 1
+            cell["failing"] += row["rc"] == 1
+        for name in names():
+            verdict = row["verdicts"].get(name, "missing")
+            flagged = verdict == "regression"
+            cell["unstable"] += verdict == "unstable"
+            kind = kinds[(*key, name.split("_")[0])]
+            if name in slow:
+                cell["inj"] += 1
+                cell["det"] += flagged
+                kind[2] += flagged
+                kind[3] += 1
+            elif not slow:
+                cell["n"] += 1
+                cell["fa"] += flagged
+                kind[0] += flagged
+                kind[1] += 1
+    lines = [
+        "| condition | slowdown | config | false alarms | failing clean runs | detected | "
+        "unstable | s/run | load | sha fa, det | interp fa, det | mem fa, det |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|---|---|---|",
+    ]
+    for (condition, factor, config), c in sorted(table.items()):
+        by_kind = [
+            "{}/{}, {}/{}".format(*kinds[(condition, factor, config, kind)])
+            for kind in ("sha", "interp", "mem")
+        ]
+        secs = sum(c["secs"]) / len(c["secs"])
+        load = sum(c["load"]) / len(c["load"])
+        lines.append(
+            f"| {condition} | +{factor - 1:.0%} | {config} | {c['fa']}/{c['n']} "
+            f"({c['fa'] / max(c['n'], 1):.1%}) | {c['failing']}/{c['clean']} | "
+            f"{c['det']}/{c['inj']} ({c['det'] / max(c['inj'], 1):.0%}) | {c['unstable']} | "
+            f"{secs:.1f} | {load:.1f} | {' | '.join(by_kind)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--condition", choices=("quiet", "cpu", "mem", "hosted"), default="quiet")
+    parser.add_argument("--trials", type=int, default=10, help="half clean, half slowed")
+    parser.add_argument("--factor", type=float, default=1.25)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--out", default="ab-results.jsonl")
+    parser.add_argument("--work", default=None, help="kept between runs (resume); default: temp")
+    parser.add_argument("--seed", default="ab")
+    parser.add_argument("--summary", metavar="JSONL", help="print the table of a results file")
+    args = parser.parse_args()
+    if args.summary:
+        print(summary(Path(args.summary)))
+        return
+    args.configs = [c for c in args.configs.split(",") if c]
+    unknown = set(args.configs) - set(CONFIGS)
+    if unknown:
+        raise SystemExit(f"unknown configs {sorted(unknown)}; choose from {CONFIGS}")
+    temporary = args.work is None
+    if temporary:
+        args.work = tempfile.mkdtemp(prefix="ab-bench-")
+    try:
+        run(args)
+    finally:
+        if temporary:
+            shutil.rmtree(args.work, ignore_errors=True)
+    print(summary(Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()

@@ -97,10 +97,23 @@ def test_perf_gates_the_pull_request_with_a_read_only_token() -> None:
     upload = next(s for s in steps(perf) if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["with"]["name"] == "perfguard-report"
     assert upload["with"]["path"].split() == [
-        "perf-report.md", "perf-report.json", "selfperf-report.md", "selfperf-report.json"
+        "perf-report.md", "perf-report.json", "selfperf-report.md", "selfperf-report.json",
+        "ab-report.md", "ab-report.json",
     ]  # fmt: skip
     assert "!cancelled()" in upload["if"]  # uploaded when the gate fails too
     assert "actions/cache/save" not in uses(perf)  # a PR never writes the shared history
+
+
+def test_perf_gates_the_pull_request_against_its_base_side_by_side() -> None:
+    """The A/B step: the PR's base sha (from the event, through the environment, never
+    interpolated into the script) measured next to the PR's code; full-depth checkout."""
+    perf = load("perf.yml")
+    checkout = next(s for s in steps(perf) if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0
+    step = next(s for s in steps(perf) if "PERFGUARD_AGAINST" in s.get("env", {}))
+    assert step["env"]["PERFGUARD_AGAINST"] == "${{ github.event.pull_request.base.sha }}"
+    assert "${{" not in step["run"]
+    assert "--perf-json ab-report.json" in " ".join(step["run"].split())
 
 
 SELF_SUITE = (

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Subquery,
     Table,
+    and_,
     bindparam,
     case,
     literal_column,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 )
 
 from pytest_perfguard.history.errors import HistoryError
-from pytest_perfguard.history.models import results, test_results
+from pytest_perfguard.history.models import results, runs, test_results
 from pytest_perfguard.results import Measurement
 
 # The built-in readings with a column in test_results: (metric, unit, kind), in the order a
@@ -188,20 +189,37 @@ def _nothing(_table: Table) -> list[ColumnElement[bool]]:
     return []
 
 
+def of_runs(run_ids: Any) -> tuple[Any, ColumnElement[bool]]:
+    """(FROM clause, condition) picking the test_results rows of the runs `run_ids` (a list
+    parameter or a subquery): test_results has no run_id index, its ids are ranges by run.
+    Each run found is one range scan of the primary key."""
+    run = runs.alias("of_run")
+    shift: Any = literal_column(str(2**RUN_ID_SHIFT))
+    in_range = and_(
+        test_results.c.id >= run.c.id * shift, test_results.c.id < (run.c.id + 1) * shift
+    )
+    return test_results.join(run, in_range), run.c.id.in_(run_ids)
+
+
 def stored_results(
     where: Where = _nothing,
     *,
     metric: str | None = None,
     kinds: Collection[str] | None = None,
+    run_ids: Any = None,
     name: str = "stored",
 ) -> Subquery:
     """Every stored result as one relation with the columns of `results` (`id` orders them).
 
     `where(table)` gives conditions on the columns both tables share (run_id, test,
     marked, outcome), applied inside each part so that each table's indexes serve them;
-    `metric` and `kinds` leave out the readings that cannot match.
+    `run_ids` (a list parameter or a subquery) picks runs, through each table's way to
+    find a run's rows (see `of_runs`); `metric` and `kinds` leave out the readings that
+    cannot match.
     """
     narrow_conditions = where(results)
+    if run_ids is not None:
+        narrow_conditions.append(results.c.run_id.in_(run_ids))
     if metric is not None:
         # A parameter, so that a statement built once serves every metric of its shape
         # (see queries._statement): the caller passes "metric" when it executes it.
@@ -229,6 +247,11 @@ def stored_results(
         if (metric is not None and metric != reading) or (kinds is not None and kind not in kinds):
             continue
         column = test_results.c[reading]
+        source: Any = test_results
+        conditions = [column.is_not(None), *where(test_results)]
+        if run_ids is not None:
+            source, picked = of_runs(run_ids)
+            conditions.append(picked)
         position: ColumnElement[Any] = test_results.c.id
         for earlier, _, _ in READINGS[:slot]:
             position = position + case((test_results.c[earlier].is_(None), 0), else_=1)
@@ -247,7 +270,9 @@ def stored_results(
                 null().label("threshold"),
                 null().label("samples"),
                 null().label("error"),
-            ).where(column.is_not(None), *where(test_results))
+            )
+            .select_from(source)
+            .where(*conditions)
         )
     return union_all(*parts).subquery(name)
 

@@ -36,7 +36,13 @@ from sqlalchemy import (
     union_all,
 )
 
-from pytest_perfguard.history.layout import READINGS, Where, metric_shape, stored_results
+from pytest_perfguard.history.layout import (
+    READINGS,
+    Where,
+    metric_shape,
+    of_runs,
+    stored_results,
+)
 from pytest_perfguard.history.models import (
     baseline_snapshots,
     platforms,
@@ -195,6 +201,7 @@ def _run_counts_query() -> Select[Any]:
         return case((table.c.outcome.in_(FAILED_OUTCOMES), table.c.test), else_=null())
 
     in_runs: Any = bindparam("run_ids", expanding=True)
+    wide, picked = of_runs(in_runs)
     readings = [case((test_results.c[name].is_(None), 0), else_=1) for name, _, _ in READINGS]
     both = union_all(
         select(
@@ -206,7 +213,9 @@ def _run_counts_query() -> Select[Any]:
             test_results.c.run_id,
             sum_of(readings).label("n"),
             failed_test(test_results).label("failed_test"),
-        ).where(test_results.c.run_id.in_(in_runs)),
+        )
+        .select_from(wide)
+        .where(picked),
     ).subquery("counted")
     return select(
         both.c.run_id, func.sum(both.c.n), func.count(distinct(both.c.failed_test))
@@ -264,7 +273,7 @@ def get_run(conn: Connection, run_id: int) -> RunDetail | None:
     row = conn.execute(query, {"run_id": run_id}).first()
     if row is None:
         return None
-    measured = conn.execute(_statement(("run rows",), _run_rows), {"run_id": run_id})
+    measured = conn.execute(_statement(("run rows",), _run_rows), {"run_ids": [run_id]})
     measurements = [measurement_from_row(r) for r in measured]
     n_failed = len({m.test for m in measurements if m.outcome in FAILED_OUTCOMES})
     return RunDetail(
@@ -280,7 +289,7 @@ def get_run(conn: Connection, run_id: int) -> RunDetail | None:
 
 
 def _run_rows() -> Select[Any]:
-    stored = stored_results(lambda t: [t.c.run_id == bindparam("run_id")])
+    stored = stored_results(run_ids=bindparam("run_ids", expanding=True))
     return select(stored).order_by(stored.c.id)
 
 
@@ -363,9 +372,8 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
 
     def build_rows() -> Select[Any]:
         matching = _tests_matching(flt.test)
-        in_runs: Any = bindparam("run_ids", expanding=True)
         stored = stored_results(
-            lambda t: [t.c.run_id.in_(in_runs), *matching(t)], metric=flt.metric
+            matching, metric=flt.metric, run_ids=bindparam("run_ids", expanding=True)
         )
         return (
             select(
@@ -431,7 +439,7 @@ def baseline(
 def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:
 
     def build() -> Select[Any]:
-        stored = stored_results(lambda t: [t.c.run_id.in_(bindparam("run_ids", expanding=True))])
+        stored = stored_results(run_ids=bindparam("run_ids", expanding=True))
         return select(
             stored.c.run_id,
             stored.c.test,

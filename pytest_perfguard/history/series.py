@@ -46,7 +46,7 @@ def metric_history(
     series: dict[tuple[str, str], MetricSeries] = {}
     if not recent:
         return series
-    newest = stored_results(lambda t: [t.c.run_id.in_(recent), *passed(t)], kinds=kinds)
+    newest = stored_results(passed, kinds=kinds, run_ids=recent)
     for row in conn.execute(_top_values(newest, last_runs)):
         _add(series, row)
     complete = {key for key, item in series.items() if len(item.values) >= last_runs}

@@ -39,13 +39,10 @@ def upgrade() -> None:
         sa.Column("duration", sa.Float(), nullable=True),
         sa.Column("cpu_time", sa.Float(), nullable=True),
         sa.Column("rss_peak_mb", sa.Float(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name="fk_test_results_run_id_runs", ondelete="CASCADE"
-        ),
         sa.PrimaryKeyConstraint("id", name="pk_test_results"),
     )
+    # No foreign key and no run_id index: ids are run_id * 2**32 + position (see models).
     op.create_index("ix_test_results_test_run", "test_results", ["test", "run_id"])
-    op.create_index("ix_test_results_run_id", "test_results", ["run_id"])
 
 
 def downgrade() -> None:
@@ -60,6 +57,5 @@ def downgrade() -> None:
             f" SELECT id + {offset}, run_id, test, '{metric}', {metric}, '{unit}', 'lower',"
             f" '{kind}', marked, outcome FROM test_results WHERE {metric} IS NOT NULL"
         )
-    op.drop_index("ix_test_results_run_id", table_name="test_results")
     op.drop_index("ix_test_results_test_run", table_name="test_results")
     op.drop_table("test_results")

@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--sizes", type=int, nargs=2, default=(2000, 12000))
+    parser.add_argument("--sizes", type=int, nargs=2, default=(10_000, 100_000))
     parser.add_argument("--timed-steps", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--no-callgrind", action="store_true")

@@ -309,7 +309,9 @@ def pair_test(
         round_runner.unpin(own_cpus)
         run.seconds = time.perf_counter() - started
         if run.base_error is None:
-            worker.send({"op": "end"})
+            # A dead worker (Ctrl-C reaches it too) must not mask what ended the pairs.
+            with contextlib.suppress(WorkerError):
+                worker.send({"op": "end"})
     return run
 
 

@@ -30,6 +30,7 @@ from ..baselines import BaselineFile
 from ..formatting import format_delta, format_percent, format_value
 from ..results import Verdict
 from ..settings import PerfSettings
+from .dashboard_experiments import experiments_view
 from .dashboard_series import (
     Series,
     aware,
@@ -85,6 +86,7 @@ def render_dashboard(
     seen = {line.platform for s in series for line in s.lines}
     shown_platforms = [key for key in keys if key in seen]
     payload = chart_payload(series, shown_platforms)
+    experiment_rows, payload["experiments"] = experiments_view(history)
     snapshot = _snapshot_rows(series, verdicts)
     context = {
         "version": __version__,
@@ -108,6 +110,7 @@ def render_dashboard(
         "default_threshold": format_percent(settings.threshold),
         "rule": settings.rule,
         "recent": _RECENT,
+        "experiments": experiment_rows,
     }
     return _page(context, payload)
 

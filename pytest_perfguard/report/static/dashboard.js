@@ -423,5 +423,112 @@
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(function () { refresh(true); }, 150);
   });
+  // -- experiments: a metric against a param, one point per trial, the best one ringed --
+  function experimentsView() {
+    var exps = data.experiments || [];
+    var pick = document.getElementById("exp-select");
+    if (!pick || !exps.length) return;
+    var metricPick = document.getElementById("exp-metric");
+    var paramPick = document.getElementById("exp-param");
+    var directionPick = document.getElementById("exp-direction");
+    var box = document.getElementById("exp-chart");
+    var bestText = document.getElementById("exp-best");
+
+    function option(select, value, text) {
+      var node = el("option", "", text);
+      node.value = String(value);
+      select.appendChild(node);
+    }
+
+    function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+    exps.forEach(function (e, i) { option(pick, i, "#" + e.id + " " + e.name); });
+
+    function fill() {
+      var e = exps[+pick.value];
+      clear(metricPick);
+      clear(paramPick);
+      e.metrics.forEach(function (name, i) { option(metricPick, i, name); });
+      option(paramPick, -1, "trial number");
+      e.params.forEach(function (name, i) { option(paramPick, i, name); });
+      paramPick.value = e.params.length ? "0" : "-1";
+      draw();
+    }
+
+    function draw() {
+      var e = exps[+pick.value], m = +metricPick.value, p = +paramPick.value;
+      clear(box);
+      box.appendChild(el("h3", "", e.name + (e.cut ? " (newest trials only)" : "")));
+      var points = [];
+      e.trials.forEach(function (t) {
+        var y = t[2][m], x = p < 0 ? t[0] : t[1][p];
+        if (y === null || y === undefined || x === null || x === undefined) return;
+        points.push({n: t[0], x: x, y: y, ok: t[3]});
+      });
+      body.setAttribute("data-exp-points", String(points.length));
+      var W = Math.max(box.clientWidth - 24, 320);
+      var root = svg("svg", {"class": "chart", width: W, height: H, viewBox: "0 0 " + W + " " + H}, box);
+      if (!points.length) {
+        svg("text", {x: M.l, y: H / 2}, root).textContent = "no trial has both";
+        bestText.textContent = "";
+        body.setAttribute("data-exp-best", "");
+        return;
+      }
+      // Numbers on a linear axis; anything else (text, booleans) as sorted categories.
+      var numeric = points.every(function (q) { return typeof q.x === "number"; });
+      var categories = [];
+      if (!numeric) {
+        points.forEach(function (q) {
+          if (categories.indexOf(String(q.x)) < 0) categories.push(String(q.x));
+        });
+        categories.sort();
+      }
+      var xs = points.map(function (q) { return numeric ? q.x : categories.indexOf(String(q.x)); });
+      var ys = points.map(function (q) { return q.y; });
+      var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs);
+      var y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
+      if (x1 === x0) { x0 -= 1; x1 += 1; }
+      if (y1 === y0) { var half = Math.abs(y0) * 0.1 || 1; y0 -= half; y1 += half; }
+      var padX = (x1 - x0) * 0.06, padY = (y1 - y0) * 0.1;
+      x0 -= padX; x1 += padX; y0 -= padY; y1 += padY;
+      var pw = W - M.l - M.r, ph = H - M.t - M.b;
+      function X(v) { return M.l + (v - x0) / (x1 - x0) * pw; }
+      function Y(v) { return M.t + (y1 - v) / (y1 - y0) * ph; }
+      niceTicks(y0, y1, 4).forEach(function (v) {
+        svg("line", {"class": "grid", x1: M.l, x2: W - M.r, y1: Y(v), y2: Y(v)}, root);
+        svg("text", {x: M.l - 6, y: Y(v) + 4, "text-anchor": "end"}, root).textContent = formatValue(v, "");
+      });
+      var ticks = numeric ? niceTicks(x0, x1, 6) : categories.map(function (c, i) { return i; });
+      ticks.forEach(function (v) {
+        svg("text", {x: X(v), y: H - 8, "text-anchor": "middle"}, root).textContent =
+          numeric ? formatValue(v, "") : categories[v];
+      });
+      var higher = directionPick.value === "higher", best = 0;
+      points.forEach(function (q, i) {
+        if (higher ? q.y > points[best].y : q.y < points[best].y) best = i;
+        var cx = X(xs[i]), cy = Y(q.y), node;
+        if (q.ok === 0) {
+          node = svg("path", {"class": "trial-failed",
+                              d: "M" + (cx - 4) + "," + (cy - 4) + "l8,8m0,-8l-8,8"}, root);
+        } else {
+          node = svg("circle", {"class": "trial", cx: cx, cy: cy, r: 4, fill: COLORS[0]}, root);
+        }
+        svg("title", {}, node).textContent =
+          "trial " + q.n + ": " + formatValue(q.y, "") + " at " + String(q.x) +
+          (q.ok === 0 ? " (validation failed)" : "");
+      });
+      svg("circle", {"class": "best", cx: X(xs[best]), cy: Y(points[best].y), r: 8}, root);
+      bestText.textContent = "best: trial " + points[best].n + " (" + formatValue(points[best].y, "") + ")";
+      body.setAttribute("data-exp-best", String(points[best].n));
+    }
+
+    pick.addEventListener("change", fill);
+    [metricPick, paramPick, directionPick].forEach(function (select) {
+      select.addEventListener("change", draw);
+    });
+    fill();
+  }
+
   refresh(false);
+  experimentsView();
 })();

@@ -12,8 +12,10 @@ value was, so a test cannot pass because nothing was written at all.
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from pytest_perfguard import api
 from pytest_perfguard.api import History, HistoryError
 from pytest_perfguard.cli import Console, main
 from pytest_perfguard.history.urls import mask_secrets
+from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 pytest_plugins = ["pytester"]
 
@@ -208,3 +211,33 @@ def test_errors_never_show_a_password(
     rc, text = cli("runs")
     assert rc == 2 and text.count("\n") == 1
     assert_clean("perfguard runs with PERFGUARD_DB", text)
+
+
+def test_a_password_stored_through_the_api_or_by_an_older_version_is_never_shown(
+    tmp_path: Path,
+) -> None:
+    # Before 0.2 the arguments went to the history verbatim: such rows stay in old
+    # databases, so reading masks them too.
+    db = tmp_path / "old.db"
+    run = RunInfo(
+        started_at=datetime.now(timezone.utc),
+        platform=PlatformInfo("old_box"),
+        args=["--perf-db", f"postgresql://app:{USERINFO}@db/perf", f"password={LIBPQ}"],
+        notes=NOTES,
+    )
+    with History(db) as history:
+        history.save_session(run, [Measurement("t.py::test_a", "duration", 1.0)])
+    conn = sqlite3.connect(db)
+    with conn:
+        assert USERINFO not in "\n".join(conn.iterdump())  # masked on the way in
+        conn.execute(  # now as an old version stored it
+            "UPDATE runs SET args = ?, notes = ?", (json.dumps(run.args), NOTES)
+        )
+        assert USERINFO in "\n".join(conn.iterdump())
+    conn.close()
+    with History(db) as history:
+        detail = history.get_run(1)
+    assert detail.args == ["--perf-db", "postgresql://app:***@db/perf", "password=***"]
+    assert detail.notes == MASKED_NOTES
+    for command, text in every_cli_output(str(db), tmp_path):
+        assert_clean(f"perfguard {command}", text)

@@ -31,7 +31,7 @@ from pytest_perfguard.history.engine import WRITE_OPTION, create_history_engine,
 from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.layout import insert_rows, split_rows
 from pytest_perfguard.history.models import baseline_snapshots, platforms, runs
-from pytest_perfguard.history.urls import sqlite_path
+from pytest_perfguard.history.urls import mask_secrets, sqlite_path
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 # "database is locked" can still reach us past busy_timeout (e.g. a checkpoint on a slow
@@ -265,9 +265,10 @@ def _insert_run(conn: Connection, run: RunInfo, *, source_key: str | None) -> in
             run_type=run.run_type,
             triggered_by=run.triggered_by,
             host=run.host,
-            args=list(run.args),
+            # Every way into the history (plugin, API, importers) passes here.
+            args=[mask_secrets(str(arg)) for arg in run.args],
             outcome=run.outcome,
-            notes=run.notes,
+            notes=mask_secrets(run.notes) if run.notes else run.notes,
             system_info=dict(run.system_info),
             source_key=source_key,
             test_type=run.test_type,

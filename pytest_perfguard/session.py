@@ -151,13 +151,18 @@ def finish_calibration(
     from .calibrate import apply_calibration, calibrate, format_calibration
 
     settings = context.settings
-    rows = calibrate(
-        passes,
-        context.baselines,
-        context.platform.key,
-        gate=settings.gate,
-        default_threshold=settings.threshold,
-    )
+    try:
+        rows = calibrate(
+            passes,
+            context.baselines,
+            context.platform.key,
+            gate=settings.gate,
+            default_threshold=settings.threshold,
+        )
+    except Exception as exc:  # a bug: one line, never an INTERNALERROR
+        failed = CalibrationResult([])
+        _fail(failed, f"calibration not computed: {_bug(exc)}")
+        return failed
     result = CalibrationResult(rows)
     result.messages.append(
         (

@@ -140,8 +140,8 @@ class PerformanceHistory:
         return [_seed_run(self.history.get_run(s.id)) for s in summaries]
 
     def get_trend(self, platform: str, metric_name: str, days: int = 30) -> list[dict[str, Any]]:
-        """``[{"timestamp", "value", "run_id", "git_commit", "test"}]`` of a metric on a
-        platform over the last `days` days, oldest first (failed tests left out)."""
+        """``[{"timestamp", "value", "run_id", "git_commit", "test", "direction"}]`` of a
+        metric on a platform over the last `days` days, oldest first (failed tests left out)."""
         buffer = io.StringIO()
         self.history.export("json", buffer, platform=platform, days=days, metric=metric_name)
         points = [
@@ -151,6 +151,7 @@ class PerformanceHistory:
                 "run_id": row["run_id"],
                 "git_commit": row["git_commit"],
                 "test": row["test"],
+                "direction": row["direction"],
             }
             for row in json.loads(buffer.getvalue())
             if row["outcome"] == "passed" and row["kind"] in GATEABLE_KINDS and row["marked"]
@@ -190,7 +191,7 @@ class PerformanceHistory:
             result[status] = []
         for name, value in current_metrics.items():
             baseline = self.get_baseline(platform, name)
-            direction = seed_direction(name)
+            direction = self._direction(platform, name)
             entry: dict[str, Any] = {"metric": name, "current": float(value),
                                      "baseline": baseline, "direction": direction}  # fmt: skip
             change = None if baseline is None else relative_difference(float(value), baseline)
@@ -206,6 +207,21 @@ class PerformanceHistory:
             plural = {"regression": "regressions", "improvement": "improvements"}
             result[plural.get(entry["status"], entry["status"])].append(entry)
         return result
+
+    def _direction(self, platform: str, metric_name: str) -> str:
+        """As the baselines file or the newest stored value says, else by the seed's
+        names (latency, memory: lower is better)."""
+        from .baselines import load_baselines
+
+        section = load_baselines(self.baselines_path).platforms.get(platform)
+        if section is not None:
+            entries = [section.metrics.get(metric_name)]
+            entries += [m.get(metric_name) for m in section.tests.values()]
+            for entry in entries:
+                if entry is not None and entry.direction is not None:
+                    return entry.direction
+        stored = self.get_trend(platform, metric_name, days=36500)
+        return str(stored[-1]["direction"]) if stored else seed_direction(metric_name)
 
     def get_stats(self) -> dict[str, Any]:
         """``{"total_runs", "num_platforms", "first_run", "last_run", "total_results",

@@ -229,3 +229,15 @@ def test_the_history_reads_runs_the_plugin_recorded(pytester: pytest.Pytester) -
             assert run["query_latency_no_vllm"] >= 0
             assert history.get_available_platforms() == [PLATFORM]
             assert history.get_stats()["total_runs"] == 1
+
+
+def test_compare_to_baseline_takes_the_stored_direction(project: Path) -> None:
+    """A name the seed's rule would read as higher-is-better, stored as lower-is-better."""
+    with History(DB) as history:
+        for depth in (10.0, 10.0, 10.0):
+            history.record_run({"queue_depth": depth}, platform=PLATFORM,
+                               directions={"queue_depth": "lower"})  # fmt: skip
+    with PerformanceHistory() as history:
+        result = history.compare_to_baseline({"queue_depth": 20.0}, PLATFORM)
+    assert result["metrics"]["queue_depth"]["direction"] == "lower"
+    assert [m["metric"] for m in result["regressions"]] == ["queue_depth"]

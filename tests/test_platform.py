@@ -449,3 +449,22 @@ def test_an_update_records_the_hardware_and_a_later_run_compares_it(
     pytester.makeconftest(FAKE_RUNNER.replace("CPU", repr(EPYC)))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--perf")
     assert "baseline from" not in result.stdout.str()
+
+
+def test_rename_platform_moves_runs_and_snapshots_on_both_backends(history_url: str) -> None:
+    from datetime import datetime, timezone
+
+    old, new = "Linux_x86_64_EPYC_7763_4c_16GB", "Linux_x86_64_16GB"
+    with History(history_url) as history:
+        for key in (old, old, new):
+            history.save_session(
+                RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo(key)),
+                [Measurement(test="t.py::a", metric="latency", value=1.0)],
+            )
+        history.save_baseline_snapshot(old, {}, reason="r", git_commit=None, who="me")
+        assert history.rename_platform(old, new) == 2
+        assert {p.key: p.n_runs for p in history.platforms()} == {new: 3}
+        assert [s.platform for s in history.baseline_snapshots()] == [new]
+        assert history.rename_platform(old, new) == 0  # nothing left under the old key
+        assert history.rename_platform(new, "Renamed") == 3  # no target yet: a plain rename
+        assert [p.key for p in history.platforms()] == ["Renamed"]

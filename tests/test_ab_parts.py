@@ -1,0 +1,105 @@
+"""The parts of `--perf-against` that need no second process: resolving BASE, the worker's
+arguments, which values are compared, the default mode."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_perfguard.ab import base, pairing, plugin, series
+from pytest_perfguard.measure import PerfSpec
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        cwd=root, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_a_directory_is_used_as_it_is(tmp_path: Path) -> None:
+    checkout = base.resolve_base(str(tmp_path), tmp_path)
+    assert checkout.path == tmp_path.resolve()
+    assert checkout.commit is None  # not the top of a git checkout
+    checkout.remove()
+    assert tmp_path.is_dir()  # a user's directory is never removed
+
+
+def test_a_revision_becomes_a_worktree_that_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("base\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "base")
+    checkout = base.resolve_base("HEAD", tmp_path)
+    assert (checkout.path / "a.txt").read_text() == "base\n"
+    assert checkout.commit == _git(tmp_path, "rev-parse", "HEAD")
+    assert checkout.describe.startswith("HEAD (")
+    checkout.remove()
+    assert not checkout.path.exists()
+    assert _git(tmp_path, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_neither_directory_nor_revision_is_one_line(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    with pytest.raises(base.BaseError, match="neither a directory nor a git revision") as info:
+        base.resolve_base("no-such-rev", tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_outside_git_says_so(tmp_path: Path) -> None:
+    with pytest.raises(base.BaseError, match="not in a git repository"):
+        base.resolve_base("main", tmp_path)
+
+
+def test_worker_args_map_the_heads_paths_into_the_base(tmp_path: Path) -> None:
+    head, checkout = tmp_path / "head", tmp_path / "base"
+    for root in (head, checkout):
+        (root / "tests").mkdir(parents=True)
+        (root / "tests" / "test_a.py").write_text("")
+    (head / "tests" / "test_new.py").write_text("")
+    args = pairing.worker_args(
+        ["tests/test_a.py::test_x", "tests/test_new.py", str(head / "tests")],
+        head, head, checkout, "fast", "perf",
+    )  # fmt: skip
+    assert args == [
+        "--rootdir", str(checkout), "tests/test_a.py::test_x", "tests", "-k", "fast", "-m", "perf",
+    ]  # fmt: skip
+    nothing = pairing.worker_args(["tests/test_new.py"], head, head, checkout, "", "")
+    assert nothing[-2:] == ["-k", "perfguard_ab_selects_nothing"]
+
+
+def _round(wall: float, cpu: float, **records: list[float]) -> series.Round:
+    return series.Round(wall, cpu, 0, {k: [v, "tok/s", "higher", None] for k, v in records.items()})
+
+
+def test_series_compare_the_recorded_metric_and_report_time() -> None:
+    spec = PerfSpec(metric="throughput", direction="higher", unit="tok/s")
+    base_rounds = [_round(1.0, 0.9, throughput=[100.0, 102.0], extra=[1.0])]
+    head_rounds = [_round(1.1, 1.0, throughput=[90.0], extra=[2.0])]
+    found = {s.metric: s for s in series.pair_series(base_rounds, head_rounds, spec, True)}
+    assert found["throughput"].base == [101.0]
+    assert found["throughput"].direction == "higher"
+    assert found["throughput"].gated
+    assert not found["duration"].gated and not found["cpu_time"].gated
+    assert found["extra"].kind == "custom" and found["extra"].gated
+
+
+def test_series_of_an_unrecorded_metric_is_wall_time() -> None:
+    rounds = [_round(0.5, 0.4)]
+    (own, cpu) = series.pair_series(rounds, rounds, PerfSpec(), True)
+    assert (own.metric, own.base, own.gated) == ("duration", [0.5], True)
+    assert cpu.metric == "cpu_time"
+
+
+def test_default_mode_needs_two_free_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert plugin.default_mode(None)[0] == "interleave"
+    assert plugin.default_mode([0])[0] == "interleave"
+    monkeypatch.setattr(plugin.os, "getloadavg", lambda: (0.5, 0.0, 0.0))
+    assert plugin.default_mode([0, 1, 2])[0] == "duet"
+    monkeypatch.setattr(plugin.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
+    mode, note = plugin.default_mode([0, 1, 2, 3])
+    assert mode == "interleave"
+    assert "load 3.0 on 4 CPUs" in note

@@ -77,6 +77,13 @@ def test_the_templates_commands_record_and_say_what_is_wrong() -> None:
     ]
 
 
+def test_a_metric_flag_is_never_read_as_an_abbreviated_option() -> None:
+    assert perfguard("record", "x", "--me", "5", "--no", "2")[0] == 0
+    with History() as history:
+        run = history.get_run(1)
+    assert ([m.metric for m in run.measurements], run.notes) == (["me", "no"], "")
+
+
 def test_who_ran_and_test_type_are_stored_shown_and_filterable() -> None:
     assert perfguard("record", "vision.py", "--type", "realtime", "--who", "claude",
                      "--fps", "30.1", "--processing-time-ms", "33ms")[0] == 0  # fmt: skip

@@ -355,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric NAME=VALUE[UNIT]; give at least one.",
     )
     p.set_defaults(free_metrics=[])
+    p.allow_abbrev = False  # `--me 5` is a metric, not an abbreviation of --metric
     p.add_argument("name", metavar="NAME", help="what was measured (stored as its test id)")
     p.add_argument(
         "--metric",

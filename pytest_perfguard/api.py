@@ -43,9 +43,11 @@ from pytest_perfguard.records import (
 from pytest_perfguard.results import (
     DIRECTIONS,
     RUN_TYPES,
+    LabelError,
     Measurement,
     PlatformInfo,
     RunInfo,
+    check_labels,
     is_finite_number,
 )
 
@@ -183,6 +185,7 @@ class History(ExperimentHistory):
         git_branch: str | None = None,
         who: str | None = None,
         test_type: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         """Store results measured outside pytest, e.g. ``{"tokens_per_s": (41.5, "tok/s")}``.
 
@@ -231,6 +234,7 @@ class History(ExperimentHistory):
             outcome=outcome,
             notes=notes,
             test_type=test_type.strip() if test_type else None,
+            labels=_labels(labels, "record_run"),
         )
         with self._errors() as store:
             return store.save_session(run, measurements, source_key=source_key)
@@ -279,9 +283,11 @@ class History(ExperimentHistory):
         run_type: str | None = None,
         test_type: str | None = None,
         who: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunSummary]:
         """The newest runs first; `test` is a glob on test ids (``'*rag*'``, case-insensitive);
-        `test_type` and `who` (who ran it) pick runs by those fields."""
+        `test_type` and `who` (who ran it) pick runs by those fields, `labels` the runs that
+        carry every one of those labels (``{"model": "openai"}``)."""
         from pytest_perfguard.history import queries
 
         flt = _filter(
@@ -292,6 +298,7 @@ class History(ExperimentHistory):
             run_type=run_type,
             test_type=test_type,
             triggered_by=who,
+            labels=labels,
         )
         return self._read(queries.recent_runs, flt, _positive("limit", limit))
 
@@ -493,7 +500,12 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-def _filter(*, days: float | None = None, **fields: str | None) -> RunFilter:
+def _filter(
+    *,
+    days: float | None = None,
+    labels: Mapping[str, str] | None = None,
+    **fields: str | None,
+) -> RunFilter:
     from pytest_perfguard.history.queries import RunFilter
 
     since = None
@@ -501,7 +513,15 @@ def _filter(*, days: float | None = None, **fields: str | None) -> RunFilter:
         if not is_finite_number(days) or days <= 0:
             raise HistoryError(f"days must be a positive number, not {days!r}")
         since = datetime.now(timezone.utc) - timedelta(days=days)
-    return RunFilter(since=since, **fields)
+    chosen = tuple(sorted(_labels(labels, "labels").items()))
+    return RunFilter(since=since, labels=chosen, **fields)
+
+
+def _labels(labels: Mapping[str, str] | None, where: str) -> dict[str, str]:
+    try:
+        return check_labels(labels or {}, where)
+    except LabelError as exc:
+        raise HistoryError(str(exc)) from None
 
 
 def _recorded(

@@ -87,6 +87,22 @@ def _text(text: str) -> str:
     return text
 
 
+def parse_labels(text: str) -> dict[str, str]:
+    """`KEY=VALUE[,KEY=VALUE...]` as text: `model=openai,dataset=v2`."""
+    from .results import LabelError, check_labels
+
+    labels: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{part.strip()!r} is not KEY=VALUE (e.g. model=openai)")
+        labels[key.strip()] = value.strip()
+    try:
+        return check_labels(labels, "label")
+    except LabelError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def parse_experiment_name(text: str) -> str:
     name = text.strip()
     if not name or len(name) > 255:
@@ -438,6 +454,15 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a test may spend on pairs with --perf-against beyond its first look "
         "(default 1)",
         metavar="SECONDS",
+    ),
+    Option(
+        "labels",
+        "--perf-label",
+        parse_labels,
+        "a label of this run, e.g. model=openai (repeat, or KEY=VALUE,KEY=VALUE): stored with "
+        "the run; baselines and verdicts are kept apart per label set",
+        metavar="KEY=VALUE",
+        repeatable=True,
     ),
     Option(
         "experiment",

@@ -353,5 +353,16 @@ def detect_platform(override: str | None = None, *, detailed: bool = False) -> P
     return detected
 
 
+def labelled_platform(platform: PlatformInfo, labels: Mapping[str, str]) -> PlatformInfo:
+    """The platform a labelled run is judged and stored under: the key with the label set
+    appended, sorted (`GitHub_Actions_Linux[dataset=v2,model=openai]`), so baselines, verdicts
+    and the history's series of one label set never meet another's. No labels: unchanged."""
+    if not labels:
+        return platform
+    label_set = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    fingerprint = {**platform.fingerprint, "labels": dict(labels), "unlabelled_key": platform.key}
+    return PlatformInfo(key=f"{platform.key}[{label_set}]", fingerprint=fingerprint)
+
+
 def python_version() -> str:
     return ".".join(str(part) for part in sys.version_info[:3])

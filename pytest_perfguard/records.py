@@ -67,6 +67,7 @@ class RunDetail(RunSummary):
     git_dirty: bool | None = None
     source_key: str | None = None
     measurements: list[Measurement] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

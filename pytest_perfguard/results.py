@@ -7,7 +7,7 @@ and reporting can all share these types without import cycles.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -115,6 +115,7 @@ class RunInfo:
     notes: str = ""
     system_info: dict[str, Any] = field(default_factory=dict)
     test_type: str | None = None  # the tracker's `--type` (inference, benchmark, ...)
+    labels: dict[str, str] = field(default_factory=dict)  # `--perf-label model=openai`
 
 
 VerdictKind = Literal[
@@ -162,6 +163,36 @@ class Verdict:
 def worse_is_positive(change: float, direction: str) -> float:
     """A relative change ``(new - old) / old`` signed so that worse is positive."""
     return -change if direction == "higher" else change
+
+
+LABEL_KEY_MAX = 100
+LABEL_VALUE_MAX = 255
+
+
+def check_labels(labels: Mapping[str, object], where: str) -> dict[str, str]:
+    """Labels as {key: text}: keys non-empty (at most 100 characters, no `=` or `,`),
+    values as text (at most 255); ValueError naming `where` otherwise. The one rule for
+    `--perf-label`, `track(labels=)` and the API."""
+    checked: dict[str, str] = {}
+    for key, value in labels.items():
+        text = str(value)
+        if (
+            not isinstance(key, str)
+            or not key.strip()
+            or len(key) > LABEL_KEY_MAX
+            or any(c in key for c in "=,[]")
+        ):
+            raise LabelError(f"{where}: label key {key!r} must be 1 to {LABEL_KEY_MAX} "
+                             "characters without '=', ',', '[' or ']'")  # fmt: skip
+        if len(text) > LABEL_VALUE_MAX or any(c in text for c in ",[]"):
+            raise LabelError(f"{where}: label {key}={text!r}: at most {LABEL_VALUE_MAX} "
+                             "characters without ',', '[' or ']'")  # fmt: skip
+        checked[key.strip()] = text.strip()
+    return checked
+
+
+class LabelError(ValueError):
+    """A label a user gave is not valid (the message names where it came from)."""
 
 
 def is_finite_number(value: object) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
-from .platform import detect_platform, hardware
+from .platform import detect_platform, hardware, labelled_platform
 from .results import Measurement, PlatformInfo, RunInfo
 from .runinfo import build_run_info, git_state
 from .settings import PerfSettings
@@ -53,6 +53,8 @@ def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> S
     if settings.param and not settings.experiment:
         raise ConfigError("--perf-param: name the trial's experiment with --perf-experiment NAME")
     platform = detect_platform(settings.platform, detailed=settings.platform_detailed)
+    # Each label set is a platform of its own: its baselines and series stay apart.
+    platform = labelled_platform(platform, settings.labels)
     try:
         baselines = load_baselines(settings.baselines)
     except BaselinesError as exc:
@@ -256,6 +258,7 @@ def finish_session(
         git=git_state(context.rootdir),
         system_info=system_info,
     )
+    run.labels = dict(settings.labels)
     result = SessionResult(comparison=Comparison(context.platform.key), run=run)
     try:
         comparison = _compare(context, measurements, selected)

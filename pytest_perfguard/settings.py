@@ -59,6 +59,7 @@ class PerfSettings(BaseModel):
     ab_budget: float = 1.0
     experiment: str | None = None
     param: dict[str, Any] = {}
+    labels: dict[str, str] = {}
 
     @property
     def active(self) -> bool:

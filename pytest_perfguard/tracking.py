@@ -14,8 +14,8 @@ Each step keeps its start, end, duration, success, error and additional data (`s
 A step that raises records the error and re-raises; the run is still ended and saved. With a
 `history`, the run is stored like a test run: one result per step (`step:<name>`, kind
 "step"), the run's total as `duration`, all under the run's name as the test id; the labels
-and the full step records go into the run's `system_info` (``labels``, ``track``) until runs
-get a labels column of their own.
+are the run's labels (the ones it started with are its label set, like `--perf-label`), and
+the full step records go into the run's `system_info["track"]`.
 
 Live lines (a step starting and ending) go to stderr while the run goes; `live=False`
 silences them. Colour only on a terminal and never when ``NO_COLOR`` is set.
@@ -40,7 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .results import STEP_PREFIX, Measurement, RunInfo
+from .results import STEP_PREFIX, LabelError, Measurement, RunInfo, check_labels
 
 if TYPE_CHECKING:
     from .api import History
@@ -147,6 +147,9 @@ class TrackedRun:
             raise TrackUsageError(f"track: name={name!r} must be a non-empty string")
         self.name = name
         self.labels: dict[str, Any] = dict(labels or {})
+        # The labels the run was started with are its label set (what its baselines are kept
+        # apart by); labels added by `end(**labels)` are stored but do not split runs.
+        self.label_set: dict[str, Any] = dict(self.labels)
         self.live = live
         self.history = history
         self.platform = platform
@@ -364,7 +367,7 @@ class TrackedRun:
     def _save(self) -> int:
         from .api import History
         from .config import running_in_ci
-        from .platform import detect_platform, python_version
+        from .platform import detect_platform, labelled_platform, python_version
         from .runinfo import _user, git_state, triggered_by
 
         env = os.environ
@@ -374,7 +377,10 @@ class TrackedRun:
         info = RunInfo(
             started_at=self.started_at,
             finished_at=datetime.now(timezone.utc),
-            platform=detect_platform(self.platform or _platform_from_env(env)),
+            platform=labelled_platform(
+                detect_platform(self.platform or _platform_from_env(env)),
+                _storable(self.label_set),
+            ),
             git_commit=git.commit,
             git_branch=git.branch,
             git_dirty=git.dirty,
@@ -385,12 +391,8 @@ class TrackedRun:
             args=[],
             outcome="passed" if self.success else "failed",
             notes=f"track: {self.name}",
-            system_info={
-                "user": _user(),
-                # Until runs have a labels column: values as strings, as --perf-label gives them.
-                "labels": {str(k): str(v) for k, v in self.labels.items()},
-                "track": self.to_dict(),
-            },
+            system_info={"user": _user(), "track": self.to_dict()},
+            labels=_storable(self.labels),
         )
         if isinstance(self.history, History):
             return self.history.save_session(info, self.measurements())
@@ -460,6 +462,18 @@ def _wants_color(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _storable(labels: Mapping[str, Any]) -> dict[str, str]:
+    """The labels that can be stored as labels (text without ',', '[' or ']', short
+    enough); the others stay in the report only."""
+    kept: dict[str, str] = {}
+    for key, value in labels.items():
+        try:
+            kept.update(check_labels({str(key): value}, "track"))
+        except LabelError:
+            continue
+    return kept
 
 
 def _platform_from_env(env: Mapping[str, str]) -> str | None:

@@ -207,6 +207,21 @@ def test_the_worktree_is_removed_after_an_interrupted_session(
     assert _worktrees(project) == 1
 
 
+def test_the_worktree_is_removed_after_sigterm(pytester: pytest.Pytester, project: Path) -> None:
+    (project / "conftest.py").write_text(
+        "import os, signal\n\n"
+        "def pytest_runtest_call(item):\n"
+        "    if item.name == 'test_one_ms':\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--perf-against", "HEAD", "--perf-ab-mode", "interleave",
+        timeout=240,
+    )  # fmt: skip
+    assert result.ret == 2  # interrupted, not killed
+    assert _worktrees(project) == 1
+
+
 def test_record_stores_both_sides_linked(pytester: pytest.Pytester, project: Path) -> None:
     from pytest_perfguard import History
 

@@ -90,5 +90,7 @@ print(tracker.get_step_durations())
         [run] = history.recent_runs()
         detail = history.get_run(run.id)
     assert detail.outcome == "failed"
-    assert detail.system_info["labels"] == {"fast_mode": "True", "product_count": "0"}
+    assert detail.labels == {"fast_mode": "True", "product_count": "0"}
+    # Only the labels the pipeline started with form its label set.
+    assert detail.platform.endswith("[fast_mode=True]")
     assert {m.metric for m in detail.measurements} == {"duration", "step:Product Search"}

@@ -119,6 +119,7 @@ def runs(args: argparse.Namespace, ctx: Context) -> int:
             run_type=args.run_type,
             test_type=args.type,
             who=args.who,
+            labels=dict(args.label),
         )
     if args.json:
         ctx.console.json(found)
@@ -162,6 +163,8 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
         out(f"notes    {run.notes}")
     if run.source_key:
         out(f"imported {run.source_key}")
+    if run.labels:
+        out("labels   " + ", ".join(f"{k}={v}" for k, v in run.labels.items()))
     for key, value in sorted(run.system_info.items()):
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         out(f"  {key}: {clip(text, 100)}")

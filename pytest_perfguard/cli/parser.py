@@ -154,6 +154,17 @@ def test_type(text: str) -> str:
     return text.strip()
 
 
+def label(text: str) -> tuple[str, str]:
+    """`KEY=VALUE`, one label."""
+    from ..config import parse_labels
+
+    try:
+        [(key, value)] = parse_labels(text).items()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    return key, value
+
+
 def direction(text: str) -> tuple[str, str]:
     """`KEY=lower|higher`."""
     key, sep, value = text.partition("=")
@@ -252,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     _platform(p)
     _days(p)
     _run_filters(p)
+    p.add_argument(
+        "--label",
+        type=label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only runs with this label (repeat: all of them)",
+    )
     _limit(p, 20, "at most N runs (default 20)")
     _json(p)
 

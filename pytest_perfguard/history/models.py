@@ -179,6 +179,19 @@ class BaselineSnapshot(Base):
     __table_args__ = (Index("ix_baseline_snapshots_platform_created", "platform_id", "created_at"),)
 
 
+class RunLabel(Base):
+    """One label of a run (`--perf-label model=openai`): the dimension runs are filtered
+    and kept apart by. Indexed by (key, value) for "the runs with model=openai"."""
+
+    __tablename__ = "run_labels"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_run_labels_key_value", "key", "value"),)
+
+
 class ExperimentRow(Base):
     """An experiment (a parameter sweep, an optimisation): the seed experiment tracker's
     table. Names need not be unique; `History.experiment(name)` opens the newest."""
@@ -228,3 +241,4 @@ test_results = cast(Table, TestResult.__table__)
 baseline_snapshots = cast(Table, BaselineSnapshot.__table__)
 experiments = cast(Table, ExperimentRow.__table__)
 trials = cast(Table, TrialRow.__table__)
+run_labels = cast(Table, RunLabel.__table__)

@@ -47,6 +47,7 @@ from pytest_perfguard.history.models import (
     baseline_snapshots,
     platforms,
     results,
+    run_labels,
     runs,
     test_results,
 )
@@ -77,6 +78,7 @@ class RunFilter:
     run_type: str | None = None
     test_type: str | None = None
     triggered_by: str | None = None  # who ran it: user / ci / automated / a name
+    labels: tuple[tuple[str, str], ...] = ()  # runs carrying every one of these labels
 
 
 def glob_to_like(pattern: str) -> str:
@@ -132,6 +134,14 @@ def _run_conditions(flt: RunFilter) -> list[ColumnElement[bool]]:
         conditions.append(runs.c.test_type == bindparam("f_test_type", flt.test_type))
     if flt.triggered_by is not None:
         conditions.append(runs.c.triggered_by == bindparam("f_triggered_by", flt.triggered_by))
+    for i, (key, value) in enumerate(flt.labels):
+        conditions.append(
+            exists().where(
+                run_labels.c.run_id == runs.c.id,
+                run_labels.c.key == bindparam(f"f_label_key_{i}", key),
+                run_labels.c.value == bindparam(f"f_label_value_{i}", value),
+            )
+        )
     return conditions
 
 
@@ -143,7 +153,7 @@ def _run_shape(flt: RunFilter) -> tuple[Any, ...]:
     is a glob, which tables its metric lives in."""
     test = None if flt.test is None else _is_glob(flt.test)
     fields = tuple(getattr(flt, name) is not None for name in _RUN_FIELDS)
-    return (*fields, test, metric_shape(flt.metric))
+    return (*fields, test, metric_shape(flt.metric), len(flt.labels))
 
 
 def _run_params(flt: RunFilter) -> dict[str, Any]:
@@ -154,6 +164,9 @@ def _run_params(flt: RunFilter) -> dict[str, Any]:
         params["f_test"] = glob_to_like(flt.test) if _is_glob(flt.test) else flt.test
     if flt.metric is not None:
         params["metric"] = flt.metric
+    for i, (key, value) in enumerate(flt.labels):
+        params[f"f_label_key_{i}"] = key
+        params[f"f_label_value_{i}"] = value
     return params
 
 
@@ -285,7 +298,20 @@ def get_run(conn: Connection, run_id: int) -> RunDetail | None:
         git_dirty=row.git_dirty,
         source_key=row.source_key,
         measurements=measurements,
+        labels=run_labels_of(conn, run_id),
     )
+
+
+def run_labels_of(conn: Connection, run_id: int) -> dict[str, str]:
+    query = _statement(
+        ("run labels",),
+        lambda: (
+            select(run_labels.c.key, run_labels.c.value)
+            .where(run_labels.c.run_id == bindparam("run_id"))
+            .order_by(run_labels.c.key)
+        ),
+    )
+    return {key: value for key, value in conn.execute(query, {"run_id": run_id})}
 
 
 def _run_rows() -> Select[Any]:

@@ -30,7 +30,7 @@ from pytest_perfguard.history import schema
 from pytest_perfguard.history.engine import WRITE_OPTION, create_history_engine, is_locked
 from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.layout import insert_rows, split_rows
-from pytest_perfguard.history.models import baseline_snapshots, platforms, runs
+from pytest_perfguard.history.models import baseline_snapshots, platforms, run_labels, runs
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
@@ -274,4 +274,10 @@ def _insert_run(conn: Connection, run: RunInfo, *, source_key: str | None) -> in
             test_type=run.test_type,
         )
     )
-    return _new_id(inserted)
+    run_id = _new_id(inserted)
+    if run.labels:
+        conn.execute(
+            run_labels.insert(),
+            [{"run_id": run_id, "key": k, "value": v} for k, v in run.labels.items()],
+        )
+    return run_id

@@ -12,6 +12,7 @@ KNOWN_REVISIONS: tuple[str, ...] = (
     "0003_run_test_type",
     "0004_test_results",
     "0005_experiments",
+    "0006_run_labels",
 )
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 SCRIPT_LOCATION = "pytest_perfguard.history:migrations"

@@ -222,6 +222,12 @@ class History(ExperimentHistory):
             from pytest_perfguard.platform import detect_platform
 
             info, host, python = detect_platform(), _platform.node(), _platform.python_version()
+        checked_labels = _labels(labels, "record_run")
+        if checked_labels:
+            from pytest_perfguard.platform import labelled_platform
+
+            # A label set is kept apart like a platform, as in a pytest session.
+            info = labelled_platform(info, checked_labels)
         run = RunInfo(
             started_at=started_at or datetime.now(timezone.utc),
             platform=info,
@@ -234,7 +240,7 @@ class History(ExperimentHistory):
             outcome=outcome,
             notes=notes,
             test_type=test_type.strip() if test_type else None,
-            labels=_labels(labels, "record_run"),
+            labels=checked_labels,
         )
         with self._errors() as store:
             return store.save_session(run, measurements, source_key=source_key)

@@ -98,6 +98,8 @@ def test_labels_through_the_api_and_the_cli(tmp_path: Path) -> None:
 
     rc, out, _ = cli("runs", "--label", "model=gemini", "--label", "dataset=v2", "--json")
     assert rc == 0 and [r["id"] for r in json.loads(out)] == [2]
+    # Recorded from the API, a label set is kept apart like one from pytest.
+    assert json.loads(out)[0]["platform"] == "p[dataset=v2,model=gemini]"
     rc, out, _ = cli("show", "2")
     assert rc == 0 and "labels   dataset=v2, model=gemini" in out
     rc, _, err = cli("runs", "--label", "model")

@@ -9,6 +9,7 @@ given database, dropped at the end. Prints one table per backend.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -91,14 +92,16 @@ def run_info(at: datetime, platform: str = "linux-x86_64") -> RunInfo:
     )
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """(median, first) seconds over `repeat` calls."""
-    times = []
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, float]:
+    """(median, first, median CPU) seconds over `repeat` calls. CPU time is this process's
+    (on SQLite, the query's own work), which a busy machine inflates less than wall time."""
+    times, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), times[0]
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times), times[0], statistics.median(cpu)
 
 
 def bench_session_write(url: str) -> dict[str, float]:
@@ -142,7 +145,7 @@ def bench_write_into(url: str) -> dict[str, float]:
     return {"median": statistics.median(times), "max": max(times)}
 
 
-def bench_queries(url: str) -> dict[str, tuple[float, float]]:
+def bench_queries(url: str) -> dict[str, tuple[float, float, float]]:
     with History(url) as history:
         runs = history.recent_runs(limit=2)  # connect and check the schema once
         out = {
@@ -199,7 +202,7 @@ def bench_export(url: str, directory: Path) -> tuple[int, float, float, float, f
 
 
 def report(backend: str, write_url: str, big_url: str, n_results: int, directory: Path) -> None:
-    print(f"\n== {backend} ==", flush=True)
+    print(f"\n== {backend} == (load {os.getloadavg()[0]:.1f})", flush=True)
     write = bench_session_write(write_url)
     build = build_history(big_url, n_results)
     if backend == "postgresql":
@@ -218,7 +221,8 @@ def report(backend: str, write_url: str, big_url: str, n_results: int, directory
         ),
     ]
     rows += [
-        (name, med, f"first call {first * 1000:.1f} ms") for name, (med, first) in queries.items()
+        (name, med, f"first call {first * 1000:.1f} ms, CPU {cpu * 1000:.1f} ms")
+        for name, (med, first, cpu) in queries.items()
     ]
     rows.append(
         (

@@ -185,6 +185,8 @@ class PerfPlugin:
         if log.current is not None:
             log.drop_current()
         spec = log.specs.get(id(item)) if log.specs else None
+        if spec is None and not log.measure_plain and id(item) not in log.recorders:
+            return
         log.current = item
         log.current_spec = spec
         if spec is None:

@@ -12,6 +12,7 @@ plugin module; the two hook implementations around a test's call phase read and 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,25 @@ if TYPE_CHECKING:
 
 # A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
 MAX_AUTO_ROUNDS = 50
+
+
+def plain_rows(plain: dict[str, Any]) -> list[Measurement]:
+    """The rows of plain runs sent as columns (`RunLog.worker_output`), in the order
+    `measurements_of` lists a plain run's rows."""
+    rows: list[Measurement] = []
+    append = rows.append
+    readings = plain["readings"]
+    for index, (nodeid, outcome, duration) in enumerate(
+        zip(plain["ids"], plain["outcomes"], plain["durations"], strict=True)
+    ):
+        append(Measurement(nodeid, "duration", duration, "s", "lower", "primary", False, outcome))
+        for metric, unit, values in readings:
+            append(
+                Measurement(nodeid, metric, values[index], unit, "lower", "system", False, outcome)
+            )
+    return rows
+
+
 # The key of a worker's rows in xdist's `workeroutput`.
 WORKER_OUTPUT_KEY = "perfguard"
 
@@ -71,6 +91,19 @@ class RunLog:
         self.worker_rows: list[Measurement] = []
         self.estimator = settings.estimator
         self.rounds_budget = settings.rounds_budget
+        # A plain test's rows (no marker, no `perf` fixture) are only stored, judged (gate
+        # all), reported, calibrated or compared against a base. A session doing none of
+        # that does not measure such a test at all: it pays two hook calls, nothing more.
+        self.measure_plain = bool(
+            settings.record
+            or settings.gate == "all"
+            or settings.report
+            or settings.json_report
+            or settings.calibrate
+            or settings.experiment
+            or settings.against
+            or os.environ.get("GITHUB_STEP_SUMMARY")
+        )
         # Re-runs (confirm, calibration) pool their samples into the first run's.
         self.rerunning = False
         self.confirmations: dict[tuple[str, str], Confirmation] = {}
@@ -273,11 +306,23 @@ class RunLog:
         return info
 
     def worker_output(self) -> dict[str, Any]:
-        """What an xdist worker sends the controller (`WORKER_OUTPUT_KEY`)."""
+        """What an xdist worker sends the controller (`WORKER_OUTPUT_KEY`).
+
+        Plain tests' runs cross as columns (ids, outcomes, durations, one list per
+        reading), not as rows: the worker builds no `Measurement` for them, and the JSON
+        holds each test's numbers once, not three rows of eleven fields. Other tests, and
+        every test when collector readings are judged (`judged_on`), cross as rows.
+        """
+        plain: dict[str, Any] | None = None
+        if self.gated_readings:
+            rows = self.session_rows()
+        else:
+            plain, rows = self._plain_columns()
         return {
             # Strings: execnet serializes nested containers in pure Python, element by
             # element (0.5 M instructions per test on each side, as lists of dicts).
-            "rows": json.dumps([row.to_row() for row in self.session_rows()]),
+            "rows": json.dumps([row.to_row() for row in rows]),
+            "plain": json.dumps(plain) if plain else None,
             "selected": json.dumps(list(self.selected)),
             "confirmations": [
                 {"test": test, "metric": metric, "change": c.first_change, "reruns": c.reruns}
@@ -285,9 +330,46 @@ class RunLog:
             ],
         }
 
+    def _plain_columns(self) -> tuple[dict[str, Any] | None, list[Measurement]]:
+        """(plain runs as columns, the other runs' rows) for `worker_output`."""
+        ids: list[str] = []
+        outcomes: list[str] = []
+        durations: list[float] = []
+        layout: list[tuple[str, str]] | None = None
+        names: list[str] = []
+        columns: list[list[float]] = []
+        others: dict[str, MeasuredRun] = {}
+        for nodeid, run in self.runs.items():
+            if type(run) is tuple:
+                outcome, duration, readings = run
+                if layout is None:
+                    layout = [(metric, unit) for metric, _, unit in readings]
+                    names = [metric for metric, _ in layout]
+                    columns = [[] for _ in layout]
+                if len(readings) == len(names) and [r[0] for r in readings] == names:
+                    ids.append(nodeid)
+                    outcomes.append(outcome)
+                    durations.append(duration)
+                    for column, reading in zip(columns, readings, strict=True):
+                        column.append(reading[1])
+                    continue
+            others[nodeid] = run
+        rows = measurements_of(others, self.estimator)
+        if not ids:
+            return None, rows
+        plain = {
+            "ids": ids,
+            "outcomes": outcomes,
+            "durations": durations,
+            "readings": [[m, u, c] for (m, u), c in zip(layout or [], columns, strict=True)],
+        }
+        return plain, rows
+
     def add_worker_output(self, output: dict[str, Any]) -> None:
         """A worker's `worker_output`, on the controller."""
         self.worker_rows.extend(map(Measurement.from_row, json.loads(output["rows"])))
+        if output.get("plain"):
+            self.worker_rows.extend(plain_rows(json.loads(output["plain"])))
         self.selected.update(json.loads(output["selected"]))
         for row in output.get("confirmations", ()):
             self.confirmations[(row["test"], row["metric"])] = Confirmation(

@@ -248,3 +248,27 @@ def test_downgrade_from_test_results_moves_the_readings_back(history_url: str) -
     migrate(history_url, "head")
     with History(history_url) as history:
         assert history.get_run(run_id).measurements == rows
+
+
+def test_fresh_history_is_the_migrated_schema(history_url: str) -> None:
+    """A fresh database gets the models' schema and the head stamp without alembic; it is
+    what the migrations build: every migration runs down from it, and up again."""
+    with History(history_url) as history:
+        history.save_session(
+            RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("box")),
+            _plain_rows("t::a", 1.0),
+        )
+        assert history.stats().schema_revision == HEAD_REVISION
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert context.get_current_revision() == HEAD_REVISION
+    engine.dispose()
+    migrate(history_url, "0003_run_test_type", down=True)
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM results")) == 3
+    engine.dispose()
+    migrate(history_url, "base", down=True)
+    migrate(history_url, "head")

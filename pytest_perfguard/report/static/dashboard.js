@@ -529,6 +529,140 @@
     fill();
   }
 
+  // -- compare: one metric per platform or per label value, side by side -------------
+  function compareView() {
+    var metricPick = document.getElementById("cmp-metric");
+    if (!metricPick || !data.series.length) return;
+    var byPick = document.getElementById("cmp-by");
+    var rows = document.querySelector("#cmp-table tbody");
+    var box = document.getElementById("cmp-chart");
+    var RECENT = 5;
+    // A labelled platform key ends in its sorted label set: "box[dataset=v2,model=openai]".
+    var labelsOf = data.platforms.map(function (key) {
+      var found = {}, m = /\[([^\]]*)\]$/.exec(key);
+      if (m) {
+        m[1].split(",").forEach(function (pair) {
+          var i = pair.indexOf("=");
+          if (i > 0) found[pair.slice(0, i)] = pair.slice(i + 1);
+        });
+      }
+      return found;
+    });
+    var labelKeys = [];
+    labelsOf.forEach(function (found) {
+      Object.keys(found).forEach(function (k) { if (labelKeys.indexOf(k) < 0) labelKeys.push(k); });
+    });
+    labelKeys.sort();
+
+    function option(select, value, text) {
+      var node = el("option", "", text);
+      node.value = String(value);
+      select.appendChild(node);
+    }
+
+    data.series.forEach(function (s, i) {
+      if (s.kind !== "system") option(metricPick, i, s.test + " \u00b7 " + s.metric);
+    });
+    option(byPick, "", "platform");
+    labelKeys.forEach(function (k) { option(byPick, k, "label " + k); });
+    if (labelKeys.length) byPick.value = labelKeys[0];
+
+    function median(values) {
+      var sorted = values.slice().sort(function (a, b) { return a - b; }), n = sorted.length;
+      return n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    }
+
+    function draw() {
+      var s = data.series[+metricPick.value], by = byPick.value, groups = {}, order = [];
+      s.lines.forEach(function (line) {
+        var name = by ? labelsOf[line.p][by] : data.platforms[line.p];
+        if (name === undefined) name = "(no " + by + ")";
+        if (!groups[name]) { groups[name] = []; order.push(name); }
+        var failed = {};
+        line.x.forEach(function (i) { failed[i] = true; });
+        line.v.forEach(function (v, j) {
+          if (!failed[j]) groups[name].push([runs[line.r[j]][1], v]);
+        });
+      });
+      order.sort();
+      var summary = order.map(function (name) {
+        var points = groups[name].sort(function (a, b) { return a[0] - b[0]; });
+        var recent = points.slice(-RECENT).map(function (q) { return q[1]; });
+        return {name: name, points: points, newest: points.length ? points[points.length - 1][1] : null,
+                median: recent.length ? median(recent) : null};
+      });
+      var lower = s.dir !== "higher", best = null;
+      summary.forEach(function (g) {
+        if (g.median !== null && (best === null || (lower ? g.median < best : g.median > best))) best = g.median;
+      });
+      while (rows.firstChild) rows.removeChild(rows.firstChild);
+      summary.forEach(function (g) {
+        var tr = el("tr");
+        tr.appendChild(el("td", "id", g.name));
+        tr.appendChild(el("td", "num", String(g.points.length)));
+        tr.appendChild(el("td", "num", formatValue(g.newest, s.unit)));
+        tr.appendChild(el("td", "num" + (g.median === best ? " best" : ""), formatValue(g.median, s.unit)));
+        tr.appendChild(el("td", "num", g.median === null || !best ? "\u2014" :
+          (g.median === best ? "best" : formatChange((g.median - best) / best))));
+        rows.appendChild(tr);
+      });
+      body.setAttribute("data-cmp", summary.map(function (g) {
+        return g.name + ":" + formatValue(g.median, s.unit);
+      }).join("|"));
+      drawTrends(s, summary);
+    }
+
+    function drawTrends(s, summary) {
+      while (box.firstChild) box.removeChild(box.firstChild);
+      var all = [];
+      summary.forEach(function (g) { all = all.concat(g.points); });
+      if (!all.length) return;
+      var W = Math.max(box.clientWidth - 24, 320);
+      var root = svg("svg", {"class": "chart", width: W, height: H, viewBox: "0 0 " + W + " " + H}, box);
+      var t0 = Math.min.apply(null, all.map(function (q) { return q[0]; }));
+      var t1 = Math.max.apply(null, all.map(function (q) { return q[0]; }));
+      var lo = Math.min.apply(null, all.map(function (q) { return q[1]; }));
+      var hi = Math.max.apply(null, all.map(function (q) { return q[1]; }));
+      if (t1 === t0) { t0 -= 3600; t1 += 3600; }
+      // Zero stays in view for values of one sign, so a small difference does not look
+      // like a cliff; the scale is marked on the axis either way.
+      if (lo > 0) lo = 0;
+      if (hi < 0) hi = 0;
+      if (hi === lo) hi = lo + 1;
+      hi += (hi - lo) * 0.08;
+      var pw = W - M.l - M.r, ph = H - M.t - M.b;
+      function X(t) { return M.l + (t - t0) / (t1 - t0) * pw; }
+      function Y(v) { return M.t + (hi - v) / (hi - lo) * ph; }
+      niceTicks(lo, hi, 4).forEach(function (v) {
+        svg("line", {"class": "grid", x1: M.l, x2: W - M.r, y1: Y(v), y2: Y(v)}, root);
+        svg("text", {x: M.l - 6, y: Y(v) + 4, "text-anchor": "end"}, root).textContent = formatValue(v, s.unit);
+      });
+      var tt = timeTicks(t0, t1, 5);
+      tt.ticks.forEach(function (t) {
+        svg("text", {x: X(t), y: H - 8, "text-anchor": "middle"}, root).textContent = formatTick(t, tt.withTime);
+      });
+      summary.forEach(function (g, i) {
+        var color = COLORS[i % COLORS.length];
+        if (g.points.length > 1) {
+          svg("path", {"class": "series", stroke: color, d: g.points.map(function (q, j) {
+            return (j ? "L" : "M") + X(q[0]).toFixed(1) + "," + Y(q[1]).toFixed(1);
+          }).join("")}, root);
+        }
+        g.points.forEach(function (q) {
+          var dot = svg("circle", {cx: X(q[0]), cy: Y(q[1]), r: 3, fill: color}, root);
+          svg("title", {}, dot).textContent = g.name + ": " + formatValue(q[1], s.unit) + " \u00b7 " + formatTime(q[0]);
+        });
+        var label = svg("text", {x: W - M.r, y: M.t + 12 + 14 * i, "text-anchor": "end", fill: color}, root);
+        label.textContent = g.name;
+      });
+    }
+
+    metricPick.addEventListener("change", draw);
+    byPick.addEventListener("change", draw);
+    draw();
+  }
+
   refresh(false);
   experimentsView();
+  compareView();
 })();

@@ -1,0 +1,118 @@
+"""The dashboard's Compare view: one metric side by side per label value or platform, in
+headless Chromium (the pickers change the table and the chart; label values stay text)."""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+import shutil
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from pytest_perfguard.api import History
+from pytest_perfguard.report.dashboard import render_dashboard
+
+# No comma: a label value cannot hold one.
+EVIL = "<img src=x onerror=\"document.body.className='pwned'\">"
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("dashboard-compare") / "history.db"
+    start = datetime.now(timezone.utc) - timedelta(days=3)
+    with History(path) as history:
+        for day in range(3):
+            for model, latency, tokens in [("openai", 1.0, 40.0), ("gemini", 3.0, 55.0),
+                                           (EVIL, 2.0, 10.0)]:  # fmt: skip
+                history.record_run(
+                    {"latency": (latency + day * 0.01, "s"), "tokens_per_s": (tokens, "tok/s")},
+                    test="bench/answer.py",
+                    platform="box",
+                    labels={"model": model},
+                    directions={"tokens_per_s": "higher"},
+                    started_at=start + timedelta(days=day, minutes=len(model)),
+                )
+        return render_dashboard(history, days=None)
+
+
+def test_the_section_is_there_and_names_no_label_raw(page: str) -> None:
+    assert '<a href="#compare">Compare</a>' in page and 'id="cmp-metric"' in page
+    assert EVIL not in page
+
+
+HARNESS = """
+(function () {
+  var out = document.body, log = [];
+  function choose(id, value) {
+    var select = document.getElementById(id);
+    select.value = value;
+    select.dispatchEvent(new Event("change"));
+  }
+  try {
+    log.push(out.getAttribute("data-cmp"));
+    choose("cmp-metric", "1");
+    log.push(out.getAttribute("data-cmp"));
+    choose("cmp-by", "");
+    log.push(out.getAttribute("data-cmp"));
+    out.setAttribute("data-cmp-log", log.join(" || "));
+    out.setAttribute("data-cmp-paths", String(document.querySelectorAll("#cmp-chart path").length));
+  } catch (e) { out.setAttribute("data-harness-error", String(e)); }
+})();
+"""
+
+
+def chromium(tmp_path: Path, page: Path) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+        "--virtual-time-budget=5000", "--window-size=1280,2000", "--dump-dom", page.as_uri(),
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+
+
+def body_attributes(dom: str) -> dict[str, str]:
+    match = re.search(r"<body([^>]*)>", dom)
+    assert match is not None, dom[:500]
+    return {k: htmllib.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', match.group(1))}
+
+
+@needs_chromium
+def test_pickers_change_the_comparison_in_chromium(page: str, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.html"
+    plain.write_text(page, encoding="utf-8")
+    shown = chromium(tmp_path, plain)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []
+    body = body_attributes(shown.stdout)
+    assert "data-error" not in body and body.get("class") != "pwned"
+    # By the label `model` (the first label key), the first metric (latency): medians.
+    assert body["data-cmp"] == f"{EVIL}:2.01 s|gemini:3.01 s|openai:1.01 s"
+    # The label value with HTML in it is on the page as text.
+    assert htmllib.escape("<img src=x onerror=", quote=False) in shown.stdout
+
+    driven = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
+    driven = driven.replace("</body>", f"<script>{HARNESS}</script></body>")
+    path = tmp_path / "driven.html"
+    path.write_text(driven, encoding="utf-8")
+    result = chromium(tmp_path, path)
+    body = body_attributes(result.stdout)
+    assert "data-harness-error" not in body, body
+    first, tokens, by_platform = body["data-cmp-log"].split(" || ")
+    assert first == f"{EVIL}:2.01 s|gemini:3.01 s|openai:1.01 s"
+    assert tokens == f"{EVIL}:10.0 tok/s|gemini:55.0 tok/s|openai:40.0 tok/s"
+    # By platform: the labelled platform keys themselves.
+    assert by_platform == (
+        f"box[model={EVIL}]:10.0 tok/s|box[model=gemini]:55.0 tok/s|box[model=openai]:40.0 tok/s"
+    )
+    assert body["data-cmp-paths"] == "3"  # a trend line per group

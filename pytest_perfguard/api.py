@@ -381,10 +381,12 @@ class History(ExperimentHistory):
         last_runs: int = 20,
         test_type: str | None = None,
         who: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[MetricSummary]:
         """Per (test, metric): its values in the newest `last_runs` matching runs.
 
-        Runs are filtered like `recent_runs` (`outcome`, `run_type` are the run's); `test`
+        Runs are filtered like `recent_runs` (`outcome`, `run_type` are the run's, `labels`
+        the ones they all carry); `test`
         (a glob) and `metric` also pick which results are summarised. Sorted by test, metric.
         """
         from pytest_perfguard.history import queries
@@ -398,6 +400,7 @@ class History(ExperimentHistory):
             run_type=run_type,
             test_type=test_type,
             triggered_by=who,
+            labels=labels,
         )
         return self._read(queries.metric_summaries, flt, _positive("last_runs", last_runs))
 

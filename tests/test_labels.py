@@ -102,6 +102,13 @@ def test_labels_through_the_api_and_the_cli(tmp_path: Path) -> None:
     assert json.loads(out)[0]["platform"] == "p[dataset=v2,model=gemini]"
     rc, out, _ = cli("show", "2")
     assert rc == 0 and "labels   dataset=v2, model=gemini" in out
+    rc, out, err = cli("record", "cli-bench", "--latency", "2s", "--label", "model=local")
+    assert rc == 0, err
+    rc, out, _ = cli("summary", "--label", "model=local", "--json")
+    assert rc == 0 and [(r["test"], r["latest"]) for r in json.loads(out)] == [("cli-bench", 2.0)]
+    with History(db) as history:
+        [recorded] = history.recent_runs(labels={"model": "local"})
+    assert recorded.platform.endswith("[model=local]")
     rc, _, err = cli("runs", "--label", "model")
     assert rc == 2 and "is not KEY=VALUE" in err and err.count("\n") == 1
 

@@ -27,6 +27,7 @@ def summary(args: argparse.Namespace, ctx: Context) -> int:
             last_runs=args.limit,
             test_type=args.type,
             who=args.who,
+            labels=dict(args.label),
         )
         recent = _recent_details(history, args) if args.markdown else []
     if args.markdown:

@@ -195,6 +195,12 @@ def _limit(p: argparse.ArgumentParser, default: int | None, what: str) -> None:
     p.add_argument("--limit", metavar="N", type=positive_int, default=default, help=what)
 
 
+def _labels(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument(
+        "--label", type=label, action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
@@ -249,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _platform(p)
     _days(p)
     _run_filters(p)
+    _labels(p, "only runs with this label (repeat: all of them)")
     p.add_argument("--metric", metavar="NAME", help="only this metric")
     _limit(p, 20, "look at the newest N matching runs (default 20)")
     _json(p)
@@ -263,14 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _platform(p)
     _days(p)
     _run_filters(p)
-    p.add_argument(
-        "--label",
-        type=label,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="only runs with this label (repeat: all of them)",
-    )
+    _labels(p, "only runs with this label (repeat: all of them)")
     _limit(p, 20, "at most N runs (default 20)")
     _json(p)
 
@@ -398,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--who", type=who, metavar="NAME", help="user, ci, automated or a name")
     p.add_argument("--type", type=test_type, metavar="TYPE", help="test type, e.g. inference")
     p.add_argument("--notes", default="", metavar="TEXT", help="free text stored with the run")
+    _labels(p, "a label of the run, e.g. model=openai (repeat); kept apart per label set")
     _platform(p, "platform key (default: this machine's)")
     p.add_argument("--run-type", choices=list(RUN_TYPES), help="default manual (ci under CI)")
     _json(p)

@@ -46,6 +46,7 @@ def record(args: argparse.Namespace, ctx: Context) -> int:
             git_branch=git.branch,
             who=args.who,
             test_type=args.type,
+            labels=dict(args.label),
         )
         run = history.get_run(run_id) if args.json else None
     if run is not None:

@@ -62,9 +62,14 @@ def pytest_command(directory: Path, mode: str) -> list[str]:
         "-q",
         "-p",
         "no:cacheprovider",
+        *OTHER_PLUGINS_OFF,
         str(directory),
         *MODES[mode],
     ]
+    if mode != "bare":
+        # perfguard's instruction counter switches itself on under callgrind; blocked, the
+        # plugin does what it does on a real CPU (bench_xdist.py does the same).
+        args += ["-p", "no:perfguard-instructions"]
     if mode == "record":
         args += ["--perf-db", str(directory / "history.db")]
     return args

@@ -87,8 +87,7 @@ def _read_pyproject(path: Path) -> dict[str, str] | None:
         return None
     if not isinstance(pytest_table, dict):
         raise CLIError(
-            f"{path}: `tool.pytest` must be a table ([tool.pytest]), "
-            f"not {_toml_type(pytest_table)}"
+            f"{path}: `tool.pytest` must be a table ([tool.pytest]), not {_toml_type(pytest_table)}"
         )
     # [tool.pytest.ini_options], or pytest 9's native [tool.pytest] table itself.
     options: Any = pytest_table.get("ini_options", pytest_table)

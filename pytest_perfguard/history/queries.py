@@ -51,6 +51,7 @@ from pytest_perfguard.history.models import (
     runs,
     test_results,
 )
+from pytest_perfguard.history.urls import mask_secrets
 from pytest_perfguard.records import (
     BaselineSnapshotRecord,
     MetricSummary,
@@ -261,7 +262,7 @@ def _summary_fields(row: Any, n_results: int, n_failed: int) -> dict[str, Any]:
         "run_type": row.run_type,
         "triggered_by": row.triggered_by,
         "outcome": row.outcome,
-        "notes": row.notes,
+        "notes": mask_secrets(row.notes) if row.notes else row.notes,
         "n_results": n_results,
         "n_failed": n_failed,
         "test_type": row.test_type,
@@ -293,7 +294,8 @@ def get_run(conn: Connection, run_id: int) -> RunDetail | None:
         **_summary_fields(row, len(measurements), n_failed),
         host=row.host,
         python_version=row.python_version,
-        args=list(row.args),
+        # Masked again on the way out: runs stored before arguments were masked.
+        args=[mask_secrets(str(arg)) for arg in row.args],
         system_info=dict(row.system_info),
         git_dirty=row.git_dirty,
         source_key=row.source_key,

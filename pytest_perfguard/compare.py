@@ -66,8 +66,11 @@ def relative_change(current: float, baseline: float, direction: Direction | str)
 
 
 def threshold_for(own: float | None, baseline_threshold: float | None, default: float) -> float:
-    """Which threshold applies: the measurement's own (marker / `perf.record`) > the
-    baseline entry's > the default (`perf_threshold`)."""
+    """Which threshold applies: the measurement's own > the baseline entry's > the default
+    (`perf_threshold`). A metric's own is the marker's `threshold=` or `perf.record`'s; a
+    step's (`step:<name>`) is the marker's `step_threshold=` (one number for every step,
+    or the step's entry of its dict), never the marker's `threshold=`, which is the test's
+    own metric's."""
     if own is not None:
         return own
     if baseline_threshold is not None:
@@ -128,9 +131,9 @@ class Decision:
 class Rule(Protocol):
     """Decides a batch of observations, one `Decision` each, in order.
 
-    `compare` calls it once with the session's gated observations and once with the
-    informational ones (steps, `--perf-gate=none`), so a rule that corrects for multiple
-    comparisons counts only the metrics that can fail the session.
+    `compare` calls it once with the session's gated observations (steps with a baseline
+    included) and once with the informational ones (`--perf-gate=none`), so a rule that
+    corrects for multiple comparisons counts only the metrics that can fail the session.
     """
 
     def __call__(self, observations: Sequence[Observation], /) -> Sequence[Decision]: ...
@@ -267,7 +270,9 @@ def make_rule(name: str, q: float = 0.05) -> Rule:
 
 @dataclass(slots=True)
 class Comparison:
-    """All verdicts of a run. Step verdicts (`step:<name>`) are informational."""
+    """All verdicts of a run. Step verdicts (`step:<name>`) are kept apart from the
+    metrics' (`metric_verdicts`, `counts`, `regressions`) but fail the session all the
+    same when they regress (`step_regressions`)."""
 
     platform: str
     verdicts: list[Verdict] = field(default_factory=list)
@@ -281,6 +286,11 @@ class Comparison:
     @property
     def step_verdicts(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.metric.startswith(STEP_PREFIX)]
+
+    @property
+    def step_regressions(self) -> list[Verdict]:
+        """Regressed steps that fail the session (gated)."""
+        return [v for v in self.step_verdicts if v.kind == "regression" and v.gated]
 
     def of_kind(self, kind: VerdictKind) -> list[Verdict]:
         return [v for v in self.metric_verdicts if v.kind == kind]
@@ -326,13 +336,15 @@ def compare(
 
     - Gated metrics (`Measurement.is_gated(gate)`) get a verdict that can fail the run.
       With `gate="none"` the metrics `marked` would gate are still judged, but never fail.
-    - Step metrics of those tests are judged, informationally, when the baseline has them.
+    - Step metrics (`step:<name>`) of those tests are judged like any metric when the
+      baseline has them (a regressed step fails the session); a step that raised, or one
+      of a test that did not pass, is not compared.
     - A test that failed or errored gets `skipped_failed`, never a regression.
     - With `selected_tests`, baseline entries of selected tests that produced no
       measurement of that metric are `missing` (reported, never a failure).
-    Thresholds: the measurement's own (marker / `perf.record`) > the baseline entry's >
-    `default_threshold`. A baseline of 0 gives `unchanged` when the value is 0 too, else
-    `new` (no relative change exists).
+    Thresholds: `threshold_for` (the measurement's own: marker / `perf.record` /
+    `step_threshold=`) > the baseline entry's > `default_threshold`. A baseline of 0
+    gives `unchanged` when the value is 0 too, else `new` (no relative change exists).
     """
     scope: GateScope = "marked" if gate == "none" else gate
     # Under the default scope only marked tests are judged: filter first, as most of a
@@ -355,8 +367,15 @@ def compare(
             entry = applicable_baseline(
                 baselines, platform, m.test, m.metric, kind=m.kind, marked=m.marked
             )
-            if entry is not None:
-                items.append(_observe(m, entry, default_threshold, gated=False))
+            if entry is None:
+                continue
+            gated = gate != "none"
+            if m.error is not None:
+                threshold = threshold_for(m.threshold, entry.threshold, default_threshold)
+                detail = f"step raised: not compared ({m.error})"
+                items.append(_verdict(m, entry, threshold, gated, "skipped_failed", detail=detail))
+            else:
+                items.append(_observe(m, entry, default_threshold, gated=gated))
 
     decided: dict[int, Decision] = {}
     for gated in (True, False):

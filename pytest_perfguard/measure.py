@@ -19,6 +19,7 @@ from .results import (
     STEP_PREFIX,
     Direction,
     Measurement,
+    StepRecord,
     TestOutcome,
     is_finite_number,
 )
@@ -51,10 +52,17 @@ class PerfSpec:
     warmup: int = 0
     # No `rounds=` on the marker: the plugin may take extra calls within its time budget.
     auto_rounds: bool = False
+    # `step_threshold=`: one threshold for every `perf.measure` step, or one per step name.
+    step_threshold: float | dict[str, float] | None = None
+
+    def step_threshold_of(self, step: str) -> float | None:
+        """The marker's threshold for one step (its own in `compare.threshold_for`)."""
+        own = self.step_threshold
+        return own.get(step) if isinstance(own, dict) else own
 
 
 MARKER_DEFAULTS = PerfSpec()
-_MARKER_FIELDS = ("metric", "direction", "threshold", "unit", "rounds", "warmup")
+_MARKER_FIELDS = ("metric", "direction", "threshold", "unit", "rounds", "warmup", "step_threshold")
 
 
 def check_direction(direction: object, where: str) -> Direction:
@@ -73,6 +81,28 @@ def check_threshold(threshold: object, where: str) -> float | None:
             f"{where}: threshold={threshold!r} is invalid; use a number >= 0 such as 0.1 for 10 %"
         )
     return float(threshold)  # type: ignore[arg-type]
+
+
+def check_step_threshold(value: object, where: str) -> float | dict[str, float] | None:
+    """`step_threshold=`: None, a number >= 0 for every step, or {step name: number >= 0}."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and value:
+        checked: dict[str, float] = {}
+        for step, threshold in value.items():
+            if not isinstance(step, str) or not step.strip():
+                break
+            if not is_finite_number(threshold) or float(threshold) < 0:
+                break
+            checked[step] = float(threshold)
+        else:
+            return checked
+    elif is_finite_number(value) and float(value) >= 0:  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    raise PerfUsageError(
+        f"{where}: step_threshold={value!r} is invalid; use a number >= 0 for every step"
+        " or a dict of step name -> number >= 0, such as {'embed': 0.3}"
+    )
 
 
 def parse_marker(args: Sequence[Any], kwargs: dict[str, Any]) -> PerfSpec:
@@ -110,6 +140,7 @@ def parse_marker(args: Sequence[Any], kwargs: dict[str, Any]) -> PerfSpec:
         rounds=rounds,
         warmup=warmup,
         auto_rounds="rounds" not in values,
+        step_threshold=check_step_threshold(values.get("step_threshold"), where),
     )
 
 
@@ -164,6 +195,8 @@ class PerfRecorder:
         self.records: dict[str, _Record] = {}
         self.steps: dict[str, list[float]] = {}
         self.step_errors: dict[str, str] = {}
+        # Every `perf.measure` block in order (all rounds): start, end, error and data.
+        self.step_records: list[StepRecord] = []
         self.benchmark_samples: list[float] = []
         self.round = 0
 
@@ -172,6 +205,7 @@ class PerfRecorder:
         self.records.clear()
         self.steps.clear()
         self.step_errors.clear()
+        self.step_records.clear()
         self.benchmark_samples.clear()
         self.round = 0
 
@@ -200,18 +234,23 @@ class PerfRecorder:
             existing.values.append(float(value))
 
     @contextmanager
-    def measure(self, name: str) -> Iterator[None]:
-        """Time a step of the test; stored as metric ``step:<name>``."""
+    def measure(self, name: str, **data: Any) -> Iterator[StepRecord]:
+        """Time a step of the test; stored as metric ``step:<name>``. Yields the step's
+        record (`StepRecord`, as `track()`'s steps): keyword arguments start its `data`."""
         if not isinstance(name, str) or not name.strip():
             raise PerfUsageError(f"perf.measure: name={name!r} must be a non-empty string")
-        start = time.perf_counter()
+        step = StepRecord(name, data)
+        self.step_records.append(step)
+        step.start = start = time.perf_counter()
         try:
-            yield
+            yield step
         except BaseException as exc:
-            self.step_errors[name] = f"{type(exc).__name__}: {exc}"
+            step.fail(type(exc), exc)
+            self.step_errors[name] = step.error  # type: ignore[assignment]
             raise
         finally:
-            elapsed = time.perf_counter() - start
+            step.end = end = time.perf_counter()
+            elapsed = end - start
             per_round = self.steps.setdefault(name, [])
             while len(per_round) <= self.round:
                 per_round.append(0.0)
@@ -284,6 +323,7 @@ class TestRun:
         for name, per_round in theirs.steps.items():
             mine.steps.setdefault(name, []).extend(per_round)
         mine.step_errors.update(theirs.step_errors)
+        mine.step_records.extend(theirs.step_records)
         mine.benchmark_samples.extend(theirs.benchmark_samples)
 
     def measurements(self, estimator: str = "median") -> list[Measurement]:
@@ -375,7 +415,7 @@ class TestRun:
                         "step",
                         marked,
                         outcome,
-                        None,
+                        spec.step_threshold_of(name),
                         samples,
                         recorder.step_errors.get(name),
                     )

@@ -6,6 +6,7 @@ and reporting can all share these types without import cycles.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,62 @@ class Measurement:
             test, metric, value, unit, direction, kind, marked, outcome, threshold,
             tuple(samples), error,
         )  # fmt: skip
+
+
+class StepRecord:
+    """One timed step, of a pipeline (`track()`) or of a test (`perf.measure`): its name,
+    `start` and `end` (`perf_counter` readings; `end` None while it runs), success, error
+    (``"Type: message"``) and additional data. Plain slots, not a dataclass: a step costs
+    one of these, and the tracker's per-step cost is measured (benchmarks/bench_track.py)."""
+
+    __slots__ = ("data", "end", "error", "name", "start", "success")
+
+    def __init__(self, name: str, data: dict[str, Any] | None = None, start: float = 0.0) -> None:
+        self.name = name
+        self.data: dict[str, Any] = {} if data is None else data
+        self.start = start
+        self.end: float | None = None
+        self.success = True
+        self.error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds, None while the step runs."""
+        return None if self.end is None else self.end - self.start
+
+    def fail(self, exc_type: type[BaseException], exc: BaseException | None) -> None:
+        """Mark the step failed by this exception (the one wording of a step's error)."""
+        self.success = False
+        self.error = f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__
+
+    def to_dict(self, wall0: float, origin: float) -> dict[str, Any]:
+        """The seed step timer's record: step_name, start_time, end_time (epoch seconds:
+        `wall0` is the epoch time of the `perf_counter` reading `origin`), duration,
+        success, error_message, additional_data."""
+        duration = self.duration
+        return {
+            "step_name": self.name,
+            "start_time": round(wall0 + (self.start - origin), 6),
+            "end_time": None if self.end is None else round(wall0 + (self.end - origin), 6),
+            "duration": None if duration is None else round(duration, 6),
+            "success": self.success,
+            "error_message": self.error,
+            "additional_data": jsonable(self.data),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.name!r}, duration={self.duration!r}, "
+            f"success={self.success})"
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON types: what cannot be encoded becomes its `str()`."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):  # e.g. non-string keys of mixed types
+        return json.loads(json.dumps(str(value)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .results import STEP_PREFIX, LabelError, Measurement, RunInfo, check_labels
+from .results import (
+    STEP_PREFIX,
+    LabelError,
+    Measurement,
+    RunInfo,
+    StepRecord,
+    check_labels,
+)
+from .results import jsonable as _jsonable
 
 if TYPE_CHECKING:
     from .api import History
@@ -57,22 +65,25 @@ class TrackUsageError(RuntimeError):
     """A tracker used out of order (a step before the run started or after it ended)."""
 
 
-class Step:
-    """One timed step: a context manager handed out by `TrackedRun.step`.
+class Step(StepRecord):
+    """One timed step: a context manager handed out by `TrackedRun.step`; the fields are
+    `StepRecord`'s (shared with `perf.measure` inside pytest).
 
     `start`/`end` are `perf_counter` readings; `start_time`/`end_time` are epoch seconds.
     """
 
-    __slots__ = ("_run", "data", "end", "error", "name", "start", "success")
+    __slots__ = ("_run",)
 
     def __init__(self, run: TrackedRun, name: str, data: dict[str, Any]) -> None:
+        # The record's fields set here rather than through StepRecord.__init__: one call
+        # less per step (the tracker's per-step cost is measured).
         self._run = run
         self.name = name
         self.data = data
         self.start = 0.0
-        self.end: float | None = None
+        self.end = None
         self.success = True
-        self.error: str | None = None
+        self.error = None
 
     def __enter__(self) -> Step:
         run = self._run
@@ -90,15 +101,9 @@ class Step:
     ) -> None:
         self.end = time.perf_counter()
         if exc_type is not None:
-            self.success = False
-            self.error = f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__
+            self.fail(exc_type, exc)
         if self._run.live:
             self._run._say("end", self)
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds, None while the step runs."""
-        return None if self.end is None else self.end - self.start
 
     @property
     def start_time(self) -> float:
@@ -108,23 +113,13 @@ class Step:
     def end_time(self) -> float | None:
         return None if self.end is None else self._run._epoch(self.end)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The seed's step record: step_name, start_time, end_time, duration, success,
-        error_message, additional_data."""
-        duration = self.duration
-        end_time = self.end_time
-        return {
-            "step_name": self.name,
-            "start_time": round(self.start_time, 6),
-            "end_time": None if end_time is None else round(end_time, 6),
-            "duration": None if duration is None else round(duration, 6),
-            "success": self.success,
-            "error_message": self.error,
-            "additional_data": _jsonable(self.data),
-        }
-
-    def __repr__(self) -> str:
-        return f"Step({self.name!r}, duration={self.duration!r}, success={self.success})"
+    def to_dict(self, wall0: float | None = None, origin: float | None = None) -> dict[str, Any]:
+        """The seed's step record (see `StepRecord.to_dict`), epoch times from the run's
+        anchor."""
+        run = self._run
+        return StepRecord.to_dict(
+            self, run._wall0 if wall0 is None else wall0, run._start if origin is None else origin
+        )
 
 
 class TrackedRun:
@@ -485,11 +480,3 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
-
-
-def _jsonable(value: Any) -> Any:
-    """`value` as JSON types: what cannot be encoded becomes its `str()`."""
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):  # e.g. non-string keys of mixed types
-        return json.loads(json.dumps(str(value)))

@@ -242,7 +242,7 @@ def test_system_metrics_are_not_gated() -> None:
     assert comparison.verdicts == []
 
 
-def test_steps_of_gated_tests_are_informational() -> None:
+def test_steps_of_gated_tests_are_judged_apart_from_their_metrics() -> None:
     file = baselines(
         {(T, "latency"): BaselineEntry(value=1.0), (T, "step:embed"): BaselineEntry(value=0.1)}
     )
@@ -255,20 +255,60 @@ def test_steps_of_gated_tests_are_informational() -> None:
     comparison = run(measured, file)
     assert [(v.metric, v.kind, v.gated) for v in comparison.verdicts] == [
         ("latency", "regression", True),
-        ("step:embed", "regression", False),
+        ("step:embed", "regression", True),
     ]
-    assert comparison.counts()["regression"] == 1  # steps are not counted
+    assert comparison.counts()["regression"] == 1  # steps are counted apart
     assert [v.metric for v in comparison.regressions] == ["latency"]
     assert [v.metric for v in comparison.step_verdicts] == ["step:embed"]
+    assert [v.metric for v in comparison.step_regressions] == ["step:embed"]
 
 
-def test_step_regression_alone_does_not_fail() -> None:
+def test_step_regression_alone_fails() -> None:
     file = baselines(
         {(T, "latency"): BaselineEntry(value=1.0), (T, "step:embed"): BaselineEntry(value=0.1)}
     )
-    comparison = run([m(1.0), m(0.9, "step:embed", kind="step")], file)
-    assert not comparison.failed
+    comparison = run([m(1.0), m(0.9, "step:embed", kind="step", marked=True)], file)
+    assert comparison.failed
     assert comparison.regressions == []
+    assert [v.metric for v in comparison.step_regressions] == ["step:embed"]
+
+
+def test_step_threshold_precedence_and_gate_none() -> None:
+    file = baselines(
+        {
+            (T, "latency"): BaselineEntry(value=1.0),
+            (T, "step:a"): BaselineEntry(value=1.0, threshold=0.5),
+            (T, "step:b"): BaselineEntry(value=1.0, threshold=0.5),
+            (T, "step:c"): BaselineEntry(value=1.0),
+        }
+    )
+    measured = [
+        m(1.0),
+        m(1.3, "step:a", kind="step", marked=True, threshold=0.25),  # own 25 % wins
+        m(1.3, "step:b", kind="step", marked=True),  # the entry's 50 %
+        m(1.3, "step:c", kind="step", marked=True),  # the default 20 %
+    ]
+    comparison = run(measured, file)
+    assert [(v.metric, v.kind, v.threshold) for v in comparison.step_verdicts] == [
+        ("step:a", "regression", 0.25),
+        ("step:b", "unchanged", 0.5),
+        ("step:c", "regression", 0.2),
+    ]
+    assert comparison.failed
+    quiet = run(measured, file, gate="none")
+    assert not quiet.failed
+    assert [v.gated for v in quiet.step_verdicts] == [False, False, False]
+
+
+def test_a_step_that_raised_is_not_compared() -> None:
+    file = baselines(
+        {(T, "latency"): BaselineEntry(value=1.0), (T, "step:s"): BaselineEntry(value=0.1)}
+    )
+    raised = m(9.0, "step:s", kind="step", marked=True, error="ValueError: boom")
+    comparison = run([m(1.0), raised], file)
+    assert [(v.metric, v.kind) for v in comparison.step_verdicts] == [("step:s", "skipped_failed")]
+    assert "ValueError: boom" in comparison.step_verdicts[0].detail
+    assert not comparison.failed
 
 
 def test_flat_baselines_match_marked_and_recorded_metrics_by_name() -> None:
@@ -342,16 +382,16 @@ def test_a_rule_can_replace_the_threshold_decision() -> None:
     ]
     comparison = run(measured, file, rule=noisy)
     assert [(v.metric, v.kind, v.detail) for v in comparison.verdicts] == [
-        ("latency", "unstable", "too noisy (2 compared)"),
+        ("latency", "unstable", "too noisy (3 compared)"),
         ("new_one", "new", "no baseline on this platform"),
-        ("other", "unstable", "too noisy (2 compared)"),
-        ("step:s", "unstable", "too noisy (1 compared)"),
+        ("other", "unstable", "too noisy (3 compared)"),
+        ("step:s", "unstable", "too noisy (3 compared)"),
     ]
     assert not comparison.failed
-    # Gated metrics are decided together (for multiple-comparison corrections), steps apart.
-    gated, informational = batches
-    assert [o.measurement.metric for o in gated] == ["latency", "other"]
-    assert [(o.measurement.metric, o.gated) for o in informational] == [("step:s", False)]
+    # Gated metrics, steps with a baseline included, are decided together (for
+    # multiple-comparison corrections).
+    (gated,) = batches
+    assert [o.measurement.metric for o in gated] == ["latency", "other", "step:s"]
     first = gated[0]
     assert first.baseline.spread == 0.4
     assert first.measurement.samples == (1.9, 2.1)

@@ -317,6 +317,13 @@ class History(ExperimentHistory):
             raise HistoryError(f"run {run_id} not found")
         return detail
 
+    def runs_measurements(self, run_ids: Collection[int]) -> dict[int, list[Measurement]]:
+        """The measurements of many runs, read in batches (not a query per run); a run id
+        with nothing stored is absent from the result."""
+        from pytest_perfguard.history import queries
+
+        return self._read(queries.runs_measurements, list(run_ids))
+
     def trend(
         self,
         test: str,
@@ -325,16 +332,17 @@ class History(ExperimentHistory):
         platform: str | None = None,
         days: float | None = None,
         limit: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[TrendPoint]:
         """Values of `test`'s metric (all its metrics if None) over time, oldest first.
 
-        `limit` keeps the newest points.
+        `limit` keeps the newest points; `labels` the runs that carry every one of them.
         """
         from pytest_perfguard.history import queries
 
         if limit is not None:
             _positive("limit", limit)
-        flt = _filter(platform=platform, days=days)
+        flt = _filter(platform=platform, days=days, labels=labels)
         return self._read(queries.trend, test, metric, flt, limit)
 
     def metric_history(
@@ -444,15 +452,18 @@ class History(ExperimentHistory):
         days: float | None = None,
         test: str | None = None,
         metric: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         """Write every stored value (columns: EXPORT_COLUMNS) to `out`; rows written.
 
         Rows are streamed from the database and written one by one: memory stays flat
-        however large the history. JSON is one array of objects.
+        however large the history. JSON is one array of objects. `labels` keeps the runs
+        that carry every one of them.
         """
         if fmt not in ("csv", "json"):
             raise HistoryError(f"export: unknown format {fmt!r} (use csv or json)")
-        rows = self._stream(_filter(platform=platform, days=days, test=test, metric=metric))
+        flt = _filter(platform=platform, days=days, test=test, metric=metric, labels=labels)
+        rows = self._stream(flt)
         return write_csv(rows, out) if fmt == "csv" else write_json(rows, out)
 
     def to_dataframe(

@@ -23,6 +23,7 @@ import pytest
 
 from pytest_perfguard.api import History
 from pytest_perfguard.baselines import parse_baselines
+from pytest_perfguard.cli.dashboard_data import read_dashboard
 from pytest_perfguard.report.dashboard import render_dashboard
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
@@ -122,7 +123,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
 
 @pytest.fixture(scope="module")
 def page(history: History) -> str:
-    return render_dashboard(history, days=30, baselines=BASELINES)
+    return render_dashboard(read_dashboard(history, days=30), baselines=BASELINES)
 
 
 def payload(page: str) -> dict[str, Any]:
@@ -197,14 +198,14 @@ def test_baseline_line_and_band_come_from_the_file_and_the_snapshots(
     [(since, value, threshold)] = linux["bl"]
     assert isinstance(since, int) and (value, threshold) == (0.01, 0.2)
     assert line(data, series(data, THROUGHPUT, "queries_per_second"), MAC)["bl"] == []
-    no_file = payload(render_dashboard(history, days=30))  # the snapshots alone
+    no_file = payload(render_dashboard(read_dashboard(history, days=30)))  # the snapshots alone
     [(_, value, threshold)] = line(no_file, series(no_file, QUERY, "query_latency"), LINUX)["bl"]
     assert (value, threshold) == (0.0102, 0.2)
 
 
 def test_flat_baselines_apply_by_metric_name_to_tracked_metrics_only(history: History) -> None:
     flat = parse_baselines({LINUX: {"query_latency": 0.011, "cpu_time": 0.001}})
-    data = payload(render_dashboard(history, days=30, baselines=flat))
+    data = payload(render_dashboard(read_dashboard(history, days=30), baselines=flat))
     [(_, value, _)] = line(data, series(data, QUERY, "query_latency"), LINUX)["bl"]
     assert value == 0.011
     assert line(data, series(data, QUERY, "cpu_time"), LINUX)["bl"] == []
@@ -229,11 +230,11 @@ def test_sections_and_tables(page: str) -> None:
 
 
 def test_days_and_platforms_filter(history: History) -> None:
-    everything = payload(render_dashboard(history, days=None))
+    everything = payload(render_dashboard(read_dashboard(history, days=None)))
     assert any(s["metric"] == "tokens_per_s" for s in everything["series"])  # 90 days old
-    recent = payload(render_dashboard(history, days=30))
+    recent = payload(render_dashboard(read_dashboard(history, days=30)))
     assert not any(s["metric"] == "tokens_per_s" for s in recent["series"])
-    one = render_dashboard(history, platforms=[MAC, "nowhere"])
+    one = render_dashboard(read_dashboard(history, platforms=[MAC, "nowhere"]))
     data = payload(one)
     assert data["platforms"] == [MAC]
     assert all(len(s["lines"]) == 1 for s in data["series"])
@@ -241,7 +242,7 @@ def test_days_and_platforms_filter(history: History) -> None:
 
 
 def test_empty_history_says_how_to_fill_it(tmp_path: Path) -> None:
-    page = render_dashboard(History(tmp_path / "empty.db"))
+    page = render_dashboard(read_dashboard(History(tmp_path / "empty.db")))
     assert payload(page)["series"] == []
     assert "pytest --perf-record" in page
 
@@ -296,7 +297,7 @@ def test_size_of_50_metrics_by_100_runs(tmp_path: Path) -> None:
                 for m in range(50)
             ],
         )
-    page = render_dashboard(history, days=None)
+    page = render_dashboard(read_dashboard(history, days=None))
     assert len(payload(page)["series"]) == 50
     size = len(page.encode("utf-8"))
     assert size < 250_000, size  # ~135 KB; the seed's Plotly page was 4-5 MB

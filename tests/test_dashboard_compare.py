@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_perfguard.api import History
+from pytest_perfguard.cli.dashboard_data import read_dashboard
 from pytest_perfguard.report.dashboard import render_dashboard
 
 # No comma: a label value cannot hold one.
@@ -41,7 +42,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> str:
                     directions={"tokens_per_s": "higher"},
                     started_at=start + timedelta(days=day, minutes=len(model)),
                 )
-        return render_dashboard(history, days=None)
+        return render_dashboard(read_dashboard(history, days=None))
 
 
 def test_the_section_is_there_and_names_no_label_raw(page: str) -> None:

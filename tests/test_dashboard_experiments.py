@@ -15,6 +15,7 @@ import markupsafe
 import pytest
 
 from pytest_perfguard.api import History
+from pytest_perfguard.cli.dashboard_data import read_dashboard
 from pytest_perfguard.report.dashboard import render_dashboard
 
 EVIL = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">sweep"
@@ -44,7 +45,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> str:
         other = history.experiment("random search", template="rag", mode="random")
         other.log_trial(params={"model": "a"}, metrics={"mrr": 0.4})
         other.log_trial(params={"model": "b"}, metrics={"mrr": 0.9})
-        return render_dashboard(history, days=None)
+        return render_dashboard(read_dashboard(history, days=None))
 
 
 def payload(page: str) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def test_the_trials_are_embedded_for_the_chart(page: str) -> None:
 def test_no_experiments_no_section(tmp_path: Path) -> None:
     with History(tmp_path / "h.db") as history:
         history.record_run({"latency_s": (0.12, "s")}, test="bench/api.py", platform="box")
-        page = render_dashboard(history, days=None)
+        page = render_dashboard(read_dashboard(history, days=None))
     assert 'id="experiments"' not in page and payload(page)["experiments"] == []
 
 

@@ -186,6 +186,23 @@ def test_imports_point_down_the_layers() -> None:
     assert not upward, "imports up the layer list of docs/architecture.md:\n" + "\n".join(upward)
 
 
+# What reads stored runs: the report layer renders the data handed to it (plain records)
+# and imports none of these, lazily or for type checking either.
+QUERYING = ("api", "history", "experiment_history")
+
+
+def test_the_report_layer_queries_nothing() -> None:
+    forbidden = {f"{PACKAGE}.{name}" for name in QUERYING}
+    found = [
+        f"{module} imports {target}"
+        for module, targets in sorted(GRAPH.items())
+        if module.startswith(f"{PACKAGE}.report")
+        for target in sorted(targets)
+        if target in forbidden or any(target.startswith(f + ".") for f in forbidden)
+    ]
+    assert not found, "report/ renders data handed to it; no queries:\n" + "\n".join(found)
+
+
 def test_nothing_imports_the_plugin_module() -> None:
     importers = sorted(m for m, targets in GRAPH.items() if f"{PACKAGE}.plugin" in targets)
     assert importers == []

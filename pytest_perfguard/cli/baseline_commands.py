@@ -214,17 +214,13 @@ def _report_data(
 def dashboard(args: argparse.Namespace, ctx: Context) -> int:
     from ..baselines import load_baselines
     from ..report.dashboard import render_dashboard
+    from .dashboard_data import read_dashboard
 
     path = ctx.baselines_path(args.baselines)
     baselines = load_baselines(path) if path.exists() else None
     with ctx.history(args.db) as history:
-        page = render_dashboard(
-            history,
-            days=args.days,
-            platforms=args.platforms or None,
-            baselines=baselines,
-            settings=ctx.settings,
-        )
+        data = read_dashboard(history, days=args.days, platforms=args.platforms or None)
+    page = render_dashboard(data, baselines=baselines, settings=ctx.settings)
     with output(args.output, ctx.cwd, ctx.console) as out:
         out.write(page)
     if args.output != "-":

@@ -193,7 +193,12 @@ def trend(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.history(args.db) as history:
         test = _one_test(history, args.test, args.platform)
         points = history.trend(
-            test, args.metric, platform=args.platform, days=args.days, limit=args.limit
+            test,
+            args.metric,
+            platform=args.platform,
+            days=args.days,
+            limit=args.limit,
+            labels=dict(args.label),
         )
     if args.json:
         ctx.console.json(points)
@@ -290,6 +295,7 @@ def export(args: argparse.Namespace, ctx: Context) -> int:
             days=args.days,
             test=args.test,
             metric=args.metric,
+            labels=dict(args.label),
         )
     if args.output not in (None, "-"):
         ctx.console.err(f"exported {n} rows to {args.output}")

@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     _platform(p)
     _days(p)
     _limit(p, None, "only the newest N values")
+    _labels(p, "only runs with this label (repeat: all of them)")
     _json(p)
 
     p = _command(sub, "compare", hc.compare, "every metric of two runs, with the change")
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     _days(p)
     p.add_argument("--test", metavar="PATTERN", help="test id glob, e.g. '*rag*'")
     p.add_argument("--metric", metavar="NAME", help="only this metric")
+    _labels(p, "only runs with this label (repeat: all of them)")
 
     p = _command(sub, "report", bc.report, "the report of a stored run against the baselines")
     p.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")

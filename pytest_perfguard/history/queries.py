@@ -304,6 +304,24 @@ def get_run(conn: Connection, run_id: int) -> RunDetail | None:
     )
 
 
+# Run ids per query of `runs_measurements` (bound parameters stay well under every
+# backend's limit).
+_RUN_BATCH = 500
+
+
+def runs_measurements(conn: Connection, run_ids: list[int]) -> dict[int, list[Measurement]]:
+    """The measurements of many runs in one query per batch of ids (in each run's stored
+    order); a run without any, or not stored, is absent."""
+    found: dict[int, list[Measurement]] = {}
+    query = _statement(("run rows",), _run_rows)
+    unique = sorted(set(run_ids))
+    for start in range(0, len(unique), _RUN_BATCH):
+        batch = unique[start : start + _RUN_BATCH]
+        for row in conn.execute(query, {"run_ids": batch}):
+            found.setdefault(row.run_id, []).append(measurement_from_row(row))
+    return found
+
+
 def run_labels_of(conn: Connection, run_id: int) -> dict[str, str]:
     query = _statement(
         ("run labels",),

@@ -1,6 +1,7 @@
 """The offline dashboard: one self-contained HTML file built from the history.
 
-`render_dashboard(history)` reads the runs of the last `days` through the `History` API,
+`render_dashboard(data)` renders what its caller read through the `History` API
+(`DashboardData`; `cli/dashboard_data.read_dashboard` reads it; nothing here queries),
 works out baselines and change points here in Python, takes every verdict from the gate's
 own code with the project's settings (`dashboard_verdicts`), renders the tables with
 jinja2 (autoescaped) and embeds the chart data as JSON for a small hand-written script
@@ -17,10 +18,9 @@ import functools
 import hashlib
 import json
 import statistics
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import markupsafe
@@ -32,17 +32,15 @@ from ..results import Verdict
 from ..settings import PerfSettings
 from .dashboard_experiments import experiments_view
 from .dashboard_series import (
+    DashboardData,
     Series,
     aware,
+    build_series,
     chart_payload,
     judge,
-    load_series,
     snapshot_segments,
 )
 from .dashboard_verdicts import VerdictKey, judge_runs
-
-if TYPE_CHECKING:
-    from ..api import History
 
 __all__ = ["render_dashboard"]
 
@@ -57,44 +55,40 @@ _JSON_ESCAPES = str.maketrans(
 
 
 def render_dashboard(
-    history: History,
+    data: DashboardData,
     *,
-    days: int | None = 30,
-    platforms: Sequence[str] | None = None,
     baselines: BaselineFile | None = None,
     settings: PerfSettings | None = None,
 ) -> str:
-    """The dashboard of `history` as one standalone HTML page (opens offline from disk).
+    """The dashboard of `data` as one standalone HTML page (opens offline from disk).
 
-    `days` None shows all the history; `platforms` None every platform. Baselines come from
-    `baselines` (the committed file) when given, with earlier values from the baseline
-    snapshots stored by updates; without it, from the snapshots alone. Verdicts are the
-    gate's under `settings` (the project's; the defaults when None).
+    Baselines come from `baselines` (the committed file) when given, with earlier values
+    from the baseline snapshots stored by updates; without it, from the snapshots alone.
+    Verdicts are the gate's under `settings` (the project's; the defaults when None).
     """
     settings = PerfSettings() if settings is None else settings
-    records = [r for r in history.platforms() if platforms is None or r.key in platforms]
+    records = data.platforms
     keys = [r.key for r in records]
-    missing = [p for p in platforms or () if p not in keys]
-    snapshots = [s for s in history.baseline_snapshots() if s.platform in keys]
-    series = load_series(history, keys, days)
+    snapshots = data.snapshots
+    series = build_series(data.points, data.kinds, keys)
     segments = snapshot_segments(snapshots, settings.threshold)
     for s in series:
         for line in s.lines:
             stored = segments.get((line.platform, s.test, s.metric), [])
             judge(s, line, stored, baselines, settings.threshold)
-    verdicts = judge_runs(history, series, settings)
+    verdicts = judge_runs(data.measurements, series, settings)
     seen = {line.platform for s in series for line in s.lines}
     shown_platforms = [key for key in keys if key in seen]
     payload = chart_payload(series, shown_platforms)
-    experiment_rows, payload["experiments"] = experiments_view(history)
+    experiment_rows, payload["experiments"] = experiments_view(data.experiments, data.trials)
     snapshot = _snapshot_rows(series, verdicts)
     context = {
         "version": __version__,
         "generated": _utc_text(datetime.now(timezone.utc)),
-        "url": history.url,
-        "days": days,
+        "url": data.url,
+        "days": data.days,
         "platforms": [_platform_view(r) for r in records if r.key in shown_platforms],
-        "missing": missing,
+        "missing": data.missing,
         "n_series": len(series),
         "n_runs": len(payload["runs"]),
         "span": _span(series),

@@ -9,21 +9,23 @@ from typing import TYPE_CHECKING, Any
 from ..formatting import format_percent
 
 if TYPE_CHECKING:
-    from ..api import History
-    from ..experiments import ExperimentRecord
+    from ..experiments import ExperimentRecord, Trial
 
 # The newest experiments shown, and the trials of each carried into the page.
 MAX_EXPERIMENTS = 20
 MAX_TRIALS = 5000
 
 
-def experiments_view(history: History) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(table rows, chart payload) of the newest experiments; both empty without any."""
-    records = history.experiments()[:MAX_EXPERIMENTS]
+def experiments_view(
+    records: list[ExperimentRecord], trials_of: dict[int, list[Trial]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(table rows, chart payload) of the experiments handed in (the newest
+    `MAX_EXPERIMENTS`, with up to `MAX_TRIALS` trials each); both empty without any."""
+    records = records[:MAX_EXPERIMENTS]
     rows = [_row(record) for record in records]
     payload = []
     for record in records:
-        trials = history.trials(record.id)[:MAX_TRIALS]
+        trials = trials_of.get(record.id, [])[:MAX_TRIALS]
         params = list(dict.fromkeys(k for t in trials for k in t.params))
         metrics = list(dict.fromkeys(k for t in trials for k in t.metrics))
         payload.append(

@@ -1,7 +1,8 @@
 """The dashboard's data: each (test, metric) over time, one line per platform, with the
 baselines in effect over time, the points that regressed and the change points.
 
-Read through the `History` API; the charts get it as compact JSON (`chart_payload`).
+Built from the points handed in (`DashboardData`, read by the caller through the `History`
+API); the charts get it as compact JSON (`chart_payload`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from ..compare import applicable_baseline, threshold_for
 from ..results import STEP_PREFIX, Direction, worse_is_positive
 
 if TYPE_CHECKING:
-    from ..api import History
-    from ..records import TrendPoint
+    from ..experiments import ExperimentRecord, Trial
+    from ..records import BaselineSnapshotRecord, PlatformRecord, TrendPoint
+    from ..results import Measurement
 
 ALL_KINDS = ("primary", "custom", "step", "system")
 _KIND_ORDER = {"primary": 0, "custom": 1, "step": 2, "system": 3}
@@ -75,20 +77,33 @@ class Series:
         return any(line.latest in line.regressions for line in self.lines)
 
 
-def load_series(history: History, keys: list[str], days: int | None) -> list[Series]:
-    kinds: dict[tuple[str, str], tuple[str, bool]] = {}
-    for key in keys:
-        latest = history.metric_history(key, last_runs=1, kinds=ALL_KINDS, passed_only=False)
-        for name, found in latest.items():
-            kinds.setdefault(name, (found.kind, found.marked))
-    tests = sorted({test for key in keys for test in history.tests(platform=key)})
-    only = keys[0] if len(keys) == 1 else None
+@dataclass(frozen=True, slots=True)
+class DashboardData:
+    """Everything the dashboard shows, read from the history by its caller (the report
+    layer renders what it is handed and queries nothing): `read_dashboard` in
+    `cli/dashboard_data.py` fills it through the `History` API."""
+
+    url: str
+    days: int | None
+    platforms: list[PlatformRecord]  # the platforms asked for, in the history's order
+    missing: list[str]  # platforms asked for that the history does not have
+    snapshots: list[BaselineSnapshotRecord]  # baselines updates on those platforms, newest first
+    points: list[TrendPoint]  # every stored value on those platforms in the window
+    kinds: dict[tuple[str, str], tuple[str, bool]]  # (test, metric) -> (kind, marked)
+    measurements: dict[int, list[Measurement]]  # run id -> its measurements, to judge it
+    experiments: list[ExperimentRecord] = field(default_factory=list)
+    trials: dict[int, list[Trial]] = field(default_factory=dict)  # experiment id -> trials
+
+
+def build_series(
+    points: Sequence[TrendPoint], kinds: dict[tuple[str, str], tuple[str, bool]], keys: list[str]
+) -> list[Series]:
+    """The points grouped per (test, metric), one line per platform in `keys`' order."""
     grouped: dict[tuple[str, str], dict[str, list[TrendPoint]]] = {}
-    for test in tests:
-        for point in history.trend(test, platform=only, days=days):
-            if point.platform in keys:
-                by_platform = grouped.setdefault((point.test, point.metric), {})
-                by_platform.setdefault(point.platform, []).append(point)
+    for point in points:
+        if point.platform in keys:
+            by_platform = grouped.setdefault((point.test, point.metric), {})
+            by_platform.setdefault(point.platform, []).append(point)
     series = []
     for (test, metric), by_platform in grouped.items():
         newest = max((p[-1] for p in by_platform.values()), key=lambda p: p.started_at)

@@ -10,24 +10,22 @@ and a row of the snapshot says `regression`, exactly when the gate would fail th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 from ..baselines import BaselineEntry, BaselineFile, PlatformBaselines
 from ..compare import GateSettings, judge_run
-from ..results import Verdict
+from ..results import Measurement, Verdict
 from .dashboard_series import Series, epoch, segment_at
-
-if TYPE_CHECKING:
-    from ..api import History
 
 VerdictKey = tuple[int, str, str]  # run id, test, metric
 
 
 def judge_runs(
-    history: History, series: list[Series], settings: GateSettings
+    measurements: Mapping[int, Sequence[Measurement]], series: list[Series], settings: GateSettings
 ) -> dict[VerdictKey, Verdict]:
     """The gate's verdict on every (run, test, metric) that `series` shows and the gate
-    judges, and marks the regressions on each line."""
+    judges, and marks the regressions on each line. `measurements` holds each shown run's
+    stored measurements (read in one batch by the caller: `History.runs_measurements`)."""
     runs: dict[int, tuple[str, float]] = {}
     for s in series:
         for line in s.lines:
@@ -42,8 +40,8 @@ def judge_runs(
                 if segment is not None:
                     tests.setdefault(s.test, {})[s.metric] = segment.entry
         in_effect = BaselineFile(platforms={platform: PlatformBaselines(tests=tests)})
-        measurements = history.get_run(run_id).measurements
-        for verdict in judge_run(measurements, in_effect, platform, settings).verdicts:
+        stored = list(measurements.get(run_id, ()))
+        for verdict in judge_run(stored, in_effect, platform, settings).verdicts:
             verdicts[(run_id, verdict.test, verdict.metric)] = verdict
     for s in series:
         for line in s.lines:

@@ -126,11 +126,13 @@ class SessionResult:
     update: UpdateResult | None = None
     messages: list[tuple[str, Markup]] = field(default_factory=list)
     fail_session: bool = False
+    # The rows judged, for the terminal's step breakdown of marked tests.
+    measurements: Sequence[Measurement] = ()
 
     def terminal_lines(self, verbose: bool) -> list[tuple[str, Markup]]:
         from .report.terminal import terminal_lines
 
-        return [*terminal_lines(self.comparison, verbose), *self.messages]
+        return [*terminal_lines(self.comparison, verbose, self.measurements), *self.messages]
 
 
 @dataclass
@@ -259,7 +261,9 @@ def finish_session(
         system_info=system_info,
     )
     run.labels = dict(settings.labels)
-    result = SessionResult(comparison=Comparison(context.platform.key), run=run)
+    result = SessionResult(
+        comparison=Comparison(context.platform.key), run=run, measurements=measurements
+    )
     try:
         comparison = _compare(context, measurements, selected)
         comparison.notes.extend(context.notes)

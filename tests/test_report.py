@@ -84,10 +84,10 @@ def section(markdown: str, title: str) -> list[str]:
 
 def test_header_verdict_and_marker(markdown: str) -> None:
     assert markdown.startswith("<!-- perfguard-report -->\n")
-    assert "## ❌ 2 performance regressions" in markdown
+    assert "## ❌ 3 performance regressions" in markdown  # two metrics and a step
     assert "**Platform** linux_x86" in markdown
     assert "0123456789ab" in markdown and "**Run type** ci" in markdown
-    assert "\n\n2 regressions · 1 improvement · 1 new · 1 missing\n" in markdown
+    assert "\n\n2 regressions · 1 improvement · 1 new · 1 missing · 1 regressed step\n" in markdown
 
 
 def test_no_regressions_headline() -> None:
@@ -102,7 +102,9 @@ def test_regressions_table_comes_first_with_numbers(markdown: str) -> None:
     header, _rule, *rows = section(markdown, "Regressions")
     assert split_row(header) == [" Test ", " Metric ", " Baseline ", " Current ", " Change ",
                                  " Threshold ", " Note "]
-    assert len(rows) == 2
+    assert len(rows) == 3  # the regressed step last
+    assert [c.strip() for c in split_row(rows[2])][:5] == [
+        "tests/test_rag.py::test_pipeline", "step:embed", "100 ms", "600 ms", "+500.0%"]
     cells = [c.strip() for c in split_row(rows[1])]
     assert cells == ["tests/test_rag.py::test_pipeline", "query_latency", "500 ms",
                      "1.00 s", "+100.0%", "20%", ""]
@@ -158,6 +160,7 @@ def test_step_breakdown(markdown: str) -> None:
     assert "#### tests/test_rag.py::test_pipeline ❌" in breakdown
     assert "Slowest step: **embed** (600 ms, 60% of 1.00 s)." in breakdown
     assert "Grew most: **embed**, 100 ms → 600 ms (+500.0%)." in breakdown
+    assert "Regressed step: **embed**, 100 ms → 600 ms (+500.0%, threshold 20%)." in breakdown
     rows = [r for r in breakdown.splitlines() if r.startswith("|")]
     assert len(rows) == 5
     rerank = [c.strip() for c in split_row(rows[4])]
@@ -191,26 +194,27 @@ def test_json_report_schema() -> None:
     assert tput["change"] == pytest.approx(-1.0)
     assert set(tput) >= {"baseline", "current", "change", "threshold", "verdict", "unit",
                          "direction", "gated"}
-    assert by_key[(PIPE, "step:embed")]["gated"] is False
+    assert by_key[(PIPE, "step:embed")]["gated"] is True  # a step with a baseline is gated
 
 
 def test_terminal_lines_regressions_first_then_counts() -> None:
     lines = terminal_lines(comparison(), verbose=False)
     texts = [text for text, _ in lines]
-    assert texts[0] == "2 performance regressions:"
+    assert texts[0] == "3 performance regressions:"
     assert lines[0][1] == {"red": True, "bold": True}
     assert texts[1].split() == ["test", "metric", "baseline", "current", "change", "threshold"]
     assert "query_latency" in texts[4] and "+100.0%" in texts[4] and "20%" in texts[4]
     assert lines[4][1] == {"red": True}
-    assert texts[5] == "1 improvement; 1 new; 1 missing"
-    assert len(lines) == 6
+    assert "step:embed" in texts[5] and "+500.0%" in texts[5]  # the regressed step
+    assert texts[6] == "1 improvement; 1 new; 1 missing"
+    assert len(lines) == 7
 
 
 def test_terminal_verbose_shows_every_compared_metric() -> None:
     comp = comparison()
     lines = terminal_lines(comp, verbose=True)
-    assert len(lines) == 6 + 4 + len(comp.verdicts)
-    assert any("step:embed" in text and "regression (info)" in text for text, _ in lines)
+    assert len(lines) == 7 + 4 + len(comp.verdicts)
+    assert any("step:embed" in text and text.endswith("regression") for text, _ in lines)
 
 
 def test_terminal_without_verdicts() -> None:

@@ -22,6 +22,11 @@ class StepRow:
     verdict: Verdict | None = None  # present when the baseline has this step
 
     @property
+    def regressed(self) -> bool:
+        """Whether this step failed the session (its verdict a gated regression)."""
+        return self.verdict is not None and self.verdict.kind == "regression" and self.verdict.gated
+
+    @property
     def growth(self) -> float | None:
         """Absolute growth over the baseline (in `unit`), when there is one."""
         if self.verdict is None or self.verdict.baseline is None:
@@ -32,7 +37,7 @@ class StepRow:
 @dataclass(frozen=True, slots=True)
 class StepBreakdown:
     """The steps of one test, with what a reviewer asks first: which step is slowest,
-    which failed, and (when the test regressed) which grew most."""
+    which failed, which regressed, and (when the test regressed) which grew most."""
 
     test: str
     total: float | None
@@ -47,6 +52,10 @@ class StepBreakdown:
     @property
     def failed(self) -> list[StepRow]:
         return [s for s in self.steps if s.error]
+
+    @property
+    def regressed_steps(self) -> list[StepRow]:
+        return [s for s in self.steps if s.regressed]
 
     @property
     def grew_most(self) -> StepRow | None:
@@ -75,14 +84,15 @@ class ReportData:
 
     @property
     def regressions(self) -> list[Verdict]:
-        return self.comparison.regressions
+        """What fails the session: the regressed metrics, then the regressed steps."""
+        return self.comparison.regressions + self.comparison.step_regressions
 
     def of_kind(self, kind: str) -> list[Verdict]:
         return [v for v in self.comparison.metric_verdicts if v.kind == kind]
 
     @property
     def side_by_side(self) -> str | None:
-        """"base <rev> vs head <rev>, measured side by side on <platform>" when the run was
+        """ "base <rev> vs head <rev>, measured side by side on <platform>" when the run was
         an A/B session (`--perf-against`), else None."""
         ab = self.run.system_info.get("ab")
         header = ab.get("header") if isinstance(ab, dict) else None
@@ -109,20 +119,44 @@ def build_report(
         MetricRow(m, verdicts.get((m.test, m.metric)))
         for m in sorted(measurements, key=lambda m: (m.test, m.metric))
     ]
-    regressed = {v.test for v in comparison.regressions}
-    breakdowns = _breakdowns(measurements, verdicts, regressed)
-    breakdowns.sort(key=lambda b: (not b.regressed, b.test))
+    breakdowns = step_breakdowns(measurements, comparison, verdicts)
     return ReportData(run, comparison, rows, breakdowns, warn_only)
+
+
+def step_breakdowns(
+    measurements: Sequence[Measurement],
+    comparison: Comparison,
+    verdicts: dict[tuple[str, str], Verdict] | None = None,
+    *,
+    marked_only: bool = False,
+) -> list[StepBreakdown]:
+    """The step breakdown of every test with `perf.measure` steps (of marked tests only
+    with `marked_only`, as the terminal summary lists them): regressed tests first."""
+    if verdicts is None:
+        verdicts = {(v.test, v.metric): v for v in comparison.verdicts}
+    regressed = {v.test for v in comparison.regressions + comparison.step_regressions}
+    breakdowns = _breakdowns(measurements, verdicts, regressed, marked_only)
+    breakdowns.sort(key=lambda b: (not b.regressed, b.test))
+    return breakdowns
 
 
 def _breakdowns(
     measurements: Sequence[Measurement],
     verdicts: dict[tuple[str, str], Verdict],
     regressed: set[str],
+    marked_only: bool,
 ) -> list[StepBreakdown]:
+    with_steps = {
+        m.test
+        for m in measurements
+        if (m.kind == "step" or m.metric.startswith(STEP_PREFIX)) and (m.marked or not marked_only)
+    }
+    if not with_steps:
+        return []
     by_test: dict[str, list[Measurement]] = {}
     for m in measurements:
-        by_test.setdefault(m.test, []).append(m)
+        if m.test in with_steps:
+            by_test.setdefault(m.test, []).append(m)
     result = []
     for test, ms in by_test.items():
         steps = [m for m in ms if m.kind == "step" or m.metric.startswith(STEP_PREFIX)]

@@ -86,4 +86,7 @@ _LABELS = {
 def summary_line(data: ReportData) -> str:
     counts = data.comparison.counts()
     parts = [f"{n} {_LABELS[kind][n != 1]}" for kind, n in counts.items() if n and kind in _LABELS]
+    steps = len(data.comparison.step_regressions)
+    if steps:
+        parts.append(f"{steps} regressed step{'s' if steps != 1 else ''}")
     return " · ".join(parts) if parts else "No gated metrics were compared."

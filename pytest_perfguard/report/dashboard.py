@@ -81,6 +81,8 @@ def render_dashboard(
     shown_platforms = [key for key in keys if key in seen]
     payload = chart_payload(series, shown_platforms)
     experiment_rows, payload["experiments"] = experiments_view(data.experiments, data.trials)
+    payload["snapshots"] = _snapshot_history(snapshots)
+    payload["threshold"] = settings.threshold
     snapshot = _snapshot_rows(series, verdicts)
     context = {
         "version": __version__,
@@ -244,6 +246,7 @@ def _snapshot_view(snapshot: Any) -> dict[str, Any]:
                     "test": test,
                     "metric": metric,
                     "value": format_value(shown, str(entry.get("unit", ""))),
+                    "number": shown,
                     "reason": str(entry.get("reason", "")),
                 }
             )
@@ -255,6 +258,37 @@ def _snapshot_view(snapshot: Any) -> dict[str, Any]:
         "reason": snapshot.reason,
         "entries": entries,
     }
+
+
+def _snapshot_history(snapshots: list[Any]) -> list[dict[str, Any]]:
+    """Every baselines update, oldest first, with what it changed: each entry's value
+    before (the one the previous update on that platform left, None when it was added)
+    and after. An update stores only the entries it changed, so what the baselines were
+    at any update is the replay of that platform's updates up to it (the page's script
+    does it when a reader picks one)."""
+    state: dict[str, dict[tuple[str, str], tuple[str, float | None]]] = {}
+    out = []
+    for snap in reversed(snapshots):  # newest first -> oldest first
+        before = state.setdefault(snap.platform, {})
+        changes = []
+        for e in _snapshot_view(snap)["entries"]:
+            key = (e["test"], e["metric"])
+            old_text, old_number = before.get(key, (None, None))
+            change = "" if old_text is None else format_delta(e["number"], old_number)
+            changes.append([e["test"], e["metric"], old_text, e["value"], change, e["reason"]])
+            before[key] = (e["value"], e["number"])
+        out.append(
+            {
+                "id": snap.id,
+                "when": _utc_text(snap.created_at),
+                "platform": snap.platform,
+                "commit": (snap.git_commit or "")[:10],
+                "who": snap.who,
+                "reason": snap.reason,
+                "changes": changes,
+            }
+        )
+    return out
 
 
 def _platform_view(record: Any) -> dict[str, Any]:

@@ -104,6 +104,40 @@
   var data = JSON.parse(document.getElementById("perfguard-data").textContent);
   var runs = data.runs;  // [run id, time (s), platform index, commit]
   var enabled = data.platforms.map(function () { return true; });
+  // A labelled platform key ends in its sorted label set: "box[dataset=v2,model=openai]".
+  var labelsOf = data.platforms.map(function (key) {
+    var found = {}, m = /\[([^\]]*)\]$/.exec(key);
+    if (m) {
+      m[1].split(",").forEach(function (pair) {
+        var i = pair.indexOf("=");
+        if (i > 0) found[pair.slice(0, i)] = pair.slice(i + 1);
+      });
+    }
+    return found;
+  });
+  var labelFilter = null;  // [key, value] the trends keep, or null for every line
+  // The x axis: "time" (dates) or "run" (runs numbered in time order, the run id on the axis).
+  var xMode = "time";
+  var order = runs.map(function (run, r) { return r; });
+  order.sort(function (a, b) { return runs[a][1] - runs[b][1] || runs[a][0] - runs[b][0]; });
+  var rankOf = [];
+  order.forEach(function (r, k) { rankOf[r] = k; });
+  var sortedTimes = order.map(function (r) { return runs[r][1]; });
+
+  function runX(r) { return xMode === "time" ? runs[r][1] : rankOf[r]; }
+
+  // Where a time falls on the x axis: itself, or half a run before the first run at or after it.
+  function timeX(t) {
+    if (xMode === "time") return t;
+    var lo = 0, hi = sortedTimes.length;
+    while (lo < hi) { var mid = (lo + hi) >> 1; if (sortedTimes[mid] < t) lo = mid + 1; else hi = mid; }
+    return lo - 0.5;
+  }
+
+  function lineShown(line) {
+    if (!enabled[line.p]) return false;
+    return !labelFilter || labelsOf[line.p][labelFilter[0]] === labelFilter[1];
+  }
   var tooltip = el("div", "tooltip");
   tooltip.hidden = true;
   body.appendChild(tooltip);
@@ -120,19 +154,13 @@
     this.s = series;
     this.card = card;
     this.id = index;
-    var lo = Infinity, hi = -Infinity;
     series.lines.forEach(function (line) {
-      line.r.forEach(function (r) { lo = Math.min(lo, runs[r][1]); hi = Math.max(hi, runs[r][1]); });
       line.failed = {};
       line.x.forEach(function (i) { line.failed[i] = true; });
       line.regressed = {};
       line.reg.forEach(function (i) { line.regressed[i] = true; });
     });
-    if (lo === hi) { lo -= 3600; hi += 3600; }
-    var margin = (hi - lo) * 0.02;
-    this.full = [lo - margin, hi + margin];
-    this.x0 = this.full[0];
-    this.x1 = this.full[1];
+    this.fit();
     this.svg = svg("svg", {"class": "chart", height: H, role: "img"});
     this.svg.setAttribute("aria-label", series.metric + " of " + series.test);
     this.reset = el("button", "reset", "reset zoom");
@@ -144,8 +172,23 @@
     this.bind();
   }
 
+  // The whole x range of the chart's points on the current axis.
+  Chart.prototype.fit = function () {
+    var lo = Infinity, hi = -Infinity;
+    this.s.lines.forEach(function (line) {
+      line.r.forEach(function (r) { lo = Math.min(lo, runX(r)); hi = Math.max(hi, runX(r)); });
+    });
+    var pad = xMode === "time" ? 3600 : 1;
+    if (lo === hi) { lo -= pad; hi += pad; }
+    var margin = (hi - lo) * 0.02;
+    this.full = [lo - margin, hi + margin];
+    this.x0 = this.full[0];
+    this.x1 = this.full[1];
+    if (this.reset) this.reset.hidden = true;
+  };
+
   Chart.prototype.zoom = function (x0, x1) {
-    var full = this.full, span = Math.max(x1 - x0, 60);
+    var full = this.full, span = Math.max(x1 - x0, xMode === "time" ? 60 : 2);
     span = Math.min(span, full[1] - full[0]);
     x0 = Math.max(full[0], Math.min(x0, full[1] - span));
     this.x0 = x0;
@@ -155,7 +198,7 @@
   };
 
   Chart.prototype.visibleLines = function () {
-    return this.s.lines.filter(function (line) { return enabled[line.p]; });
+    return this.s.lines.filter(lineShown);
   };
 
   Chart.prototype.draw = function () {
@@ -165,11 +208,11 @@
     root.setAttribute("width", W);
     while (root.firstChild) root.removeChild(root.firstChild);
     var lines = this.visibleLines();
-    var lo = Infinity, hi = -Infinity;
+    var lo = Infinity, hi = -Infinity, seen = [];
     lines.forEach(function (line) {
       line.v.forEach(function (v, i) {
-        var t = runs[line.r[i]][1];
-        if (t >= x0 && t <= x1) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+        var t = runX(line.r[i]);
+        if (t >= x0 && t <= x1) { lo = Math.min(lo, v); hi = Math.max(hi, v); seen.push(v); }
       });
       line.bl.forEach(function (seg) {
         lo = Math.min(lo, seg[1] * (1 - seg[2]));
@@ -177,6 +220,17 @@
       });
     });
     if (lo === Infinity) { lo = 0; hi = 1; }
+    // Never zoom into noise: the axis spans at least the threshold band around the middle
+    // value (the baseline's band is in view already when there is one), so a wobble of a
+    // few per cent under a 10 % threshold fills a few tenths of the height, not all of it.
+    seen.sort(function (a, b) { return a - b; });
+    var middle = seen.length ? seen[seen.length >> 1] : (lo + hi) / 2;
+    var least = Math.abs(middle) * (data.threshold || 0.1);
+    if (hi - lo < 2 * least) {
+      var centre = (lo + hi) / 2;
+      lo = Math.min(lo, centre - least);
+      hi = Math.max(hi, centre + least);
+    }
     if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
     var padY = (hi - lo) * 0.06;
     lo -= padY; hi += padY;
@@ -191,12 +245,27 @@
       var label = svg("text", {x: M.l - 6, y: Y(v) + 4, "text-anchor": "end"}, axes);
       label.textContent = formatValue(v, s.unit);
     });
-    var tt = timeTicks(x0, x1, Math.max(2, Math.floor(pw / (x1 - x0 < 86400 * 4 ? 110 : 70))));
-    tt.ticks.forEach(function (t) {
-      svg("line", {x1: X(t), x2: X(t), y1: M.t, y2: H - M.b, "class": "grid"}, axes);
-      var label = svg("text", {x: X(t), y: H - 8, "text-anchor": "middle"}, axes);
-      label.textContent = formatTick(t, tt.withTime);
-    });
+    if (xMode === "time") {
+      var tt = timeTicks(x0, x1, Math.max(2, Math.floor(pw / (x1 - x0 < 86400 * 4 ? 110 : 70))));
+      tt.ticks.forEach(function (t) {
+        svg("line", {x1: X(t), x2: X(t), y1: M.t, y2: H - M.b, "class": "grid"}, axes);
+        var label = svg("text", {x: X(t), y: H - 8, "text-anchor": "middle"}, axes);
+        label.textContent = formatTick(t, tt.withTime);
+      });
+    } else {
+      niceTicks(Math.max(0, x0), Math.min(order.length - 1, x1), Math.max(2, Math.floor(pw / 80)))
+        .forEach(function (k) {
+          if (k !== Math.round(k)) return;
+          svg("line", {x1: X(k), x2: X(k), y1: M.t, y2: H - M.b, "class": "grid"}, axes);
+          var label = svg("text", {x: X(k), y: H - 8, "text-anchor": "middle", "class": "run-tick"}, axes);
+          label.textContent = "#" + runs[order[k]][0];
+        });
+    }
+    // The scale, said once: values do not start at zero, so a gap is not a ratio.
+    if (lo > 0 || hi < 0) {
+      svg("text", {x: M.l + 4, y: H - M.b - 4, "class": "scale-note"}, axes).textContent =
+        "axis from " + formatValue(lo, s.unit) + ", not 0";
+    }
 
     var clipId = "clip-" + this.id;
     var defs = svg("defs", {}, root);
@@ -209,8 +278,8 @@
       var segs = line.bl;
       var d = "";
       segs.forEach(function (seg, i) {
-        var a = seg[0] === null || i === 0 ? x0 - (x1 - x0) : seg[0];
-        var b = i + 1 < segs.length ? segs[i + 1][0] : x1 + (x1 - x0);
+        var a = seg[0] === null || i === 0 ? x0 - (x1 - x0) : timeX(seg[0]);
+        var b = i + 1 < segs.length ? timeX(segs[i + 1][0]) : x1 + (x1 - x0);
         var top = seg[1] * (1 + seg[2]), bottom = seg[1] * (1 - seg[2]);
         svg("rect", {x: X(a), y: Y(top), width: Math.max(0, X(b) - X(a)), height: Math.max(0, Y(bottom) - Y(top)),
                      fill: color, "class": "band"}, plot);
@@ -224,12 +293,12 @@
       var d = "", dots = 0;
       line.v.forEach(function (v, i) {
         if (line.failed[i]) return;
-        d += (d ? "L" : "M") + X(runs[line.r[i]][1]).toFixed(1) + " " + Y(v).toFixed(1);
+        d += (d ? "L" : "M") + X(runX(line.r[i])).toFixed(1) + " " + Y(v).toFixed(1);
         dots++;
       });
       if (d) svg("path", {d: d, stroke: color, "class": "series"}, plot);
       line.v.forEach(function (v, i) {
-        var x = X(runs[line.r[i]][1]), y = Y(v);
+        var x = X(runX(line.r[i])), y = Y(v);
         if (x < M.l - 5 || x > W - M.r + 5) return;
         if (line.failed[i]) {
           svg("path", {d: "M" + (x - 3) + " " + (y - 3) + "l6 6m0 -6l-6 6", "class": "failed"}, plot);
@@ -240,7 +309,7 @@
         }
       });
       line.cp.forEach(function (cp) {
-        var x = X(runs[line.r[cp[0]]][1]);
+        var x = X(runX(line.r[cp[0]]));
         var worse = cp[2] > 0;
         svg("line", {x1: x, x2: x, y1: M.t, y2: H - M.b, "class": worse ? "cp worse" : "cp better"}, plot);
         var label = svg("text", {x: x + 3, y: M.t + 10 + 12 * li, "class": worse ? "cp-label worse" : "cp-label better"}, plot);
@@ -257,7 +326,7 @@
     var best = null, bestD = 400, self = this;
     this.visibleLines().forEach(function (line) {
       line.v.forEach(function (v, i) {
-        var dx = self.X(runs[line.r[i]][1]) - px, dy = self.Y(v) - py;
+        var dx = self.X(runX(line.r[i])) - px, dy = self.Y(v) - py;
         var dist = dx * dx + dy * dy * 0.25;
         if (dist < bestD) { bestD = dist; best = {line: line, i: i}; }
       });
@@ -282,7 +351,7 @@
     if (x + 320 > window.scrollX + window.innerWidth) x = event.pageX - 330;
     tooltip.style.left = x + "px";
     tooltip.style.top = y + "px";
-    this.hover.setAttribute("cx", this.X(run[1]));
+    this.hover.setAttribute("cx", this.X(runX(line.r[i])));
     this.hover.setAttribute("cy", this.Y(v));
     this.hover.setAttribute("stroke", COLORS[line.p % COLORS.length]);
     this.hover.setAttribute("visibility", "visible");
@@ -397,6 +466,9 @@
       if (chart.drawn) count++;
     });
     document.getElementById("chart-count").textContent = visible + " of " + charts.length + " charts";
+    var lines = 0;
+    charts.forEach(function (chart) { if (!chart.card.hidden) lines += chart.visibleLines().length; });
+    body.setAttribute("data-trend-lines", String(lines));
     body.setAttribute("data-rendered", String(count));
   }
 
@@ -414,6 +486,39 @@
     label.appendChild(document.createTextNode(name));
     legend.appendChild(label);
   });
+
+  // Trends by label: "model=openai" keeps the lines of platforms labelled so.
+  var labelPick = document.getElementById("filter-label");
+  var pairs = [];
+  labelsOf.forEach(function (found) {
+    Object.keys(found).forEach(function (k) {
+      var pair = k + "=" + found[k];
+      if (pairs.indexOf(pair) < 0) pairs.push(pair);
+    });
+  });
+  pairs.sort();
+  if (labelPick) {
+    labelPick.parentNode.hidden = !pairs.length;
+    pairs.forEach(function (pair) {
+      var node = el("option", "", pair);
+      node.value = pair;
+      labelPick.appendChild(node);
+    });
+    labelPick.addEventListener("change", function () {
+      var v = labelPick.value, i = v.indexOf("=");
+      labelFilter = v ? [v.slice(0, i), v.slice(i + 1)] : null;
+      refresh(true);
+    });
+  }
+  var axisPick = document.getElementById("x-axis");
+  if (axisPick) {
+    axisPick.addEventListener("change", function () {
+      xMode = axisPick.value === "run" ? "run" : "time";
+      charts.forEach(function (chart) { chart.fit(); });
+      body.setAttribute("data-x-axis", xMode);
+      refresh(true);
+    });
+  }
 
   controls.text.addEventListener("input", function () { refresh(false); });
   controls.regressed.addEventListener("change", function () { refresh(false); });
@@ -537,17 +642,6 @@
     var rows = document.querySelector("#cmp-table tbody");
     var box = document.getElementById("cmp-chart");
     var RECENT = 5;
-    // A labelled platform key ends in its sorted label set: "box[dataset=v2,model=openai]".
-    var labelsOf = data.platforms.map(function (key) {
-      var found = {}, m = /\[([^\]]*)\]$/.exec(key);
-      if (m) {
-        m[1].split(",").forEach(function (pair) {
-          var i = pair.indexOf("=");
-          if (i > 0) found[pair.slice(0, i)] = pair.slice(i + 1);
-        });
-      }
-      return found;
-    });
     var labelKeys = [];
     labelsOf.forEach(function (found) {
       Object.keys(found).forEach(function (k) { if (labelKeys.indexOf(k) < 0) labelKeys.push(k); });
@@ -662,7 +756,80 @@
     draw();
   }
 
+  // -- baseline history: one update at a time, its changes and the baselines after it --
+  function snapshotsView() {
+    var snaps = data.snapshots || [];  // oldest first
+    var pick = document.getElementById("snap-pick");
+    if (!pick || !snaps.length) return;
+    var view = document.getElementById("snap-view");
+    var older = document.getElementById("snap-older");
+    var newer = document.getElementById("snap-newer");
+
+    for (var k = snaps.length - 1; k >= 0; k--) {
+      var node = el("option", "", "#" + snaps[k].id + " \u00b7 " + snaps[k].when + " \u00b7 " +
+                    snaps[k].platform + (snaps[k].reason ? " \u00b7 " + snaps[k].reason : ""));
+      node.value = String(k);
+      pick.appendChild(node);
+    }
+
+    function table(id, head, rows) {
+      var t = el("table");
+      t.id = id;
+      var tr = el("tr");
+      head.forEach(function (h) { tr.appendChild(el("th", "", h)); });
+      t.appendChild(el("thead")).appendChild(tr);
+      var tbody = t.appendChild(el("tbody"));
+      rows.forEach(function (row) {
+        var line = el("tr", row.changed ? "changed" : "");
+        row.cells.forEach(function (text, i) { line.appendChild(el("td", i === 0 ? "id" : "", text)); });
+        tbody.appendChild(line);
+      });
+      view.appendChild(t);
+    }
+
+    function show() {
+      var k = +pick.value, snap = snaps[k];
+      while (view.firstChild) view.removeChild(view.firstChild);
+      view.appendChild(el("h3", "", "Update #" + snap.id + " on " + snap.platform));
+      var about = [snap.when];
+      if (snap.commit) about.push("commit " + snap.commit);
+      if (snap.who) about.push("by " + snap.who);
+      if (snap.reason) about.push(snap.reason);
+      view.appendChild(el("div", "meta", about.join(" \u00b7 ")));
+      view.appendChild(el("h4", "", "Changed from the update before"));
+      table("snap-changes", ["Test", "Metric", "Before", "After", "Change", "Reason"],
+        snap.changes.map(function (c) {
+          return {cells: [c[0] || "(no test)", c[1], c[2] === null ? "(added)" : c[2], c[3], c[4], c[5]]};
+        }));
+      // An update stores only what it changed: replay the platform's updates up to this one.
+      var state = {};
+      for (var j = 0; j <= k; j++) {
+        if (snaps[j].platform !== snap.platform) continue;
+        snaps[j].changes.forEach(function (c) {
+          state[c[0] + "\u0000" + c[1]] = {test: c[0], metric: c[1], value: c[3], at: j};
+        });
+      }
+      var keys = Object.keys(state).sort();
+      view.appendChild(el("h4", "", "Baselines after this update (" + keys.length + ")"));
+      table("snap-state", ["Test", "Metric", "Baseline", "Set by"], keys.map(function (key) {
+        var e = state[key];
+        return {changed: e.at === k,
+                cells: [e.test || "(no test)", e.metric, e.value, "#" + snaps[e.at].id + " \u00b7 " + snaps[e.at].when]};
+      }));
+      older.disabled = k === 0;
+      newer.disabled = k === snaps.length - 1;
+      body.setAttribute("data-snapshot", String(snap.id));
+    }
+
+    pick.value = String(snaps.length - 1);
+    pick.addEventListener("change", show);
+    older.addEventListener("click", function () { pick.value = String(+pick.value - 1); show(); });
+    newer.addEventListener("click", function () { pick.value = String(+pick.value + 1); show(); });
+    show();
+  }
+
   refresh(false);
   experimentsView();
   compareView();
+  snapshotsView();
 })();

@@ -258,13 +258,14 @@ def is_finite_number(value: object) -> bool:
 
 def judged_on(rows: Sequence[Measurement], metrics: Collection[str]) -> list[Measurement]:
     """`rows` with `metrics` (collector readings such as `instructions`) as the only gated
-    metrics: those readings become gateable, and every other gateable row (the tests' own
-    metrics, `perf.record` values) is kept as a system metric, stored but never judged."""
+    metrics: those readings become gateable, and every other row that could be judged (the
+    tests' own metrics, `perf.record` values, steps) is kept as a system metric, stored but
+    never judged."""
     judged = []
     for row in rows:
         if row.metric in metrics and row.kind == "system":
             row = replace(row, kind="custom")
-        elif row.kind in GATEABLE_KINDS:
+        elif row.kind in GATEABLE_KINDS or row.kind == "step":
             row = replace(row, kind="system")
         judged.append(row)
     return judged

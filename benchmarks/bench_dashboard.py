@@ -5,7 +5,9 @@
 
 The base revision is unpacked (`git archive`) into a temporary directory. Each side builds
 its own SQLite history with its own code from the same seeded values (`--tests` x
-`--metrics` marked metrics, `--runs` runs on one platform, one baselines snapshot), since
+`--metrics` marked metrics, `--runs` runs on one platform; 3 % noise, or with `--step` a
+30 % step in the last quarter, which gives change-point detection more to do; a
+baselines update holds every metric's first value, so bands are drawn and runs judged), since
 a history written by a newer schema is refused by older code. Then each round renders the
 dashboard once per side, in a fresh interpreter, the sides alternating (which one goes
 first alternates too), so that a busy machine slows both alike. The time is the read and
@@ -34,7 +36,7 @@ import random, sys
 from datetime import datetime, timedelta, timezone
 from pytest_perfguard.api import History
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
-path, n_tests, n_metrics, n_runs = sys.argv[1], *map(int, sys.argv[2:5])
+path, n_tests, n_metrics, n_runs, step = sys.argv[1], *map(int, sys.argv[2:6])
 rng = random.Random(17)
 start = datetime(2026, 11, 1, tzinfo=timezone.utc)
 with History(path) as history:
@@ -45,13 +47,20 @@ with History(path) as history:
             git_commit=f"{i:04d}feedface",
             run_type="ci",
         )
-        slow = 1.3 if i >= n_runs * 3 // 4 else 1.0
+        slow = 1.3 if step and i >= n_runs * 3 // 4 else 1.0
         measurements = [
-            Measurement(f"tests/test_m.py::test_{t}", f"metric_{m}",
-                        0.01 * (1 + t) * slow * (1 + rng.uniform(-0.03, 0.03)), "s", marked=True)
+            Measurement(f"tests/test_m{t // 10}.py::test_case_{t}", f"metric_{m}",
+                        0.001 * (1 + t % 7) * slow * (1 + rng.gauss(0, 0.03)), "s", marked=True)
             for t in range(n_tests) for m in range(n_metrics)
         ]
         history.save_session(info, measurements)
+        if i == 0:  # every metric's baseline: its first value, as a baselines update stores it
+            entries = {}
+            for m in measurements:
+                entries.setdefault(m.test, {})[m.metric] = {"value": m.value, "unit": "s"}
+            history.save_baseline_snapshot(
+                "Linux_x86_64_bench", entries, reason="new", git_commit=None, who="bench"
+            )
 """
 
 # One timed read + render in a fresh interpreter; prints seconds.
@@ -101,9 +110,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="68bf2b9")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--tests", type=int, default=10)
-    parser.add_argument("--metrics", type=int, default=5)
+    parser.add_argument("--tests", type=int, default=50)
+    parser.add_argument("--metrics", type=int, default=1, help="metrics per test")
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument(
+        "--step", action="store_true", help="every metric 30 %% slower in the last quarter"
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
@@ -111,7 +123,7 @@ def main() -> None:
         dbs = {}
         for name, tree in sides.items():
             dbs[name] = str(Path(tmp) / f"{name}.db")
-            sizes = (str(args.tests), str(args.metrics), str(args.runs))
+            sizes = (str(args.tests), str(args.metrics), str(args.runs), str(int(args.step)))
             run(BUILD, tree, dbs[name], *sizes)
         times: dict[str, list[float]] = {name: [] for name in sides}
         for i in range(args.rounds):
@@ -120,7 +132,8 @@ def main() -> None:
                 times[name].append(float(run(RENDER, sides[name], dbs[name])))
     result = {
         "base": args.base,
-        "shape": f"{args.tests} tests x {args.metrics} metrics x {args.runs} runs",
+        "shape": f"{args.tests} tests x {args.metrics} metrics x {args.runs} runs"
+        + (", a step" if args.step else ", 3 % noise"),
         **{f"{name}_s": [round(t, 3) for t in found] for name, found in times.items()},
         "base_median_s": round(statistics.median(times["base"]), 3),
         "head_median_s": round(statistics.median(times["head"]), 3),

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..records import TrendPoint
 from ..report.dashboard_experiments import MAX_EXPERIMENTS, MAX_TRIALS
-from ..report.dashboard_series import ALL_KINDS, DashboardData
+from ..report.dashboard_series import DashboardData
 
 if TYPE_CHECKING:
     from ..api import History
@@ -26,21 +27,43 @@ def read_dashboard(
     keys = [r.key for r in records]
     missing = [p for p in platforms or () if p not in keys]
     snapshots = [s for s in history.baseline_snapshots() if s.platform in keys]
-    kinds: dict[tuple[str, str], tuple[str, bool]] = {}
-    for key in keys:
-        latest = history.metric_history(key, last_runs=1, kinds=ALL_KINDS, passed_only=False)
-        for name, found in latest.items():
-            kinds.setdefault(name, (found.kind, found.marked))
-    tests = sorted({test for key in keys for test in history.tests(platform=key)})
+    # One read of the window's runs and one batched read of their measurements: the
+    # charts' points, each metric's kind and the gate's verdicts all come from these
+    # (a query per test, per platform or per run made rendering slower than drawing).
     only = keys[0] if len(keys) == 1 else None
     shown = set(keys)
-    points = [
-        point
-        for test in tests
-        for point in history.trend(test, platform=only, days=days)
-        if point.platform in shown
+    at_most = max(1, sum(r.n_runs for r in records))
+    runs = [
+        run
+        for run in history.recent_runs(platform=only, days=days, limit=at_most)
+        if run.platform in shown
     ]
-    measurements = history.runs_measurements({point.run_id for point in points})
+    measurements = history.runs_measurements([run.id for run in runs])
+    kinds: dict[tuple[str, str], tuple[str, bool]] = {}
+    for key in keys:  # each metric's kind and marker as its newest run on a platform has them
+        newest: dict[tuple[str, str], tuple[str, bool]] = {}
+        for run in runs:  # newest first
+            if run.platform == key:
+                for m in measurements.get(run.id, ()):
+                    newest.setdefault((m.test, m.metric), (m.kind, m.marked))
+        for name, found in newest.items():
+            kinds.setdefault(name, found)
+    points = [
+        TrendPoint(
+            run_id=run.id,
+            started_at=run.started_at,
+            platform=run.platform,
+            git_commit=run.git_commit,
+            test=m.test,
+            metric=m.metric,
+            value=m.value,
+            unit=m.unit,
+            direction=m.direction,
+            outcome=m.outcome,
+        )
+        for run in sorted(runs, key=lambda run: (run.started_at, run.id))
+        for m in measurements.get(run.id, ())
+    ]
     experiments = history.experiments()[:MAX_EXPERIMENTS]
     trials = {record.id: history.trials(record.id)[:MAX_TRIALS] for record in experiments}
     return DashboardData(

@@ -317,8 +317,27 @@ def runs_measurements(conn: Connection, run_ids: list[int]) -> dict[int, list[Me
     unique = sorted(set(run_ids))
     for start in range(0, len(unique), _RUN_BATCH):
         batch = unique[start : start + _RUN_BATCH]
-        for row in conn.execute(query, {"run_ids": batch}):
-            found.setdefault(row.run_id, []).append(measurement_from_row(row))
+        # Unpacked by position (the columns of layout.stored_results): for thousands of
+        # rows that costs a third of reading each column by name.
+        for (_, run_id, test, metric, value, unit, direction, kind, marked, outcome,
+             threshold, samples, error) in conn.execute(query, {"run_ids": batch}):  # fmt: skip
+            measurement = Measurement(
+                test=test,
+                metric=metric,
+                value=value,
+                unit=unit,
+                direction=direction,
+                kind=kind,
+                marked=bool(marked),
+                outcome=outcome,
+                threshold=threshold,
+                samples=tuple(samples or ()),
+                error=error,
+            )
+            if run_id in found:
+                found[run_id].append(measurement)
+            else:
+                found[run_id] = [measurement]
     return found
 
 

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from ..records import BaselineSnapshotRecord, PlatformRecord, TrendPoint
     from ..results import Measurement
 
-ALL_KINDS = ("primary", "custom", "step", "system")
 _KIND_ORDER = {"primary": 0, "custom": 1, "step": 2, "system": 3}
 
 

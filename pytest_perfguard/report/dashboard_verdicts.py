@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from ..baselines import BaselineEntry, BaselineFile, PlatformBaselines
 from ..compare import GateSettings, judge_run
 from ..results import Measurement, Verdict
-from .dashboard_series import Series, epoch, segment_at
+from .dashboard_series import Segment, Series, epoch, segment_at
 
 VerdictKey = tuple[int, str, str]  # run id, test, metric
 
@@ -31,15 +31,31 @@ def judge_runs(
         for line in s.lines:
             for point in line.points:
                 runs[point.run_id] = (line.platform, epoch(point.started_at))
+    # The lines with baselines, per platform: a run is judged against those of its own.
+    with_baselines: dict[str, list[tuple[str, str, list[Segment]]]] = {}
+    for s in series:
+        for line in s.lines:
+            if line.segments:
+                with_baselines.setdefault(line.platform, []).append(
+                    (s.test, s.metric, line.segments)
+                )
     verdicts: dict[VerdictKey, Verdict] = {}
+    # Baselines change at updates only: runs between two updates share one file.
+    files: dict[tuple[str, tuple[int, ...]], BaselineFile] = {}
     for run_id, (platform, when) in sorted(runs.items()):
-        tests: dict[str, dict[str, BaselineEntry]] = {}
-        for s in series:
-            for line in s.lines:
-                segment = segment_at(line.segments, when) if line.platform == platform else None
-                if segment is not None:
-                    tests.setdefault(s.test, {})[s.metric] = segment.entry
-        in_effect = BaselineFile(platforms={platform: PlatformBaselines(tests=tests)})
+        in_effect_now = [
+            (test, metric, segment_at(segments, when))
+            for test, metric, segments in with_baselines.get(platform, ())
+        ]
+        key = (platform, tuple(id(found) for _, _, found in in_effect_now))
+        in_effect = files.get(key)
+        if in_effect is None:
+            tests: dict[str, dict[str, BaselineEntry]] = {}
+            for test, metric, found in in_effect_now:
+                if found is not None:
+                    tests.setdefault(test, {})[metric] = found.entry
+            in_effect = BaselineFile(platforms={platform: PlatformBaselines(tests=tests)})
+            files[key] = in_effect
         stored = list(measurements.get(run_id, ()))
         for verdict in judge_run(stored, in_effect, platform, settings).verdicts:
             verdicts[(run_id, verdict.test, verdict.metric)] = verdict

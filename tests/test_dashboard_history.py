@@ -113,6 +113,39 @@ def test_trend_and_export_filter_by_label(db: Path) -> None:
     assert rc == 2 and "is not KEY=VALUE" in err and err.count("\n") == 1
 
 
+def test_the_batched_read_matches_run_by_run_on_both_backends(
+    history_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_perfguard.history import queries
+
+    monkeypatch.setattr(queries, "_RUN_BATCH", 2)  # several batches from five runs
+    with History(history_url) as history:
+        ids = [
+            history.record_run(
+                {"latency": (0.1 * (i + 1), "s"), "tokens": (10.0 + i, "tok")},
+                test=TEST,
+                platform="box",
+                labels={"model": "openai" if i % 2 else "gemini"},
+                started_at=START + timedelta(hours=i),
+            )
+            for i in range(5)
+        ]
+        batched = history.runs_measurements([*ids, ids[0], 10_000])
+        assert sorted(batched) == sorted(ids)  # each run once; an unknown id is absent
+        for run_id in ids:
+            assert batched[run_id] == history.get_run(run_id).measurements
+        assert [p.value for p in history.trend(TEST, "latency", labels={"model": "openai"})] == [
+            pytest.approx(0.2),
+            pytest.approx(0.4),
+        ]
+        out = io.StringIO()
+        assert history.export("json", out, labels={"model": "gemini"}) == 6
+        data = read_dashboard(history, days=None)
+    assert len(data.points) == 10 and set(data.measurements) == set(ids)
+    assert {p.platform for p in data.points} == {"box[model=gemini]", "box[model=openai]"}
+    assert "perfguard-data" in render_dashboard(data)
+
+
 def test_snapshot_history_in_the_payload(page: str) -> None:
     found = re.search(r'<script type="application/json" id="perfguard-data">(.*?)</script>', page)
     assert found is not None

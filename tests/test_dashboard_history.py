@@ -146,6 +146,17 @@ def test_the_batched_read_matches_run_by_run_on_both_backends(
     assert "perfguard-data" in render_dashboard(data)
 
 
+def test_two_of_three_platforms_even_when_the_third_ran_last(tmp_path: Path) -> None:
+    with History(tmp_path / "h.db") as history:
+        for i, platform in enumerate(["a"] * 3 + ["b"] * 3 + ["c"] * 9):
+            history.record_run(
+                {"latency": (1.0, "s")}, test=TEST, platform=platform,
+                started_at=START + timedelta(hours=i),
+            )  # fmt: skip
+        data = read_dashboard(history, days=None, platforms=["a", "b"])
+    assert sorted(p.platform for p in data.points) == ["a"] * 3 + ["b"] * 3
+
+
 def test_snapshot_history_in_the_payload(page: str) -> None:
     found = re.search(r'<script type="application/json" id="perfguard-data">(.*?)</script>', page)
     assert found is not None

@@ -23,7 +23,8 @@ def read_dashboard(
 ) -> DashboardData:
     """The dashboard's data: the runs of the last `days` (None: all the history) on
     `platforms` (None: every platform)."""
-    records = [r for r in history.platforms() if platforms is None or r.key in platforms]
+    every = history.platforms()
+    records = [r for r in every if platforms is None or r.key in platforms]
     keys = [r.key for r in records]
     missing = [p for p in platforms or () if p not in keys]
     snapshots = [s for s in history.baseline_snapshots() if s.platform in keys]
@@ -32,7 +33,8 @@ def read_dashboard(
     # (a query per test, per platform or per run made rendering slower than drawing).
     only = keys[0] if len(keys) == 1 else None
     shown = set(keys)
-    at_most = max(1, sum(r.n_runs for r in records))
+    # Every run in the window: runs of other platforms count against the limit too.
+    at_most = max(1, sum(r.n_runs for r in (records if only else every)))
     runs = [
         run
         for run in history.recent_runs(platform=only, days=days, limit=at_most)

@@ -84,7 +84,7 @@ def section(markdown: str, title: str) -> list[str]:
 
 def test_header_verdict_and_marker(markdown: str) -> None:
     assert markdown.startswith("<!-- perfguard-report -->\n")
-    assert "## ❌ 3 performance regressions" in markdown  # two metrics and a step
+    assert "## ❌ 2 performance regressions, 1 regressed step\n" in markdown
     assert "**Platform** linux_x86" in markdown
     assert "0123456789ab" in markdown and "**Run type** ci" in markdown
     assert "\n\n2 regressions · 1 improvement · 1 new · 1 missing · 1 regressed step\n" in markdown
@@ -200,7 +200,7 @@ def test_json_report_schema() -> None:
 def test_terminal_lines_regressions_first_then_counts() -> None:
     lines = terminal_lines(comparison(), verbose=False)
     texts = [text for text, _ in lines]
-    assert texts[0] == "3 performance regressions:"
+    assert texts[0] == "2 performance regressions, 1 regressed step:"
     assert lines[0][1] == {"red": True, "bold": True}
     assert texts[1].split() == ["test", "metric", "baseline", "current", "change", "threshold"]
     assert "query_latency" in texts[4] and "+100.0%" in texts[4] and "20%" in texts[4]

@@ -99,15 +99,15 @@ def test_a_slowed_step_fails_the_session_and_the_reports_name_it(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=2)  # the tests passed; the step's time failed the session
     out = result.stdout.str()
-    assert "1 performance regression:" in out
+    assert "1 regressed step:" in out  # no metric regressed: the step alone
     assert re.search(r"test_pipeline\s+step:embed\s+50\.0 ms\s+1\d\d ms\s+\+\d+\.\d%\s+100%", out)
     assert re.search(r"regressed step: embed \(\+\d+\.\d%, threshold 100%\)", out)
     assert "regressed step: generate" not in out
     assert "slowest step: embed" in out  # 150 ms against generate's 120 ms
 
     markdown = report.read_text()
-    assert "## ❌ 1 performance regression" in markdown
-    assert "1 regressed step" in markdown
+    assert "## ❌ 1 regressed step\n" in markdown
+    assert "1 new · 1 regressed step" in markdown
     assert re.search(r"Regressed step: \*\*embed\*\*, 50\.0 ms → 1\d\d ms", markdown)
     assert "Slowest step: **embed**" in markdown
     assert "| embed ❌ regressed |" in markdown

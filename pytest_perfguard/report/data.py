@@ -100,11 +100,23 @@ class ReportData:
 
     @property
     def headline(self) -> str:
-        n = len(self.regressions)
-        if n == 0:
+        counted = regressions_counted(self.comparison)
+        if not counted:
             return "✅ No performance regressions"
-        text = f"❌ {n} performance regression{'s' if n != 1 else ''}"
+        text = f"❌ {counted}"
         return f"{text} (warn-only: not failing the build)" if self.warn_only else text
+
+
+def regressions_counted(comparison: Comparison) -> str:
+    """ "2 performance regressions, 1 regressed step" (each part only when there are some;
+    empty when nothing regressed): the headline of the terminal summary and the report."""
+    metrics, steps = len(comparison.regressions), len(comparison.step_regressions)
+    parts = []
+    if metrics:
+        parts.append(f"{metrics} performance regression{'s' if metrics != 1 else ''}")
+    if steps:
+        parts.append(f"{steps} regressed step{'s' if steps != 1 else ''}")
+    return ", ".join(parts)
 
 
 def build_report(

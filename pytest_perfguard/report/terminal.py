@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from ..compare import Comparison
 from ..formatting import format_delta, format_percent, format_value, text_table
 from ..results import Measurement, Verdict
-from .data import StepBreakdown, step_breakdowns
+from .data import StepBreakdown, regressions_counted, step_breakdowns
 
 Line = tuple[str, dict[str, bool]]
 _HEADERS = ["test", "metric", "baseline", "current", "change", "threshold"]
@@ -35,10 +35,7 @@ def terminal_lines(
     lines: list[Line] = []
     regressions = comparison.regressions + comparison.step_regressions
     if regressions:
-        n = len(regressions)
-        lines.append(
-            (f"{n} performance regression{'s' if n != 1 else ''}:", {"red": True, "bold": True})
-        )
+        lines.append((f"{regressions_counted(comparison)}:", {"red": True, "bold": True}))
         # Confirm re-runs and history's change points leave a note; no empty column otherwise.
         noted = any(v.detail for v in regressions)
         header, rule, *rows = text_table(

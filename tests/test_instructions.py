@@ -185,7 +185,7 @@ def test_without_valgrind_no_instructions_are_stored(pytester: pytest.Pytester) 
     assert metrics["duration"] == "primary"
 
 
-# Real runs under callgrind: four pytest sessions for the whole module (about a minute).
+# Real runs under callgrind: five pytest sessions for the whole module (about a minute).
 
 SUITE = """
 import hashlib
@@ -281,6 +281,7 @@ class Scenario:
     recorded: Session
     clean: Session
     slowed: Session
+    clean_again: Session
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +295,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     assert recorded.returncode == 0, recorded.output
     clean = project.run("--perf", "--perf-instructions")
     slowed = project.run("--perf", "--perf-instructions", factor=1.25)
-    return Scenario(project, recorded, clean, slowed)
+    clean_again = project.run("--perf", "--perf-instructions")
+    return Scenario(project, recorded, clean, slowed, clean_again)
 
 
 def count(session: Session, test: str) -> float:
@@ -312,7 +314,7 @@ def test_only_counted_tests_get_instructions_and_only_they_are_gated(scenario: S
         assert report[test]["instructions"]["unit"] == "instr"
     # One dump per counted test, and one at session start that checks the file is found.
     dumps = sorted(scenario.project.root.glob("cg/callgrind.out.*.*"))
-    assert len(dumps) == 3 * (1 + len(COUNTED))
+    assert len(dumps) == 4 * (1 + len(COUNTED))  # four sessions under instruction counting
 
 
 @needs_callgrind
@@ -338,8 +340,13 @@ def test_the_same_run_twice_counts_the_same_within_a_tenth_of_a_percent(
 ) -> None:
     assert scenario.clean.returncode == 0, scenario.clean.output
     for test in COUNTED:
-        first, again = count(scenario.recorded, test), count(scenario.clean, test)
+        first, again = count(scenario.clean, test), count(scenario.clean_again, test)
         assert again == pytest.approx(first, rel=1e-3)
+        # Recording and --perf leave the heap in different states before a test (--perf does
+        # not measure unmarked tests), so the interpreter's allocator takes other paths: a
+        # steady 0.2-0.6 % between the two modes, far inside any threshold.
+        recorded = count(scenario.recorded, test)
+        assert first == pytest.approx(recorded, rel=1e-2)
         assert scenario.clean.report[test]["instructions"]["verdict"] == "unchanged"
 
 

@@ -245,8 +245,10 @@ def test_record_stores_both_sides_linked(pytester: pytest.Pytester, project: Pat
 def test_against_python_names_a_missing_interpreter(
     pytester: pytest.Pytester, project: Path
 ) -> None:
+    start_lines = set(Path("/dev/shm").glob("perfguard-ab-*"))
     result = _run(pytester, "--perf-against", "HEAD", "--perf-against-python", "/nonexistent/py")
     assert result.ret == 4
+    assert set(Path("/dev/shm").glob("perfguard-ab-*")) <= start_lines  # nothing left
     errors = [line for line in result.stderr.lines if line.strip()]
     assert len(errors) == 1, errors
     assert "/nonexistent/py" in errors[0]

@@ -89,6 +89,9 @@ class BaseProcess:
         except OSError as exc:
             for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
                 os.close(fd)
+            self.start_line.close()
+            os.unlink(self.start_line_path)
+            self.log.close()
             raise WorkerError(f"cannot start {python}: {exc}") from None
         finally:
             if hasattr(self, "process"):

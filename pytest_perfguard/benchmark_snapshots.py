@@ -183,9 +183,11 @@ def _snapshots(history: History) -> list[Row]:
     rows: list[Row] = []
     seen_keys: set[str] = set()
     for run in history.recent_runs(limit=total):
-        detail = history.get_run(run.id)
         current = run.platform not in seen_keys  # newest first: the first of its key
         seen_keys.add(run.platform)
+        if not run.platform.endswith("]"):
+            continue  # a labelled run's key ends in its label set; spare the read of the rest
+        detail = history.get_run(run.id)
         if "model" in detail.labels:
             rows.append(_row(run, detail, current))
     return rows

@@ -131,18 +131,28 @@ def test_the_seed_snippet_reads_current_snapshots_and_one_models_history(
     assert {row["platform"] for row in history_rows} == {"box[model=openai,version=v1.0]"}
 
 
-def test_model_version_is_the_model_label_alone_without_a_version(tmp_path: Path) -> None:
-    db = tmp_path / "h.db"
-    with History(db) as history:
+def test_model_version_is_the_model_label_alone_without_a_version(history_url: str) -> None:
+    with History(history_url) as history:
         old = history.record_run({"accuracy": 0.90}, platform="box", labels={"model": "gemini"})
         new = history.record_run({"accuracy": 0.93}, platform="box", labels={"model": "gemini"})
+        elsewhere = history.record_run(
+            {"accuracy": 0.92}, platform="mac", labels={"model": "gemini"}
+        )
         history.record_run({"accuracy": 0.80}, platform="box", labels={"model": "openai"})
-    client = create_client(str(db), "ignored")
+        history.record_run({"accuracy": 0.10}, platform="box")  # no model: not a snapshot
+    client = create_client(history_url, "ignored")
     rows = client.table("benchmark_snapshots").select("snapshot_version, is_current, metrics")
-    got = rows.eq("model_version", "gemini").order("snapshot_version").execute().data
-    assert got == [
+    got = rows.eq("model_version", "gemini").eq("platform", "box[model=gemini]")
+    assert got.order("snapshot_version").execute().data == [
         {"snapshot_version": old, "is_current": False, "metrics": {"accuracy": 0.90}},
         {"snapshot_version": new, "is_current": True, "metrics": {"accuracy": 0.93}},
+    ]
+    # Current per platform and label set: the same model on another machine has its own.
+    current = client.table("benchmark_snapshots").select("snapshot_version, platform")
+    assert current.eq("is_current", True).order("platform").execute().data == [
+        {"snapshot_version": new, "platform": "box[model=gemini]"},
+        {"snapshot_version": new + 2, "platform": "box[model=openai]"},
+        {"snapshot_version": elsewhere, "platform": "mac[model=gemini]"},
     ]
     # Filters compare by text, as PostgREST's do; limit keeps the first rows.
     one = client.table("benchmark_snapshots").select("model").eq("snapshot_version", str(new))

@@ -13,7 +13,9 @@ import pytest
 
 from pytest_perfguard.api import History
 from pytest_perfguard.cli import Console, main
+from pytest_perfguard.config import CI_PROVIDERS
 
+CI_VARIABLES = [variable for variable, _ in CI_PROVIDERS]
 TEMPLATE = Path(__file__).parent / "seed_docs" / "tracker_template.md"
 
 
@@ -37,7 +39,8 @@ def template_commands() -> list[list[str]]:
 @pytest.fixture(autouse=True)
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    for name in ("PERFGUARD_DB", "PERFORMANCE_DB_PATH", "PERFGUARD_PLATFORM"):
+    # Who ran a record defaults to "ci" in a CI job: these tests run as a developer would.
+    for name in ("PERFGUARD_DB", "PERFORMANCE_DB_PATH", "PERFGUARD_PLATFORM", "CI", *CI_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PERFORMANCE_PLATFORM", "Jetson_Orin")
     return tmp_path

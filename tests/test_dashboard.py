@@ -11,15 +11,14 @@ import io
 import json
 import random
 import re
-import shutil
 import struct
-import subprocess
 import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from headless_chromium import body_attributes, chromium, console_lines, needs_chromium
 
 from pytest_perfguard.api import History
 from pytest_perfguard.baselines import parse_baselines
@@ -305,12 +304,6 @@ def test_size_of_50_metrics_by_100_runs(tmp_path: Path) -> None:
 
 # -- in a real browser -----------------------------------------------------------------------
 
-CHROMIUM = (
-    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-)
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)"
-)
 
 # Test-only: drives the charts with synthetic pointer events and writes what happened into
 # body attributes that --dump-dom shows. (The page's CSP is taken out of this copy only.)
@@ -343,40 +336,6 @@ HARNESS = """
   } catch (e) { out.setAttribute("data-harness-error", String(e)); }
 })();
 """
-
-
-def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=5000",
-        *args,
-        page.as_uri(),
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-
-
-def console_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """What the page wrote to the console: errors, CSP refusals, uncaught exceptions."""
-    return [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
-
-
-def body_attributes(dom: str) -> dict[str, str]:
-    match = re.search(r"<body([^>]*)>", dom)
-    assert match is not None, dom[:500]
-    return {k: htmllib.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', match.group(1))}
 
 
 @needs_chromium

@@ -6,25 +6,18 @@ from __future__ import annotations
 import html as htmllib
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import markupsafe
 import pytest
+from headless_chromium import DUMP_DOM, body_attributes, chromium, needs_chromium
 
 from pytest_perfguard.api import History
 from pytest_perfguard.cli.dashboard_data import read_dashboard
 from pytest_perfguard.report.dashboard import render_dashboard
 
 EVIL = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">sweep"
-CHROMIUM = (
-    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-)
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -113,28 +106,11 @@ HARNESS = """
 """
 
 
-def chromium(tmp_path: Path, page: Path) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-        "--virtual-time-budget=5000", "--window-size=1280,2000", "--dump-dom", page.as_uri(),
-    ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-
-
-def body_attributes(dom: str) -> dict[str, str]:
-    match = re.search(r"<body([^>]*)>", dom)
-    assert match is not None, dom[:500]
-    return {k: htmllib.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', match.group(1))}
-
-
 @needs_chromium
 def test_the_chart_follows_the_pickers_in_chromium(page: str, tmp_path: Path) -> None:
     plain = tmp_path / "plain.html"
     plain.write_text(page, encoding="utf-8")
-    shown = chromium(tmp_path, plain)
+    shown = chromium(tmp_path, plain, *DUMP_DOM)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []
     body = body_attributes(shown.stdout)
@@ -146,7 +122,7 @@ def test_the_chart_follows_the_pickers_in_chromium(page: str, tmp_path: Path) ->
     driven = driven.replace("</body>", f"<script>{HARNESS}</script></body>")
     path = tmp_path / "driven.html"
     path.write_text(driven, encoding="utf-8")
-    result = chromium(tmp_path, path)
+    result = chromium(tmp_path, path, *DUMP_DOM)
     body = body_attributes(result.stdout)
     assert "data-harness-error" not in body, body
     assert "data-error" not in body and "data-pwned" not in body

@@ -53,3 +53,26 @@ def body_attributes(dom: str) -> dict[str, str]:
     match = re.search(r"<body([^>]*)>", dom)
     assert match is not None, dom[:500]
     return {k: htmllib.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', match.group(1))}
+
+
+def shown_page(tmp_path: Path, page: str) -> tuple[str, dict[str, str]]:
+    """The page as a reader opens it: its DOM after its scripts ran, and the body's
+    attributes; it loads, and writes nothing to the console."""
+    plain = tmp_path / "plain.html"
+    plain.write_text(page, encoding="utf-8")
+    shown = chromium(tmp_path, plain, *DUMP_DOM)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert console_lines(shown) == []
+    return shown.stdout, body_attributes(shown.stdout)
+
+
+def driven_page(tmp_path: Path, page: str, harness: str) -> tuple[str, dict[str, str]]:
+    """The DOM and the body's attributes after `harness` (a script that clicks and picks,
+    and writes what it saw into attributes) ran on the page. The page's
+    Content-Security-Policy, which refuses inline scripts, is taken out so it can run."""
+    driven = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
+    driven = driven.replace("</body>", f"<script>{harness}</script></body>")
+    path = tmp_path / "driven.html"
+    path.write_text(driven, encoding="utf-8")
+    dom = chromium(tmp_path, path, *DUMP_DOM).stdout
+    return dom, body_attributes(dom)

@@ -4,12 +4,11 @@ headless Chromium (the pickers change the table and the chart; label values stay
 from __future__ import annotations
 
 import html as htmllib
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from headless_chromium import DUMP_DOM, body_attributes, chromium, needs_chromium
+from headless_chromium import driven_page, needs_chromium, shown_page
 
 from pytest_perfguard.api import History
 from pytest_perfguard.cli.dashboard_data import read_dashboard
@@ -66,24 +65,14 @@ HARNESS = """
 
 @needs_chromium
 def test_pickers_change_the_comparison_in_chromium(page: str, tmp_path: Path) -> None:
-    plain = tmp_path / "plain.html"
-    plain.write_text(page, encoding="utf-8")
-    shown = chromium(tmp_path, plain, *DUMP_DOM)
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []
-    body = body_attributes(shown.stdout)
+    dom, body = shown_page(tmp_path, page)
     assert "data-error" not in body and body.get("class") != "pwned"
     # By the label `model` (the first label key), the first metric (latency): medians.
     assert body["data-cmp"] == f"{EVIL}:2.01 s|gemini:3.01 s|openai:1.01 s"
     # The label value with HTML in it is on the page as text.
-    assert htmllib.escape("<img src=x onerror=", quote=False) in shown.stdout
+    assert htmllib.escape("<img src=x onerror=", quote=False) in dom
 
-    driven = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
-    driven = driven.replace("</body>", f"<script>{HARNESS}</script></body>")
-    path = tmp_path / "driven.html"
-    path.write_text(driven, encoding="utf-8")
-    result = chromium(tmp_path, path, *DUMP_DOM)
-    body = body_attributes(result.stdout)
+    _, body = driven_page(tmp_path, page, HARNESS)
     assert "data-harness-error" not in body, body
     first, tokens, by_platform = body["data-cmp-log"].split(" || ")
     assert first == f"{EVIL}:2.01 s|gemini:3.01 s|openai:1.01 s"

@@ -11,7 +11,7 @@ from typing import Any
 
 import markupsafe
 import pytest
-from headless_chromium import DUMP_DOM, body_attributes, chromium, needs_chromium
+from headless_chromium import driven_page, needs_chromium, shown_page
 
 from pytest_perfguard.api import History
 from pytest_perfguard.cli.dashboard_data import read_dashboard
@@ -108,22 +108,12 @@ HARNESS = """
 
 @needs_chromium
 def test_the_chart_follows_the_pickers_in_chromium(page: str, tmp_path: Path) -> None:
-    plain = tmp_path / "plain.html"
-    plain.write_text(page, encoding="utf-8")
-    shown = chromium(tmp_path, plain, *DUMP_DOM)
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []
-    body = body_attributes(shown.stdout)
+    _, body = shown_page(tmp_path, page)
     assert "data-error" not in body and "data-pwned" not in body
     # The newest experiment is drawn first: two trials, model on the x axis, best is trial 2.
     assert (body["data-exp-points"], body["data-exp-best"]) == ("2", "2")
 
-    driven = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
-    driven = driven.replace("</body>", f"<script>{HARNESS}</script></body>")
-    path = tmp_path / "driven.html"
-    path.write_text(driven, encoding="utf-8")
-    result = chromium(tmp_path, path, *DUMP_DOM)
-    body = body_attributes(result.stdout)
+    driven_dom, body = driven_page(tmp_path, page, HARNESS)
     assert "data-harness-error" not in body, body
     assert "data-error" not in body and "data-pwned" not in body
     assert body["data-exp-log"].split() == [
@@ -134,4 +124,4 @@ def test_the_chart_follows_the_pickers_in_chromium(page: str, tmp_path: Path) ->
     ]
     # The experiment's name reached the page as text, never as markup.
     assert body["data-exp-title"] == "random search"
-    assert htmllib.escape("<img src=x onerror=", quote=False) in result.stdout
+    assert htmllib.escape("<img src=x onerror=", quote=False) in driven_dom

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from headless_chromium import DUMP_DOM, body_attributes, chromium, needs_chromium
+from headless_chromium import driven_page, needs_chromium, shown_page
 
 from pytest_perfguard.api import History
 from pytest_perfguard.cli import Console, main
@@ -213,22 +213,12 @@ HARNESS = """
 
 @needs_chromium
 def test_filters_axes_and_snapshots_in_chromium(page: str, tmp_path: Path) -> None:
-    plain = tmp_path / "plain.html"
-    plain.write_text(page, encoding="utf-8")
-    shown = chromium(tmp_path, plain, *DUMP_DOM)
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []
-    body = body_attributes(shown.stdout)
+    dom, body = shown_page(tmp_path, page)
     assert "data-error" not in body and body.get("class") != "pwned"
     # The label with HTML in it is an option of the trends' label filter, as text.
-    assert re.search(r"<option[^>]*>model=&lt;img src=x onerror=", shown.stdout)
+    assert re.search(r"<option[^>]*>model=&lt;img src=x onerror=", dom)
 
-    driven = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
-    driven = driven.replace("</body>", f"<script>{HARNESS}</script></body>")
-    path = tmp_path / "driven.html"
-    path.write_text(driven, encoding="utf-8")
-    result = chromium(tmp_path, path, *DUMP_DOM)
-    body = body_attributes(result.stdout)
+    _, body = driven_page(tmp_path, page, HARNESS)
     assert "data-harness-error" not in body, body
     assert body.get("class") != "pwned"
     log = json.loads(body["data-log"])

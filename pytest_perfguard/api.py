@@ -166,6 +166,15 @@ class History(ExperimentHistory):
         A `source_key` makes the run unique (see `record_run`): importers use it so that
         importing the same file twice stores nothing the second time.
         """
+        if self._store is None:
+            # A SQLite file, fresh or up to date, is written without loading SQLAlchemy.
+            from pytest_perfguard.history.sqlite_writer import save_session
+
+            run_id = save_session(
+                self._url, run, measurements, source_key=source_key, create=self.create
+            )
+            if run_id is not None:
+                return run_id
         with self._errors() as store:
             return store.save_session(run, measurements, source_key=source_key)
 
@@ -242,6 +251,15 @@ class History(ExperimentHistory):
             test_type=test_type.strip() if test_type else None,
             labels=checked_labels,
         )
+        if self._store is None:
+            # A SQLite file, fresh or up to date, is written without loading SQLAlchemy.
+            from pytest_perfguard.history.sqlite_writer import save_session
+
+            run_id = save_session(
+                self._url, run, measurements, source_key=source_key, create=self.create
+            )
+            if run_id is not None:
+                return run_id
         with self._errors() as store:
             return store.save_session(run, measurements, source_key=source_key)
 

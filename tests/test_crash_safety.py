@@ -15,26 +15,38 @@ from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 pytest_plugins = ["pytester"]
 
-# Writes one big session. SQLAlchemy signals the COMMIT of the session's transaction (run
-# row and every result written, nothing committed); the writer says so and blocks there,
-# and the parent kills it with SIGKILL: no sleep, the kill always lands inside the write.
+# Writes one big session. Just before the COMMIT of the session's transaction (run row and
+# every result written, nothing committed) the writer says so and blocks there, and the
+# parent kills it with SIGKILL: no sleep, the kill always lands inside the write. On
+# PostgreSQL the store writes and SQLAlchemy signals its commit; a SQLite file is written by
+# the lean writer, whose row insert is the last step before its COMMIT.
 WRITER = """
 import sys
 from datetime import datetime, timezone
 from sqlalchemy import Engine, event
 from pytest_perfguard.api import History
+from pytest_perfguard.history import sqlite_writer
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 
 ROWS = 20_000
 run = RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("crash_box"))
 rows = [Measurement(f"t.py::test_{i}", "duration", 0.001 * (i % 7 + 1)) for i in range(ROWS)]
 
-def committing(conn):
-    written = conn.exec_driver_sql("SELECT count(*) FROM results").scalar()
+def block_if_written(written):
     if written > ROWS:  # the session's transaction, not schema setup
         print(f"committing {written}", flush=True)
         sys.stdin.readline()  # the parent kills us here
 
+def committing(conn):
+    block_if_written(conn.exec_driver_sql("SELECT count(*) FROM results").scalar())
+
+insert_rows = sqlite_writer.insert_sqlite_rows
+
+def inserting(cursor, *args):
+    insert_rows(cursor, *args)
+    block_if_written(cursor.execute("SELECT count(*) FROM results").fetchone()[0])
+
+sqlite_writer.insert_sqlite_rows = inserting
 with History(sys.argv[1]) as history:
     event.listen(Engine, "commit", committing)
     history.save_session(run, rows)

@@ -249,8 +249,13 @@ def test_platform_insert_or_get_from_racing_threads(history_url: str) -> None:
 def test_platform_inserted_meanwhile_is_reselected(
     history: History, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SELECT misses, the INSERT hits the unique key: the SAVEPOINT path recovers."""
+    """The SELECT misses, the INSERT hits the unique key: the SAVEPOINT path recovers.
+
+    The store's path: a History that has read through SQLAlchemy writes through it too (a
+    fresh one writes a SQLite file with the lean writer, under SQLite's write lock from the
+    first statement, where no other writer can insert meanwhile)."""
     history.save_session(make_run("p1"), [m("t::a")])
+    assert [p.key for p in history.platforms()] == ["p1"]
     real_find = store_module.find_platform
     missed: list[bool] = []
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import StaticPool
 
 from pytest_perfguard.history.errors import HistoryError
+from pytest_perfguard.history.sqlite_writer import ensure_parent
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
 
 BUSY_TIMEOUT_S = 30.0
@@ -37,14 +38,7 @@ def create_history_engine(url: str, *, create: bool) -> Engine:
         elif not path.exists():
             if not create:
                 raise HistoryError(f"history database not found: {path}")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                # mkdir says "File exists" when a regular file stands where a directory goes.
-                reason = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
-                raise HistoryError(
-                    f"history database {path} cannot be created: {exc.filename}: {reason}"
-                ) from exc
+            ensure_parent(path)
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
     try:
         engine = create_engine(url, **kwargs)

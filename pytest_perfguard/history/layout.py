@@ -1,6 +1,6 @@
 """How a session's results are laid out in the tables, both ways.
 
-Writing (:func:`split_rows`, :func:`insert_rows`): a test's built-in readings in their
+Writing (`rows.split_rows`, :func:`insert_rows`): a test's built-in readings in their
 standard form go into one `test_results` row, as columns; every other result is a row of
 `results`. Reading (:func:`stored_results`): both tables as one relation with the columns
 of `results`, each `test_results` row unfolded into one row per reading it holds.
@@ -14,7 +14,6 @@ they were saved, across both tables. Rows written before 0004 keep their smaller
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -32,82 +31,17 @@ from sqlalchemy import (
     union_all,
 )
 
-from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.models import results, runs, test_results
-from pytest_perfguard.results import Measurement
-
-# The built-in readings with a column in test_results: (metric, unit, kind), in the order a
-# test's rows list them. Direction is always "lower"; threshold, samples and error are None.
-READINGS: tuple[tuple[str, str, str], ...] = (
-    ("duration", "s", "primary"),
-    ("cpu_time", "s", "system"),
-    ("rss_peak_mb", "MB", "system"),
+from pytest_perfguard.history.rows import (
+    NARROW_COLUMNS,
+    READING_NAMES,
+    READINGS,
+    RUN_ID_SHIFT,
+    WIDE_COLUMNS,
+    insert_sqlite_rows,
 )
-_SLOTS = {reading: slot for slot, reading in enumerate(READINGS)}
-RUN_ID_SHIFT = 32
 
-# A test_results row as split_rows builds it: [position, test, marked, outcome, *readings].
-_WIDE_COLUMNS = ("id", "run_id", "test", "marked", "outcome", *(m for m, _, _ in READINGS))
-# A results row as split_rows builds it, position first (see _NARROW_COLUMNS).
-_NARROW_COLUMNS = (
-    "id", "run_id", "test", "metric", "value", "unit", "direction", "kind", "marked",
-    "outcome", "threshold", "samples", "error",
-)  # fmt: skip
-
-
-def split_rows(
-    measurements: Sequence[Measurement],
-) -> tuple[list[list[Any]], list[tuple[Any, ...]]]:
-    """(test_results rows, results rows) of a session, without run ids; checks values.
-
-    Readings go into one test_results row when they follow each other in the list, in
-    READINGS order, for the same test, marked flag and outcome (as the plugin lists them);
-    anything else starts a new row or becomes a results row, so nothing changes order.
-    """
-    wide: list[list[Any]] = []
-    narrow: list[tuple[Any, ...]] = []
-    current: list[Any] | None = None
-    last_slot = len(READINGS)
-    slots = _SLOTS
-    isfinite = math.isfinite
-    for position, m in enumerate(measurements):
-        value = m.value
-        if not isfinite(value):
-            raise HistoryError(f"{m.test} {m.metric}: cannot store a non-finite value ({value})")
-        slot = None
-        if m.direction == "lower" and m.threshold is None and not m.samples and m.error is None:
-            slot = slots.get((m.metric, m.unit, m.kind))
-        if slot is None:
-            current = None
-            narrow.append(_narrow_row(position, m))
-            continue
-        # `marked` as an int: Python's sqlite3 sends a bool through its adapter lookup.
-        marked = 1 if m.marked else 0
-        if (
-            current is None
-            or slot <= last_slot
-            or current[1] != m.test
-            or current[2] != marked
-            or current[3] != m.outcome
-        ):
-            current = [position, m.test, marked, m.outcome, None, None, None]
-            wide.append(current)
-        current[4 + slot] = float(value)
-        last_slot = slot
-    return wide, narrow
-
-
-def _narrow_row(position: int, m: Measurement) -> tuple[Any, ...]:
-    samples = None
-    if m.samples:
-        if not all(map(math.isfinite, m.samples)):
-            raise HistoryError(f"{m.test} {m.metric}: cannot store a non-finite sample")
-        # repr() of a finite float is its JSON form; json.dumps is 3x slower here.
-        samples = "[" + ", ".join([repr(float(s)) for s in m.samples]) + "]"
-    return (
-        position, m.test, m.metric, float(m.value), m.unit, m.direction, m.kind,
-        1 if m.marked else 0, m.outcome, m.threshold, samples, m.error,
-    )  # fmt: skip
+__all__ = ["READINGS", "READING_NAMES", "insert_rows", "metric_shape", "of_runs", "stored_results"]
 
 
 def insert_rows(
@@ -120,13 +54,13 @@ def insert_rows(
     """
     base = run_id << RUN_ID_SHIFT
     if conn.dialect.driver == "psycopg":
-        _copy(conn, test_results, _WIDE_COLUMNS, base, run_id, wide)
-        _copy(conn, results, _NARROW_COLUMNS, base, run_id, narrow)
+        _copy(conn, test_results, WIDE_COLUMNS, base, run_id, wide)
+        _copy(conn, results, NARROW_COLUMNS, base, run_id, narrow)
         return
     if conn.dialect.name != "sqlite":
         for table, columns, rows in (
-            (test_results, _WIDE_COLUMNS, wide),
-            (results, _NARROW_COLUMNS, narrow),
+            (test_results, WIDE_COLUMNS, wide),
+            (results, NARROW_COLUMNS, narrow),
         ):
             if rows:
                 conn.execute(
@@ -134,34 +68,13 @@ def insert_rows(
                     [dict(zip(columns, (base + r[0], run_id, *r[1:]), strict=True)) for r in rows],
                 )
         return
-    # SQLite: ids and run id computed by the statement, and the rows handed to the driver's
-    # executemany as built (the transaction is SQLAlchemy's; it holds the write lock). Most
-    # results rows (a marked test's primary metric) have no threshold, samples or error:
-    # inserted without those columns, which default to NULL, since Python's sqlite3 binds
-    # a None only after a failed adapter lookup that raises and formats an AttributeError.
+    # SQLite: the rows handed to the driver as built, inside SQLAlchemy's transaction (it
+    # holds the write lock).
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        if wide:
-            cursor.executemany(_sqlite_insert(test_results, _WIDE_COLUMNS, base, run_id), wide)
-        short, full = [], []
-        for row in narrow:
-            if row[-1] is None and row[-2] is None and row[-3] is None:
-                short.append(row[:-3])
-            else:
-                full.append(row)
-        if short:
-            columns = _NARROW_COLUMNS[:-3]
-            cursor.executemany(_sqlite_insert(results, columns, base, run_id), short)
-        if full:
-            cursor.executemany(_sqlite_insert(results, _NARROW_COLUMNS, base, run_id), full)
+        insert_sqlite_rows(cursor, run_id, wide, narrow)
     finally:
         cursor.close()
-
-
-def _sqlite_insert(table: Table, columns: tuple[str, ...], base: int, run_id: int) -> str:
-    # Both numbers are ints computed here: safe to inline.
-    values = ", ".join([f"? + {int(base)}", str(int(run_id)), *("?" * (len(columns) - 2))])
-    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values})"
 
 
 def _copy(
@@ -288,5 +201,3 @@ def metric_shape(metric: str | None) -> str | None:
         return metric
     return ""
 
-
-READING_NAMES = frozenset(name for name, _, _ in READINGS)

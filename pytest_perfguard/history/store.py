@@ -29,8 +29,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from pytest_perfguard.history import schema
 from pytest_perfguard.history.engine import WRITE_OPTION, create_history_engine, is_locked
 from pytest_perfguard.history.errors import HistoryError
-from pytest_perfguard.history.layout import insert_rows, split_rows
+from pytest_perfguard.history.layout import insert_rows
 from pytest_perfguard.history.models import baseline_snapshots, platforms, run_labels, runs
+from pytest_perfguard.history.rows import split_rows
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
 from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
 

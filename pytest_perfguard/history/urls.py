@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from pytest_perfguard.history.errors import HistoryError
 
@@ -33,6 +34,16 @@ _KEYWORD_RE = re.compile(
 _CONNINFO_RE = re.compile(r"\s*(host|hostaddr|port|dbname|user|password)\s*=", re.IGNORECASE)
 
 
+# SQLAlchemy's URL syntax (`sqlalchemy.engine.url._parse_url`), reduced to what locates a
+# SQLite file: read without importing SQLAlchemy, which a session that only writes its
+# SQLite history never needs (tests compare the two on many URLs).
+_URL_RE = re.compile(
+    r"(?P<name>[\w+]+)://(?:[^:/]*(?::[^@]*)?@)?(?:\[[^/?]+\]|[^/:?]+)?(?::[^/?]*)?"
+    r"(?:/(?P<database>[^?]*))?(?:\?.*)?",
+    re.DOTALL,
+)
+
+
 def resolve_db_url(value: str | None, rootdir: Path) -> str:
     """The SQLAlchemy URL for a `--perf-db` value.
 
@@ -53,6 +64,9 @@ def resolve_db_url(value: str | None, rootdir: Path) -> str:
             )
         path = Path(text).expanduser()
         return sqlite_url(path if path.is_absolute() else rootdir / path)
+    plain = _URL_RE.fullmatch(text)
+    if plain is not None and plain["name"] == "sqlite":
+        return text  # valid as it is, and the driver is the standard library's
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -99,12 +113,18 @@ def sqlite_url(path: Path) -> str:
 
 def sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL; None for other backends and in-memory databases."""
-    from sqlalchemy.engine import make_url
+    match = _URL_RE.fullmatch(url)
+    if match is None:
+        from sqlalchemy.engine import make_url  # SQLAlchemy says what is wrong with it
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return None
+        database = parsed.database
+    else:
+        if match["name"].split("+")[0] != "sqlite":
+            return None
+        database = unquote(match["database"]) if match["database"] is not None else None
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database)

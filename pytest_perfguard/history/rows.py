@@ -1,0 +1,125 @@
+"""A session's results as the rows of `test_results` and `results`, and their SQLite insert.
+
+No SQLAlchemy here: the lean SQLite writer (`sqlite_writer`) and the SQLAlchemy store
+(`layout.insert_rows`) both build their rows with :func:`split_rows`, so both ways of
+saving a session store the same rows. See `layout` for how readers see them.
+
+Ids: a row written since revision 0004 has the id ``run_id * 2**32 + position``, where the
+position is that of the (first) result it holds in the list given to ``save_session``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_perfguard.history.errors import HistoryError
+from pytest_perfguard.results import Measurement
+
+# The built-in readings with a column in test_results: (metric, unit, kind), in the order a
+# test's rows list them. Direction is always "lower"; threshold, samples and error are None.
+READINGS: tuple[tuple[str, str, str], ...] = (
+    ("duration", "s", "primary"),
+    ("cpu_time", "s", "system"),
+    ("rss_peak_mb", "MB", "system"),
+)
+READING_NAMES = frozenset(name for name, _, _ in READINGS)
+_SLOTS = {reading: slot for slot, reading in enumerate(READINGS)}
+RUN_ID_SHIFT = 32
+
+# A test_results row as split_rows builds it: [position, test, marked, outcome, *readings].
+WIDE_COLUMNS = ("id", "run_id", "test", "marked", "outcome", *(m for m, _, _ in READINGS))
+# A results row as split_rows builds it, position first (see NARROW_COLUMNS).
+NARROW_COLUMNS = (
+    "id", "run_id", "test", "metric", "value", "unit", "direction", "kind", "marked",
+    "outcome", "threshold", "samples", "error",
+)  # fmt: skip
+
+
+def split_rows(
+    measurements: Sequence[Measurement],
+) -> tuple[list[list[Any]], list[tuple[Any, ...]]]:
+    """(test_results rows, results rows) of a session, without run ids; checks values.
+
+    Readings go into one test_results row when they follow each other in the list, in
+    READINGS order, for the same test, marked flag and outcome (as the plugin lists them);
+    anything else starts a new row or becomes a results row, so nothing changes order.
+    """
+    wide: list[list[Any]] = []
+    narrow: list[tuple[Any, ...]] = []
+    current: list[Any] | None = None
+    last_slot = len(READINGS)
+    slots = _SLOTS
+    isfinite = math.isfinite
+    for position, m in enumerate(measurements):
+        value = m.value
+        if not isfinite(value):
+            raise HistoryError(f"{m.test} {m.metric}: cannot store a non-finite value ({value})")
+        slot = None
+        if m.direction == "lower" and m.threshold is None and not m.samples and m.error is None:
+            slot = slots.get((m.metric, m.unit, m.kind))
+        if slot is None:
+            current = None
+            narrow.append(_narrow_row(position, m))
+            continue
+        # `marked` as an int: Python's sqlite3 sends a bool through its adapter lookup.
+        marked = 1 if m.marked else 0
+        if (
+            current is None
+            or slot <= last_slot
+            or current[1] != m.test
+            or current[2] != marked
+            or current[3] != m.outcome
+        ):
+            current = [position, m.test, marked, m.outcome, None, None, None]
+            wide.append(current)
+        current[4 + slot] = float(value)
+        last_slot = slot
+    return wide, narrow
+
+
+def _narrow_row(position: int, m: Measurement) -> tuple[Any, ...]:
+    samples = None
+    if m.samples:
+        if not all(map(math.isfinite, m.samples)):
+            raise HistoryError(f"{m.test} {m.metric}: cannot store a non-finite sample")
+        # repr() of a finite float is its JSON form; json.dumps is 3x slower here.
+        samples = "[" + ", ".join([repr(float(s)) for s in m.samples]) + "]"
+    return (
+        position, m.test, m.metric, float(m.value), m.unit, m.direction, m.kind,
+        1 if m.marked else 0, m.outcome, m.threshold, samples, m.error,
+    )  # fmt: skip
+
+
+def insert_sqlite_rows(
+    cursor: Any, run_id: int, wide: list[list[Any]], narrow: list[tuple[Any, ...]]
+) -> None:
+    """Insert split_rows' rows for `run_id` through a sqlite3 cursor, inside the caller's
+    write transaction.
+
+    Ids and the run id are computed by the statement, and the rows go to the driver's
+    executemany as built. Most results rows (a marked test's primary metric) have no
+    threshold, samples or error: inserted without those columns, which default to NULL,
+    since Python's sqlite3 binds a None only after a failed adapter lookup that raises and
+    formats an AttributeError.
+    """
+    base = run_id << RUN_ID_SHIFT
+    if wide:
+        cursor.executemany(_insert("test_results", WIDE_COLUMNS, base, run_id), wide)
+    short, full = [], []
+    for row in narrow:
+        if row[-1] is None and row[-2] is None and row[-3] is None:
+            short.append(row[:-3])
+        else:
+            full.append(row)
+    if short:
+        cursor.executemany(_insert("results", NARROW_COLUMNS[:-3], base, run_id), short)
+    if full:
+        cursor.executemany(_insert("results", NARROW_COLUMNS, base, run_id), full)
+
+
+def _insert(table: str, columns: tuple[str, ...], base: int, run_id: int) -> str:
+    # Both numbers are ints computed here: safe to inline.
+    values = ", ".join([f"? + {int(base)}", str(int(run_id)), *("?" * (len(columns) - 2))])
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"

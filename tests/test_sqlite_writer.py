@@ -1,0 +1,235 @@
+"""The lean SQLite writer stores exactly what the SQLAlchemy store stores, or leaves the
+database to it; a recording session on SQLite never loads SQLAlchemy."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from pytest_perfguard.api import History
+from pytest_perfguard.history import sqlite_writer
+from pytest_perfguard.history.engine import create_history_engine
+from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
+from pytest_perfguard.history.migrations import HEAD_REVISION
+from pytest_perfguard.history.schema import alembic_config
+from pytest_perfguard.history.store import HistoryStore
+from pytest_perfguard.history.urls import sqlite_path, sqlite_url
+from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+
+
+def _run(**changes: Any) -> RunInfo:
+    run = RunInfo(
+        started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        platform=PlatformInfo("Linux_x86_64_8GB", {"cpu": "EPYC", "cores": 2}),
+        finished_at=datetime(2026, 1, 2, 5, 4, 6, 123, tzinfo=timezone(timedelta(hours=2))),
+        git_commit="abc123",
+        git_branch="main",
+        git_dirty=True,
+        python_version="3.11.7",
+        args=["--perf-db", "postgresql://u:hunter2@db/perf"],
+        notes="password=hunter2 said nobody",
+        system_info={"cpus": [1, 2.5, None], "name": "é"},
+        labels={"model": "openai", "size": "7b"},
+        test_type="inference",
+    )
+    for name, value in changes.items():
+        setattr(run, name, value)
+    return run
+
+
+ROWS = [
+    Measurement("t.py::a", "duration", 0.5, "s"),
+    Measurement("t.py::a", "cpu_time", 0.25, "s", kind="system"),
+    Measurement("t.py::a", "rss_peak_mb", 1.5, "MB", kind="system"),
+    Measurement("t.py::b", "latency", 3.0, "ms", "higher", "custom", True, "failed", 0.1,
+                (1.0, 2.0), "boom"),  # fmt: skip
+    Measurement("t.py::b", "duration", 0.1, "s", marked=True),
+    Measurement("t.py::c[x]", "step:load", 0.01, "s", kind="step", marked=True),
+]
+
+
+def _dump(path: Path) -> dict[str, Any]:
+    """Every table's rows with their SQLite storage classes, and the schema."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        dump: dict[str, Any] = {
+            name: [
+                tuple((type(value).__name__, value) for value in row)
+                for row in conn.execute(f"SELECT * FROM {name} ORDER BY rowid")
+            ]
+            for name in tables
+        }
+        dump["schema"] = sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        dump["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()
+    finally:
+        conn.close()
+    # The platform's first-seen time is the clock at the write.
+    dump["platforms"] = [row[:3] for row in dump["platforms"]]
+    return dump
+
+
+def test_the_lean_writer_stores_what_the_store_stores(tmp_path: Path) -> None:
+    lean, store = tmp_path / "lean.db", tmp_path / "store.db"
+    later = _run(labels={}, git_dirty=None, finished_at=None, notes="", test_type=None)
+    assert sqlite_writer.save_session(sqlite_url(lean), _run(), ROWS) == 1
+    assert sqlite_writer.save_session(sqlite_url(lean), later, ROWS[:3]) == 2
+    reference = HistoryStore(sqlite_url(store))
+    try:
+        assert reference.save_session(_run(), ROWS) == 1
+        assert reference.save_session(later, ROWS[:3]) == 2
+    finally:
+        reference.close()
+    written, expected = _dump(lean), _dump(store)
+    assert written == expected
+    assert "hunter2" not in repr(written)
+    assert written["alembic_version"] == [(("str", HEAD_REVISION),)]
+
+
+def test_a_history_written_lean_reads_back_through_history(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "h.db")
+    run_id = sqlite_writer.save_session(url, _run(), ROWS)
+    with History(url, create=False) as history:
+        assert run_id is not None
+        detail = history.get_run(run_id)
+        assert detail.measurements == ROWS
+        assert detail.labels == {"model": "openai", "size": "7b"}
+        assert detail.args == ["--perf-db", "postgresql://u:***@db/perf"]
+        # The store then writes into the same file, after the lean writer.
+        assert history.save_session(_run(), ROWS[:1], source_key="k") == run_id + 1
+
+
+def _history_at(url: str, revision: str) -> None:
+    engine = create_history_engine(url, create=True)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+    engine.dispose()
+
+
+def test_an_older_schema_is_left_to_the_store_which_migrates_it(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "old.db")
+    _history_at(url, "0005_experiments")
+    before = _dump(tmp_path / "old.db")
+    assert sqlite_writer.save_session(url, _run(), ROWS) is None
+    assert _dump(tmp_path / "old.db") == before
+    with History(url) as history:
+        run_id = history.save_session(_run(), ROWS)
+        assert history.stats().schema_revision == HEAD_REVISION
+        assert history.get_run(run_id).measurements == ROWS
+
+
+def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    sqlite_writer.save_session(sqlite_url(path), _run(), ROWS)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    conn.commit()
+    conn.close()
+    before = _dump(path)
+    with History(path) as history, pytest.raises(SchemaTooNewError, match="0099_future"):
+        history.save_session(_run(), ROWS)
+    assert _dump(path) == before
+
+
+def test_a_file_that_is_not_a_history_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE runs (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with History(path) as history, pytest.raises(HistoryError, match="not a perfguard history"):
+        history.save_session(_run(), ROWS)
+
+
+def test_errors_are_one_line_naming_the_database(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "h.db")
+    sqlite_writer.save_session(url, _run(), ROWS, source_key="import-1")
+    with pytest.raises(HistoryError, match="source key 'import-1' is already stored"):
+        sqlite_writer.save_session(url, _run(), ROWS, source_key="import-1")
+    with pytest.raises(HistoryError, match="non-finite"):
+        sqlite_writer.save_session(url, _run(), [Measurement("t", "x", float("nan"))])
+    with pytest.raises(HistoryError, match=r"history database .*h\.db: .*not JSON serializable"):
+        sqlite_writer.save_session(url, _run(system_info={"when": object()}), ROWS)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(HistoryError, match="cannot be created: .*not a directory"):
+        sqlite_writer.save_session(sqlite_url(tmp_path / "file" / "h.db"), _run(), ROWS)
+    # A missing file without `create` is the store's to report; nothing is made.
+    missing = tmp_path / "missing.db"
+    assert sqlite_writer.save_session(sqlite_url(missing), _run(), ROWS, create=False) is None
+    assert not missing.exists()
+    with History(url) as history:
+        assert len(history.recent_runs()) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///a%20b.db", "sqlite:////abs/x.db?mode=ro", "SQLITE:///x.db",
+        "sqlite+pysqlite:///x.db", "sqlite://", "sqlite:///:memory:", "sqlite:///file:x?uri=true",
+        "sqlite://host/x.db", "sqlite:///x.db#frag", "sqlite:///a@b.db", "sqlite:///a:b.db",
+        "postgresql+psycopg://u:p@h:5/db", "sqlite:///a%3Fb.db", "sqlite:///päth/ü.db",
+        "sqlite:////tmp/x y/z.db", "sqlite:///a?b", "mysql://x/y", "sqlite:///a\nb",
+    ],
+)  # fmt: skip
+def test_sqlite_path_reads_urls_as_sqlalchemy_does(url: str) -> None:
+    parsed = sa.engine.make_url(url)
+    database = parsed.database
+    expected = (
+        Path(database)
+        if parsed.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        else None
+    )
+    assert sqlite_path(url) == expected
+
+
+def test_a_recording_session_on_sqlite_never_imports_sqlalchemy(tmp_path: Path) -> None:
+    """Fresh history, then an existing one: neither loads SQLAlchemy or alembic."""
+    (tmp_path / "test_a.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            def test_plain():
+                pass
+
+            @pytest.mark.perf(rounds=3)
+            def test_marked(perf):
+                perf.record("items", 3.0, unit="n")
+            """
+        )
+    )
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            def pytest_unconfigure(config):
+                loaded = sorted(m for m in ("sqlalchemy", "alembic") if m in sys.modules)
+                with open("loaded.txt", "a") as out:
+                    out.write(",".join(loaded) + "\\n")
+            """
+        )
+    )
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--perf-record",
+             "--perf-gate=all", "--perf-db", "h.db", "-q"],
+            cwd=tmp_path, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "stored run" in done.stdout
+    assert (tmp_path / "loaded.txt").read_text().splitlines() == ["", ""]
+    with History(tmp_path / "h.db", create=False) as history:
+        assert [run.n_results for run in history.recent_runs()] == [7, 7]

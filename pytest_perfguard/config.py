@@ -1,9 +1,7 @@
 """The option table and its parsers: every setting's flag, env name, ini key and validation.
 
-The validated settings object itself (pydantic) lives in :mod:`pytest_perfguard.settings`, so
-that an inactive plugin, which only needs this table to register its options, never imports
-pydantic: an import costs every pytest start, and a bigger heap makes every test's garbage
-collection slower.
+The settings object itself lives in :mod:`pytest_perfguard.settings`, built only when the
+plugin is active; an inactive plugin needs nothing but this table to register its options.
 
 This module knows nothing of pytest: the plugin hands it three plain mappings (what the
 command line gave, the environment, the ini file) and turns `ConfigError` into a usage error.

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -126,7 +127,7 @@ class RunLog:
             # The gate no longer reads a clock: auto rounds and confirm re-runs, which are
             # there to beat timing noise, would only cost time (and vary a per-round count).
             self.rounds_budget = 0.0
-            self.settings = self.settings.model_copy(update={"confirm": 0})
+            self.settings = replace(self.settings, confirm=0)
             # `perf.benchmark` sizes its loop by the clock; a count needs a fixed number of
             # calls: one warm-up call and one sample.
             self.benchmark_budget = BenchmarkBudget(0.0, 0.0, 1, 1, 0.0)

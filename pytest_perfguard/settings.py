@@ -6,26 +6,31 @@ Only imported when perfguard is active (see :mod:`pytest_perfguard.config` for w
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from .config import (
+    AB_MODES,
     DEFAULT_THRESHOLD,
     MODE_PRESETS,
     OPTIONS,
+    RULES,
     ConfigError,
     env_value,
     running_in_ci,
 )
-from .results import GateScope, RunType
+from .results import GATE_SCOPES, RUN_TYPES, GateScope, RunType
 
 
-class PerfSettings(BaseModel):
-    """The resolved, validated settings of one session."""
+@dataclass(frozen=True, slots=True)
+class PerfSettings:
+    """The resolved settings of one session.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The values come from the option parsers of :mod:`pytest_perfguard.config`, which
+    validate them; only the choices are checked again here, as a wrong one would otherwise
+    pass silently through every comparison (an unknown field is a TypeError already).
+    """
 
     enabled: bool = False
     record: bool = False
@@ -58,8 +63,21 @@ class PerfSettings(BaseModel):
     ab_mode: Literal["duet", "interleave"] | None = None
     ab_budget: float = 1.0
     experiment: str | None = None
-    param: dict[str, Any] = {}
-    labels: dict[str, str] = {}
+    param: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        choices: tuple[tuple[str, object, tuple[object, ...]], ...] = (
+            ("mode", self.mode, tuple(MODE_PRESETS)),
+            ("gate", self.gate, GATE_SCOPES),
+            ("run_type", self.run_type, RUN_TYPES),
+            ("rule", self.rule, RULES),
+            ("ab_mode", self.ab_mode, (None, *AB_MODES)),
+        )
+        for name, value, allowed in choices:
+            if value not in allowed:
+                spelled = ", ".join(str(choice) for choice in allowed if choice is not None)
+                raise ConfigError(f"setting {name}: {value!r} is not one of {spelled}")
 
     @property
     def active(self) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -199,7 +200,7 @@ def _report_data(
         system_info=run.system_info,
     )
     given = {"gate": args.gate, "threshold": args.threshold, "rule": args.rule}
-    settings = ctx.settings.model_copy(update={k: v for k, v in given.items() if v is not None})
+    settings = replace(ctx.settings, **{k: v for k, v in given.items() if v is not None})
     selected = {m.test for m in run.measurements}
     baselines, adopted = adopt_legacy_baselines(baselines, run.platform)
     comparison = judge_run(

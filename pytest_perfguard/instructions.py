@@ -24,7 +24,6 @@ from __future__ import annotations
 import gc
 import os
 import platform as std_platform
-import secrets
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -259,7 +258,7 @@ class InstructionCollector:
         self._setup = setup
         self._count_all = count_all
         # Tells this process's dumps from other processes' files of the same name.
-        self._token = secrets.token_hex(4)
+        self._token = os.urandom(4).hex()
         self._dumps = 0
         self._part = 0  # callgrind's number of the last dump found
         # The label of the next counted call's dump, ready to pass, and how it begins.

@@ -7,7 +7,6 @@ No pytest here: the plugin times the call phase and hands the raw numbers over.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -154,6 +153,8 @@ def estimate(values: Sequence[float], estimator: str, direction: Direction = "lo
     if len(values) == 1:
         return values[0]
     if estimator == "median":
+        import statistics  # lazy: it loads fractions and decimal into every session
+
         return statistics.median(values)
     if estimator == "mean":
         return math.fsum(values) / len(values)

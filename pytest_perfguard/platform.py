@@ -13,6 +13,7 @@ key (``--perf-platform-detailed``) also names CPU model and core count, e.g.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import platform as std_platform
 import re
@@ -21,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from .config import CI_PROVIDERS, ci_provider
@@ -85,7 +87,22 @@ def _memory_bytes() -> int:
         return int(psutil.virtual_memory().total)
 
 
+# Linux lists each CPU's core siblings: one distinct list per physical core (what psutil
+# reads too, without loading psutil into every session).
+_CORE_SIBLINGS = (
+    "/sys/devices/system/cpu/cpu[0-9]*/topology/core_cpus_list",
+    "/sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list",
+)
+
+
 def _physical_cores() -> int | None:
+    for pattern in _CORE_SIBLINGS:
+        found = set()
+        for path in glob.glob(pattern):
+            with contextlib.suppress(OSError):
+                found.add(Path(path).read_text(encoding="ascii", errors="replace").strip())
+        if found:
+            return len(found)
     try:
         import psutil  # lazy: optional detail, kept off the import path
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import subprocess
@@ -64,6 +63,8 @@ def run_outcome(exitstatus: int) -> RunOutcome:
 
 def _user() -> str:
     try:
+        import getpass  # lazy: it loads termios and pwd
+
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
         return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from pytest_perfguard.config import (
     parse_run_type,
     parse_threshold,
 )
-from pytest_perfguard.settings import resolve
+from pytest_perfguard.settings import PerfSettings, resolve
 
 ROOT = Path("/project")
 
@@ -182,3 +183,31 @@ def test_benchmark_mode_presets(
 def test_a_bad_benchmark_mode_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="BENCHMARK_MODE: 'fast' is not one of quick"):
         resolve({}, {"BENCHMARK_MODE": "fast"}, {}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("mode", "fast"),
+        ("gate", "some"),
+        ("run_type", "weekly"),
+        ("rule", "strict"),
+        ("ab_mode", "parallel"),
+    ],
+)
+def test_settings_reject_an_unknown_choice(field: str, value: str) -> None:
+    """The parsers check choices; code that builds or copies settings is checked too."""
+    with pytest.raises(ConfigError, match=rf"setting {field}: '{value}' is not one of"):
+        PerfSettings(**{field: value})
+    with pytest.raises(ConfigError, match=rf"setting {field}: '{value}' is not one of"):
+        dataclasses.replace(PerfSettings(), **{field: value})
+
+
+def test_settings_are_frozen_and_know_their_fields() -> None:
+    settings = PerfSettings(ab_mode="duet", labels={"model": "a"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.gate = "all"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'gates'"):
+        PerfSettings(gates="all")  # type: ignore[call-arg]
+    assert PerfSettings().labels == {} and PerfSettings().labels is not PerfSettings().labels
+    assert dataclasses.replace(settings, confirm=0).confirm_runs == 0

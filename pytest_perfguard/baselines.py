@@ -1,4 +1,5 @@
-"""The baselines file: model, loading (schema 1 and the seed's flat format), atomic writes.
+"""The baselines file: loading (schema 1 and the seed's flat format), atomic writes, and the
+model of `baselines_model` re-exported, so callers import everything from here.
 
 Pure: imports neither pytest nor SQLAlchemy. Errors a user can cause are a
 `BaselinesError` whose message is one line naming the file and the JSON path of the bad
@@ -10,110 +11,43 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from .baselines_model import (
+    SCHEMA_VERSION,
+    BaselineEntry,
+    BaselineFile,
+    BaselineMetadata,
+    PlatformBaselines,
+    Problem,
+    json_type,
+    validate_entry,
+    validate_file,
+)
 
-from .results import Direction
+__all__ = [
+    "DEFAULT_BASELINES_PATH",
+    "SCHEMA_VERSION",
+    "BaselineEntry",
+    "BaselineFile",
+    "BaselineMetadata",
+    "BaselinesError",
+    "PlatformBaselines",
+    "baselines_lock",
+    "load_baselines",
+    "parse_baselines",
+    "parse_entry",
+    "write_baselines",
+]
 
-SCHEMA_VERSION = 1
 DEFAULT_BASELINES_PATH = Path("baselines/perf_baselines.json")
-
-
-_NUMBER_LIST = re.compile(r"\[\n[-+0-9.eE,\s]+\]")
-
-
-def _one_line(match: re.Match[str]) -> str:
-    return "[" + ", ".join(number.strip() for number in match.group(0)[1:-1].split(",")) + "]"
 
 
 class BaselinesError(ValueError):
     """A baselines file that cannot be read or written; the message is one line."""
-
-
-class BaselineEntry(BaseModel):
-    """The baseline of one metric of one test.
-
-    `runs` is how many recorded runs `value` is the median of; `spread` is the median
-    absolute deviation of those runs and `n` how many values it was computed from;
-    `samples` are those runs' rounds, pooled (the noise rule's rank test compares a run's
-    rounds with them). All are kept for noise-aware verdicts and are optional
-    (hand-written files omit them).
-    """
-
-    # Strict: "8.0" (a string) is a wrong type, not a number. Unknown keys are kept so a
-    # file written by a newer perfguard does not lose them when an older one rewrites it.
-    model_config = ConfigDict(strict=True, extra="allow")
-
-    value: float = Field(ge=0, allow_inf_nan=False)
-    unit: str = ""
-    # None: taken from the test (flat-format entries say nothing about direction).
-    direction: Direction | None = None
-    threshold: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    runs: int | None = Field(default=None, ge=0)
-    spread: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    n: int | None = Field(default=None, ge=0)
-    samples: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
-
-
-class BaselineMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    last_updated: str | None = None
-    git_commit: str | None = None
-    python_version: str | None = None
-    notes: str = ""
-
-
-class PlatformBaselines(BaseModel):
-    """One platform's baselines.
-
-    `tests` maps a test nodeid to its metrics. `metrics` holds platform-wide entries by
-    metric name, matched against any test's metric of that name: this is where the seed's
-    flat format lands, and it is written back under this key so its values survive.
-    """
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-    metadata: BaselineMetadata = Field(default_factory=BaselineMetadata)
-    tests: dict[str, dict[str, BaselineEntry]] = Field(default_factory=dict)
-    metrics: dict[str, BaselineEntry] = Field(default_factory=dict)
-
-
-class BaselineFile(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-    schema_: int = Field(default=SCHEMA_VERSION, alias="schema")
-    platforms: dict[str, PlatformBaselines] = Field(default_factory=dict)
-
-    def lookup(
-        self, platform: str, test: str, metric: str, *, by_name: bool = True
-    ) -> BaselineEntry | None:
-        """The baseline for `test`'s `metric` on `platform`.
-
-        The test's own entry wins; otherwise, when `by_name`, a platform-wide entry of that
-        metric name (the flat format).
-        """
-        section = self.platforms.get(platform)
-        if section is None:
-            return None
-        entry = section.tests.get(test, {}).get(metric)
-        if entry is None and by_name:
-            entry = section.metrics.get(metric)
-        return entry
-
-    def to_json(self) -> str:
-        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
-        for section in data["platforms"].values():
-            if not section["metrics"]:
-                del section["metrics"]
-        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-        # A list of numbers (an entry's `samples`) on one line: one line of diff per update.
-        return _NUMBER_LIST.sub(_one_line, text) + "\n"
 
 
 def load_baselines(path: Path) -> BaselineFile:
@@ -137,7 +71,7 @@ def parse_baselines(data: Any, *, source: str = "<baselines>") -> BaselineFile:
     """Validate decoded JSON (either format) into a `BaselineFile`."""
     if not isinstance(data, dict):
         raise BaselinesError(
-            f"{source}: expected a JSON object at the top level, got {_json_type(data)}"
+            f"{source}: expected a JSON object at the top level, got {json_type(data)}"
         )
     raw = data
     if "schema" not in data and "platforms" not in data:
@@ -152,10 +86,18 @@ def parse_baselines(data: Any, *, source: str = "<baselines>") -> BaselineFile:
             f"{source}: schema: unknown schema version {version!r} "
             f"(this pytest-perfguard reads schema {SCHEMA_VERSION}{hint})"
         )
-    try:
-        return BaselineFile.model_validate(data)
-    except ValidationError as exc:
-        raise BaselinesError(_describe(exc, raw, source)) from None
+    file, problems = validate_file(data)
+    if problems:
+        raise BaselinesError(_describe(problems, raw, source))
+    return file
+
+
+def parse_entry(data: Any, *, source: str = "<baseline entry>") -> BaselineEntry:
+    """Validate one decoded entry (as a file or a baseline snapshot holds it)."""
+    entry, problems = validate_entry(data)
+    if entry is None:
+        raise BaselinesError(_describe(problems, data, source))
+    return entry
 
 
 def _flat_to_schema(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -165,7 +107,7 @@ def _flat_to_schema(data: dict[str, Any], source: str) -> dict[str, Any]:
         if not isinstance(section, dict):
             raise BaselinesError(
                 f"{source}: {platform}: expected an object of metric values, "
-                f"got {_json_type(section)}"
+                f"got {json_type(section)}"
             )
         metrics: dict[str, Any] = {}
         for name, value in section.items():
@@ -177,53 +119,19 @@ def _flat_to_schema(data: dict[str, Any], source: str) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "platforms": platforms}
 
 
-_MESSAGES = {
-    "greater_than_equal": "must be >= {ge}",
-    "greater_than": "must be > {gt}",
-    "finite_number": "must be a finite number",
-    "missing": "required field is missing",
-    "extra_forbidden": "unknown field",
-}
-_EXPECTED = {
-    "float_type": "a number",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "dict_type": "an object",
-    "model_type": "an object",
-    "model_attributes_type": "an object",
-    "list_type": "an array",
-}
-
-
-def _describe(exc: ValidationError, raw: Any, source: str) -> str:
-    """The first validation error as `file: json.path: what is wrong`."""
-    error = exc.errors(include_url=False)[0]
-    loc = [str(part) for part in error["loc"]]
+def _describe(problems: list[Problem], raw: Any, source: str) -> str:
+    """The first problem as `file: json.path: what is wrong`, and how many more there are."""
+    loc_parts, message = problems[0]
+    loc = [str(part) for part in loc_parts]
     if not _is_schema_input(raw) and len(loc) >= 3:
         # Flat input: give the path as the user wrote it (platform.metric), not our rewrite.
         loc = [loc[1], *loc[3:]] if loc[2] == "metrics" else [loc[1], *loc[2:]]
         if len(loc) == 3 and loc[2] == "value" and not isinstance(_at(raw, loc[:2]), dict):
             loc = loc[:2]
-    path = ".".join(loc) if loc else "(top level)"
-    kind = error["type"]
-    ctx = {key: _number(value) for key, value in (error.get("ctx") or {}).items()}
-    if kind == "literal_error" and loc and loc[-1] == "direction":
-        message = f"unknown direction {error['input']!r} (expected 'lower' or 'higher')"
-    elif kind in _MESSAGES:
-        message = _MESSAGES[kind].format(**ctx)
-    elif kind in _EXPECTED:
-        message = f"wrong type: expected {_EXPECTED[kind]}, got {_json_type(error['input'])}"
-    else:
-        message = error["msg"][:1].lower() + error["msg"][1:]
-    more = exc.error_count() - 1
+    path = f"{'.'.join(loc)}: " if loc else ""
+    more = len(problems) - 1
     suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    return f"{source}: {path}: {message}{suffix}"
-
-
-def _number(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    return f"{source}: {path}{message}{suffix}"
 
 
 def _is_schema_input(data: Any) -> bool:
@@ -236,20 +144,6 @@ def _at(data: Any, loc: list[str]) -> Any:
             return None
         data = data.get(key)
     return data
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return f"a string ({value!r})" if len(value) <= 30 else "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def write_baselines(path: Path, file: BaselineFile) -> None:

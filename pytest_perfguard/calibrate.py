@@ -13,10 +13,11 @@ are independent; two-level noise falls slower, so treat it as a floor).
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .baselines import BaselineEntry, BaselineFile, PlatformBaselines
 from .compare import applicable_baseline, relative_change, threshold_for
@@ -120,7 +121,7 @@ def apply_calibration(
 ) -> BaselineFile:
     """A copy of `file` where each calibrated metric's entry carries the suggested threshold
     (never below 1 %); metrics without an entry get one from the calibration passes."""
-    new = file.model_copy(deep=True)
+    new = copy.deepcopy(file)
     section = new.platforms.setdefault(platform, PlatformBaselines())
     for row in rows:
         tests = section.tests.setdefault(row.test, {})
@@ -136,7 +137,7 @@ def apply_calibration(
                 n=len(row.values),
             )
         else:
-            tests[row.metric] = entry.model_copy(update={"threshold": row.suggested_threshold})
+            tests[row.metric] = replace(entry, threshold=row.suggested_threshold)
     return new
 
 

@@ -15,10 +15,12 @@ when this run's hardware differs. Pure: no pytest, no SQLAlchemy.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from .baselines import BaselineFile, BaselineMetadata, PlatformBaselines
+from .baselines import BaselineFile, PlatformBaselines
 from .platform import hardware, hardware_difference, legacy_key_target, parse_detailed_key
 
 
@@ -35,7 +37,7 @@ def legacy_targets(keys: list[str]) -> dict[str, str]:
 def baseline_hardware(section: PlatformBaselines, key: str) -> dict[str, Any]:
     """The hardware a platform's baselines were recorded on: as recorded at update time,
     else as its detailed key spells it out, else nothing known."""
-    recorded = (section.metadata.model_extra or {}).get("hardware")
+    recorded = section.metadata.extra.get("hardware")
     if isinstance(recorded, Mapping):
         return dict(recorded)
     parsed = parse_detailed_key(key)
@@ -56,10 +58,12 @@ def _merged(file: BaselineFile, keys: list[str]) -> PlatformBaselines:
             merged.tests.setdefault(test, {}).update(metrics)
         merged.metrics.update(section.metrics)
     newest = file.platforms[ordered[0]]
-    extra = dict(newest.metadata.model_extra or {})
-    extra["hardware"] = baseline_hardware(newest, ordered[0])
-    extra["migrated_from"] = ordered
-    merged.metadata = BaselineMetadata(**{**newest.metadata.model_dump(), **extra})
+    extra = {
+        **newest.metadata.extra,
+        "hardware": baseline_hardware(newest, ordered[0]),
+        "migrated_from": ordered,
+    }
+    merged.metadata = replace(newest.metadata, extra=extra)
     return merged
 
 
@@ -71,7 +75,7 @@ def adopt_legacy_baselines(file: BaselineFile, key: str) -> tuple[BaselineFile, 
     old = [k for k, target in legacy_targets(list(file.platforms)).items() if target == key]
     if not old:
         return file, None
-    adopted = file.model_copy(deep=True)
+    adopted = copy.deepcopy(file)
     adopted.platforms[key] = _merged(file, old)
     note = (
         f"baselines of platform {key} read from old key{'s' if len(old) > 1 else ''} "
@@ -86,7 +90,7 @@ def migrate_baselines(file: BaselineFile) -> tuple[BaselineFile, dict[str, str]]
     moves = legacy_targets(list(file.platforms))
     if not moves:
         return file, {}
-    new = file.model_copy(deep=True)
+    new = copy.deepcopy(file)
     for target in sorted(set(moves.values())):
         old = [k for k, t in moves.items() if t == target]
         merged = _merged(file, old)

@@ -10,6 +10,7 @@ the history database. The history is anything with the two methods of `UpdateHis
 from __future__ import annotations
 
 import contextlib
+import copy
 import platform as _platform
 import statistics
 from collections.abc import Mapping, Sequence
@@ -258,7 +259,7 @@ def make_metadata(
         git_commit=git_commit,
         python_version=_platform.python_version(),
         notes=notes,
-        **({"hardware": dict(hardware)} if hardware else {}),
+        extra={"hardware": dict(hardware)} if hardware else {},
     )
 
 
@@ -273,7 +274,7 @@ def apply_updates(
     Other platforms, and this platform's entries not updated, are kept as they are. An
     existing entry keeps its own threshold.
     """
-    new = file.model_copy(deep=True)
+    new = copy.deepcopy(file)
     section = new.platforms.setdefault(platform, PlatformBaselines())
     for u in updates:
         if not u.applied or u.proposed is None:
@@ -347,7 +348,7 @@ def update_baselines(
     if result.written:
         snapshot: dict[str, dict[str, Any]] = {}
         for u in applied:
-            entry = _entry(u).model_dump(mode="json", exclude_none=True)
+            entry = _entry(u).to_data()
             snapshot.setdefault(u.test, {})[u.metric] = {**entry, "reason": _REASONS[u.action]}
         reason = ", ".join(sorted({_REASONS[u.action] for u in applied}))
         result.snapshot_id = history.save_baseline_snapshot(

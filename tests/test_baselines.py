@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_perfguard.baselines import (
     BaselineEntry,
@@ -15,8 +17,19 @@ from pytest_perfguard.baselines import (
     PlatformBaselines,
     baselines_lock,
     load_baselines,
+    parse_baselines,
+    parse_entry,
     write_baselines,
 )
+from pytest_perfguard.baselines_model import _common_entry, _entry
+from pytest_perfguard.cli.console import json_default
+
+# Files as 0.2 (pydantic models) read them: each input, what it wrote back (written/) and
+# what `perfguard baselines show --json` printed (shown/), plus the error it reported for
+# each of a few hundred broken inputs (errors.json). Captured before the models became
+# dataclasses; the bytes and messages must not change.
+FILES = Path(__file__).parent / "baselines_files"
+INPUTS = sorted(p.name for p in FILES.glob("*.json") if p.name != "errors.json")
 
 SCHEMA = {
     "schema": 1,
@@ -141,6 +154,96 @@ def test_errors_are_one_line_naming_file_and_json_path(
     assert "\n" not in text
     assert text.startswith(f"{path}: ")
     assert message in text
+
+
+@pytest.mark.parametrize("name", INPUTS)
+def test_files_are_written_byte_for_byte_as_before(name: str, tmp_path: Path) -> None:
+    file = load_baselines(FILES / name)
+    written = (FILES / "written" / name).read_text(encoding="utf-8")
+    path = tmp_path / name
+    write_baselines(path, file)
+    assert path.read_bytes() == written.encode("utf-8")
+    shown = json.dumps(file.to_data(), indent=2, default=json_default, ensure_ascii=False)
+    assert shown + "\n" == (FILES / "shown" / name).read_text(encoding="utf-8")
+    assert load_baselines(path) == file or name == "newer_version.json"  # inf -> null
+
+
+def test_unknown_keys_survive_a_rewrite() -> None:
+    file = load_baselines(FILES / "newer_version.json")
+    section = file.platforms["RTX_4090_24GB"]
+    assert section.metadata.extra["hardware"]["cpu_count"] == 32
+    entry = section.tests["tests/test_gpu.py::test_embed[batch=32]"]["tokens_per_s"]
+    assert entry.extra["confidence"] == {"low": 1190.5, "high": None}
+    assert entry.value == 1200.0 and isinstance(entry.value, float)
+
+
+@pytest.mark.parametrize("case", json.loads((FILES / "errors.json").read_text(encoding="utf-8")))
+def test_error_messages_are_as_before(case: dict[str, object]) -> None:
+    with pytest.raises(BaselinesError) as info:
+        parse_baselines(case["data"])
+    assert str(info.value) == case["message"]
+
+
+def test_parse_entry_validates_one_entry() -> None:
+    assert parse_entry({"value": 2, "unit": "s", "x": 1}) == BaselineEntry(
+        value=2.0, unit="s", extra={"x": 1})
+    with pytest.raises(BaselinesError, match=r"^snapshot: value: must be >= 0 \(and 1 more"):
+        parse_entry({"value": -1, "runs": 2.0}, source="snapshot")
+    with pytest.raises(BaselinesError, match=r"^<baseline entry>: wrong type: expected an object"):
+        parse_entry([1.0])
+
+
+def _assert_the_shortcut_agrees(data: dict[str, object]) -> None:
+    """`_common_entry` (the fast path) accepts only what `_entry` accepts, as the same."""
+    shortcut = _common_entry(data)
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    checked = _entry(data, (), problems)
+    assert (checked is None) == bool(problems)
+    if shortcut is not None:
+        assert repr(checked) == repr(shortcut) and problems == [], data  # 1 != 1.0 here
+
+
+_FULL_ENTRY = {"value": 1.0, "unit": "s", "direction": "lower", "threshold": 0.2, "runs": 5,
+               "spread": 0.1, "n": 5, "samples": [1.0, 2.0]}
+_NEAR = [0, 1, -1, 0.0, -0.0, -1.0, 3.0, 5e-324, -5e-324, 1.7e308, 2**1100, float("nan"),
+         float("inf"), float("-inf"), True, False, None, "lower", "higher", "up", "Lower", "8.0",
+         [], [0.0, -1.0], [1.0, True], [1.0, 2], [float("nan")], [float("inf")], [None], {}]
+
+
+@pytest.mark.parametrize("key", [*_FULL_ENTRY, "future"])
+def test_the_common_entry_shortcut_agrees_with_the_full_check(key: str) -> None:
+    assert _common_entry(_FULL_ENTRY) is not None  # the shortcut is taken for what we write
+    for value in _NEAR:
+        _assert_the_shortcut_agrees({**_FULL_ENTRY, key: value})
+        _assert_the_shortcut_agrees({"value": 2.5, key: value})
+
+
+_FLOAT = st.floats(min_value=0.0, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"value": _FLOAT},
+        optional={
+            "unit": st.just("s"),
+            "direction": st.sampled_from(["lower", "higher"]),
+            "threshold": st.floats(min_value=0.0, exclude_min=True, allow_infinity=False),
+            "runs": st.integers(0, 10),
+            "spread": _FLOAT,
+            "n": st.integers(0, 10),
+            "samples": st.lists(_FLOAT, max_size=3),
+        },
+    ),
+    st.sampled_from([*_FULL_ENTRY, "future"]),
+    st.one_of(st.floats(), st.integers(), st.sampled_from(_NEAR)),
+)
+def test_the_shortcut_takes_written_entries_and_agrees_on_changed_ones(
+    written: dict[str, object], key: str, value: object
+) -> None:
+    assert _common_entry(written) is not None
+    _assert_the_shortcut_agrees(written)
+    _assert_the_shortcut_agrees({**written, key: value})
 
 
 def test_non_finite_values_are_rejected(tmp_path: Path) -> None:

@@ -322,7 +322,7 @@ def test_migrate_renames_and_merges_old_sections() -> None:
     assert sorted(migrated.platforms) == ["GitHub_Actions_Linux", "M1_Mac_16GB"]
     section = migrated.platforms["GitHub_Actions_Linux"]
     assert section.tests["t.py::a"]["latency"].value == 2.0
-    assert (section.metadata.model_extra or {})["hardware"]["cpu_model"] == "Xeon 8370C"
+    assert section.metadata.extra["hardware"]["cpu_model"] == "Xeon 8370C"
     assert migrate_baselines(migrated) == (migrated, {})
 
 

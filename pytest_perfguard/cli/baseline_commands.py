@@ -29,7 +29,7 @@ def baselines_show(args: argparse.Namespace, ctx: Context) -> int:
         if args.platform is None or key == args.platform
     }
     if args.json:
-        data = file.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data = file.to_data()
         data["platforms"] = {k: v for k, v in data["platforms"].items() if k in platforms}
         ctx.console.json(data)
         return 0

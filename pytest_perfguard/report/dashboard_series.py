@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from ..baselines import BaselineEntry, BaselineFile
+from ..baselines import BaselineEntry, BaselineFile, BaselinesError, parse_entry
 from ..changepoint import find_change_points
 from ..compare import applicable_baseline, threshold_for
 from ..results import STEP_PREFIX, Direction, worse_is_positive
@@ -127,8 +125,8 @@ def snapshot_segments(
                 continue
             for metric, stored in metrics.items():
                 try:
-                    entry = BaselineEntry.model_validate(stored)
-                except ValidationError:
+                    entry = parse_entry(stored)
+                except BaselinesError:
                     continue  # not an entry this version can judge against
                 threshold = threshold_for(None, entry.threshold, default_threshold)
                 segment = Segment(since, entry, threshold)

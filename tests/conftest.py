@@ -2,7 +2,7 @@
 
 pytester's in-process runs restore ``sys.modules`` afterwards, dropping every module the inner
 run imported. Importing the plugin's heavy dependencies here, once, keeps one copy of
-SQLAlchemy, alembic, jinja2 and pydantic for the whole test session (two copies of SQLAlchemy
+SQLAlchemy, alembic and jinja2 for the whole test session (two copies of SQLAlchemy
 in one process break its inspection registry).
 """
 
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import alembic.command  # noqa: F401
 import jinja2  # noqa: F401
-import pydantic  # noqa: F401
 import pytest
 import sqlalchemy  # noqa: F401
 

@@ -45,6 +45,7 @@ from pytest_perfguard.results import (
     RUN_TYPES,
     LabelError,
     Measurement,
+    PlainRuns,
     PlatformInfo,
     RunInfo,
     check_labels,
@@ -159,24 +160,28 @@ class History(ExperimentHistory):
         run: RunInfo,
         measurements: Sequence[Measurement],
         *,
+        plain: PlainRuns | None = None,
         source_key: str | None = None,
     ) -> int:
         """Store one run and all its measurements (one transaction); its run id.
 
-        A `source_key` makes the run unique (see `record_run`): importers use it so that
-        importing the same file twice stores nothing the second time.
+        `plain` adds plain tests' runs given as columns (the plugin's session end), stored
+        after `measurements`. A `source_key` makes the run unique (see `record_run`):
+        importers use it so that importing the same file twice stores nothing the second
+        time.
         """
         if self._store is None:
             # A SQLite file, fresh or up to date, is written without loading SQLAlchemy.
             from pytest_perfguard.history.sqlite_writer import save_session
 
             run_id = save_session(
-                self._url, run, measurements, source_key=source_key, create=self.create
-            )
+                self._url, run, measurements, plain=plain, source_key=source_key,
+                create=self.create,
+            )  # fmt: skip
             if run_id is not None:
                 return run_id
         with self._errors() as store:
-            return store.save_session(run, measurements, source_key=source_key)
+            return store.save_session(run, measurements, plain=plain, source_key=source_key)
 
     def record_run(
         self,
@@ -251,17 +256,7 @@ class History(ExperimentHistory):
             test_type=test_type.strip() if test_type else None,
             labels=checked_labels,
         )
-        if self._store is None:
-            # A SQLite file, fresh or up to date, is written without loading SQLAlchemy.
-            from pytest_perfguard.history.sqlite_writer import save_session
-
-            run_id = save_session(
-                self._url, run, measurements, source_key=source_key, create=self.create
-            )
-            if run_id is not None:
-                return run_id
-        with self._errors() as store:
-            return store.save_session(run, measurements, source_key=source_key)
+        return self.save_session(run, measurements, source_key=source_key)
 
     def save_baseline_snapshot(
         self,

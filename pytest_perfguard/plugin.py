@@ -260,9 +260,11 @@ class PerfPlugin:
             return
         from .session import finish_session
 
+        rows, plain = log.session_results()
         self.result = finish_session(
             self.context,
-            [*log.session_rows(), *log.worker_rows],
+            rows,
+            plain=plain,
             selected=log.selected,
             started_at=log.started_at,
             exitstatus=int(exitstatus),
@@ -272,6 +274,11 @@ class PerfPlugin:
         )
         if self.result.fail_session and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        # Nothing per test outlives the session end: pytest's last full collections (at
+        # unconfigure) would traverse it all again.
+        log.runs = {}
+        log.worker_rows = []
+        log.final_rows = None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.result is None:

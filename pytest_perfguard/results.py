@@ -89,6 +89,90 @@ class Measurement:
         )  # fmt: skip
 
 
+class PlainRuns:
+    """Plain tests' runs (no marker, no `perf` fixture, no rounds) as columns.
+
+    Most tests of a suite are plain, and each yields the same rows: `duration` (its primary
+    metric) and the same collector readings. Kept as columns (ids, outcomes, durations, one
+    list of values per reading) they cost a session end no object per row: the history
+    stores them as they are (one `test_results` row each), and they become `Measurement`
+    rows (:meth:`measurements`) only where something reads rows (gate `all`, reports,
+    trials). xdist workers send them the same way (:meth:`to_wire`).
+    """
+
+    __slots__ = ("durations", "ids", "outcomes", "readings")
+
+    def __init__(self, readings: Sequence[tuple[str, str]] = ()) -> None:
+        self.ids: list[str] = []
+        self.outcomes: list[TestOutcome] = []
+        self.durations: list[float] = []
+        # (metric, unit, one value per test), in the order the collectors read them.
+        self.readings: list[tuple[str, str, list[float]]] = [(m, u, []) for m, u in readings]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def layout(self) -> list[tuple[str, str]]:
+        return [(metric, unit) for metric, unit, _ in self.readings]
+
+    def extend(self, other: PlainRuns) -> bool:
+        """Append `other`'s runs; False (nothing appended) when its readings differ."""
+        if other.layout() != self.layout():
+            return False
+        self.ids.extend(other.ids)
+        self.outcomes.extend(other.outcomes)
+        self.durations.extend(other.durations)
+        for (_, _, values), (_, _, more) in zip(self.readings, other.readings, strict=True):
+            values.extend(more)
+        return True
+
+    def measurements(self, tests: Collection[str] | None = None) -> list[Measurement]:
+        """The runs as rows (of `tests` only, when given), in the order `TestRun` rows
+        list a test's metrics: duration, then the readings."""
+        rows: list[Measurement] = []
+        append = rows.append
+        readings = [(metric, unit, values) for metric, unit, values in self.readings]
+        for index, (nodeid, outcome, duration) in enumerate(
+            zip(self.ids, self.outcomes, self.durations, strict=True)
+        ):
+            if tests is not None and nodeid not in tests:
+                continue
+            append(
+                Measurement(nodeid, "duration", duration, "s", "lower", "primary", False, outcome)
+            )
+            for metric, unit, values in readings:
+                append(
+                    Measurement(
+                        nodeid, metric, values[index], unit, "lower", "system", False, outcome
+                    )
+                )
+        return rows
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-ready form for `from_wire` (an xdist worker's output)."""
+        return {
+            "ids": self.ids,
+            "outcomes": self.outcomes,
+            "durations": self.durations,
+            "readings": [[metric, unit, values] for metric, unit, values in self.readings],
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> PlainRuns:
+        runs = cls()
+        runs.ids = list(data["ids"])
+        runs.outcomes = list(data["outcomes"])
+        runs.durations = [float(value) for value in data["durations"]]
+        runs.readings = [
+            (str(m), str(u), [float(v) for v in values]) for m, u, values in data["readings"]
+        ]
+        if not all(len(values) == len(runs.ids) for _, _, values in runs.readings) or not (
+            len(runs.ids) == len(runs.outcomes) == len(runs.durations)
+        ):
+            raise ValueError("plain runs: columns of different lengths")
+        return runs
+
+
 class StepRecord:
     """One timed step, of a pipeline (`track()`) or of a test (`perf.measure`): its name,
     `start` and `end` (`perf_counter` readings; `end` None while it runs), success, error

@@ -34,7 +34,7 @@ from .measure import (
     measurements_of,
     parse_marker,
 )
-from .results import Measurement, judged_on
+from .results import Measurement, PlainRuns, judged_on
 
 if TYPE_CHECKING:
     from .measure import Collector, Reading
@@ -43,23 +43,6 @@ if TYPE_CHECKING:
 
 # A marked test without rounds= takes at most this many calls within --perf-rounds-budget.
 MAX_AUTO_ROUNDS = 50
-
-
-def plain_rows(plain: dict[str, Any]) -> list[Measurement]:
-    """The rows of plain runs sent as columns (`RunLog.worker_output`), in the order
-    `measurements_of` lists a plain run's rows."""
-    rows: list[Measurement] = []
-    append = rows.append
-    readings = plain["readings"]
-    for index, (nodeid, outcome, duration) in enumerate(
-        zip(plain["ids"], plain["outcomes"], plain["durations"], strict=True)
-    ):
-        append(Measurement(nodeid, "duration", duration, "s", "lower", "primary", False, outcome))
-        for metric, unit, values in readings:
-            append(
-                Measurement(nodeid, metric, values[index], unit, "lower", "system", False, outcome)
-            )
-    return rows
 
 
 # The key of a worker's rows in xdist's `workeroutput`.
@@ -90,6 +73,7 @@ class RunLog:
         self.runs: dict[str, MeasuredRun] = {}
         self.selected: set[str] = set()
         self.worker_rows: list[Measurement] = []
+        self.worker_plain = PlainRuns()
         self.estimator = settings.estimator
         self.rounds_budget = settings.rounds_budget
         # A plain test's rows (no marker, no `perf` fixture) are only stored, judged (gate
@@ -288,6 +272,17 @@ class RunLog:
         """This process's rows at session end."""
         return self.final_rows if self.final_rows is not None else self.rows()
 
+    def session_results(self) -> tuple[list[Measurement], PlainRuns]:
+        """The session's results, its workers' included: (rows, plain runs as columns)."""
+        if self.final_rows is not None or self.gated_readings:
+            rows, plain = self.session_rows(), PlainRuns()
+        else:
+            rows, plain = self._split_plain()
+        rows.extend(self.worker_rows)
+        if not plain.extend(self.worker_plain):
+            rows.extend(self.worker_plain.measurements())
+        return rows, plain
+
     def close(self) -> None:
         """The tests are over: drop a call left unfinished, close the collectors."""
         if self.current is not None:
@@ -314,16 +309,15 @@ class RunLog:
         holds each test's numbers once, not three rows of eleven fields. Other tests, and
         every test when collector readings are judged (`judged_on`), cross as rows.
         """
-        plain: dict[str, Any] | None = None
         if self.gated_readings:
-            rows = self.session_rows()
+            rows, plain = self.session_rows(), PlainRuns()
         else:
-            plain, rows = self._plain_columns()
+            rows, plain = self._split_plain()
         return {
             # Strings: execnet serializes nested containers in pure Python, element by
             # element (0.5 M instructions per test on each side, as lists of dicts).
             "rows": json.dumps([row.to_row() for row in rows]),
-            "plain": json.dumps(plain) if plain else None,
+            "plain": json.dumps(plain.to_wire()) if plain else None,
             "selected": json.dumps(list(self.selected)),
             "confirmations": [
                 {"test": test, "metric": metric, "change": c.first_change, "reruns": c.reruns}
@@ -331,22 +325,23 @@ class RunLog:
             ],
         }
 
-    def _plain_columns(self) -> tuple[dict[str, Any] | None, list[Measurement]]:
-        """(plain runs as columns, the other runs' rows) for `worker_output`."""
+    def _split_plain(self) -> tuple[list[Measurement], PlainRuns]:
+        """(the rows of the runs that are not plain, the plain runs as columns)."""
+        plain: PlainRuns | None = None
         ids: list[str] = []
-        outcomes: list[str] = []
+        outcomes: list[TestOutcome] = []
         durations: list[float] = []
-        layout: list[tuple[str, str]] | None = None
         names: list[str] = []
         columns: list[list[float]] = []
         others: dict[str, MeasuredRun] = {}
         for nodeid, run in self.runs.items():
             if type(run) is tuple:
                 outcome, duration, readings = run
-                if layout is None:
-                    layout = [(metric, unit) for metric, _, unit in readings]
-                    names = [metric for metric, _ in layout]
-                    columns = [[] for _ in layout]
+                if plain is None:
+                    plain = PlainRuns([(metric, unit) for metric, _, unit in readings])
+                    ids, outcomes, durations = plain.ids, plain.outcomes, plain.durations
+                    names = [metric for metric, _, _ in readings]
+                    columns = [values for _, _, values in plain.readings]
                 if len(readings) == len(names) and [r[0] for r in readings] == names:
                     ids.append(nodeid)
                     outcomes.append(outcome)
@@ -355,22 +350,17 @@ class RunLog:
                         column.append(reading[1])
                     continue
             others[nodeid] = run
-        rows = measurements_of(others, self.estimator)
-        if not ids:
-            return None, rows
-        plain = {
-            "ids": ids,
-            "outcomes": outcomes,
-            "durations": durations,
-            "readings": [[m, u, c] for (m, u), c in zip(layout or [], columns, strict=True)],
-        }
-        return plain, rows
+        return measurements_of(others, self.estimator), plain or PlainRuns()
 
     def add_worker_output(self, output: dict[str, Any]) -> None:
         """A worker's `worker_output`, on the controller."""
         self.worker_rows.extend(map(Measurement.from_row, json.loads(output["rows"])))
         if output.get("plain"):
-            self.worker_rows.extend(plain_rows(json.loads(output["plain"])))
+            plain = PlainRuns.from_wire(json.loads(output["plain"]))
+            if not self.worker_plain.ids:
+                self.worker_plain = plain
+            elif not self.worker_plain.extend(plain):
+                self.worker_rows.extend(plain.measurements())
         self.selected.update(json.loads(output["selected"]))
         for row in output.get("confirmations", ()):
             self.confirmations[(row["test"], row["metric"])] = Confirmation(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
 from .platform import detect_platform, hardware, labelled_platform
-from .results import Measurement, PlatformInfo, RunInfo
+from .results import Measurement, PlainRuns, PlatformInfo, RunInfo
 from .runinfo import build_run_info, git_state
 from .settings import PerfSettings
 
@@ -126,7 +126,7 @@ class SessionResult:
     update: UpdateResult | None = None
     messages: list[tuple[str, Markup]] = field(default_factory=list)
     fail_session: bool = False
-    # The rows judged, for the terminal's step breakdown of marked tests.
+    # The marked tests' rows, for the terminal's step breakdown.
     measurements: Sequence[Measurement] = ()
 
     def terminal_lines(self, verbose: bool) -> list[tuple[str, Markup]]:
@@ -234,6 +234,7 @@ def finish_session(
     context: SessionContext,
     measurements: Sequence[Measurement],
     *,
+    plain: PlainRuns | None = None,
     selected: Collection[str] = (),
     started_at: datetime,
     exitstatus: int,
@@ -243,13 +244,32 @@ def finish_session(
 ) -> SessionResult:
     """Compare, store, report. Never raises: whatever fails at this point becomes one
     line in `messages` and fails the session, and the measurements are kept, in the
-    history or in a file whose path is printed (docs/reliability.md)."""
+    history or in a file whose path is printed (docs/reliability.md).
+
+    `plain` holds the plain tests' runs as columns (`RunLog.session_results`): they are
+    stored as they are, and become rows only for what reads rows (gate `all`, reports,
+    trials)."""
     from .annotate import note_change_points, note_confirmations, session_notes
     from .compare import Comparison
 
     settings = context.settings
     measurements = valid_text(measurements)
+    plain = _valid_ids(plain) if plain else PlainRuns()
     selected = {_printable(test) for test in selected}
+    if plain and (
+        settings.gate == "all"
+        or settings.report
+        or settings.json_report
+        or settings.experiment
+        or os.environ.get("GITHUB_STEP_SUMMARY")
+    ):
+        measurements, plain = [*measurements, *plain.measurements()], PlainRuns()
+    # Under another gate plain rows are not judged; those of tests with a baseline entry
+    # still tell which baselined metrics were measured (`missing` verdicts).
+    judged = measurements
+    section = context.baselines.platforms.get(context.platform.key)
+    if plain and section is not None and section.tests:
+        judged = [*measurements, *plain.measurements(tests=section.tests)]
     run = build_run_info(
         platform=context.platform,
         started_at=started_at,
@@ -262,16 +282,18 @@ def finish_session(
     )
     run.labels = dict(settings.labels)
     result = SessionResult(
-        comparison=Comparison(context.platform.key), run=run, measurements=measurements
+        comparison=Comparison(context.platform.key),
+        run=run,
+        measurements=[m for m in measurements if m.marked],
     )
     try:
-        comparison = _compare(context, measurements, selected)
+        comparison = _compare(context, judged, selected)
         comparison.notes.extend(context.notes)
         if confirmations:
             note_confirmations(comparison, confirmations)
         if context.db_url is not None and comparison.regressions:
             trends = _regression_trends(context.db_url, context.platform.key, comparison)
-            note_change_points(comparison, measurements, trends)
+            note_change_points(comparison, judged, trends)
         result.comparison = comparison
         result.messages.extend(session_notes(comparison, confirmations or {}))
         result.messages.extend(
@@ -281,7 +303,7 @@ def finish_session(
         _fail(result, f"verdicts not computed: {_bug(exc)}")
     comparison = result.comparison
     if settings.record and context.db_url is not None:
-        _store(context, run, measurements, result)
+        _store(context, run, measurements, plain, result)
     if settings.experiment and context.db_url is not None:
         _log_trial(context, measurements, exitstatus, result)
     _write_reports(context, run, comparison, measurements, result)
@@ -353,6 +375,13 @@ def _printable(text: str) -> str:
     return text
 
 
+def _valid_ids(plain: PlainRuns) -> PlainRuns:
+    """`plain` with its test ids valid UTF-8 (see `_printable`), in place."""
+    if not "".join(plain.ids).isascii():
+        plain.ids = [_printable(test) for test in plain.ids]
+    return plain
+
+
 _TEXTS = ("test", "metric", "unit")
 
 
@@ -378,6 +407,7 @@ def _store(
     context: SessionContext,
     run: RunInfo,
     measurements: Sequence[Measurement],
+    plain: PlainRuns,
     result: SessionResult,
 ) -> None:
     from .api import History
@@ -385,10 +415,11 @@ def _store(
 
     try:
         with History(context.db_url) as history:
-            result.run_id = history.save_session(run, measurements)
+            result.run_id = history.save_session(run, measurements, plain=plain)
     except Exception as exc:
         reason = _reason(exc) if isinstance(exc, (HistoryError, OSError)) else _bug(exc)
-        saved = _save_unstored(context.rootdir, run, measurements)
+        everything = [*measurements, *plain.measurements()]
+        saved = _save_unstored(context.rootdir, run, everything)
         kept = (
             f"measurements kept in {saved} (perfguard import stores them)"
             if saved
@@ -396,10 +427,11 @@ def _store(
         )
         _fail(result, f"run not stored: {reason}; {kept}")
         return
+    stored = len(measurements) + len(plain) * (1 + len(plain.readings))
     result.messages.append(
         (
             f"perfguard: stored run {result.run_id} "
-            f"({len(measurements)} results, platform {run.platform.key})",
+            f"({stored} results, platform {run.platform.key})",
             {},
         )
     )

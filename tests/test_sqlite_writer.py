@@ -3,6 +3,7 @@ database to it; a recording session on SQLite never loads SQLAlchemy."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from pytest_perfguard.history.migrations import HEAD_REVISION
 from pytest_perfguard.history.schema import alembic_config
 from pytest_perfguard.history.store import HistoryStore
 from pytest_perfguard.history.urls import sqlite_path, sqlite_url
-from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
 
 def _run(**changes: Any) -> RunInfo:
@@ -50,8 +51,9 @@ ROWS = [
     Measurement("t.py::a", "duration", 0.5, "s"),
     Measurement("t.py::a", "cpu_time", 0.25, "s", kind="system"),
     Measurement("t.py::a", "rss_peak_mb", 1.5, "MB", kind="system"),
-    Measurement("t.py::b", "latency", 3.0, "ms", "higher", "custom", True, "failed", 0.1,
-                (1.0, 2.0), "boom"),  # fmt: skip
+    Measurement(
+        "t.py::b", "latency", 3.0, "ms", "higher", "custom", True, "failed", 0.1, (1.0, 2.0), "boom"
+    ),
     Measurement("t.py::b", "duration", 0.1, "s", marked=True),
     Measurement("t.py::c[x]", "step:load", 0.01, "s", kind="step", marked=True),
 ]
@@ -61,7 +63,9 @@ def _dump(path: Path) -> dict[str, Any]:
     """Every table's rows with their SQLite storage classes, and the schema."""
     conn = sqlite3.connect(path)
     try:
-        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
         dump: dict[str, Any] = {
             name: [
                 tuple((type(value).__name__, value) for value in row)
@@ -160,7 +164,7 @@ def test_errors_are_one_line_naming_the_database(tmp_path: Path) -> None:
     with pytest.raises(HistoryError, match=r"history database .*h\.db: .*not JSON serializable"):
         sqlite_writer.save_session(url, _run(system_info={"when": object()}), ROWS)
     (tmp_path / "file").write_text("")
-    with pytest.raises(HistoryError, match="cannot be created: .*not a directory"):
+    with pytest.raises(HistoryError, match=r"cannot be created: .*not a directory"):
         sqlite_writer.save_session(sqlite_url(tmp_path / "file" / "h.db"), _run(), ROWS)
     # A missing file without `create` is the store's to report; nothing is made.
     missing = tmp_path / "missing.db"
@@ -233,3 +237,66 @@ def test_a_recording_session_on_sqlite_never_imports_sqlalchemy(tmp_path: Path) 
     assert (tmp_path / "loaded.txt").read_text().splitlines() == ["", ""]
     with History(tmp_path / "h.db", create=False) as history:
         assert [run.n_results for run in history.recent_runs()] == [7, 7]
+
+
+def _plain(layout: list[tuple[str, str]], tests: int = 4) -> PlainRuns:
+    plain = PlainRuns(layout)
+    for index in range(tests):
+        plain.ids.append(f"t.py::test_{index}")
+        plain.outcomes.append("failed" if index == 2 else "passed")
+        plain.durations.append(0.001 * (index + 1))
+        for position, (_, _, values) in enumerate(plain.readings):
+            values.append(10.0 * position + index)
+    return plain
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [("cpu_time", "s"), ("rss_peak_mb", "MB")],
+        [("cpu_time", "s"), ("rss_peak_mb", "MB"), ("gpu_mem_peak_mb", "MB")],
+        [("rss_peak_mb", "MB")],
+        [("gpu_mem_peak_mb", "MB")],
+        [],
+        # Readings in an order the columns cannot hold: stored as rows, order kept.
+        [("rss_peak_mb", "MB"), ("cpu_time", "s")],
+        [("gpu_mem_peak_mb", "MB"), ("cpu_time", "s")],
+    ],
+)
+def test_plain_runs_are_stored_as_their_rows_would_be(
+    history_url: str, layout: list[tuple[str, str]]
+) -> None:
+    """Columns in, the same rows out as from the Measurements they stand for, after the
+    session's other rows, on both writers and both backends."""
+    plain = _plain(layout)
+    with History(history_url) as history:
+        run_id = history.save_session(_run(), ROWS, plain=plain)
+        assert history.get_run(run_id).measurements == [*ROWS, *plain.measurements()]
+        again = history.save_session(_run(), ROWS, plain=plain)  # through the store now
+        assert history.get_run(again).measurements == [*ROWS, *plain.measurements()]
+        assert [run.n_results for run in history.recent_runs()] == [
+            len(ROWS) + 4 * (1 + len(layout))
+        ] * 2
+
+
+def test_a_non_finite_plain_value_is_refused_by_name(tmp_path: Path) -> None:
+    plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    plain.readings[1][2][3] = float("inf")
+    with pytest.raises(HistoryError, match=r"t\.py::test_3 rss_peak_mb: cannot store a non-finite"):
+        sqlite_writer.save_session(sqlite_url(tmp_path / "h.db"), _run(), ROWS, plain=plain)
+    with History(tmp_path / "h.db") as history:
+        assert history.recent_runs() == []
+
+
+def test_plain_runs_cross_the_wire_intact() -> None:
+    plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    back = PlainRuns.from_wire(json.loads(json.dumps(plain.to_wire())))
+    assert back.measurements() == plain.measurements()
+    assert back.extend(_plain([("cpu_time", "s"), ("rss_peak_mb", "MB")], tests=2))
+    assert len(back) == 6
+    assert not back.extend(_plain([("cpu_time", "s")]))
+    assert len(back) == 6
+    broken = plain.to_wire()
+    broken["durations"] = broken["durations"][:-1]
+    with pytest.raises(ValueError, match="columns of different lengths"):
+        PlainRuns.from_wire(broken)

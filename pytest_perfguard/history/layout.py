@@ -45,7 +45,7 @@ __all__ = ["READINGS", "READING_NAMES", "insert_rows", "metric_shape", "of_runs"
 
 
 def insert_rows(
-    conn: Connection, run_id: int, wide: list[list[Any]], narrow: list[tuple[Any, ...]]
+    conn: Connection, run_id: int, wide: list[Sequence[Any]], narrow: list[tuple[Any, ...]]
 ) -> None:
     """Insert split_rows' rows for `run_id`: COPY on PostgreSQL, executemany elsewhere.
 

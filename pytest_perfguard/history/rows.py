@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from pytest_perfguard.history.errors import HistoryError
-from pytest_perfguard.results import Measurement
+from pytest_perfguard.results import Measurement, PlainRuns
 
 # The built-in readings with a column in test_results: (metric, unit, kind), in the order a
 # test's rows list them. Direction is always "lower"; threshold, samples and error are None.
@@ -27,6 +28,8 @@ READINGS: tuple[tuple[str, str, str], ...] = (
 READING_NAMES = frozenset(name for name, _, _ in READINGS)
 _SLOTS = {reading: slot for slot, reading in enumerate(READINGS)}
 RUN_ID_SHIFT = 32
+# A results row's threshold, samples and error when it has none.
+_NO_EXTRAS = (None, None, None)
 
 # A test_results row as split_rows builds it: [position, test, marked, outcome, *readings].
 WIDE_COLUMNS = ("id", "run_id", "test", "marked", "outcome", *(m for m, _, _ in READINGS))
@@ -37,22 +40,95 @@ NARROW_COLUMNS = (
 )  # fmt: skip
 
 
+def session_rows(
+    measurements: Sequence[Measurement], plain: PlainRuns | None = None
+) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
+    """(test_results rows, results rows) of a session's rows followed by its plain runs
+    (the order they are stored in), without run ids; checks values."""
+    wide, narrow = split_rows(measurements)
+    if plain:
+        columns = _plain_columns(plain)
+        if columns is None:  # readings in an order the columns cannot hold
+            more_wide, more_narrow = split_rows(plain.measurements(), len(measurements))
+            wide.extend(more_wide)
+            narrow.extend(more_narrow)
+        else:
+            _add_plain(plain, columns, len(measurements), wide, narrow)
+    return wide, narrow
+
+
+def _plain_columns(plain: PlainRuns) -> list[list[float] | None] | None:
+    """The values for each reading column of test_results (None where the runs have no
+    such reading), or None when the readings that have a column do not come first, in
+    column order (see `split_rows`)."""
+    columns: list[list[float] | None] = [None] * (len(READINGS) - 1)
+    last = 0
+    for index, (metric, unit, values) in enumerate(plain.readings):
+        slot = _SLOTS.get((metric, unit, "system"))
+        if slot is None:
+            if any(_SLOTS.get((m, u, "system")) for m, u, _ in plain.readings[index:]):
+                return None
+            break
+        if slot <= last:
+            return None
+        columns[slot - 1] = values
+        last = slot
+    return columns
+
+
+def _add_plain(
+    plain: PlainRuns,
+    columns: list[list[float] | None],
+    position: int,
+    wide: list[Sequence[Any]],
+    narrow: list[tuple[Any, ...]],
+) -> None:
+    """Append the plain runs' rows: one test_results row per test, its readings without a
+    column as results rows; positions as if the runs' rows followed from `position`."""
+    for values in (plain.durations, *(v for _, _, v in plain.readings)):
+        # One C-level pass per column: the sum of finite values is finite.
+        if not math.isfinite(sum(values)):
+            index = next(i for i, value in enumerate(values) if not math.isfinite(value))
+            row = plain.measurements(tests={plain.ids[index]})
+            split_rows(row)  # raises, naming the test and the metric
+    per_test = 1 + len(plain.readings)
+    count = len(plain)
+    positions = range(position, position + count * per_test, per_test)
+    wide.extend(
+        zip(
+            positions,
+            plain.ids,
+            repeat(0),
+            plain.outcomes,
+            plain.durations,
+            *(repeat(None) if column is None else column for column in columns),
+        )
+    )
+    in_columns = sum(column is not None for column in columns)
+    for offset, (metric, unit, values) in enumerate(plain.readings[in_columns:], 1 + in_columns):
+        runs = zip(positions, plain.ids, values, plain.outcomes, strict=True)
+        narrow.extend(
+            (at + offset, test, metric, value, unit, "lower", "system", 0, outcome, *_NO_EXTRAS)
+            for at, test, value, outcome in runs
+        )
+
+
 def split_rows(
-    measurements: Sequence[Measurement],
-) -> tuple[list[list[Any]], list[tuple[Any, ...]]]:
+    measurements: Sequence[Measurement], first_position: int = 0
+) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
     """(test_results rows, results rows) of a session, without run ids; checks values.
 
     Readings go into one test_results row when they follow each other in the list, in
     READINGS order, for the same test, marked flag and outcome (as the plugin lists them);
     anything else starts a new row or becomes a results row, so nothing changes order.
     """
-    wide: list[list[Any]] = []
+    wide: list[Sequence[Any]] = []
     narrow: list[tuple[Any, ...]] = []
     current: list[Any] | None = None
     last_slot = len(READINGS)
     slots = _SLOTS
     isfinite = math.isfinite
-    for position, m in enumerate(measurements):
+    for position, m in enumerate(measurements, first_position):
         value = m.value
         if not isfinite(value):
             raise HistoryError(f"{m.test} {m.metric}: cannot store a non-finite value ({value})")
@@ -93,7 +169,7 @@ def _narrow_row(position: int, m: Measurement) -> tuple[Any, ...]:
 
 
 def insert_sqlite_rows(
-    cursor: Any, run_id: int, wide: list[list[Any]], narrow: list[tuple[Any, ...]]
+    cursor: Any, run_id: int, wide: list[Sequence[Any]], narrow: list[tuple[Any, ...]]
 ) -> None:
     """Insert split_rows' rows for `run_id` through a sqlite3 cursor, inside the caller's
     write transaction.

@@ -21,9 +21,9 @@ from typing import Any
 
 from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.migrations import HEAD_REVISION
-from pytest_perfguard.history.rows import insert_sqlite_rows, split_rows
+from pytest_perfguard.history.rows import insert_sqlite_rows, session_rows
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
-from pytest_perfguard.results import Measurement, RunInfo
+from pytest_perfguard.results import Measurement, PlainRuns, RunInfo
 
 BUSY_TIMEOUT_S = 30.0
 # As the store: "database is locked" can still reach us past busy_timeout.
@@ -114,6 +114,7 @@ def save_session(
     run: RunInfo,
     measurements: Sequence[Measurement],
     *,
+    plain: PlainRuns | None = None,
     source_key: str | None = None,
     create: bool = True,
 ) -> int | None:
@@ -128,7 +129,7 @@ def save_session(
     path = sqlite_path(url)
     if path is None or not (create or path.exists()):
         return None
-    wide, narrow = split_rows(measurements)
+    wide, narrow = session_rows(measurements, plain)
     ensure_parent(path)
     for attempt in range(LOCK_RETRIES + 1):
         try:
@@ -168,7 +169,7 @@ def ensure_parent(path: Path) -> None:
 def _write(
     path: Path,
     run: RunInfo,
-    wide: list[list[Any]],
+    wide: list[Sequence[Any]],
     narrow: list[tuple[Any, ...]],
     source_key: str | None,
 ) -> int:

@@ -31,9 +31,9 @@ from pytest_perfguard.history.engine import WRITE_OPTION, create_history_engine,
 from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.layout import insert_rows
 from pytest_perfguard.history.models import baseline_snapshots, platforms, run_labels, runs
-from pytest_perfguard.history.rows import split_rows
+from pytest_perfguard.history.rows import session_rows
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
-from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
 # "database is locked" can still reach us past busy_timeout (e.g. a checkpoint on a slow
 # disk); the session write is retried a few times before giving up.
@@ -100,10 +100,15 @@ class HistoryStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def save_session(
-        self, run: RunInfo, measurements: Sequence[Measurement], *, source_key: str | None = None
+        self,
+        run: RunInfo,
+        measurements: Sequence[Measurement],
+        *,
+        plain: PlainRuns | None = None,
+        source_key: str | None = None,
     ) -> int:
         """Store a run and all its results in one transaction; returns the run id."""
-        wide, narrow = split_rows(measurements)
+        wide, narrow = session_rows(measurements, plain)
 
         def write() -> int:
             with self._write() as conn:

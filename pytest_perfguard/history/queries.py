@@ -171,17 +171,23 @@ def _run_params(flt: RunFilter) -> dict[str, Any]:
     return params
 
 
-# Statements built once per shape (which filters are set, which tables a metric lives in)
-# and executed with parameters: building the union of both tables' rows costs more than
-# running it on a small query.
+# Statements built once per backend and shape (which filters are set, which tables a
+# metric lives in) and executed with parameters: building the union of both tables' rows
+# costs more than running it on a small query.
 _statements: dict[tuple[Any, ...], Any] = {}
 
 
-def _statement(key: tuple[Any, ...], build: Callable[[], _S]) -> _S:
-    statement = _statements.get(key)
+def _statement(conn: Connection, key: tuple[Any, ...], build: Callable[[], _S]) -> _S:
+    full_key = (conn.dialect.name, *key)
+    statement = _statements.get(full_key)
     if statement is None:
-        statement = _statements[key] = build()
+        statement = _statements[full_key] = build()
     return statement
+
+
+def lateral_runs(conn: Connection) -> bool:
+    """Whether `layout.of_runs` should find runs' rows through a LATERAL subquery."""
+    return conn.dialect.name == "postgresql"
 
 
 def _filtered_results(flt: RunFilter) -> Subquery:
@@ -201,22 +207,23 @@ def _run_counts(conn: Connection, run_ids: list[int]) -> dict[int, tuple[int, in
         return {}
     counts = {run_id: (0, 0) for run_id in run_ids}
     for run_id, n_results, n_failed in conn.execute(
-        _statement(("run counts",), _run_counts_query), {"run_ids": run_ids}
+        _statement(conn, ("run counts",), lambda: _run_counts_query(lateral_runs(conn))),
+        {"run_ids": run_ids},
     ):
         counts[run_id] = (int(n_results or 0), int(n_failed or 0))
     return counts
 
 
-def _run_counts_query() -> Select[Any]:
+def _run_counts_query(lateral: bool) -> Select[Any]:
     """Per run: its results (a test_results row holds one per reading) and its failed
     tests, one scan of each table's rows of those runs."""
 
-    def failed_test(table: Table) -> Any:
+    def failed_test(table: Any) -> Any:
         return case((table.c.outcome.in_(FAILED_OUTCOMES), table.c.test), else_=null())
 
     in_runs: Any = bindparam("run_ids", expanding=True)
-    wide, picked = of_runs(in_runs)
-    readings = [case((test_results.c[name].is_(None), 0), else_=1) for name, _, _ in READINGS]
+    source, wide, picked = of_runs(in_runs, lateral=lateral)
+    readings = [case((wide.c[name].is_(None), 0), else_=1) for name, _, _ in READINGS]
     both = union_all(
         select(
             results.c.run_id,
@@ -224,11 +231,11 @@ def _run_counts_query() -> Select[Any]:
             failed_test(results).label("failed_test"),
         ).where(results.c.run_id.in_(in_runs)),
         select(
-            test_results.c.run_id,
+            wide.c.run_id,
             sum_of(readings).label("n"),
-            failed_test(test_results).label("failed_test"),
+            failed_test(wide).label("failed_test"),
         )
-        .select_from(wide)
+        .select_from(source)
         .where(picked),
     ).subquery("counted")
     return select(
@@ -277,17 +284,19 @@ def recent_runs(conn: Connection, flt: RunFilter, limit: int) -> list[RunSummary
         newest_first = query.order_by(runs.c.started_at.desc(), runs.c.id.desc())
         return newest_first.limit(bindparam("limit", type_=Integer))
 
-    query = _statement(("recent", _run_shape(flt)), build)
+    query = _statement(conn, ("recent", _run_shape(flt)), build)
     params = {**_run_params(flt), "limit": limit}
     return [RunSummary(**fields) for _, fields in _summaries(conn, query, params)]
 
 
 def get_run(conn: Connection, run_id: int) -> RunDetail | None:
-    query = _statement(("run",), lambda: _summary_query().where(runs.c.id == bindparam("run_id")))
+    query = _statement(
+        conn, ("run",), lambda: _summary_query().where(runs.c.id == bindparam("run_id"))
+    )
     row = conn.execute(query, {"run_id": run_id}).first()
     if row is None:
         return None
-    measured = conn.execute(_statement(("run rows",), _run_rows), {"run_ids": [run_id]})
+    measured = conn.execute(_run_rows(conn), {"run_ids": [run_id]})
     measurements = [measurement_from_row(r) for r in measured]
     n_failed = len({m.test for m in measurements if m.outcome in FAILED_OUTCOMES})
     return RunDetail(
@@ -313,7 +322,7 @@ def runs_measurements(conn: Connection, run_ids: list[int]) -> dict[int, list[Me
     """The measurements of many runs in one query per batch of ids (in each run's stored
     order); a run without any, or not stored, is absent."""
     found: dict[int, list[Measurement]] = {}
-    query = _statement(("run rows",), _run_rows)
+    query = _run_rows(conn)
     unique = sorted(set(run_ids))
     for start in range(0, len(unique), _RUN_BATCH):
         batch = unique[start : start + _RUN_BATCH]
@@ -343,6 +352,7 @@ def runs_measurements(conn: Connection, run_ids: list[int]) -> dict[int, list[Me
 
 def run_labels_of(conn: Connection, run_id: int) -> dict[str, str]:
     query = _statement(
+        conn,
         ("run labels",),
         lambda: (
             select(run_labels.c.key, run_labels.c.value)
@@ -353,9 +363,15 @@ def run_labels_of(conn: Connection, run_id: int) -> dict[str, str]:
     return {key: value for key, value in conn.execute(query, {"run_id": run_id})}
 
 
-def _run_rows() -> Select[Any]:
-    stored = stored_results(run_ids=bindparam("run_ids", expanding=True))
-    return select(stored).order_by(stored.c.id)
+def _run_rows(conn: Connection) -> Select[Any]:
+    """Every stored result of the runs "run_ids", by id (each run's stored order)."""
+
+    def build() -> Select[Any]:
+        in_runs: Any = bindparam("run_ids", expanding=True)
+        stored = stored_results(run_ids=in_runs, lateral=lateral_runs(conn))
+        return select(stored).order_by(stored.c.id)
+
+    return _statement(conn, ("run rows",), build)
 
 
 def measurement_from_row(row: Any) -> Measurement:
@@ -418,7 +434,7 @@ def trend(
             direction=r.direction,
             outcome=r.outcome,
         )
-        for r in conn.execute(_statement(shape, build), params)
+        for r in conn.execute(_statement(conn, shape, build), params)
     ]
     points.reverse()
     return points
@@ -438,7 +454,10 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
     def build_rows() -> Select[Any]:
         matching = _tests_matching(flt.test)
         stored = stored_results(
-            matching, metric=flt.metric, run_ids=bindparam("run_ids", expanding=True)
+            matching,
+            metric=flt.metric,
+            run_ids=bindparam("run_ids", expanding=True),
+            lateral=lateral_runs(conn),
         )
         return (
             select(
@@ -456,11 +475,11 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
         )
 
     shape, params = _run_shape(flt), _run_params(flt)
-    ids = _statement(("summary runs", shape), build_ids)
+    ids = _statement(conn, ("summary runs", shape), build_ids)
     run_ids = list(conn.execute(ids, {**params, "last_runs": last_runs}).scalars())
     if not run_ids:
         return []
-    query = _statement(("summary rows", shape), build_rows)
+    query = _statement(conn, ("summary rows", shape), build_rows)
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for row in conn.execute(query, {**params, "run_ids": run_ids}):
         item = grouped.setdefault(
@@ -495,7 +514,7 @@ def baseline(
             .limit(bindparam("last_runs", type_=Integer))
         )
 
-    query = _statement(("baseline", metric_shape(metric), platform is None), build)
+    query = _statement(conn, ("baseline", metric_shape(metric), platform is None), build)
     params = {"test": test, "metric": metric, "platform": platform, "last_runs": last_runs}
     values = list(conn.execute(query, params).scalars())
     return statistics.median(values) if values else None
@@ -504,7 +523,8 @@ def baseline(
 def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:
 
     def build() -> Select[Any]:
-        stored = stored_results(run_ids=bindparam("run_ids", expanding=True))
+        in_runs: Any = bindparam("run_ids", expanding=True)
+        stored = stored_results(run_ids=in_runs, lateral=lateral_runs(conn))
         return select(
             stored.c.run_id,
             stored.c.test,
@@ -515,7 +535,7 @@ def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:
         )
 
     values: dict[tuple[str, str], dict[int, Any]] = {}
-    for row in conn.execute(_statement(("compare",), build), {"run_ids": [run_a, run_b]}):
+    for row in conn.execute(_statement(conn, ("compare",), build), {"run_ids": [run_a, run_b]}):
         values.setdefault((row.test, row.metric), {})[row.run_id] = row
     diffs = []
     for (test, metric), by_run in sorted(values.items()):
@@ -609,7 +629,7 @@ def find_tests(conn: Connection, flt: RunFilter) -> list[str]:
             .order_by(stored.c.test)
         )
 
-    query = _statement(("tests", _run_shape(flt)), build)
+    query = _statement(conn, ("tests", _run_shape(flt)), build)
     return list(conn.execute(query, _run_params(flt)).scalars())
 
 
@@ -622,7 +642,7 @@ def export_rows(conn: Connection, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
     once per run instead of once per row halves the export time.
     """
     shape, params = _run_shape(flt), _run_params(flt)
-    narrow = conn.execute(_statement(("export", shape), lambda: _export_query(flt)), params)
+    narrow = conn.execute(_statement(conn, ("export", shape), lambda: _export_query(flt)), params)
     readings = [
         (index, *reading)
         for index, reading in enumerate(READINGS)
@@ -632,7 +652,7 @@ def export_rows(conn: Connection, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
         for row in narrow:
             yield row[1:]  # without the id the merge below orders by
         return
-    wide = conn.execute(_statement(("export wide", shape), lambda: _export_wide(flt)), params)
+    wide = conn.execute(_statement(conn, ("export wide", shape), lambda: _export_wide(flt)), params)
     merged = heapq.merge(
         ((row[0], 0, row) for row in narrow),
         ((row[0], 1, row) for row in wide),

@@ -46,7 +46,9 @@ def metric_history(
     series: dict[tuple[str, str], MetricSeries] = {}
     if not recent:
         return series
-    newest = stored_results(passed, kinds=kinds, run_ids=recent)
+    newest = stored_results(
+        passed, kinds=kinds, run_ids=recent, lateral=conn.dialect.name == "postgresql"
+    )
     for row in conn.execute(_top_values(newest, last_runs)):
         _add(series, row)
     complete = {key for key, item in series.items() if len(item.values) >= last_runs}

@@ -394,50 +394,168 @@ def run_exists(conn: Connection, run_id: int) -> bool:
     return bool(conn.scalar(select(exists().where(runs.c.id == run_id))))
 
 
+# A test's values with a limit are first looked for in the newest runs only, this many per
+# value asked for: each of those runs is one probe of the (test, run_id) indexes instead of
+# sorting every run that holds the test (see `_test_values`).
+RECENT_FACTOR = 4
+
+# (run_id, started_at, platform, git_commit, test, metric, value, unit, direction, outcome)
+_TestValue = tuple[int, datetime, str, "str | None", str, str, float, str, str, str]
+# The readings in metric order, for a test_results row unfolded into values: a run's
+# values are ordered by metric name.
+_READINGS_BY_NAME = sorted(enumerate(READINGS), key=lambda item: item[1][0])
+
+
 def trend(
     conn: Connection, test: str, metric: str | None, flt: RunFilter, limit: int | None
 ) -> list[TrendPoint]:
+    values = _test_values(conn, test, metric, flt, limit, passed_only=False)
+    values.reverse()
+    return [TrendPoint(*value) for value in values]
 
-    def build() -> Select[Any]:
-        stored = stored_results(lambda t: [t.c.test == bindparam("test")], metric=metric)
-        query = (
-            select(
-                stored.c.run_id,
-                runs.c.started_at,
-                platforms.c.key,
-                runs.c.git_commit,
-                stored.c.test,
-                stored.c.metric,
-                stored.c.value,
-                stored.c.unit,
-                stored.c.direction,
-                stored.c.outcome,
-            )
-            .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
-            .where(*_run_conditions(flt))
-            .order_by(runs.c.started_at.desc(), runs.c.id.desc(), stored.c.metric)
-        )
-        return query if limit is None else query.limit(bindparam("limit", type_=Integer))
 
-    shape = ("trend", metric_shape(metric), _run_shape(flt), limit is None)
-    params = {"test": test, "metric": metric, "limit": limit, **_run_params(flt)}
-    points = [
-        TrendPoint(
-            run_id=r.run_id,
-            started_at=r.started_at,
-            platform=r.key,
-            git_commit=r.git_commit,
-            test=r.test,
-            metric=r.metric,
-            value=r.value,
-            unit=r.unit,
-            direction=r.direction,
-            outcome=r.outcome,
-        )
-        for r in conn.execute(_statement(conn, shape, build), params)
+def _test_values(
+    conn: Connection,
+    test: str,
+    metric: str | None,
+    flt: RunFilter,
+    limit: int | None,
+    *,
+    passed_only: bool,
+) -> list[_TestValue]:
+    """`test`'s values of `metric` (all if None) in the runs `flt` picks, newest first
+    (by started_at, run id, then metric), at most `limit`.
+
+    Each table is read by its own statement and the two merged here: in one UNION the
+    planners materialize both tables' rows before joining the runs (SQLite), or loop over
+    them for every run (PostgreSQL). With a limit, the newest runs are read first (one
+    index probe each); only when they hold fewer values than asked, every run.
+    """
+    params = {**_run_params(flt), "test": test, "metric": metric, "limit": limit}
+    if limit is not None:
+        params["recent"] = limit * RECENT_FACTOR
+        values = _test_values_in(conn, metric, flt, True, passed_only, params)
+        if len(values) >= limit:
+            return values[:limit]
+    values = _test_values_in(conn, metric, flt, False, passed_only, params)
+    return values if limit is None else values[:limit]
+
+
+def _test_values_in(
+    conn: Connection,
+    metric: str | None,
+    flt: RunFilter,
+    recent: bool,
+    passed_only: bool,
+    params: dict[str, Any],
+) -> list[_TestValue]:
+    limited = params["limit"] is not None
+    postgres = conn.dialect.name == "postgresql"
+    shape = (metric_shape(metric), _run_shape(flt), limited, recent, passed_only)
+    narrow_query = _statement(
+        conn,
+        ("test values", *shape),
+        lambda: _test_values_query(results, metric, flt, limited, recent, passed_only, postgres),
+    )
+    narrow: list[Any] = list(conn.execute(narrow_query, params))
+    readings = [
+        (index, name, unit)
+        for index, (name, unit, _) in _READINGS_BY_NAME
+        if metric is None or metric == name
     ]
-    points.reverse()
-    return points
+    if not readings:
+        return narrow
+    wide_query = _statement(
+        conn,
+        ("test readings", *shape),
+        lambda: _test_values_query(
+            test_results, metric, flt, limited, recent, passed_only, postgres
+        ),
+    )
+    values: list[Any] = []
+    for run_id, started_at, platform, commit, test, outcome, *cells in conn.execute(
+        wide_query, params
+    ):
+        for index, name, unit in readings:
+            value = cells[index]
+            if value is not None:
+                values.append(
+                    (
+                        run_id,
+                        started_at,
+                        platform,
+                        commit,
+                        test,
+                        name,
+                        value,
+                        unit,
+                        "lower",
+                        outcome,
+                    )
+                )
+    if narrow:
+        values += narrow
+        # Stable sorts: by metric, then newest run first (ties keep the metric order).
+        values.sort(key=itemgetter(5))
+        values.sort(key=itemgetter(1, 0), reverse=True)
+    return values
+
+
+def _test_values_query(
+    table: Table,
+    metric: str | None,
+    flt: RunFilter,
+    limited: bool,
+    recent: bool,
+    passed_only: bool,
+    postgres: bool,
+) -> Select[Any]:
+    """One table's rows of the test "test" for `_test_values`, newest first."""
+    if table is results:
+        columns: list[Any] = [
+            results.c.metric,
+            results.c.value,
+            results.c.unit,
+            results.c.direction,
+            results.c.outcome,
+        ]
+        conditions = [] if metric is None else [results.c.metric == bindparam("metric")]
+    else:
+        columns = [table.c.outcome, *(table.c[name] for name, _, _ in READINGS)]
+        readings = [table.c[name] for name, _, _ in READINGS if metric in (None, name)]
+        conditions = [or_(*(reading.is_not(None) for reading in readings))]
+    if passed_only:
+        conditions.append(table.c.outcome == "passed")
+    # The runs with their context. The newest ones are looped over, each one probe of the
+    # table's (test, run_id) index: PostgreSQL does so from a derived table (it hashes
+    # the whole runs table against an IN list), SQLite from an IN list (it scans the
+    # test's rows against a derived table).
+    run_rows = (
+        select(runs.c.id, runs.c.started_at, platforms.c.key, runs.c.git_commit)
+        .join(platforms, platforms.c.id == runs.c.platform_id)
+        .where(*_run_conditions(flt))
+    )
+    newest = run_rows.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(
+        bindparam("recent", type_=Integer)
+    )
+    if recent and postgres:
+        run = newest.subquery("recent")
+    else:
+        run = run_rows.subquery("run")
+        if recent:
+            conditions.append(table.c.run_id.in_(newest.with_only_columns(runs.c.id)))
+    query = (
+        select(table.c.run_id, run.c.started_at, run.c.key, run.c.git_commit, table.c.test)
+        .add_columns(*columns)
+        .select_from(run.join(table, table.c.run_id == run.c.id))
+        .where(table.c.test == bindparam("test"), *conditions)
+        .order_by(run.c.started_at.desc(), run.c.id.desc())
+    )
+    if table is results:
+        query = query.order_by(results.c.metric)
+    if limited:
+        query = query.limit(bindparam("limit", type_=Integer))
+    return query
 
 
 def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[MetricSummary]:
@@ -452,26 +570,25 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
         return ids.limit(bindparam("last_runs", type_=Integer))
 
     def build_rows() -> Select[Any]:
-        matching = _tests_matching(flt.test)
+        # No join to the runs and no ORDER BY: the runs' order is the first query's, and
+        # each run's rows are put in id order here (a sort of 10 000 rows in the
+        # database cost as much as the rest of the query).
         stored = stored_results(
-            matching,
+            _tests_matching(flt.test),
             metric=flt.metric,
             run_ids=bindparam("run_ids", expanding=True),
             lateral=lateral_runs(conn),
         )
-        return (
-            select(
-                stored.c.run_id,
-                stored.c.test,
-                stored.c.metric,
-                stored.c.value,
-                stored.c.unit,
-                stored.c.direction,
-                stored.c.kind,
-                stored.c.outcome,
-            )
-            .join(runs, runs.c.id == stored.c.run_id)
-            .order_by(runs.c.started_at, runs.c.id, stored.c.id)
+        return select(
+            stored.c.id,
+            stored.c.run_id,
+            stored.c.test,
+            stored.c.metric,
+            stored.c.value,
+            stored.c.unit,
+            stored.c.direction,
+            stored.c.kind,
+            stored.c.outcome,
         )
 
     shape, params = _run_shape(flt), _run_params(flt)
@@ -480,44 +597,39 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
     if not run_ids:
         return []
     query = _statement(conn, ("summary rows", shape), build_rows)
-    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    by_run: dict[int, list[Any]] = {run_id: [] for run_id in run_ids}
     for row in conn.execute(query, {**params, "run_ids": run_ids}):
-        item = grouped.setdefault(
-            (row.test, row.metric), {"values": [], "run_ids": [], "n_failed": 0}
-        )
-        # The newest row's unit, direction and kind win (rows come oldest first).
-        item.update(unit=row.unit, direction=row.direction, kind=row.kind)
-        if row.outcome in FAILED_OUTCOMES:
-            item["n_failed"] += 1
-        elif row.outcome == "passed":
-            item["values"].append(row.value)
-            item["run_ids"].append(row.run_id)
+        by_run[row[1]].append(row)
+    # [values, run_ids, n_failed, unit, direction, kind] per (test, metric)
+    grouped: dict[tuple[str, str], list[Any]] = {}
+    for run_id in reversed(run_ids):  # oldest first
+        rows = by_run[run_id]
+        rows.sort(key=itemgetter(0))
+        for _, _, test, metric, value, unit, direction, kind, outcome in rows:
+            item = grouped.get((test, metric))
+            if item is None:
+                item = grouped[test, metric] = [[], [], 0, unit, direction, kind]
+            else:  # the newest row's unit, direction and kind win
+                item[3:] = unit, direction, kind
+            if outcome in FAILED_OUTCOMES:
+                item[2] += 1
+            elif outcome == "passed":
+                item[0].append(value)
+                item[1].append(run_id)
     return [
-        MetricSummary(test=test, metric=metric, **item)
-        for (test, metric), item in sorted(grouped.items())
+        MetricSummary(test, metric, unit, direction, kind, values, runs_of, n_failed)
+        for (test, metric), (values, runs_of, n_failed, unit, direction, kind) in sorted(
+            grouped.items()
+        )
     ]
 
 
 def baseline(
     conn: Connection, test: str, metric: str, platform: str | None, last_runs: int
 ) -> float | None:
-    def build() -> Select[Any]:
-        stored = stored_results(
-            lambda t: [t.c.test == bindparam("test"), t.c.outcome == "passed"], metric=metric
-        )
-        conditions = [] if platform is None else [platforms.c.key == bindparam("platform")]
-        return (
-            select(stored.c.value)
-            .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
-            .where(*conditions)
-            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-            .limit(bindparam("last_runs", type_=Integer))
-        )
-
-    query = _statement(conn, ("baseline", metric_shape(metric), platform is None), build)
-    params = {"test": test, "metric": metric, "platform": platform, "last_runs": last_runs}
-    values = list(conn.execute(query, params).scalars())
-    return statistics.median(values) if values else None
+    flt = RunFilter(platform=platform)
+    values = _test_values(conn, test, metric, flt, last_runs, passed_only=True)
+    return statistics.median(value[6] for value in values) if values else None
 
 
 def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:

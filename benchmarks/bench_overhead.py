@@ -10,10 +10,18 @@ test). Only the pytest process is counted (callgrind does not follow children).
 
     python benchmarks/bench_overhead.py              # full: callgrind + timings
     python benchmarks/bench_overhead.py --quick      # smaller suites
+    python benchmarks/bench_overhead.py --sizes 200 1200 --kinds mixed   # the issue's suites
     python benchmarks/bench_overhead.py --no-callgrind
 
 Modes: ``bare`` (plugin disabled with -p no:perfguard), ``inactive`` (installed, no flag),
-``perf`` (--perf: measure and compare), ``record`` (--perf-record into a fresh SQLite DB).
+``perf`` (--perf: measure and compare), ``record`` (--perf-record into a fresh SQLite DB),
+``record-existing`` (--perf-record into a history that already holds runs: the fixed cost
+the issue's target names).
+
+The per-test figures are also given without the garbage collector's share: where a full
+collection falls between the two suite sizes moves a slope by up to ~15 k instructions a
+test either way (a bigger heap also makes full collections rarer), so the collector's
+share is read from callgrind (``gc_collect_main``, inclusive) and shown apart.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ MODES: dict[str, list[str]] = {
     "inactive": [],
     "perf": ["--perf"],
     "record": ["--perf-record"],
+    "record-existing": ["--perf-record"],
 }
 
 
@@ -45,6 +54,13 @@ def write_suite(directory: Path, n_tests: int, kind: str) -> None:
     (directory / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     if kind == "plain":
         body = "\n".join(f"def test_{i}():\n    pass\n" for i in range(n_tests))
+    elif kind == "mixed":  # the issue's suite: half plain tests, half one parametrized test
+        half = n_tests // 2
+        body = "\n".join(f"def test_{i}():\n    pass\n" for i in range(half)) + (
+            "\nimport pytest\n\n"
+            f"@pytest.mark.parametrize('n', range({n_tests - half}))\n"
+            "def test_param(n):\n    pass\n"
+        )
     else:
         body = (
             "import pytest\n\n"
@@ -72,14 +88,31 @@ def pytest_command(directory: Path, mode: str) -> list[str]:
         args += ["-p", "no:perfguard-instructions"]
     if mode == "record":
         args += ["--perf-db", str(directory / "history.db")]
+    if mode == "record-existing":
+        args += ["--perf-db", str(directory / "existing.db")]
     return args
 
 
-def environment() -> dict[str, str]:
+# Bytecode comes from a cache of the benchmark's own, filled by a warm-up run of each suite
+# and mode (`prepare`), as a user's second run finds it. pytest rewrites the asserts of every
+# module of a plugin's distribution, perfguard's included, and caches the result next to
+# the normal bytecode; where it cannot write (PYTHONDONTWRITEBYTECODE), every run parses
+# and compiles every perfguard module it imports again, which would count as perfguard's
+# fixed cost what is a cold cache's (docs/architecture.md gives both).
+# `--cold-bytecode` measures that case instead: no cache and nothing written.
+PYCACHE = Path(tempfile.mkdtemp(prefix="perfguard-overhead-pycache-"))
+COLD = "--cold-bytecode" in sys.argv
+
+
+def environment(*, warm_up: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFGUARD", "PYTEST_"))}
     env.pop("ENABLE_PERFORMANCE_RECORDING", None)
     env["PYTHONHASHSEED"] = "0"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    if warm_up and not COLD:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
@@ -88,8 +121,26 @@ def clean(directory: Path) -> None:
         (directory / name).unlink(missing_ok=True)
 
 
-def count_instructions(directory: Path, mode: str, out_dir: Path) -> int:
+_warmed: set[tuple[Path, str]] = set()
+
+
+def prepare(directory: Path, mode: str) -> None:
+    """Bytecode cached for this suite and mode; a fresh history for `record`, one holding
+    a run already for `record-existing`."""
+    if (directory, mode) not in _warmed:
+        _warmed.add((directory, mode))
+        subprocess.run(
+            pytest_command(directory, mode),
+            capture_output=True,
+            env=environment(warm_up=True),
+            check=False,
+        )
     clean(directory)
+
+
+def count_instructions(directory: Path, mode: str, out_dir: Path) -> tuple[int, int]:
+    """(instructions of the whole pytest process, those spent in garbage collection)."""
+    prepare(directory, mode)
     out_file = out_dir / f"callgrind.{directory.name}.{mode}.out"
     command = [
         "valgrind",
@@ -104,13 +155,18 @@ def count_instructions(directory: Path, mode: str, out_dir: Path) -> int:
     match = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.MULTILINE)
     if not match:
         raise SystemExit(f"no instruction total in {out_file}")
-    return int(match.group(1))
+    annotated = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", str(out_file)],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    collected = re.search(r"^\s*([\d,]+) .*gc_collect_main", annotated, re.MULTILINE)
+    return int(match.group(1)), int(collected.group(1).replace(",", "")) if collected else 0
 
 
 def wall_time(directory: Path, mode: str, repeats: int) -> float:
     times = []
     for _ in range(repeats):
-        clean(directory)
+        prepare(directory, mode)
         start = time.perf_counter()
         subprocess.run(
             pytest_command(directory, mode), capture_output=True, env=environment(), check=False
@@ -120,7 +176,7 @@ def wall_time(directory: Path, mode: str, repeats: int) -> float:
 
 
 def peak_rss_mb(directory: Path, mode: str) -> float:
-    clean(directory)
+    prepare(directory, mode)
     code = (
         "import resource, subprocess, sys;"
         "subprocess.run(sys.argv[1:], capture_output=True);"
@@ -136,24 +192,29 @@ def peak_rss_mb(directory: Path, mode: str) -> float:
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
+KINDS = ("mixed", "plain", "parametrized")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller suites (200/600)")
     parser.add_argument("--sizes", nargs=2, type=int, metavar=("SMALL", "LARGE"),
                         help="suite sizes; a wider gap averages out garbage-collection timing")
     parser.add_argument("--no-callgrind", action="store_true", help="timings only")
+    parser.add_argument("--cold-bytecode", action="store_true",
+                        help="no bytecode cache (PYTHONDONTWRITEBYTECODE, nothing cached)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    parser.add_argument("--callgrind-kinds", nargs="+", default=["plain", "parametrized"],
-                        choices=["plain", "parametrized"],
-                        help="suites counted under callgrind (each run takes minutes)")
+    parser.add_argument("--kinds", nargs="+", default=["mixed"], choices=KINDS,
+                        help="suites: mixed (half plain, half parametrized: the issue's), "
+                        "plain, parametrized")
     options = parser.parse_args()
     small, large = (200, 600) if options.quick else (500, 2000)
     if options.sizes:
         small, large = options.sizes
     workdir = Path(tempfile.mkdtemp(prefix="perfguard-overhead-"))
     try:
-        for kind in ("plain", "parametrized"):
+        for kind in options.kinds:
             suites = {}
             for size in (small, large):
                 suites[size] = workdir / f"{kind}_{size}"
@@ -168,38 +229,8 @@ def main() -> None:
                 if "bare" in timings
                 else None
             )
-            callgrind = kind in options.callgrind_kinds and not options.no_callgrind
-            if callgrind and shutil.which("valgrind"):
-                counts = {
-                    m: {s: count_instructions(suites[s], m, workdir) for s in suites}
-                    for m in options.modes
-                }
-                slope = {m: (c[large] - c[small]) / (large - small) for m, c in counts.items()}
-                fixed = {m: c[small] - slope[m] * small for m, c in counts.items()}
-                ns_per_instruction = (bare_time * 1e9 / slope["bare"]) if bare_time else None
-                print(
-                    "| mode | instr/test | added instr/test | added us/test | "
-                    "added fixed instr | added fixed ms |"
-                )
-                print("|---|---|---|---|---|---|")
-                for mode in options.modes:
-                    added = slope[mode] - slope["bare"]
-                    added_fixed = fixed[mode] - fixed["bare"]
-                    us = added * ns_per_instruction / 1000 if ns_per_instruction else float("nan")
-                    ms = (
-                        added_fixed * ns_per_instruction / 1e6
-                        if ns_per_instruction
-                        else float("nan")
-                    )
-                    print(
-                        f"| {mode} | {slope[mode]:,.0f} | {added:,.0f} | {us:.2f} | "
-                        f"{added_fixed:,.0f} | {ms:.1f} |"
-                    )
-                if ns_per_instruction and bare_time:
-                    print(
-                        f"bare pytest: {bare_time * 1e6:.0f} us/test wall, "
-                        f"{1 / ns_per_instruction:.2f} instructions/ns"
-                    )
+            if not options.no_callgrind and shutil.which("valgrind"):
+                print_counts(options.modes, suites, small, large, bare_time, workdir)
             print(
                 "\n| mode | wall s (small) | wall s (large) | wall us/test (slope) | "
                 "peak RSS MB (large) |"
@@ -214,6 +245,43 @@ def main() -> None:
                 )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(PYCACHE, ignore_errors=True)
+
+
+def print_counts(
+    modes: list[str],
+    suites: dict[int, Path],
+    small: int,
+    large: int,
+    bare_time: float | None,
+    workdir: Path,
+) -> None:
+    counts = {m: {s: count_instructions(suites[s], m, workdir) for s in suites} for m in modes}
+    slope = {m: (c[large][0] - c[small][0]) / (large - small) for m, c in counts.items()}
+    gc_slope = {m: (c[large][1] - c[small][1]) / (large - small) for m, c in counts.items()}
+    fixed = {m: c[small][0] - slope[m] * small for m, c in counts.items()}
+    ns_per_instruction = (bare_time * 1e9 / slope["bare"]) if bare_time else None
+    print(
+        "| mode | instr/test | added instr/test | added, GC apart | added us/test | "
+        "added fixed instr | added fixed ms |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for mode in modes:
+        added = slope[mode] - slope["bare"]
+        added_gc = gc_slope[mode] - gc_slope["bare"]
+        added_fixed = fixed[mode] - fixed["bare"]
+        us = added * ns_per_instruction / 1000 if ns_per_instruction else float("nan")
+        ms = added_fixed * ns_per_instruction / 1e6 if ns_per_instruction else float("nan")
+        print(
+            f"| {mode} | {slope[mode]:,.0f} | {added:,.0f} | "
+            f"{added - added_gc:,.0f} + GC {added_gc:,.0f} | {us:.2f} | "
+            f"{added_fixed:,.0f} | {ms:.1f} |"
+        )
+    if ns_per_instruction and bare_time:
+        print(
+            f"bare pytest: {bare_time * 1e6:.0f} us/test wall, "
+            f"{1 / ns_per_instruction:.2f} instructions/ns"
+        )
 
 
 if __name__ == "__main__":

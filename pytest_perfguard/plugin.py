@@ -177,7 +177,8 @@ class PerfPlugin:
         items[:] = [item for item in items if id(item) not in bad]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.log.selected = {item.nodeid for item in session.items}
+        if self.context.baselined_tests():
+            self.log.selected = {item.nodeid for item in session.items}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:

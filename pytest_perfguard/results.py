@@ -162,10 +162,8 @@ class PlainRuns:
         runs = cls()
         runs.ids = list(data["ids"])
         runs.outcomes = list(data["outcomes"])
-        runs.durations = [float(value) for value in data["durations"]]
-        runs.readings = [
-            (str(m), str(u), [float(v) for v in values]) for m, u, values in data["readings"]
-        ]
+        runs.durations = list(data["durations"])
+        runs.readings = [(str(m), str(u), list(values)) for m, u, values in data["readings"]]
         if not all(len(values) == len(runs.ids) for _, _, values in runs.readings) or not (
             len(runs.ids) == len(runs.outcomes) == len(runs.durations)
         ):

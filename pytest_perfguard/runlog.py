@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -326,31 +327,36 @@ class RunLog:
         }
 
     def _split_plain(self) -> tuple[list[Measurement], PlainRuns]:
-        """(the rows of the runs that are not plain, the plain runs as columns)."""
-        plain: PlainRuns | None = None
+        """(the rows of the runs that are not plain, the plain runs as columns).
+
+        The columns are taken apart with C-level `zip` and `map`: a Python loop over every
+        reading of every test would cost more than storing them."""
         ids: list[str] = []
-        outcomes: list[TestOutcome] = []
-        durations: list[float] = []
-        names: list[str] = []
-        columns: list[list[float]] = []
+        plain_runs: list[tuple[TestOutcome, float, Sequence[Reading]]] = []
         others: dict[str, MeasuredRun] = {}
         for nodeid, run in self.runs.items():
             if type(run) is tuple:
-                outcome, duration, readings = run
-                if plain is None:
-                    plain = PlainRuns([(metric, unit) for metric, _, unit in readings])
-                    ids, outcomes, durations = plain.ids, plain.outcomes, plain.durations
-                    names = [metric for metric, _, _ in readings]
-                    columns = [values for _, _, values in plain.readings]
-                if len(readings) == len(names) and [r[0] for r in readings] == names:
-                    ids.append(nodeid)
-                    outcomes.append(outcome)
-                    durations.append(duration)
-                    for column, reading in zip(columns, readings, strict=True):
-                        column.append(reading[1])
-                    continue
-            others[nodeid] = run
-        return measurements_of(others, self.estimator), plain or PlainRuns()
+                ids.append(nodeid)
+                plain_runs.append(run)
+            else:
+                others[nodeid] = run
+        plain = PlainRuns()
+        if plain_runs:
+            outcomes, durations, readings = zip(*plain_runs, strict=True)
+            layout = [(metric, unit) for metric, _, unit in readings[0]]
+            columns = [list(map(itemgetter(i), readings)) for i in range(len(layout))]
+            if set(map(len, readings)) == {len(layout)} and all(
+                set(map(itemgetter(0, 2), column)) == {expected}
+                for column, expected in zip(columns, layout, strict=True)
+            ):
+                plain.ids, plain.outcomes, plain.durations = ids, list(outcomes), list(durations)
+                plain.readings = [
+                    (metric, unit, list(map(itemgetter(1), column)))
+                    for (metric, unit), column in zip(layout, columns, strict=True)
+                ]
+            else:  # collectors that read differently from test to test: rows, in order
+                others = self.runs
+        return measurements_of(others, self.estimator), plain
 
     def add_worker_output(self, output: dict[str, Any]) -> None:
         """A worker's `worker_output`, on the controller."""

@@ -44,6 +44,13 @@ class SessionContext:
     # Said with the verdicts: baselines read from old platform keys, other hardware.
     notes: list[str] = field(default_factory=list)
 
+    def baselined_tests(self) -> Collection[str]:
+        """The tests this platform's baselines name. Only these need a session's selected
+        test ids (a selected one that produced no row is `missing`) and plain tests' rows
+        under the default gate."""
+        section = self.baselines.platforms.get(self.platform.key)
+        return section.tests if section is not None else ()
+
 
 def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> SessionContext:
     """Validate everything a user can get wrong, so it fails as a usage error up front."""
@@ -255,7 +262,8 @@ def finish_session(
     settings = context.settings
     measurements = valid_text(measurements)
     plain = _valid_ids(plain) if plain else PlainRuns()
-    selected = {_printable(test) for test in selected}
+    if not "".join(selected).isascii():
+        selected = {_printable(test) for test in selected}
     if plain and (
         settings.gate == "all"
         or settings.report
@@ -267,9 +275,9 @@ def finish_session(
     # Under another gate plain rows are not judged; those of tests with a baseline entry
     # still tell which baselined metrics were measured (`missing` verdicts).
     judged = measurements
-    section = context.baselines.platforms.get(context.platform.key)
-    if plain and section is not None and section.tests:
-        judged = [*measurements, *plain.measurements(tests=section.tests)]
+    baselined = context.baselined_tests()
+    if plain and baselined:
+        judged = [*measurements, *plain.measurements(tests=baselined)]
     run = build_run_info(
         platform=context.platform,
         started_at=started_at,

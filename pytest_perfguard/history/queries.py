@@ -296,8 +296,7 @@ def get_run(conn: Connection, run_id: int) -> RunDetail | None:
     row = conn.execute(query, {"run_id": run_id}).first()
     if row is None:
         return None
-    measured = conn.execute(_run_rows(conn), {"run_ids": [run_id]})
-    measurements = [measurement_from_row(r) for r in measured]
+    measurements = [measurement for _, measurement in _run_rows(conn, [run_id])]
     n_failed = len({m.test for m in measurements if m.outcome in FAILED_OUTCOMES})
     return RunDetail(
         **_summary_fields(row, len(measurements), n_failed),
@@ -322,27 +321,9 @@ def runs_measurements(conn: Connection, run_ids: list[int]) -> dict[int, list[Me
     """The measurements of many runs in one query per batch of ids (in each run's stored
     order); a run without any, or not stored, is absent."""
     found: dict[int, list[Measurement]] = {}
-    query = _run_rows(conn)
     unique = sorted(set(run_ids))
     for start in range(0, len(unique), _RUN_BATCH):
-        batch = unique[start : start + _RUN_BATCH]
-        # Unpacked by position (the columns of layout.stored_results): for thousands of
-        # rows that costs a third of reading each column by name.
-        for (_, run_id, test, metric, value, unit, direction, kind, marked, outcome,
-             threshold, samples, error) in conn.execute(query, {"run_ids": batch}):  # fmt: skip
-            measurement = Measurement(
-                test=test,
-                metric=metric,
-                value=value,
-                unit=unit,
-                direction=direction,
-                kind=kind,
-                marked=bool(marked),
-                outcome=outcome,
-                threshold=threshold,
-                samples=tuple(samples or ()),
-                error=error,
-            )
+        for run_id, measurement in _run_rows(conn, unique[start : start + _RUN_BATCH]):
             if run_id in found:
                 found[run_id].append(measurement)
             else:
@@ -363,31 +344,62 @@ def run_labels_of(conn: Connection, run_id: int) -> dict[str, str]:
     return {key: value for key, value in conn.execute(query, {"run_id": run_id})}
 
 
-def _run_rows(conn: Connection) -> Select[Any]:
-    """Every stored result of the runs "run_ids", by id (each run's stored order)."""
+def _run_rows(conn: Connection, run_ids: list[int]) -> list[tuple[int, Measurement]]:
+    """(run id, measurement) of every stored result of the runs, by id (each run's stored
+    order).
 
-    def build() -> Select[Any]:
-        in_runs: Any = bindparam("run_ids", expanding=True)
-        stored = stored_results(run_ids=in_runs, lateral=lateral_runs(conn))
-        return select(stored).order_by(stored.c.id)
+    Each table is read by its own statement and test_results rows are unfolded here, as
+    the export does: through `layout.stored_results` PostgreSQL scanned each run's
+    test_results rows once per reading, and both backends sent each reading as a row of
+    thirteen columns.
+    """
+    params = {"run_ids": run_ids}
+    narrow = [
+        # Unpacked by position: for thousands of rows that costs a third of reading each
+        # column by name.
+        (id_, run_id, Measurement(test, metric, value, unit, direction, kind, bool(marked),
+                                  outcome, threshold, tuple(samples or ()), error))
+        for (id_, run_id, test, metric, value, unit, direction, kind, marked, outcome,
+             threshold, samples, error) in conn.execute(
+            _statement(conn, ("run rows",), _narrow_run_rows), params
+        )
+    ]  # fmt: skip
+    wide_query = _statement(conn, ("run readings",), lambda: _wide_run_rows(lateral_runs(conn)))
+    unfolded = []
+    for id_, run_id, test, marked, outcome, *readings in conn.execute(wide_query, params):
+        for (metric, unit, kind), value in zip(_READING_FIELDS, readings, strict=True):
+            if value is not None:
+                measurement = Measurement(
+                    test, metric, value, unit, "lower", kind, bool(marked), outcome
+                )
+                unfolded.append((id_, run_id, measurement))
+                id_ += 1  # the next reading's position (see layout.stored_results)
+    if not narrow or not unfolded:
+        return [(run_id, m) for _, run_id, m in narrow or unfolded]
+    merged = heapq.merge(narrow, unfolded, key=itemgetter(0))
+    return [(run_id, measurement) for _, run_id, measurement in merged]
 
-    return _statement(conn, ("run rows",), build)
+
+# A reading's metric, unit and kind (a MetricKind) as a Measurement takes them.
+_READING_FIELDS: tuple[tuple[str, str, Any], ...] = READINGS
+# The results columns `_run_rows` reads: the id and run, then Measurement's fields in order.
+_MEASUREMENT_COLUMNS = (
+    "id", "run_id", "test", "metric", "value", "unit", "direction", "kind", "marked", "outcome",
+    "threshold", "samples", "error",
+)  # fmt: skip
 
 
-def measurement_from_row(row: Any) -> Measurement:
-    return Measurement(
-        test=row.test,
-        metric=row.metric,
-        value=row.value,
-        unit=row.unit,
-        direction=row.direction,
-        kind=row.kind,
-        marked=bool(row.marked),
-        outcome=row.outcome,
-        threshold=row.threshold,
-        samples=tuple(row.samples or ()),
-        error=row.error,
-    )
+def _narrow_run_rows() -> Select[Any]:
+    in_runs: Any = bindparam("run_ids", expanding=True)
+    columns = [results.c[name] for name in _MEASUREMENT_COLUMNS]
+    return select(*columns).where(results.c.run_id.in_(in_runs)).order_by(results.c.id)
+
+
+def _wide_run_rows(lateral: bool) -> Select[Any]:
+    source, wide, picked = of_runs(bindparam("run_ids", expanding=True), lateral=lateral)
+    readings = [wide.c[name] for name, _, _ in READINGS]
+    columns = [wide.c.id, wide.c.run_id, wide.c.test, wide.c.marked, wide.c.outcome, *readings]
+    return select(*columns).select_from(source).where(picked).order_by(wide.c.id)
 
 
 def run_exists(conn: Connection, run_id: int) -> bool:
@@ -633,22 +645,9 @@ def baseline(
 
 
 def compare(conn: Connection, run_a: int, run_b: int) -> list[RunDiff]:
-
-    def build() -> Select[Any]:
-        in_runs: Any = bindparam("run_ids", expanding=True)
-        stored = stored_results(run_ids=in_runs, lateral=lateral_runs(conn))
-        return select(
-            stored.c.run_id,
-            stored.c.test,
-            stored.c.metric,
-            stored.c.value,
-            stored.c.unit,
-            stored.c.direction,
-        )
-
-    values: dict[tuple[str, str], dict[int, Any]] = {}
-    for row in conn.execute(_statement(conn, ("compare",), build), {"run_ids": [run_a, run_b]}):
-        values.setdefault((row.test, row.metric), {})[row.run_id] = row
+    values: dict[tuple[str, str], dict[int, Measurement]] = {}
+    for run_id, measurement in _run_rows(conn, [run_a, run_b]):
+        values.setdefault((measurement.test, measurement.metric), {})[run_id] = measurement
     diffs = []
     for (test, metric), by_run in sorted(values.items()):
         a, b = by_run.get(run_a), by_run.get(run_b)

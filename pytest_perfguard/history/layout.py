@@ -42,7 +42,15 @@ from pytest_perfguard.history.rows import (
     insert_sqlite_rows,
 )
 
-__all__ = ["READINGS", "READING_NAMES", "insert_rows", "metric_shape", "of_runs", "stored_results"]
+__all__ = [
+    "READINGS",
+    "READING_NAMES",
+    "insert_rows",
+    "lateral_runs",
+    "metric_shape",
+    "of_runs",
+    "stored_results",
+]
 
 
 def insert_rows(
@@ -129,6 +137,11 @@ def of_runs(run_ids: Any, *, lateral: bool = False) -> tuple[Any, Any, ColumnEle
         return test_results.join(run, in_range), test_results, picked
     rows = select(test_results).where(in_range).offset(literal_column("0")).lateral("run_rows")
     return run.join(rows, true()), rows, picked
+
+
+def lateral_runs(conn: Connection) -> bool:
+    """Whether `of_runs` should find runs' rows through a LATERAL subquery."""
+    return conn.dialect.name == "postgresql"
 
 
 def stored_results(

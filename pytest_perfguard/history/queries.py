@@ -39,6 +39,7 @@ from sqlalchemy import (
 from pytest_perfguard.history.layout import (
     READINGS,
     Where,
+    lateral_runs,
     metric_shape,
     of_runs,
     stored_results,
@@ -183,11 +184,6 @@ def _statement(conn: Connection, key: tuple[Any, ...], build: Callable[[], _S]) 
     if statement is None:
         statement = _statements[full_key] = build()
     return statement
-
-
-def lateral_runs(conn: Connection) -> bool:
-    """Whether `layout.of_runs` should find runs' rows through a LATERAL subquery."""
-    return conn.dialect.name == "postgresql"
 
 
 def _filtered_results(flt: RunFilter) -> Subquery:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, func, select
 
-from pytest_perfguard.history.layout import READINGS, stored_results
+from pytest_perfguard.history.layout import READINGS, lateral_runs, stored_results
 from pytest_perfguard.history.models import platforms, results, runs, test_results
 from pytest_perfguard.records import MetricSeries
 
@@ -46,9 +46,7 @@ def metric_history(
     series: dict[tuple[str, str], MetricSeries] = {}
     if not recent:
         return series
-    newest = stored_results(
-        passed, kinds=kinds, run_ids=recent, lateral=conn.dialect.name == "postgresql"
-    )
+    newest = stored_results(passed, kinds=kinds, run_ids=recent, lateral=lateral_runs(conn))
     for row in conn.execute(_top_values(newest, last_runs)):
         _add(series, row)
     complete = {key for key, item in series.items() if len(item.values) >= last_runs}

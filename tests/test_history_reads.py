@@ -1,10 +1,11 @@
 """The by-test and by-run reads give what a plain reading of every stored run gives.
 
 `trend`, `baseline` and `summary` read the two result tables with a statement each (and,
-with a limit, the newest runs first); here they are checked against a reference built in
-Python from `get_run` of every run, on a history that mixes both tables for one test and
-metric (a test that becomes marked), custom metrics, failures, two platforms and a run
-whose start is older than runs stored before it.
+with a limit, the newest runs first; on PostgreSQL `baseline` reads both in one); here
+they are checked against a reference built in Python from `get_run` of every run, on a
+history that mixes both tables for one test and metric (a test that becomes marked),
+custom metrics, failures, two platforms and a run whose start is older than runs stored
+before it.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def test_trend_matches_every_run_read(
 
 @pytest.mark.parametrize("test", TESTS)
 @pytest.mark.parametrize("metric", ["duration", "cpu_time", "tokens"])
-@pytest.mark.parametrize("platform", [None, "linux-x86_64", "macos-arm64"])
+@pytest.mark.parametrize("platform", [None, "linux-x86_64", "macos-arm64", "no-such-platform"])
 def test_baseline_matches_every_run_read(
     history: History, test: str, metric: str, platform: str | None
 ) -> None:

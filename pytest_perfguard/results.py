@@ -116,7 +116,12 @@ class PlainRuns:
         return [(metric, unit) for metric, unit, _ in self.readings]
 
     def extend(self, other: PlainRuns) -> bool:
-        """Append `other`'s runs; False (nothing appended) when its readings differ."""
+        """Append `other`'s runs; False (nothing appended) when its readings differ. Runs
+        that hold no test yet take `other`'s readings."""
+        if not self.ids:
+            self.readings = [(metric, unit, []) for metric, unit, _ in other.readings]
+        elif not other.ids:
+            return True
         if other.layout() != self.layout():
             return False
         self.ids.extend(other.ids)

@@ -363,9 +363,7 @@ class RunLog:
         self.worker_rows.extend(map(Measurement.from_row, json.loads(output["rows"])))
         if output.get("plain"):
             plain = PlainRuns.from_wire(json.loads(output["plain"]))
-            if not self.worker_plain.ids:
-                self.worker_plain = plain
-            elif not self.worker_plain.extend(plain):
+            if not self.worker_plain.extend(plain):
                 self.worker_rows.extend(plain.measurements())
         self.selected.update(json.loads(output["selected"]))
         for row in output.get("confirmations", ()):

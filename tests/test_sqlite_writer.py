@@ -296,6 +296,10 @@ def test_plain_runs_cross_the_wire_intact() -> None:
     assert len(back) == 6
     assert not back.extend(_plain([("cpu_time", "s")]))
     assert len(back) == 6
+    # The controller's own (empty) runs take the workers' readings, whatever they are.
+    merged = PlainRuns()
+    assert merged.extend(plain) and merged.extend(PlainRuns())
+    assert merged.measurements() == plain.measurements()
     broken = plain.to_wire()
     broken["durations"] = broken["durations"][:-1]
     with pytest.raises(ValueError, match="columns of different lengths"):

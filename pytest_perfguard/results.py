@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -154,26 +155,48 @@ class PlainRuns:
         return rows
 
     def to_wire(self) -> dict[str, Any]:
-        """A JSON-ready form for `from_wire` (an xdist worker's output)."""
+        """The form an xdist worker sends them in (`from_wire` reads it back): no
+        container with an item per test, which execnet would serialize element by element
+        in Python, and no float printed as text (its shortest repr costs more than storing
+        it): values as arrays of doubles, outcomes as one byte each, ids as one string."""
+        joined = "\n".join(self.ids)
+        # One line per id, unless an id holds a line break: then JSON.
+        by_line = joined.count("\n") == len(self.ids) - 1
         return {
-            "ids": self.ids,
-            "outcomes": self.outcomes,
-            "durations": self.durations,
-            "readings": [[metric, unit, values] for metric, unit, values in self.readings],
+            "ids": joined if by_line else json.dumps(self.ids),
+            "ids_json": not by_line,
+            "outcomes": bytes(map(_OUTCOME_CODES.__getitem__, self.outcomes)),
+            "durations": array("d", self.durations).tobytes(),
+            "readings": [
+                (metric, unit, array("d", v).tobytes()) for metric, unit, v in self.readings
+            ],
         }
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> PlainRuns:
         runs = cls()
-        runs.ids = list(data["ids"])
-        runs.outcomes = list(data["outcomes"])
-        runs.durations = list(data["durations"])
-        runs.readings = [(str(m), str(u), list(values)) for m, u, values in data["readings"]]
+        if data["ids_json"]:
+            runs.ids = list(json.loads(data["ids"]))
+        else:
+            runs.ids = data["ids"].split("\n") if data["ids"] or data["durations"] else []
+        runs.outcomes = list(map(_OUTCOMES.__getitem__, data["outcomes"]))
+        runs.durations = _doubles(data["durations"])
+        runs.readings = [(str(m), str(u), _doubles(values)) for m, u, values in data["readings"]]
         if not all(len(values) == len(runs.ids) for _, _, values in runs.readings) or not (
             len(runs.ids) == len(runs.outcomes) == len(runs.durations)
         ):
             raise ValueError("plain runs: columns of different lengths")
         return runs
+
+
+_OUTCOMES: tuple[TestOutcome, ...] = ("passed", "failed", "skipped", "error")
+_OUTCOME_CODES = {outcome: code for code, outcome in enumerate(_OUTCOMES)}
+
+
+def _doubles(data: bytes) -> list[float]:
+    values = array("d")
+    values.frombytes(data)
+    return values.tolist()
 
 
 class StepRecord:

@@ -318,7 +318,7 @@ class RunLog:
             # Strings: execnet serializes nested containers in pure Python, element by
             # element (0.5 M instructions per test on each side, as lists of dicts).
             "rows": json.dumps([row.to_row() for row in rows]),
-            "plain": json.dumps(plain.to_wire()) if plain else None,
+            "plain": plain.to_wire() if plain else None,
             "selected": json.dumps(list(self.selected)),
             "confirmations": [
                 {"test": test, "metric": metric, "change": c.first_change, "reruns": c.reruns}
@@ -362,7 +362,7 @@ class RunLog:
         """A worker's `worker_output`, on the controller."""
         self.worker_rows.extend(map(Measurement.from_row, json.loads(output["rows"])))
         if output.get("plain"):
-            plain = PlainRuns.from_wire(json.loads(output["plain"]))
+            plain = PlainRuns.from_wire(output["plain"])
             if not self.worker_plain.extend(plain):
                 self.worker_rows.extend(plain.measurements())
         self.selected.update(json.loads(output["selected"]))

@@ -3,7 +3,6 @@ database to it; a recording session on SQLite never loads SQLAlchemy."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -290,8 +289,13 @@ def test_a_non_finite_plain_value_is_refused_by_name(tmp_path: Path) -> None:
 
 def test_plain_runs_cross_the_wire_intact() -> None:
     plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")])
-    back = PlainRuns.from_wire(json.loads(json.dumps(plain.to_wire())))
+    back = PlainRuns.from_wire(plain.to_wire())
     assert back.measurements() == plain.measurements()
+    # An id with a line break in it, and no runs at all, cross intact too.
+    odd = _plain([("cpu_time", "s")], tests=2)
+    odd.ids[1] = "t.py::test[a\nb]"
+    assert PlainRuns.from_wire(odd.to_wire()).measurements() == odd.measurements()
+    assert PlainRuns.from_wire(PlainRuns().to_wire()).measurements() == []
     assert back.extend(_plain([("cpu_time", "s"), ("rss_peak_mb", "MB")], tests=2))
     assert len(back) == 6
     assert not back.extend(_plain([("cpu_time", "s")]))
@@ -301,6 +305,6 @@ def test_plain_runs_cross_the_wire_intact() -> None:
     assert merged.extend(plain) and merged.extend(PlainRuns())
     assert merged.measurements() == plain.measurements()
     broken = plain.to_wire()
-    broken["durations"] = broken["durations"][:-1]
+    broken["durations"] = broken["durations"][:-8]
     with pytest.raises(ValueError, match="columns of different lengths"):
         PlainRuns.from_wire(broken)

@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from .baselines import BaselineEntry, BaselineFile
 from .results import (
@@ -35,9 +34,11 @@ from .results import (
     VerdictKind,
     worse_is_positive,
 )
-from .stats.assessment import Assessment, BaselineSummary, assess
-from .stats.detectable_effect import rounds_needed
-from .stats.multiple_testing import benjamini_hochberg
+
+# The noise rule's statistics load when that rule runs: the default threshold rule needs
+# none of them, and importing them costs every session that compares.
+if TYPE_CHECKING:
+    from .stats.assessment import Assessment, BaselineSummary
 
 VERDICT_KINDS: tuple[VerdictKind, ...] = get_args(VerdictKind)
 ThresholdKind = Literal["regression", "improvement", "unchanged"]
@@ -147,6 +148,8 @@ def spread_factor(q: float, metrics: int) -> float:
     """How many baseline spreads a change must exceed under the noise rule: the one-sided
     normal quantile at q / m for m metrics (Bonferroni, which bounds the false-discovery
     rate too), never below 3, the usual control-chart limit."""
+    from statistics import NormalDist
+
     return max(3.0, NormalDist().inv_cdf(1 - q / max(metrics, 1)))
 
 
@@ -182,6 +185,8 @@ class MetricSamples:
 def _metric_samples(o: Observation) -> MetricSamples:
     """Rounds against the baseline's pooled rounds where both sides have them (the rank
     test); otherwise the measured value against the baseline's summary (the spread rule)."""
+    from .stats.assessment import BaselineSummary
+
     entry, m = o.baseline, o.measurement
     if len(m.samples) >= 2 and entry.samples is not None and len(entry.samples) >= 2:
         return MetricSamples(m.samples, entry.samples, m.direction, o.threshold)
@@ -217,6 +222,8 @@ def classify_assessment(
     needed = None
     if kind == "unchanged" and a.mde > t:
         kind = "unstable"
+        from .stats.detectable_effect import rounds_needed
+
         needed = rounds_needed(a.rel_spread, t, a.alpha, a.power, direction=a.direction)
         detail = (
             f"{detail}; noise hides a {t:.0%} change (detectable: {a.mde:.0%}),"
@@ -236,6 +243,9 @@ def decide_noise(
     """The noise rule over one batch of metrics: assess each, BH-adjust the rank tests'
     p-values together, classify. The minimum detectable effect assumes a lone regression
     (level q / m for m metrics with samples on both sides), the hardest case BH has to pass."""
+    from .stats.assessment import BaselineSummary, assess
+    from .stats.multiple_testing import benjamini_hochberg
+
     m = sum(
         1
         for x in metrics

@@ -110,12 +110,17 @@ def pytest_configure(config: pytest.Config) -> None:
             "--perf-calibrate: runs the tests in this process; drop -n/--dist for calibration"
         )
     from . import collectors  # lazy: built-ins ride the public hook
-    from .instructions import InstructionCounting
     from .runlog import RunLog
+    from .valgrind import valgrind_options
 
     config.pluginmanager.register(collectors, "perfguard-collectors")
-    counting = InstructionCounting(count_all=settings.gate == "all", required=settings.instructions)
-    config.pluginmanager.register(counting, "perfguard-instructions")
+    if settings.instructions or valgrind_options() is not None:  # else it could count nothing
+        from .instructions import InstructionCounting
+
+        counting = InstructionCounting(
+            count_all=settings.gate == "all", required=settings.instructions
+        )
+        config.pluginmanager.register(counting, "perfguard-instructions")
     log = RunLog(settings)
     config.stash[RUN_LOG_KEY] = log
     config.pluginmanager.register(PerfPlugin(config, context, log), "perfguard-session")

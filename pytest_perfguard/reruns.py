@@ -53,11 +53,14 @@ def confirm(
     selected = log.selected
     if not log.specs and context.settings.gate != "all":
         return {}, None  # no test can be gated, so none can be flagged
-    rows = log.rows()
+    # Under the default gate only marked tests' rows can be flagged: plain tests' runs stay
+    # columns for the session end (`RunLog.session_results`).
+    every_row = context.settings.gate == "all" or bool(log.gated_readings)
+    rows = log.rows(plain=every_row)
     flagged = flagged_regressions(context, rows, selected)
     sampled = unbaselined_tests(context, rows, selected)
     if not flagged and not sampled:
-        return {}, rows
+        return {}, rows if every_row else None
     first = dict(flagged)
     reruns: dict[str, int] = {}
     last_pass = _clock()
@@ -74,7 +77,7 @@ def confirm(
             rerun(items)
         for item in items:
             reruns[item.nodeid] = reruns.get(item.nodeid, 0) + 1
-        still = flagged_regressions(context, log.rows(), selected)
+        still = flagged_regressions(context, log.rows(plain=every_row), selected)
         flagged = {key: change for key, change in still.items() if key in first}
     confirmations = {
         (test, metric): Confirmation(change, reruns[test])

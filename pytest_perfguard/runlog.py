@@ -264,9 +264,13 @@ class RunLog:
         finally:
             self.runs = main_runs
 
-    def rows(self) -> list[Measurement]:
-        """Every measured test's rows, values by the session's estimator."""
-        rows = measurements_of(self.runs, self.estimator)
+    def rows(self, *, plain: bool = True) -> list[Measurement]:
+        """Every measured test's rows, values by the session's estimator; without `plain`,
+        only those of the tests that are not plain (marked, or using the `perf` fixture)."""
+        runs = self.runs
+        if not plain:
+            runs = {nodeid: run for nodeid, run in runs.items() if type(run) is not tuple}
+        rows = measurements_of(runs, self.estimator)
         return judged_on(rows, self.gated_readings) if self.gated_readings else rows
 
     def session_rows(self) -> list[Measurement]:

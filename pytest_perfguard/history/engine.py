@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import StaticPool
 
 from pytest_perfguard.history.errors import HistoryError
-from pytest_perfguard.history.sqlite_writer import ensure_parent
+from pytest_perfguard.history.sqlite_writer import ensure_parent, is_lock_error
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
 
 BUSY_TIMEOUT_S = 30.0
@@ -96,10 +96,7 @@ def first_line(exc: BaseException) -> str:
 
 def is_locked(exc: BaseException) -> bool:
     """Whether `exc` is SQLite's "database is locked" / busy, worth a retry."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    text = str(exc.orig).lower()
-    return "database is locked" in text or "database is busy" in text
+    return isinstance(exc, DBAPIError) and is_lock_error(exc.orig)
 
 
 @contextmanager

@@ -142,7 +142,7 @@ def save_session(
                 raise HistoryError(already) from exc
             raise HistoryError(_message(url, exc)) from exc
         except sqlite3.OperationalError as exc:
-            if attempt == LOCK_RETRIES or not _is_locked(exc):
+            if attempt == LOCK_RETRIES or not is_lock_error(exc):
                 raise HistoryError(_message(url, exc)) from exc
             time.sleep(0.05 * 2**attempt)
         except sqlite3.Error as exc:
@@ -286,7 +286,8 @@ def _timestamp(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _is_locked(exc: sqlite3.Error) -> bool:
+def is_lock_error(exc: BaseException | None) -> bool:
+    """Whether a driver error is SQLite's "database is locked" / busy, worth a retry."""
     text = str(exc).lower()
     return "database is locked" in text or "database is busy" in text
 

@@ -132,7 +132,7 @@ def environment(plugin: Path, suite_root: Path, suite: Suite, workdir: Path) -> 
     # Bytecode of the measured runs comes from a cache of our own, filled by the warm-up run.
     # It must be written: with PYTHONDONTWRITEBYTECODE inherited, every run would compile
     # every module it imports from source (the prefix hides the installed bytecode), and the
-    # mode importing more (pydantic, SQLAlchemy) would pay for it as if it were its cost.
+    # mode importing more (the plugin's modules) would pay for it as if it were its cost.
     env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env

@@ -93,7 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_active(cli, os.environ, ini, config.rootpath):
         return
     from .session import open_session
-    from .settings import resolve  # lazy: pydantic only when active
+    from .settings import resolve  # lazy: only active sessions resolve settings
 
     try:
         settings = resolve(cli, os.environ, ini, config.rootpath)

@@ -51,8 +51,10 @@ def confirm(
     from .session import flagged_regressions, unbaselined_tests
 
     selected = log.selected
-    if not log.specs and context.settings.gate != "all":
-        return {}, None  # no test can be gated, so none can be flagged
+    if not log.specs and (context.settings.gate != "all" or not context.has_baselines()):
+        # No test can be gated, or none has a baseline to regress from: none can be flagged,
+        # and a recording re-samples only marked tests.
+        return {}, None
     # Under the default gate only marked tests' rows can be flagged: plain tests' runs stay
     # columns for the session end (`RunLog.session_results`).
     every_row = context.settings.gate == "all" or bool(log.gated_readings)

@@ -51,6 +51,12 @@ class SessionContext:
         section = self.baselines.platforms.get(self.platform.key)
         return section.tests if section is not None else ()
 
+    def has_baselines(self) -> bool:
+        """Whether anything measured here can be judged against a baseline: without one,
+        no metric can be flagged as a regression."""
+        section = self.baselines.platforms.get(self.platform.key)
+        return section is not None and bool(section.tests or section.metrics)
+
 
 def open_session(settings: PerfSettings, rootdir: Path, *, is_worker: bool) -> SessionContext:
     """Validate everything a user can get wrong, so it fails as a usage error up front."""

@@ -37,10 +37,12 @@ def _git(rootdir: Path, *args: str) -> str | None:
 def git_state(rootdir: Path, env: Mapping[str, str] | None = None) -> GitState:
     """The commit being tested; tolerant of no git, no repository and detached CI checkouts."""
     env = os.environ if env is None else env
-    commit = _git(rootdir, "rev-parse", "HEAD")
-    if commit is None:
+    # Commit and branch from one process: each `git` costs a fork of this whole process.
+    names = _git(rootdir, "rev-parse", "HEAD", "--abbrev-ref", "HEAD")
+    lines = names.splitlines() if names else []
+    if len(lines) != 2:
         return GitState(commit=ci_commit(env))
-    branch = _git(rootdir, "rev-parse", "--abbrev-ref", "HEAD")
+    commit, branch = lines[0], lines[1] or None
     if branch in (None, "HEAD"):
         branch = ci_branch(env) or branch
     status = _git(rootdir, "status", "--porcelain", "--untracked-files=no")

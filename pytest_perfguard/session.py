@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .config import ConfigError
 from .platform import detect_platform, hardware, labelled_platform
 from .results import Measurement, PlainRuns, PlatformInfo, RunInfo
-from .runinfo import build_run_info, git_state
+from .runinfo import GitState, build_run_info, git_state
 from .settings import PerfSettings
 
 if TYPE_CHECKING:
@@ -270,13 +270,8 @@ def finish_session(
     plain = _valid_ids(plain) if plain else PlainRuns()
     if not "".join(selected).isascii():
         selected = {_printable(test) for test in selected}
-    if plain and (
-        settings.gate == "all"
-        or settings.report
-        or settings.json_report
-        or settings.experiment
-        or os.environ.get("GITHUB_STEP_SUMMARY")
-    ):
+    reports = bool(settings.report or settings.json_report or os.environ.get("GITHUB_STEP_SUMMARY"))
+    if plain and (settings.gate == "all" or reports or settings.experiment):
         measurements, plain = [*measurements, *plain.measurements()], PlainRuns()
     # Under another gate plain rows are not judged; those of tests with a baseline entry
     # still tell which baselined metrics were measured (`missing` verdicts).
@@ -291,7 +286,11 @@ def finish_session(
         notes=settings.notes,
         args=args,
         exitstatus=exitstatus,
-        git=git_state(context.rootdir),
+        # Only what is kept (the history, reports, trials, baseline snapshots) says which
+        # commit ran: a session that keeps nothing spawns no `git`.
+        git=git_state(context.rootdir)
+        if settings.record or reports or settings.experiment or settings.update_baselines
+        else GitState(),
         system_info=system_info,
     )
     run.labels = dict(settings.labels)

@@ -26,20 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 from pytest_perfguard.experiment_history import ExperimentHistory
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
-from pytest_perfguard.history.export import normalized, write_csv, write_json
 from pytest_perfguard.history.urls import mask_secrets, resolve_db_url
-from pytest_perfguard.records import (
-    EXPORT_COLUMNS,
-    BaselineSnapshotRecord,
-    HistoryStats,
-    MetricSeries,
-    MetricSummary,
-    PlatformRecord,
-    RunDetail,
-    RunDiff,
-    RunSummary,
-    TrendPoint,
-)
 from pytest_perfguard.results import (
     DIRECTIONS,
     RUN_TYPES,
@@ -55,6 +42,18 @@ from pytest_perfguard.results import (
 if TYPE_CHECKING:
     from pytest_perfguard.history.queries import RunFilter
     from pytest_perfguard.history.store import HistoryStore
+    from pytest_perfguard.records import (
+        EXPORT_COLUMNS,
+        BaselineSnapshotRecord,
+        HistoryStats,
+        MetricSeries,
+        MetricSummary,
+        PlatformRecord,
+        RunDetail,
+        RunDiff,
+        RunSummary,
+        TrendPoint,
+    )
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -72,6 +71,24 @@ __all__ = [
     "SchemaTooNewError",
     "TrendPoint",
 ]
+
+# The stored-run records `History` hands back, re-exported here and loaded on first use: a
+# session that only writes its run does not pay for building their classes.
+_RECORDS = frozenset(
+    {
+        "EXPORT_COLUMNS", "BaselineSnapshotRecord", "HistoryStats", "MetricSeries",
+        "MetricSummary", "PlatformRecord", "RunDetail", "RunDiff", "RunSummary", "TrendPoint",
+    }
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RECORDS:
+        from pytest_perfguard import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Environment variables naming the database when no URL or path is given, in order.
 DB_ENV_VARS = ("PERFGUARD_DB", "PERFORMANCE_DB_PATH")
@@ -446,6 +463,7 @@ class History(ExperimentHistory):
     def stats(self) -> HistoryStats:
         """Counts, time span and (SQLite) file size of the history."""
         from pytest_perfguard.history import queries
+        from pytest_perfguard.records import HistoryStats
 
         counts = self._read(queries.counts)
         with self._errors() as store:
@@ -475,6 +493,8 @@ class History(ExperimentHistory):
         """
         if fmt not in ("csv", "json"):
             raise HistoryError(f"export: unknown format {fmt!r} (use csv or json)")
+        from pytest_perfguard.history.export import write_csv, write_json
+
         flt = _filter(platform=platform, days=days, test=test, metric=metric, labels=labels)
         rows = self._stream(flt)
         return write_csv(rows, out) if fmt == "csv" else write_json(rows, out)
@@ -492,6 +512,9 @@ class History(ExperimentHistory):
             import pandas
         except ImportError:
             raise HistoryError("to_dataframe needs pandas: pip install pandas") from None
+        from pytest_perfguard.history.export import normalized
+        from pytest_perfguard.records import EXPORT_COLUMNS
+
         flt = _filter(platform=platform, days=days, test=test, metric=metric)
         rows = []
         for cells in normalized(self._stream(flt)):

@@ -19,24 +19,23 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, Union
 
-from .experiments import (
-    Experiment,
-    ExperimentComparison,
-    ExperimentFilter,
-    ExperimentRecord,
-    Trial,
-    check_direction,
-    check_metrics,
-    check_validation,
-    experiment_filter,
-)
 from .history.errors import HistoryError
 
+# `experiments` (the records and their arithmetic) loads in the methods that use it: the
+# plugin's `History` writes runs, and a session that never touches an experiment should
+# not build its classes.
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from .experiments import (
+        Experiment,
+        ExperimentComparison,
+        ExperimentFilter,
+        ExperimentRecord,
+        Trial,
+    )
     from .history.store import HistoryStore
 
 __all__ = ["EXPORT_FORMAT", "ExperimentHistory", "ExperimentImport", "ExperimentRef"]
@@ -45,7 +44,7 @@ EXPORT_FORMAT = "perfguard-experiments"
 EXPORT_VERSION = 1
 
 # An experiment named by id, by name (its newest of that name) or by its handle.
-ExperimentRef = int | str | Experiment
+ExperimentRef = Union[int, str, "Experiment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +101,14 @@ class ExperimentHistory:
                     config or {},
                 )  # fmt: skip
                 [record] = es.find_experiments_read(store, ids=[new_id])
+        from .experiments import Experiment
+
         return Experiment(self, record)
 
     def get_experiment(self, ref: ExperimentRef) -> Experiment:
         """An existing experiment by id or name (the newest of that name)."""
+        from .experiments import Experiment
+
         return Experiment(self, self._resolve([ref])[0])
 
     def experiments(
@@ -123,6 +126,7 @@ class ExperimentHistory:
         validation), ``["trials >= 10", "violations == 0"]``, or a callable taking an
         `ExperimentRecord`.
         """
+        from .experiments import experiment_filter
         from .history import experiment_store as es
 
         matches = experiment_filter(filter)
@@ -142,6 +146,7 @@ class ExperimentHistory:
         extra: Mapping[str, Any] | None = None,
     ) -> Trial:
         """Store a trial of `experiment` (see `Experiment.log_trial`)."""
+        from .experiments import check_metrics, check_validation
         from .history import experiment_store as es
 
         checked_metrics = check_metrics(metrics)
@@ -164,6 +169,7 @@ class ExperimentHistory:
     def set_trial_validation(self, trial_id: int, validation: Any) -> Trial:
         """Record the validation outcome of a trial logged before it was validated (the
         seed tracker's `log_ttpt_result`); replaces an earlier one."""
+        from .experiments import check_validation
         from .history import experiment_store as es
 
         checked = check_validation(validation)
@@ -195,6 +201,7 @@ class ExperimentHistory:
     ) -> list[ExperimentComparison]:
         """`metric` side by side over the trials of each experiment: trials, best (and its
         trial), median, mean, first, last, improvement and validation failure rate."""
+        from .experiments import check_direction, check_metrics
         from .history import experiment_store as es
 
         check_direction(direction)
@@ -290,6 +297,8 @@ class ExperimentHistory:
 
 
     def _experiment_id(self, ref: ExperimentRef) -> int:
+        from .experiments import Experiment
+
         if isinstance(ref, Experiment):
             return ref.id
         if isinstance(ref, int) and not isinstance(ref, bool):
@@ -302,6 +311,8 @@ class ExperimentHistory:
 
         if isinstance(refs, (str, bytes)):
             raise HistoryError(f"give a list of experiments, not the string {refs!r}")
+        from .experiments import Experiment
+
         ids = [r.id if isinstance(r, Experiment) else r for r in refs if not isinstance(r, str)]
         names = [r for r in refs if isinstance(r, str)]
         with self._errors() as store:
@@ -409,6 +420,8 @@ def _parse_experiment(index: int, item: Any) -> _ParsedExperiment:
         raise HistoryError(f"{where}: an experiment needs a name")
     _check_name(item["name"])
     created_at = _timestamp(item.get("created_at"), where)
+    from .experiments import check_metrics, check_validation
+
     trials = []
     for number, trial in enumerate(item.get("trials") or []):
         at = f"{where}.trials[{number}]"

@@ -4,7 +4,10 @@ arguments, which values are compared, the default mode."""
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +106,40 @@ def test_default_mode_needs_two_free_cpus(monkeypatch: pytest.MonkeyPatch) -> No
     mode, note = plugin.default_mode([0, 1, 2, 3])
     assert mode == "interleave"
     assert "load 3.0 on 4 CPUs" in note
+
+
+class _RecordingWorker:
+    """A base worker that answers every round at once and keeps what it was asked."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    def recv(self) -> dict[str, Any]:
+        return {"op": "round", "wall": 0.001, "cpu": 0.001, "start": 0, "records": {}}
+
+
+def _busy_for(seconds: float) -> Callable[[], None]:
+    def call() -> None:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            pass
+
+    return call
+
+
+@pytest.mark.parametrize(("call_seconds", "calls_a_side"), [(0.0, 3), (0.012, 1)])
+def test_a_long_call_is_paired_one_call_a_side(call_seconds: float, calls_a_side: int) -> None:
+    """Blocks of three calls a side for short tests; one for a test whose warm-up call takes
+    `long_call` or more (it dominates the pairing time, and its own cache dominates it)."""
+    worker = _RecordingWorker()
+    plan = pairing.PairingPlan(mode="interleave", budget=0.0, q=0.05, metrics=1, cpus=None)
+    flat = [series.Series("duration", "s", "lower", "primary", True, None, [1.0] * 12, [1.0] * 12)]
+    pairing.pair_test(
+        plan, worker, _busy_for(call_seconds), None,  # type: ignore[arg-type]
+        lambda base, head: flat, lambda _: 0.1,
+    )  # fmt: skip
+    repeats = [m["repeat"] for m in worker.sent if "repeat" in m]
+    assert repeats and set(repeats) == {calls_a_side}

@@ -179,6 +179,10 @@ class PairingPlan:
     metrics: int  # gated metrics expected in the session (sizes the first look)
     warmup: int = 1  # per side, before the first pair
     block: int = 3  # calls a side per pair; the best of them is the side's value
+    # A test whose warm-up call takes this long makes one call a side per pair: the cache a
+    # block's first call warms is a negligible share of such a call, and three would triple
+    # the pairing time of exactly the tests that dominate it.
+    long_call: float = 0.010
     cpus: list[int] | None = None
     rng: random.Random = field(default_factory=random.Random)
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
@@ -219,11 +223,16 @@ def _two_cpus(plan: PairingPlan) -> tuple[int, int] | None:
 
 
 def take_pair(
-    plan: PairingPlan, worker: BaseProcess, call: Callable[[], object], recorder: Any
+    plan: PairingPlan,
+    worker: BaseProcess,
+    call: Callable[[], object],
+    recorder: Any,
+    repeat: int | None = None,
 ) -> tuple[Round, Round]:
-    """One pair (base, head) in the plan's mode: a block of `plan.block` calls a side, the
-    best of which is the side's value (see `worker.run_round`)."""
-    repeat = plan.block
+    """One pair (base, head) in the plan's mode: a block of `repeat` calls a side
+    (`plan.block` by default), the best of which is the side's value (see
+    `worker.run_round`)."""
+    repeat = plan.block if repeat is None else repeat
     if plan.mode == "duet":
         cores = _two_cpus(plan)
         base_cpu, head_cpu = cores if cores else (None, None)
@@ -254,12 +263,18 @@ def take_pair(
     return base, head
 
 
-def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object]) -> None:
-    """`plan.warmup` calls a side before pairing (both sides at once)."""
-    for _ in range(plan.warmup):
+def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object]) -> float:
+    """`plan.warmup` calls a side before pairing (both sides at once); the head's shortest
+    warm-up call in seconds (0 without warm-up)."""
+    shortest = 0.0
+    for index in range(plan.warmup):
         worker.send({"op": "round", "cpu": None, "warm": 0})
+        start = time.perf_counter()
         call()
+        took = time.perf_counter() - start
+        shortest = took if index == 0 else min(shortest, took)
         _expect_round(worker)
+    return shortest
 
 
 def pair_test(
@@ -279,10 +294,11 @@ def pair_test(
     schedule = plan.schedule()
     own_cpus = set(plan.cpus) if plan.cpus else None
     try:
-        _warm_up(plan, worker, call)
+        warm = _warm_up(plan, worker, call)
+        repeat = 1 if warm >= plan.long_call else plan.block
         for index, count in enumerate(schedule.counts):
             while len(run.head) < count:
-                base, head = take_pair(plan, worker, call, recorder)
+                base, head = take_pair(plan, worker, call, recorder, repeat)
                 run.base.append(base)
                 run.head.append(head)
             settled = True

@@ -72,18 +72,10 @@ __all__ = [
     "TrendPoint",
 ]
 
-# The stored-run records `History` hands back, re-exported here and loaded on first use: a
-# session that only writes its run does not pay for building their classes.
-_RECORDS = frozenset(
-    {
-        "EXPORT_COLUMNS", "BaselineSnapshotRecord", "HistoryStats", "MetricSeries",
-        "MetricSummary", "PlatformRecord", "RunDetail", "RunDiff", "RunSummary", "TrendPoint",
-    }
-)  # fmt: skip
-
-
 def __getattr__(name: str) -> Any:
-    if name in _RECORDS:
+    # The names of `__all__` not defined here are the stored-run records `History` hands
+    # back, loaded on first use: a session that only writes its run does not build them.
+    if name in __all__:
         from pytest_perfguard import records
 
         return getattr(records, name)

@@ -415,13 +415,13 @@ def is_experiments_export(data: Any) -> bool:
 
 
 def _parse_experiment(index: int, item: Any) -> _ParsedExperiment:
+    from .experiments import check_metrics, check_validation
+
     where = f"experiments[{index}]"
     if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
         raise HistoryError(f"{where}: an experiment needs a name")
     _check_name(item["name"])
     created_at = _timestamp(item.get("created_at"), where)
-    from .experiments import check_metrics, check_validation
-
     trials = []
     for number, trial in enumerate(item.get("trials") or []):
         at = f"{where}.trials[{number}]"

@@ -137,7 +137,7 @@ class PlainRuns:
         list a test's metrics: duration, then the readings."""
         rows: list[Measurement] = []
         append = rows.append
-        readings = [(metric, unit, values) for metric, unit, values in self.readings]
+        readings = self.readings
         for index, (nodeid, outcome, duration) in enumerate(
             zip(self.ids, self.outcomes, self.durations, strict=True)
         ):

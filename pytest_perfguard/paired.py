@@ -16,6 +16,8 @@ above zero.
   dropped, as ``scipy.stats.wilcoxon(zero_method="wilcox")``), exact up to
   `EXACT_LIMIT` non-zero pairs, normal with tie correction above.
 - **Session**: Benjamini-Hochberg over the gated metrics' p-values.
+- **Counts** (`decide_exact`): an instruction count is deterministic, so one pair decides
+  on its ratio alone, outside Benjamini-Hochberg.
 - **Looks**: pairs are taken in batches (`LookSchedule`) and a test stops as soon as every
   gated metric is decided. Each look spends ``q / looks`` (Bonferroni over the planned
   looks), so the p-value carried to BH is ``min(1, looks * p)`` at the look where the test
@@ -305,6 +307,39 @@ def decide_pairs_session(
         kind, detail = classify_pairs(a, t, q_value=qv, q=q)
         decisions.append(PairedDecision(kind, a, t, qv, detail))
     return decisions
+
+
+def decide_exact(
+    base: float, head: float, direction: Direction, threshold: float
+) -> PairedDecision:
+    """One pair of a deterministic metric (an instruction count under callgrind): the same
+    code on the same inputs gives the same count, so the ratio is the change, with no
+    interval, test or false-discovery control; the rule's thresholds apply to it as they
+    are. Raises ValueError for counts that give no ratio."""
+    if not (math.isfinite(base) and math.isfinite(head)) or base <= 0 or head < 0:
+        raise ValueError(f"no ratio of counts {head} / {base}")
+    ratio = head / base
+    change = oriented_change(ratio, direction)
+    assessment = PairedAssessment(
+        direction=direction,
+        pairs=1,
+        ratio=RatioInterval(ratio, ratio, ratio, 1.0),
+        change=change,
+        better=change,
+        worse=change,
+        p_value=0.0 if change > 0 else 1.0,
+        looks=1,
+        reach=change,
+    )
+    kind: PairedKind
+    if change > threshold + _EPSILON:
+        kind = "regression"
+    elif change < -threshold - _EPSILON:
+        kind = "improvement"
+    else:
+        kind = "unchanged"
+    detail = f"ratio {ratio:.4f}, counted (exact), 1 pair"
+    return PairedDecision(kind, assessment, threshold, assessment.p_value, detail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,17 @@ gate's verdict on a head that does three times the work of its base is what is c
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pytest_perfguard.valgrind import unsupported_platform
 
 LIBRARY = """
 import time
@@ -253,3 +259,93 @@ def test_against_python_names_a_missing_interpreter(
     assert len(errors) == 1, errors
     assert "/nonexistent/py" in errors[0]
     assert _worktrees(project) == 1
+
+
+COUNTED_LIBRARY = """
+FACTOR = {factor}
+
+
+def work(units):
+    table = {{}}
+    for i in range(round(units * FACTOR)):
+        table[i % 97] = table.get(i % 97, 0) + i
+"""
+
+COUNTED_TESTS = """
+import pytest
+import countlib
+
+
+@pytest.mark.perf
+def test_counted():
+    countlib.work(20000)
+
+
+def test_plain():
+    countlib.work(1000)
+"""
+
+
+def _counted_session(
+    root: Path, base: Path, factor: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+    """pytest under callgrind with `--perf-against=base`, the head's work times `factor`."""
+    (root / "countlib.py").write_text(COUNTED_LIBRARY.format(factor=factor))
+    (root / "test_counted.py").write_text(COUNTED_TESTS)
+    (root / "pytest.ini").write_text("[pytest]\n")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PERFGUARD", "PYTEST_")) and k not in ("CI", "GITHUB_ACTIONS")
+    }
+    env.update(PYTHONHASHSEED="0", TMPDIR=str(root / "tmp"))
+    (root / "tmp").mkdir(exist_ok=True)
+    report = root / "report.json"
+    report.unlink(missing_ok=True)
+    done = subprocess.run(
+        [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no", "-q",
+            f"--callgrind-out-file={root / 'callgrind.out'}.%p",
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+            f"--perf-against={base}", "--perf-json", str(report),
+        ],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    rows = {}
+    if report.exists():
+        for row in json.loads(report.read_text())["comparisons"]:
+            rows[f"{row['test'].rpartition('::')[2]}:{row['metric']}"] = row
+    return done, rows
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or unsupported_platform() is not None,
+    reason="needs valgrind on Linux x86_64/aarch64",
+)
+def test_under_callgrind_both_sides_are_counted_and_one_pair_decides(tmp_path: Path) -> None:
+    """Under callgrind the base worker runs under callgrind too; the counts of one pair
+    decide (no time is compared): the same code passes at a ratio of 1, three times the
+    work fails at about 3, and the base's dump files are gone afterwards."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "countlib.py").write_text(COUNTED_LIBRARY.format(factor=1.0))
+    (base / "test_counted.py").write_text(COUNTED_TESTS)
+    (base / "pytest.ini").write_text("[pytest]\n")
+    head = tmp_path / "head"
+    head.mkdir()
+
+    same, rows = _counted_session(head, base, 1.0)
+    assert same.returncode == 0, same.stdout + same.stderr
+    counted = rows["test_counted:instructions"]
+    assert (counted["verdict"], counted["pairs"], counted["mode"]) == ("unchanged", 1, "ab")
+    assert counted["ratio"] == pytest.approx(1.0, abs=0.01)
+    assert [key for key, row in rows.items() if row["gated"]] == ["test_counted:instructions"]
+    assert "instruction counts" in same.stdout
+    assert not list((head / "tmp").glob("perfguard-ab-callgrind-*"))
+
+    slower, rows = _counted_session(head, base, 3.0)
+    assert slower.returncode == 1, slower.stdout + slower.stderr
+    counted = rows["test_counted:instructions"]
+    assert counted["verdict"] == "regression"
+    assert counted["ratio"] == pytest.approx(3.0, rel=0.15)
+    assert not list((head / "tmp").glob("perfguard-ab-callgrind-*"))

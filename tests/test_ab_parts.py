@@ -3,7 +3,10 @@ arguments, which values are compared, the default mode."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_perfguard.ab import base, pairing, plugin, series
+from pytest_perfguard.ab import base, pairing, plugin, series, worker
 from pytest_perfguard.measure import PerfSpec
 
 
@@ -90,11 +93,39 @@ def test_series_compare_the_recorded_metric_and_report_time() -> None:
     assert found["extra"].kind == "custom" and found["extra"].gated
 
 
-def test_series_of_an_unrecorded_metric_is_wall_time() -> None:
-    rounds = [_round(0.5, 0.4)]
-    (own, cpu) = series.pair_series(rounds, rounds, PerfSpec(), True)
-    assert (own.metric, own.base, own.gated) == ("duration", [0.5], True)
-    assert cpu.metric == "cpu_time"
+def test_series_of_an_unrecorded_metric_is_busy_time() -> None:
+    rounds = [series.Round(0.5, 0.4, 0, {}, busy=0.45)]
+    (own, wall, cpu) = series.pair_series(rounds, rounds, PerfSpec(), True)
+    assert (own.metric, own.base, own.gated) == ("duration", [0.45], True)
+    assert (wall.metric, wall.base, wall.gated) == ("wall_time", [0.5], False)
+    assert (cpu.metric, cpu.base, cpu.gated) == ("cpu_time", [0.4], False)
+
+
+def test_a_round_that_never_blocks_is_timed_by_its_threads_cpu_time() -> None:
+    """Busy time leaves out what the scheduler gave to other processes (a call that is
+    runnable throughout is timed by its thread's CPU time) and keeps what the call waited
+    for itself (a call that sleeps is timed by the clock on the wall)."""
+    if worker._blocked_count is None or not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs RUSAGE_THREAD and CPU affinity (Linux)")
+    cpus = os.sched_getaffinity(0)
+    cpu = min(cpus)
+    # A busy loop on the same CPU takes turns with the call: its wall time doubles, its
+    # CPU time does not.
+    rival = subprocess.Popen(
+        [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"]
+    )
+    try:
+        time.sleep(0.2)
+        spinning = worker.run_round(_cpu_for(0.05), None, cpu=cpu)
+    finally:
+        rival.kill()
+        rival.wait()
+        worker.unpin(cpus)
+    assert spinning["busy"] == pytest.approx(0.05, abs=0.01)
+    assert spinning["wall"] > spinning["busy"] + 0.01
+    sleeping = worker.run_round(lambda: time.sleep(0.02), None)
+    assert sleeping["busy"] == sleeping["wall"] >= 0.02
+    assert sleeping["cpu"] < 0.01
 
 
 def test_default_mode_needs_two_free_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,6 +152,17 @@ class _RecordingWorker:
         return {"op": "round", "wall": 0.001, "cpu": 0.001, "start": 0, "records": {}}
 
 
+def _cpu_for(seconds: float) -> Callable[[], None]:
+    """A call that runs until its thread has had `seconds` of CPU time."""
+
+    def call() -> None:
+        deadline = time.thread_time() + seconds
+        while time.thread_time() < deadline:
+            pass
+
+    return call
+
+
 def _busy_for(seconds: float) -> Callable[[], None]:
     def call() -> None:
         deadline = time.perf_counter() + seconds
@@ -143,3 +185,23 @@ def test_a_long_call_is_paired_one_call_a_side(call_seconds: float, calls_a_side
     )  # fmt: skip
     repeats = [m["repeat"] for m in worker.sent if "repeat" in m]
     assert repeats and set(repeats) == {calls_a_side}
+
+
+def test_the_base_worker_is_started_under_callgrind_with_the_heads_options(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("valgrind") is None:
+        pytest.skip("needs valgrind")
+    options = ["--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=cg.out.%p"]
+    launcher = pairing.callgrind_launcher(options, tmp_path)
+    dumps = f"--callgrind-out-file={tmp_path}/callgrind.base.%p"
+    assert launcher[1:] == ["--tool=callgrind", "--instr-atstart=no", dumps]
+
+
+def test_a_traced_child_needs_its_own_dump_files() -> None:
+    """With --trace-children=yes valgrind follows the worker itself, with the head's dump
+    file name: without %p both sides would overwrite each other's dumps."""
+    followed = ["--tool=callgrind", "--trace-children=yes"]
+    assert pairing.callgrind_launcher(followed, Path("/unused")) == []
+    with pytest.raises(pairing.WorkerError, match="put %p in the name"):
+        pairing.callgrind_launcher([*followed, "--callgrind-out-file=cg.out"], Path("/unused"))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_perfguard import instructions
+from pytest_perfguard import valgrind
 
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM = "selfperf_callgrind_py3.11"
@@ -30,7 +30,7 @@ WRITE = "benchmarks/selfperf/test_selfperf.py::test_session_end_write"
 SLOWDOWN = "        for _ in range(50_000):\n            pass\n"
 
 needs_callgrind = pytest.mark.skipif(
-    shutil.which("valgrind") is None or instructions.unsupported_platform() is not None,
+    shutil.which("valgrind") is None or valgrind.unsupported_platform() is not None,
     reason="needs valgrind on Linux x86_64/aarch64",
 )
 

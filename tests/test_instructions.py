@@ -15,24 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from pytest_perfguard import instructions
+from pytest_perfguard import instructions, valgrind
 from pytest_perfguard.api import History
-from pytest_perfguard.instructions import (
+from pytest_perfguard.instructions import open_instruction_collector, why_not_counted
+from pytest_perfguard.platform import platform_key
+from pytest_perfguard.results import Measurement, judged_on
+from pytest_perfguard.valgrind import (
     CallgrindError,
     CallgrindSetup,
     ClientRequests,
     expand_out_file,
-    open_instruction_collector,
     option_value,
     read_dump_header,
-    why_not_counted,
 )
-from pytest_perfguard.platform import platform_key
-from pytest_perfguard.results import Measurement, judged_on
 
 pytest_plugins = ["pytester"]
 
-CAN_COUNT = instructions.unsupported_platform() is None
+CAN_COUNT = valgrind.unsupported_platform() is None
 needs_callgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None or not CAN_COUNT,
     reason="needs valgrind on Linux x86_64/aarch64",
@@ -138,11 +137,11 @@ def test_not_under_valgrind_there_is_no_collector() -> None:
 def test_the_request_stub_is_a_no_op_on_a_real_cpu() -> None:
     requests = ClientRequests(std_platform.machine())
     assert requests.running_on_valgrind() == 0
-    assert requests.request(instructions._ZERO_STATS, default=7) == 7
+    assert requests.request(valgrind._ZERO_STATS, default=7) == 7
 
 
 def test_unsupported_platform_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(instructions.std_platform, "machine", lambda: "ppc64le")
+    monkeypatch.setattr(valgrind.std_platform, "machine", lambda: "ppc64le")
     assert why_not_counted({}) == (
         f"instruction counts need Linux on x86_64 or aarch64, not {sys.platform} on ppc64le"
     )

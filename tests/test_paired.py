@@ -188,3 +188,27 @@ def test_bh_never_adds_discoveries(metrics: list[tuple[list[float], float]]) -> 
         assert d.q_value >= a.p_value
         if d.kind == "regression":
             assert alone == "regression"
+
+
+@pytest.mark.parametrize(
+    ("base", "head", "direction", "kind"),
+    [
+        (1000.0, 1000.0, "lower", "unchanged"),
+        (1000.0, 1099.0, "lower", "unchanged"),
+        (1000.0, 1101.0, "lower", "regression"),
+        (1000.0, 899.0, "lower", "improvement"),
+        (1000.0, 899.0, "higher", "regression"),
+    ],
+)
+def test_a_count_is_decided_by_one_pair_at_the_threshold(
+    base: float, head: float, direction: Direction, kind: str
+) -> None:
+    decision = paired.decide_exact(base, head, direction, 0.10)
+    assert decision.kind == kind
+    assert decision.assessment.pairs == 1
+    assert decision.assessment.ratio.estimate == decision.assessment.ratio.low == head / base
+
+
+def test_a_count_of_zero_in_the_base_gives_no_ratio() -> None:
+    with pytest.raises(ValueError, match="no ratio"):
+        paired.decide_exact(0.0, 10.0, "lower", 0.1)

@@ -137,6 +137,7 @@ def judge(
     }
     ordered: list[tuple[str, Series] | Verdict] = []
     extra_notes: dict[tuple[str, str], str] = {}
+    decided: dict[tuple[str, str], Verdict] = {}
     for test, entry in tests.items():
         series = pair_series(entry.run.base, entry.run.head, entry.spec, entry.gated)
         head_rows += _rows(test, series, entry.spec, entry.outcome, "head")
@@ -170,22 +171,28 @@ def judge(
             if s.kind == "system":
                 notes.append(_note(s, summary))
                 continue
+            gated = s.gated and not gate_none
             try:
-                assessment = paired.assess_pairs(
-                    s.base, s.head, s.direction, q=summary.q, looks=summary.looks
-                )
+                if s.exact:  # a count: one pair decides, outside Benjamini-Hochberg
+                    decision = paired.decide_exact(s.base[0], s.head[0], s.direction, threshold)
+                    decided[(test, s.metric)] = paired.verdict_of(
+                        decision, test=test, metric=s.metric, unit=s.unit, base=s.base[0],
+                        head=s.head[0], gated=gated,
+                    )  # fmt: skip
+                else:
+                    assessment = paired.assess_pairs(
+                        s.base, s.head, s.direction, q=summary.q, looks=summary.looks
+                    )
+                    batches[gated].append((test, s, assessment, threshold))
             except ValueError as exc:
                 ordered.append(_verdict(test, s, "unstable", threshold, f"no ratio: {exc}"))
                 continue
-            gated = s.gated and not gate_none
-            batches[gated].append((test, s, assessment, threshold))
             ordered.append((test, s))
         if notes and ordered and not isinstance(ordered[-1], Verdict):
             own_test, own = next(
                 item for item in ordered if not isinstance(item, Verdict) and item[0] == test
             )
             extra_notes[(own_test, own.metric)] = "; ".join(notes)
-    decided: dict[tuple[str, str], Verdict] = {}
     for gated, batch in batches.items():
         if not batch:
             continue
@@ -242,7 +249,7 @@ def judge(
 
 def _note(s: Series, summary: ABSummary) -> str:
     """An informational metric's ratio, for the test's verdict line."""
-    name = "CPU time" if s.metric == "cpu_time" else s.metric
+    name = {"cpu_time": "CPU time", "wall_time": "wall time"}.get(s.metric, s.metric)
     try:
         a = paired.assess_pairs(s.base, s.head, s.direction, q=summary.q, looks=summary.looks)
     except ValueError:

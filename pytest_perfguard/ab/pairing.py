@@ -18,6 +18,7 @@ import contextlib
 import os
 import random
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from .. import paired
+from .. import paired, valgrind
 from . import worker as round_runner
 from .series import Round, Series
 
@@ -53,11 +54,51 @@ def usable_cpus() -> list[int] | None:
     return sorted(os.sched_getaffinity(0))
 
 
-class BaseProcess:
-    """The base worker: a pytest process rooted in the base checkout (see `worker`)."""
+def callgrind_launcher(options: Sequence[str], dump_dir: Path) -> list[str]:
+    """How to start the base worker under callgrind, as the head runs: valgrind with the
+    head's own options, its dumps in `dump_dir`. Nothing when the head's valgrind follows
+    its children (``--trace-children=yes``): the worker is then counted with the head's
+    options, so its dump files must carry its process id. Raises WorkerError."""
+    if valgrind.option_value(options, "trace-children", "no") == "yes":
+        template = valgrind.option_value(options, "callgrind-out-file", "callgrind.out.%p")
+        if "%p" not in template:
+            raise WorkerError(
+                f"--callgrind-out-file={template} with --trace-children=yes: both sides would "
+                "write the same dump files; put %p in the name"
+            )
+        return []
+    found = shutil.which("valgrind")
+    if found is None:
+        raise WorkerError("valgrind is not on PATH: the base worker cannot be counted")
+    own = [o for o in options if not o.startswith(("--callgrind-out-file=", "--log-file="))]
+    return [found, *own, f"--callgrind-out-file={dump_dir / 'callgrind.base.%p'}"]
 
-    def __init__(self, root: Path, python: str, pytest_args: Sequence[str]) -> None:
+
+class BaseProcess:
+    """The base worker: a pytest process rooted in the base checkout (see `worker`).
+
+    With `count` (the head counts instructions under callgrind) it runs under callgrind
+    too and counts its rounds (`callgrind_launcher`); raises WorkerError when it cannot."""
+
+    def __init__(
+        self,
+        root: Path,
+        python: str,
+        pytest_args: Sequence[str],
+        *,
+        count: bool = False,
+    ) -> None:
         self.root = root
+        launcher: list[str] = []
+        self.dump_dir: Path | None = None
+        if count:
+            options = valgrind.valgrind_options() or []
+            self.dump_dir = Path(tempfile.mkdtemp(prefix="perfguard-ab-callgrind-"))
+            try:
+                launcher = callgrind_launcher(options, self.dump_dir)
+            except WorkerError:
+                shutil.rmtree(self.dump_dir, ignore_errors=True)
+                raise
         # Closed in `close`: it outlives this method (the worker writes to it all session).
         self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         to_worker_r, to_worker_w = os.pipe()
@@ -75,7 +116,11 @@ class BaseProcess:
         self.pair_number = 0
         # The head's PYTHONPATH may point at the head's code; the base resolves its own.
         env.pop("PYTHONPATH", None)
-        command = [python, "-c", round_runner.BOOTSTRAP, round_runner.__file__, *pytest_args]
+        if count:
+            env[round_runner.COUNT_ENV] = valgrind.__file__
+        command = [
+            *launcher, python, "-c", round_runner.BOOTSTRAP, round_runner.__file__, *pytest_args
+        ]
         try:
             self.process = subprocess.Popen(
                 command,
@@ -92,7 +137,8 @@ class BaseProcess:
             self.start_line.close()
             os.unlink(self.start_line_path)
             self.log.close()
-            raise WorkerError(f"cannot start {python}: {exc}") from None
+            self._remove_dumps()
+            raise WorkerError(f"cannot start {command[0]}: {exc}") from None
         finally:
             if hasattr(self, "process"):
                 os.close(to_worker_r)
@@ -155,6 +201,12 @@ class BaseProcess:
         self.start_line.close()
         with contextlib.suppress(OSError):
             os.unlink(self.start_line_path)
+        self._remove_dumps()
+
+    def _remove_dumps(self) -> None:
+        if self.dump_dir is not None:
+            shutil.rmtree(self.dump_dir, ignore_errors=True)
+            self.dump_dir = None
 
     def waiting(self) -> bool:
         """Whether the worker is still busy with its side (no answer yet, still alive)."""
@@ -184,6 +236,9 @@ class PairingPlan:
     # the pairing time of exactly the tests that dominate it.
     long_call: float = 0.010
     cpus: list[int] | None = None
+    # The head's `valgrind.CallgrindCounter` when both sides count instructions: then one
+    # counted pair decides (a count is deterministic) and no time is compared.
+    counter: Any = None
     rng: random.Random = field(default_factory=random.Random)
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
 
@@ -263,6 +318,16 @@ def take_pair(
     return base, head
 
 
+def counted_pair(
+    plan: PairingPlan, worker: BaseProcess, call: Callable[[], object], recorder: Any
+) -> tuple[Round, Round]:
+    """One call a side, one after the other, each counted under callgrind."""
+    worker.send({"op": "round", "cpu": None, "repeat": 1, "count": True})
+    base = _expect_round(worker)
+    head = Round.of(round_runner.run_round(call, recorder, counter=plan.counter))
+    return base, head
+
+
 def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object]) -> float:
     """`plan.warmup` calls a side before pairing (both sides at once); the head's shortest
     warm-up call in seconds (0 without warm-up)."""
@@ -296,7 +361,12 @@ def pair_test(
     try:
         warm = _warm_up(plan, worker, call)
         repeat = 1 if warm >= plan.long_call else plan.block
-        for index, count in enumerate(schedule.counts):
+        counts = () if plan.counter is not None else schedule.counts
+        if plan.counter is not None:
+            base, head = counted_pair(plan, worker, call, recorder)
+            run.base.append(base)
+            run.head.append(head)
+        for index, count in enumerate(counts):
             while len(run.head) < count:
                 base, head = take_pair(plan, worker, call, recorder, repeat)
                 run.base.append(base)

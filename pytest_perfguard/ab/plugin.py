@@ -23,6 +23,7 @@ from ..measure import PerfSpec, PerfUsageError, parse_marker
 from ..platform import detect_platform
 from ..results import PlatformInfo, TestOutcome
 from ..settings import PerfSettings
+from ..valgrind import CallgrindCounter, CallgrindError, open_callgrind_counter, valgrind_tool
 from .base import BaseCheckout, BaseError, resolve_base
 from .finish import ABResult, ABSummary, PairedTest, finish_ab
 from .pairing import (
@@ -82,6 +83,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     if settings.calibrate or settings.update_baselines:
         flag = "--perf-calibrate" if settings.calibrate else "--perf-update-baselines"
         raise pytest.UsageError(f"--perf-against {label}: cannot be combined with {flag}")
+    counter = _open_counter(label, settings.instructions)
     try:
         checkout = resolve_base(label, config.rootpath)
     except BaseError as exc:
@@ -103,11 +105,36 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
         config.option.markexpr or "",
     )
     try:
-        worker = BaseProcess(checkout.path, python_for_base(settings.against_python), args)
+        worker = BaseProcess(
+            checkout.path,
+            python_for_base(settings.against_python),
+            args,
+            count=counter is not None,
+        )
     except WorkerError as exc:
         checkout.remove()
         raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
-    return ABSession(config, settings, checkout, worker, mode, cpus, platform, db_url, note)
+    session = ABSession(config, settings, checkout, worker, mode, cpus, platform, db_url, note)
+    session.counter = counter
+    return session
+
+
+def _open_counter(label: str, required: bool) -> CallgrindCounter | None:
+    """The head's instruction counter when pytest runs under callgrind (then both sides are
+    counted and the counts are compared, not the time); a UsageError with one line when
+    it runs there but cannot count, or when `--perf-instructions` asks for counts outside
+    callgrind."""
+    if not required and valgrind_tool() != "callgrind":
+        return None
+    try:
+        counter = open_callgrind_counter()
+    except CallgrindError as exc:
+        raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
+    if counter is None and required:
+        from ..instructions import why_not_counted
+
+        raise pytest.UsageError(f"perfguard: --perf-instructions: {why_not_counted()}")
+    return counter
 
 
 class ABSession:
@@ -144,6 +171,7 @@ class ABSession:
         self.removed: list[str] = []
         self.tests: dict[str, PairedTest] = {}
         self.plan: PairingPlan | None = None
+        self.counter: CallgrindCounter | None = None  # both sides count instructions
         self.pairing = False
         self.ready = False
         self.result: ABResult | None = None
@@ -159,9 +187,10 @@ class ABSession:
         raise KeyboardInterrupt
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        mode = "instruction counts" if self.counter is not None else self.mode
         lines = [
             f"perfguard: {__version__}, platform {self.platform.key}, A/B against "
-            f"{self.checkout.describe} ({self.mode})"
+            f"{self.checkout.describe} ({mode})"
         ]
         if self.note:
             lines.append(f"perfguard: {self.note}")
@@ -206,6 +235,11 @@ class ABSession:
                 f"--perf-against {label}: the base's tests could not be collected: "
                 f"{hello['errors'][0]}"
             )
+        if hello.get("count_error"):
+            raise pytest.UsageError(
+                f"--perf-against {label}: cannot count the base's instructions: "
+                f"{hello['count_error']}"
+            )
         if hello["imports"]:
             raise pytest.UsageError(
                 f"--perf-against {label}: {hello['imports'][0]} (see docs/ab.md, imports)"
@@ -230,6 +264,7 @@ class ABSession:
             q=self.settings.q,
             metrics=max(1, len(self.order)),
             cpus=self.cpus,
+            counter=self.counter,
         )
         self.ready = True
 
@@ -298,7 +333,7 @@ class ABSession:
         summary = ABSummary(
             base_label=self.label,
             base_commit=self.checkout.commit,
-            mode=self.mode,
+            mode="instruction counts" if self.counter is not None else self.mode,
             platform=self.platform,
             threshold=self.settings.threshold,
             q=self.settings.q,

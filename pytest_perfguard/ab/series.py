@@ -2,10 +2,13 @@
 
 Pure (no pytest). Per pair of rounds:
 - the test's own metric (the marker's `metric=`): what `perf.record` gave under that name
-  when both sides recorded it, else the round's wall time; gated;
+  when both sides recorded it, else the round's busy time (`worker.run_round`: the
+  thread's CPU time for a call that never blocked, else its wall time); gated;
 - other `perf.record` names that both sides recorded in every round: gated, as today;
-- `duration` (wall time, when the own metric is something else) and `cpu_time` (process
-  CPU time of the round): informational.
+- `duration` (busy time, when the own metric is something else), `wall_time` and
+  `cpu_time` (process CPU time) of the round: informational.
+When both sides counted instructions (under callgrind), `instructions` is the one gated
+metric, decided by one pair, and everything else is informational.
 A value recorded several times in one round counts as that round's median.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..measure import MARKER_DEFAULTS, PerfSpec
@@ -22,15 +25,21 @@ from ..results import DIRECTIONS, Direction, MetricKind
 
 @dataclass(frozen=True, slots=True)
 class Round:
-    """One measured call on one side: wall and CPU seconds, when it started
-    (``time.monotonic_ns()``) and what `perf.record` collected
-    (name -> [values, unit, direction, threshold])."""
+    """One measured call on one side: wall, CPU and busy seconds (see
+    `worker.run_round`), when it started (``time.monotonic_ns()``) and what `perf.record`
+    collected (name -> [values, unit, direction, threshold])."""
 
     wall: float
     cpu: float
     start: int
     records: dict[str, Any]
     received: int = 0  # when the base worker read the command (monotonic_ns)
+    busy: float | None = None  # None: as `wall`
+    instructions: int | None = None  # counted under callgrind
+
+    @property
+    def busy_time(self) -> float:
+        return self.wall if self.busy is None else self.busy
 
     @classmethod
     def of(cls, message: dict[str, Any]) -> Round:
@@ -40,6 +49,8 @@ class Round:
             message["start"],
             message["records"],
             message.get("received", 0),
+            message.get("busy"),
+            message.get("instructions"),
         )
 
 
@@ -55,6 +66,7 @@ class Series:
     threshold: float | None
     base: list[float]
     head: list[float]
+    exact: bool = False  # deterministic (an instruction count): one pair decides
 
 
 def _recorded(rounds: Sequence[Round], name: str) -> list[float] | None:
@@ -81,10 +93,12 @@ def pair_series(
     the test can fail the session."""
     if not base or len(base) != len(head):
         return []
+    if all(r.instructions is not None for r in (*base, *head)):
+        return _counted_series(base, head, spec, gated)
     own = spec or MARKER_DEFAULTS
     marked = spec is not None
     series = []
-    wall_base, wall_head = [r.wall for r in base], [r.wall for r in head]
+    busy_base, busy_head = [r.busy_time for r in base], [r.busy_time for r in head]
     own_base, own_head = _recorded(base, own.metric), _recorded(head, own.metric)
     if own_base is not None and own_head is not None:
         entry = head[-1].records[own.metric]
@@ -98,11 +112,17 @@ def pair_series(
         series.append(
             Series(
                 own.metric, own.unit, own.direction, "primary", gated, own.threshold,
-                wall_base, wall_head,
+                busy_base, busy_head,
             )
         )  # fmt: skip
     if own.metric != "duration":
-        series.append(Series("duration", "s", "lower", "system", False, None, wall_base, wall_head))
+        series.append(Series("duration", "s", "lower", "system", False, None, busy_base, busy_head))
+    series.append(
+        Series(
+            "wall_time", "s", "lower", "system", False, None,
+            [r.wall for r in base], [r.wall for r in head],
+        )
+    )  # fmt: skip
     series.append(
         Series(
             "cpu_time", "s", "lower", "system", False, None,
@@ -123,3 +143,23 @@ def pair_series(
             )
         )  # fmt: skip
     return series
+
+
+def _counted_series(
+    base: Sequence[Round], head: Sequence[Round], spec: PerfSpec | None, gated: bool
+) -> list[Series]:
+    """Both sides counted under callgrind: the count is the one gated metric (as the
+    stored gate judges `instructions` in place of the tests' own metrics); the rest is
+    reported, never gated."""
+    counted = Series(
+        "instructions", "instr", "lower", "custom", gated, None,
+        [float(r.instructions or 0) for r in base], [float(r.instructions or 0) for r in head],
+        exact=True,
+    )  # fmt: skip
+    others = pair_series(
+        [replace(r, instructions=None) for r in base],
+        [replace(r, instructions=None) for r in head],
+        spec,
+        gated,
+    )
+    return [counted, *(replace(s, gated=False, kind="system") for s in others)]

@@ -17,7 +17,10 @@ Protocol: one JSON object per line over two pipes whose descriptors arrive in
 collection errors, import problems); then it serves ``test`` commands: it runs pytest's own
 test protocol for that item (fixtures set up once, torn down as the next item needs), and
 inside the call phase answers ``round`` commands (optionally pinned to a CPU and started
-with the head's round) until ``end``. ``quit`` tears everything down.
+with the head's round) until ``end``. ``quit`` tears everything down. When the head counts
+instructions under callgrind, the worker runs under callgrind too and ``PERFGUARD_AB_COUNT``
+names the head's ``valgrind.py`` (stdlib only), which it loads by path to count the rounds
+the head asks it to count.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import pytest
 
 FDS_ENV = "PERFGUARD_AB_FDS"
 START_LINE_ENV = "PERFGUARD_AB_START_LINE"
+COUNT_ENV = "PERFGUARD_AB_COUNT"
 MODULE_NAME = "_perfguard_ab_worker"
+VALGRIND_MODULE_NAME = "_perfguard_ab_valgrind"
 BOOTSTRAP = (
     "import importlib.util, sys\n"
     f"spec = importlib.util.spec_from_file_location({MODULE_NAME!r}, sys.argv[1])\n"
@@ -150,6 +155,23 @@ class StartLine:
         self.view.close()
 
 
+def _voluntary_switches_of_thread() -> Callable[[], int] | None:
+    """How many times this thread has blocked (slept, waited for I/O, a lock or the GIL),
+    where the OS says (Linux: ``RUSAGE_THREAD``); None elsewhere."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    who = getattr(resource, "RUSAGE_THREAD", None)
+    if who is None:
+        return None
+    getrusage = resource.getrusage
+    return lambda: getrusage(who).ru_nvcsw
+
+
+_blocked_count = _voluntary_switches_of_thread()
+
+
 def run_round(
     call: Callable[[], object],
     recorder: Any,
@@ -158,29 +180,52 @@ def run_round(
     start: Callable[[], None] | None = None,
     warm: int = 0,
     repeat: int = 1,
+    counter: Any = None,
 ) -> dict[str, Any]:
     """`warm` unmeasured calls, then `repeat` measured calls back to back, started when
-    `start` returns (a duet's `StartLine`). The round's wall and process CPU time are the
-    best (smallest) of its calls: a call that was descheduled, or that started with a cache
-    the other side had filled, only ever takes longer."""
+    `start` returns (a duet's `StartLine`). With a `counter` (a `valgrind.CallgrindCounter`)
+    one call is made and its instructions counted. The round's values are the best (smallest) of
+    its calls: a call that was descheduled, or that started with a cache the other side
+    had filled, only ever takes longer.
+
+    Three times per call: wall, process CPU, and *busy*: the thread's own CPU time when the
+    call never blocked (no voluntary context switch: it was runnable throughout, so its
+    wall time on a CPU of its own would have been its CPU time; what other processes were
+    given meanwhile is the machine's, not the code's), else its wall time (a call that
+    sleeps or waits is measured as it is)."""
     pin(cpu)
     for _ in range(warm):
         call()
     if recorder is not None and getattr(recorder, "records", None) is not None:
         recorder.records.clear()
+    blocked_count = _blocked_count
     if start is not None:
         start()
     started = time.monotonic_ns()
-    walls, cpus = [], []
+    walls, cpus, busies = [], [], []
+    instructions = None
+    if counter is not None:
+        repeat = 1
+        counter.start("perfguard A/B round")
     for _ in range(max(1, repeat)):
+        switches = blocked_count() if blocked_count is not None else -1
+        thread0 = time.thread_time()
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
         call()
-        walls.append(time.perf_counter() - wall0)
+        wall = time.perf_counter() - wall0
         cpus.append(time.process_time() - cpu0)
+        thread = time.thread_time() - thread0
+        walls.append(wall)
+        never_blocked = blocked_count is not None and blocked_count() == switches
+        busies.append(min(thread, wall) if never_blocked else wall)
+    if counter is not None:
+        instructions = counter.stop()
     return {
+        "instructions": instructions,
         "wall": min(walls),
         "cpu": min(cpus),
+        "busy": min(busies),
         "start": started,
         "records": _records(recorder),
     }
@@ -262,9 +307,17 @@ def _import_problems(root: Path) -> list[str]:
 class BaseWorker:
     """The plugin object of the base process (see the module docstring)."""
 
-    def __init__(self, channel: Channel, start_line: StartLine | None) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        start_line: StartLine | None,
+        counter: Any = None,
+        counter_error: str | None = None,
+    ) -> None:
         self.channel = channel
         self.start_line = start_line
+        self.counter = counter  # counts the base's rounds when both sides run under callgrind
+        self.counter_error = counter_error
         self.errors: list[str] = []
         self.current: pytest.Item | None = None
         self.serving = False
@@ -292,6 +345,7 @@ class BaseWorker:
                 ],
                 "errors": self.errors,
                 "imports": _import_problems(Path(session.config.rootpath)),
+                "count_error": self.counter_error,
                 "python": sys.version.split()[0],
                 "pytest": pytest.__version__,
             }
@@ -351,6 +405,7 @@ class BaseWorker:
                     start=start,
                     warm=command.get("warm", 0),
                     repeat=command.get("repeat", 1),
+                    counter=self.counter if command.get("count") else None,
                 )
             except BaseException as exc:
                 self.channel.send({"op": "failed", "error": describe_error(exc)})
@@ -358,6 +413,29 @@ class BaseWorker:
             result["op"] = "round"
             result["received"] = received
             self.channel.send(result)
+
+
+def _open_counter(valgrind_module: str) -> tuple[Any, str | None]:
+    """The base's instruction counter when the head asks for one (`COUNT_ENV` names the
+    head's ``valgrind.py``, loaded by path: stdlib only, like this file), and why there is
+    none when it cannot be had."""
+    if not valgrind_module:
+        return None, None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(VALGRIND_MODULE_NAME, valgrind_module)
+    if spec is None or spec.loader is None:
+        return None, f"cannot load {valgrind_module}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        counter = module.open_callgrind_counter()
+    except Exception as exc:  # CallgrindError, or a broken load: said in one line
+        return None, describe_error(exc)
+    if counter is None:
+        return None, "the base worker does not run under valgrind's callgrind"
+    return counter, None
 
 
 def main(args: list[str]) -> int:
@@ -369,7 +447,9 @@ def main(args: list[str]) -> int:
     if src.is_dir():
         sys.path.insert(1, str(src))
     line_path = os.environ.pop(START_LINE_ENV, "")
-    worker = BaseWorker(channel, StartLine(line_path) if line_path else None)
+    counter, counter_error = _open_counter(os.environ.pop(COUNT_ENV, ""))
+    start_line = StartLine(line_path) if line_path else None
+    worker = BaseWorker(channel, start_line, counter, counter_error)
     try:
         code = pytest.main(
             # No terminal: nobody reads the worker's summary, and plugins' summary hooks

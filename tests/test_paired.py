@@ -120,12 +120,39 @@ def test_looks_cost_significance() -> None:
     assert one.ratio.confidence == pytest.approx(0.90)
 
 
-def test_schedule_starts_where_the_exact_test_can_decide() -> None:
-    schedule = paired.LookSchedule.plan(metrics=24, q=0.05, looks=4)
-    first = schedule.counts[0]
-    assert 2.0**-first <= 0.05 / (24 * 4) < 2.0 ** -(first - 1)
+@pytest.mark.parametrize("metrics", [1, 5, 24, 100, 1000])
+@pytest.mark.parametrize("looks", [1, 2, 4])
+def test_every_look_starts_where_the_exact_test_can_reach_its_level(
+    metrics: int, looks: int
+) -> None:
+    """The shares of q never sum past 1 (so the error rate holds whatever the stopping rule);
+    at each look the exact test can reach the level that look spends, and one pair fewer
+    could not at the first."""
+    schedule = paired.LookSchedule.plan(metrics=metrics, q=0.05, looks=looks)
+    assert sum(schedule.shares) <= 1 + 1e-12
+    assert len(schedule.shares) == schedule.looks <= looks
     assert list(schedule.counts) == sorted(set(schedule.counts))
-    assert paired.LookSchedule.plan(metrics=1000, max_pairs=17).counts == (17,)
+    for count, share in zip(schedule.counts, schedule.shares, strict=True):
+        assert 2.0**-count <= share * 0.05 / metrics
+    first = schedule.counts[0]
+    assert first == 6 or 2.0 ** -(first - 1) > schedule.shares[0] * 0.05 / metrics
+
+
+def test_the_first_look_spends_most_and_costs_fewer_pairs() -> None:
+    schedule = paired.LookSchedule.plan(metrics=24, q=0.05)
+    assert schedule.shares[0] == 0.95
+    assert schedule.counts[0] == 9  # equal shares of four looks: 11
+    assert schedule.share_at(schedule.counts[1]) == pytest.approx(0.05 / 3)
+    assert paired.LookSchedule.plan(metrics=1000, max_pairs=17).counts == (15, 17)
+
+
+def test_a_looks_share_sets_its_p_value_and_interval() -> None:
+    base = [1.0] * 9
+    head = [1.3] * 9
+    whole = paired.assess_pairs(base, head, share=1.0)
+    first = paired.assess_pairs(base, head, share=0.95)
+    assert first.p_value == pytest.approx(whole.p_value / 0.95)
+    assert first.ratio.confidence == pytest.approx(1 - 2 * 0.05 * 0.95)
 
 
 def test_settled_means_decided() -> None:

@@ -50,7 +50,7 @@ class ABSummary:
     platform: PlatformInfo
     threshold: float
     q: float
-    looks: int
+    schedule: paired.LookSchedule
     started_at: datetime
     rootdir: Path
     args: list[str]
@@ -181,8 +181,9 @@ def judge(
                     )  # fmt: skip
                 else:
                     assessment = paired.assess_pairs(
-                        s.base, s.head, s.direction, q=summary.q, looks=summary.looks
-                    )
+                        s.base, s.head, s.direction, q=summary.q,
+                        share=summary.schedule.share_at(len(s.base)),
+                    )  # fmt: skip
                     batches[gated].append((test, s, assessment, threshold))
             except ValueError as exc:
                 ordered.append(_verdict(test, s, "unstable", threshold, f"no ratio: {exc}"))
@@ -251,7 +252,9 @@ def _note(s: Series, summary: ABSummary) -> str:
     """An informational metric's ratio, for the test's verdict line."""
     name = {"cpu_time": "CPU time", "wall_time": "wall time"}.get(s.metric, s.metric)
     try:
-        a = paired.assess_pairs(s.base, s.head, s.direction, q=summary.q, looks=summary.looks)
+        a = paired.assess_pairs(
+            s.base, s.head, s.direction, q=summary.q, share=summary.schedule.share_at(len(s.base))
+        )
     except ValueError:
         return f"{name}: no ratio"
     return f"{name} ratio {a.ratio.estimate:.3f}"
@@ -295,7 +298,7 @@ def finish_ab(
         "head": head_text,
         "base_commit": summary.base_commit,
         "head_commit": git.commit,
-        "looks": summary.looks,
+        "looks": list(summary.schedule.counts),
         "duet_late_starts": summary.late_starts,
     }
     head_run = build_run_info(

@@ -377,7 +377,11 @@ def pair_test(
                     continue
                 try:
                     assessment = paired.assess_pairs(
-                        series.base, series.head, series.direction, q=plan.q, looks=schedule.looks
+                        series.base,
+                        series.head,
+                        series.direction,
+                        q=plan.q,
+                        share=schedule.shares[index],
                     )
                 except ValueError:
                     continue

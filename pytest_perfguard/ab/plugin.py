@@ -337,7 +337,7 @@ class ABSession:
             platform=self.platform,
             threshold=self.settings.threshold,
             q=self.settings.q,
-            looks=self.plan.schedule().looks,
+            schedule=self.plan.schedule(),
             started_at=self.started_at,
             rootdir=self.config.rootpath,
             args=list(self.config.invocation_params.args),

@@ -179,6 +179,19 @@ def test_bad_revision_exits_4_with_one_line(pytester: pytest.Pytester, project: 
     assert set(Path(tempfile.gettempdir()).glob("perfguard-base-*")) <= before
 
 
+def test_perf_instructions_outside_callgrind_exits_4_before_any_worktree(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("perfguard-base-*"))
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-instructions")
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert "--perf-instructions" in errors[0] and "callgrind" in errors[0]
+    assert _worktrees(project) == 1
+    assert set(Path(tempfile.gettempdir()).glob("perfguard-base-*")) <= before
+
+
 def test_a_base_that_cannot_be_collected_exits_4_naming_it(
     pytester: pytest.Pytester, project: Path
 ) -> None:

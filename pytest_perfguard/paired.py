@@ -20,8 +20,8 @@ above zero.
   on its ratio alone, outside Benjamini-Hochberg.
 - **Looks**: pairs are taken in batches (`LookSchedule`) and a test stops as soon as every
   gated metric is decided. Look k spends the share ``w_k`` of ``q`` (a weighted Bonferroni
-  over the planned looks, the shares summing to 1: most to the first look, where most tests
-  decide), so the p-value carried to BH is ``min(1, p / w_k)`` at the look where the test
+  over the planned looks, the shares summing to 1: half to the first look, where most
+  tests decide), so the p-value carried to BH is ``min(1, p / w_k)`` at the look where the test
   stopped: ``P(some look has p <= a w_k) <= a``, whatever rule chose when to stop. The
   interval at look k has confidence ``1 - 2 q w_k``.
 The rule, with ``change`` the estimated ratio's relative change, worse positive
@@ -356,9 +356,9 @@ class LookSchedule:
     2^-n), each later one about `growth` times the previous and at least the count that can
     reach its own level, none above `max_pairs`. `shares` (of q) sum to at most 1: the
     first look gets `first_share`, the later ones split the rest. Most tests decide at the
-    first look, so spending most there lowers the pairs every test must take (9 instead of
-    11 for 24 tests at q = 0.05); a noisy test that goes on to later looks needs more pairs
-    there to reach the smaller levels. A schedule cut short by `max_pairs` leaves the later
+    first look, so spending more there lowers the pairs every test must take (10 instead of
+    11 for 24 tests at q = 0.05, with half of q there); a noisy test that goes on to later
+    looks needs a few more pairs there to reach their smaller levels. A schedule cut short by `max_pairs` leaves the later
     shares unspent (conservative)."""
 
     counts: tuple[int, ...]
@@ -381,7 +381,7 @@ class LookSchedule:
         metrics: int,
         q: float = 0.05,
         looks: int = 4,
-        first_share: float = 0.95,
+        first_share: float = 0.5,
         growth: float = 1.5,
         min_pairs: int = 6,
         max_pairs: int = 96,

@@ -138,12 +138,14 @@ def test_every_look_starts_where_the_exact_test_can_reach_its_level(
     assert first == 6 or 2.0 ** -(first - 1) > schedule.shares[0] * 0.05 / metrics
 
 
-def test_the_first_look_spends_most_and_costs_fewer_pairs() -> None:
+def test_the_first_look_spends_half_and_costs_fewer_pairs() -> None:
     schedule = paired.LookSchedule.plan(metrics=24, q=0.05)
-    assert schedule.shares[0] == 0.95
-    assert schedule.counts[0] == 9  # equal shares of four looks: 11
-    assert schedule.share_at(schedule.counts[1]) == pytest.approx(0.05 / 3)
-    assert paired.LookSchedule.plan(metrics=1000, max_pairs=17).counts == (15, 17)
+    assert schedule.shares[0] == 0.5
+    assert schedule.counts == (10, 15, 23, 35)  # equal shares of four looks: 11, 17, ...
+    assert schedule.share_at(schedule.counts[1]) == pytest.approx(0.5 / 3)
+    assert schedule.share_at(36) == schedule.share_at(35)
+    assert paired.LookSchedule.plan(metrics=24, first_share=0.95).counts[0] == 9
+    assert paired.LookSchedule.plan(metrics=1000, max_pairs=17).counts == (16, 17)
 
 
 def test_a_looks_share_sets_its_p_value_and_interval() -> None:

@@ -169,9 +169,9 @@ def _busy_for(seconds: float) -> Callable[[], None]:
     return call
 
 
-@pytest.mark.parametrize(("call_seconds", "calls_a_side"), [(0.0, 2), (0.003, 1)])
+@pytest.mark.parametrize(("call_seconds", "calls_a_side"), [(0.0, 3), (0.012, 1)])
 def test_a_long_call_is_paired_one_call_a_side(call_seconds: float, calls_a_side: int) -> None:
-    """Blocks of two calls a side for short tests; one for a test whose warm-up call takes
+    """Blocks of three calls a side for short tests; one for a test whose warm-up call takes
     `long_call` or more (it dominates the pairing time, and its own cache dominates it)."""
     worker = _RecordingWorker()
     plan = pairing.PairingPlan(mode="interleave", budget=0.0, q=0.05, metrics=1, cpus=None)

@@ -230,13 +230,11 @@ class PairingPlan:
     q: float
     metrics: int  # gated metrics expected in the session (sizes the first look)
     warmup: int = 1  # per side, before the first pair
-    # Calls a side per pair; the best of them is the side's value. Two: the first warms the
-    # cache with the side's own data after the other side ran, the second is measured warm.
-    block: int = 2
+    block: int = 3  # calls a side per pair; the best of them is the side's value
     # A test whose warm-up call takes this long makes one call a side per pair: the cache a
-    # block's first call warms is a negligible share of such a call, and a block would
-    # double the pairing time of exactly the tests that dominate it.
-    long_call: float = 0.002
+    # block's first call warms is a negligible share of such a call, and three would triple
+    # the pairing time of exactly the tests that dominate it.
+    long_call: float = 0.010
     cpus: list[int] | None = None
     # The head's `valgrind.CallgrindCounter` when both sides count instructions: then one
     # counted pair decides (a count is deterministic) and no time is compared.

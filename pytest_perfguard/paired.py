@@ -358,8 +358,8 @@ class LookSchedule:
     first look gets `first_share`, the later ones split the rest. Most tests decide at the
     first look, so spending more there lowers the pairs every test must take (10 instead of
     11 for 24 tests at q = 0.05, with half of q there); a noisy test that goes on to later
-    looks needs a few more pairs there to reach their smaller levels. A schedule cut short by `max_pairs` leaves the later
-    shares unspent (conservative)."""
+    looks needs a few more pairs there to reach their smaller levels. A schedule cut short
+    by `max_pairs` leaves the later shares unspent (conservative)."""
 
     counts: tuple[int, ...]
     shares: tuple[float, ...]

@@ -43,10 +43,10 @@ from .series import pair_series
 def default_mode(cpus: list[int] | None) -> tuple[Mode, str]:
     """Without `--perf-ab-mode`: duet wherever two CPUs can be pinned, else interleave.
 
-    Measured (benchmarks/ab/RESULTS.md, docs/ab.md), rounds timed by busy time: duet made no
-    false alarm on a quiet machine, under three busy loops or beside a memory hog, and took
-    the least time; interleave detected a little more under load but made false alarms in
-    every condition (0.7-3.1 % of clean verdicts), against the 0.5 % a gate can afford."""
+    Measured (benchmarks/ab/RESULTS.md, docs/ab.md), rounds timed by busy time, on a quiet
+    machine, under three busy loops and beside a memory hog: duet made fewer false alarms
+    (0.6 % of clean verdicts against interleave's 1.4 %), took the least time, and detected
+    as much."""
     if cpus is None or len(cpus) < 2:
         return "interleave", "duet needs two CPUs this process may pin: interleaving"
     return "duet", ""

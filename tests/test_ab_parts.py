@@ -116,7 +116,7 @@ def test_a_round_that_never_blocks_is_timed_by_its_threads_cpu_time() -> None:
     )
     try:
         time.sleep(0.2)
-        spinning = worker.run_round(_cpu_for(0.05), None, cpu=cpu)
+        spinning = worker.run_round(_busy_for(0.05, time.thread_time), None, cpu=cpu)
     finally:
         rival.kill()
         rival.wait()
@@ -149,21 +149,14 @@ class _RecordingWorker:
         return {"op": "round", "wall": 0.001, "cpu": 0.001, "start": 0, "records": {}}
 
 
-def _cpu_for(seconds: float) -> Callable[[], None]:
-    """A call that runs until its thread has had `seconds` of CPU time."""
+def _busy_for(
+    seconds: float, clock: Callable[[], float] = time.perf_counter
+) -> Callable[[], None]:
+    """A call that spins until `clock` (the wall by default) has advanced `seconds`."""
 
     def call() -> None:
-        deadline = time.thread_time() + seconds
-        while time.thread_time() < deadline:
-            pass
-
-    return call
-
-
-def _busy_for(seconds: float) -> Callable[[], None]:
-    def call() -> None:
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
+        deadline = clock() + seconds
+        while clock() < deadline:
             pass
 
     return call

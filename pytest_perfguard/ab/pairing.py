@@ -324,7 +324,10 @@ def counted_pair(
     """One call a side, one after the other, each counted under callgrind."""
     worker.send({"op": "round", "cpu": None, "repeat": 1, "count": True})
     base = _expect_round(worker)
-    head = Round.of(round_runner.run_round(call, recorder, counter=plan.counter))
+    try:
+        head = Round.of(round_runner.run_round(call, recorder, counter=plan.counter))
+    except valgrind.CallgrindError as exc:
+        raise WorkerError(f"cannot count the head's instructions: {exc}") from None
     return base, head
 
 

@@ -184,9 +184,9 @@ def run_round(
 ) -> dict[str, Any]:
     """`warm` unmeasured calls, then `repeat` measured calls back to back, started when
     `start` returns (a duet's `StartLine`). With a `counter` (a `valgrind.CallgrindCounter`)
-    one call is made and its instructions counted. The round's values are the best (smallest) of
-    its calls: a call that was descheduled, or that started with a cache the other side
-    had filled, only ever takes longer.
+    one call is made and its instructions counted. The round's values are the best
+    (smallest) of its calls: a call that was descheduled, or that started with a cache the
+    other side had filled, only ever takes longer.
 
     Three times per call: wall, process CPU, and *busy*: the thread's own CPU time when the
     call never blocked (no voluntary context switch: it was runnable throughout, so its
@@ -203,7 +203,6 @@ def run_round(
         start()
     started = time.monotonic_ns()
     walls, cpus, busies = [], [], []
-    instructions = None
     if counter is not None:
         repeat = 1
         counter.start("perfguard A/B round")
@@ -219,10 +218,8 @@ def run_round(
         walls.append(wall)
         never_blocked = blocked_count is not None and blocked_count() == switches
         busies.append(min(thread, wall) if never_blocked else wall)
-    if counter is not None:
-        instructions = counter.stop()
     return {
-        "instructions": instructions,
+        "instructions": None if counter is None else counter.stop(),
         "wall": min(walls),
         "cpu": min(cpus),
         "busy": min(busies),

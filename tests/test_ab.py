@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,8 +145,54 @@ def test_three_times_slower_head_fails_with_the_ab_header(
     assert row["ratio"] > 2
     assert row["interval"][0] <= row["ratio"] <= row["interval"][1]
     assert row["pairs"] >= 6
+    assert "confirmed in fresh processes" in row["detail"]
     assert ("test_speed.py::test_plain", "duration") not in rows  # unmarked: not re-run
     assert _worktrees(project) == 1
+
+
+OFFSET_TESTS = """
+import sys
+import time
+
+import pytest
+
+
+def spin(ms):
+    # A known amount of work, set by the thread's CPU clock: preemption does not shorten it.
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.perf
+def test_slower_in_this_process_only():
+    # Three times the work in the pytest process itself, not in a worker process: a
+    # difference between processes, with the same code on both sides.
+    spin(2 if "_perfguard_ab_worker" in sys.modules else 6)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_difference_between_processes_is_not_confirmed_in_fresh_ones(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path, mode: str
+) -> None:
+    """Identical code that runs slower in the head's own process: the first pairing flags
+    it, the pairing again between two fresh processes does not, and the session passes
+    with the test unstable, saying why."""
+    base = tmp_path / "base-checkout"
+    base.mkdir()
+    for root in (project, base):
+        (root / "test_speed.py").write_text(OFFSET_TESTS)
+    result = _run(
+        pytester, f"--perf-against={base}", "--perf-ab-mode", mode, "--perf-json", "report.json"
+    )
+    assert result.ret == 0, result.stdout.str()
+    (row,) = json.loads((project / "report.json").read_text())["comparisons"]
+    assert row["verdict"] == "unstable", row
+    assert row["ratio"] > 2  # what the first pairing saw
+    confirmed = re.search(r"not confirmed in fresh processes: ratio ([0-9.]+)", row["detail"])
+    assert confirmed, row["detail"]
+    assert 0.8 < float(confirmed.group(1)) < 1.25  # what the fresh processes saw
 
 
 @pytest.mark.parametrize("mode", MODES)

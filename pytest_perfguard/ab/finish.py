@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -126,8 +126,11 @@ def judge(
     removed: Sequence[str],
     summary: ABSummary,
     gate_none: bool,
+    confirmations: Mapping[str, PairedRun] | None = None,
 ) -> tuple[Comparison, list[Measurement], list[Measurement]]:
-    """The paired verdicts of the session, and each side's measurement rows."""
+    """The paired verdicts of the session, and each side's measurement rows. A regression
+    whose test was paired again in fresh processes (`confirmations`) stands only when that
+    pairing shows it too; otherwise it is unstable."""
     comparison = Comparison(platform=summary.platform.key)
     head_rows: list[Measurement] = []
     base_rows: list[Measurement] = []
@@ -210,6 +213,8 @@ def judge(
                 head=statistics.median(s.head),
                 gated=gated,
             )
+    if confirmations:
+        _confirm(decided, tests, confirmations, summary)
     for item in ordered:
         if isinstance(item, Verdict):
             comparison.verdicts.append(item)
@@ -248,6 +253,54 @@ def judge(
     return comparison, head_rows, base_rows
 
 
+def _confirm(
+    decided: dict[tuple[str, str], Verdict],
+    tests: Mapping[str, PairedTest],
+    confirmations: Mapping[str, PairedRun],
+    summary: ABSummary,
+) -> None:
+    """Judge the confirmations' pairs of the flagged metrics (Benjamini-Hochberg among
+    them) and keep a regression only where its confirmation is one too. Requiring two
+    independent pairings to agree can only remove alarms, never add them."""
+    batch: list[tuple[tuple[str, str], paired.PairedAssessment, float]] = []
+    for key, verdict in decided.items():
+        test, metric = key
+        run = confirmations.get(test)
+        if verdict.kind != "regression" or run is None:
+            continue
+        if run.base_error or not run.head:
+            why = run.base_error or "no pairs"
+            decided[key] = replace(verdict, detail=f"{verdict.detail}; not confirmed: {why}")
+            continue
+        entry = tests[test]
+        found = [s for s in pair_series(run.base, run.head, entry.spec, entry.gated)
+                 if s.metric == metric]  # fmt: skip
+        if not found:
+            continue
+        s = found[0]
+        try:
+            assessment = paired.assess_pairs(
+                s.base, s.head, s.direction, q=summary.q,
+                share=summary.schedule.share_at(len(s.base)),
+            )  # fmt: skip
+        except ValueError:
+            continue
+        batch.append((key, assessment, verdict.threshold))
+    if not batch:
+        return
+    decisions = paired.decide_pairs_session(
+        [a for _, a, _ in batch], [t for _, _, t in batch], q=summary.q
+    )
+    for (key, _, _), decision in zip(batch, decisions, strict=True):
+        verdict = decided[key]
+        if decision.kind == "regression":
+            detail = f"{verdict.detail}; confirmed in fresh processes: {decision.detail}"
+            decided[key] = replace(verdict, detail=detail)
+        else:
+            detail = f"{verdict.detail}; not confirmed in fresh processes: {decision.detail}"
+            decided[key] = replace(verdict, kind="unstable", detail=detail)
+
+
 def _note(s: Series, summary: ABSummary) -> str:
     """An informational metric's ratio, for the test's verdict line."""
     name = {"cpu_time": "CPU time", "wall_time": "wall time"}.get(s.metric, s.metric)
@@ -277,11 +330,13 @@ def finish_ab(
     settings: Any,
     db_url: str | None,
     exitstatus: int,
+    confirmations: Mapping[str, PairedRun] | None = None,
 ) -> ABResult:
     """Judge, report and (with `--perf-record`) store an A/B session."""
     comparison, head_rows, base_rows = judge(
-        tests, new, removed, summary, gate_none=settings.gate == "none"
-    )
+        tests, new, removed, summary, gate_none=settings.gate == "none",
+        confirmations=confirmations,
+    )  # fmt: skip
     git = git_state(summary.rootdir)
     base_text = describe_base(summary.base_label, summary.base_commit)
     head_text = describe_head(git)

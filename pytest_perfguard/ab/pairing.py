@@ -15,6 +15,7 @@ every gated metric is settled, or when the next look would overrun its time budg
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import select
@@ -87,6 +88,7 @@ class BaseProcess:
         pytest_args: Sequence[str],
         *,
         count: bool = False,
+        start_line_path: str | None = None,
     ) -> None:
         self.root = root
         launcher: list[str] = []
@@ -105,12 +107,17 @@ class BaseProcess:
         from_worker_r, from_worker_w = os.pipe()
         env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
         env[round_runner.FDS_ENV] = f"{to_worker_r},{from_worker_w}"
-        shm = Path("/dev/shm")
-        handle, self.start_line_path = tempfile.mkstemp(
-            prefix="perfguard-ab-", dir=shm if shm.is_dir() else None
-        )
-        os.write(handle, b"\0\0")
-        os.close(handle)
+        # A confirmation's head worker shares its base worker's start line (it plays the
+        # head's part there); only the process that made the file removes it.
+        self._owns_start_line = start_line_path is None
+        if start_line_path is None:
+            shm = Path("/dev/shm")
+            handle, start_line_path = tempfile.mkstemp(
+                prefix="perfguard-ab-", dir=shm if shm.is_dir() else None
+            )
+            os.write(handle, b"\0\0")
+            os.close(handle)
+        self.start_line_path = start_line_path
         env[round_runner.START_LINE_ENV] = self.start_line_path
         self.start_line = round_runner.StartLine(self.start_line_path)
         self.pair_number = 0
@@ -135,7 +142,8 @@ class BaseProcess:
             for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
                 os.close(fd)
             self.start_line.close()
-            os.unlink(self.start_line_path)
+            if self._owns_start_line:
+                os.unlink(self.start_line_path)
             self.log.close()
             self._remove_dumps()
             raise WorkerError(f"cannot start {command[0]}: {exc}") from None
@@ -199,8 +207,9 @@ class BaseProcess:
         self.channel.close()
         self.log.close()
         self.start_line.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.start_line_path)
+        if self._owns_start_line:
+            with contextlib.suppress(OSError):
+                os.unlink(self.start_line_path)
         self._remove_dumps()
 
     def _remove_dumps(self) -> None:
@@ -345,6 +354,49 @@ def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object])
     return shortest
 
 
+def _take_looks(
+    plan: PairingPlan,
+    run: PairedRun,
+    take: Callable[[], tuple[Round, Round]],
+    describe: Callable[[list[Round], list[Round]], list[Series]],
+    thresholds: Callable[[Series], float],
+    started: float,
+) -> None:
+    """Pairs from `take`, look after look, until every gated metric is settled, the last
+    look, or the budget (see the module docstring)."""
+    schedule = plan.schedule()
+    for index, count in enumerate(schedule.counts):
+        while len(run.head) < count:
+            base, head = take()
+            run.base.append(base)
+            run.head.append(head)
+        settled = True
+        for series in describe(run.base, run.head):
+            if not series.gated:
+                continue
+            try:
+                assessment = paired.assess_pairs(
+                    series.base,
+                    series.head,
+                    series.direction,
+                    q=plan.q,
+                    share=schedule.shares[index],
+                )
+            except ValueError:
+                continue
+            if not paired.is_settled(
+                assessment, thresholds(series), q=plan.q, metrics=plan.metrics
+            ):
+                settled = False
+                break
+        if settled or index + 1 == schedule.looks:
+            return
+        elapsed = time.perf_counter() - started
+        per_pair = elapsed / len(run.head)
+        if elapsed + per_pair * (schedule.counts[index + 1] - count) > plan.budget:
+            return
+
+
 def pair_test(
     plan: PairingPlan,
     worker: BaseProcess,
@@ -359,46 +411,19 @@ def pair_test(
     the pairing with `base_error` set. Either way the worker leaves its call phase."""
     run = PairedRun()
     started = time.perf_counter()
-    schedule = plan.schedule()
     own_cpus = set(plan.cpus) if plan.cpus else None
     try:
         warm = _warm_up(plan, worker, call)
         repeat = 1 if warm >= plan.long_call else plan.block
-        counts = () if plan.counter is not None else schedule.counts
         if plan.counter is not None:
             base, head = counted_pair(plan, worker, call, recorder)
             run.base.append(base)
             run.head.append(head)
-        for index, count in enumerate(counts):
-            while len(run.head) < count:
-                base, head = take_pair(plan, worker, call, recorder, repeat)
-                run.base.append(base)
-                run.head.append(head)
-            settled = True
-            for series in describe(run.base, run.head):
-                if not series.gated:
-                    continue
-                try:
-                    assessment = paired.assess_pairs(
-                        series.base,
-                        series.head,
-                        series.direction,
-                        q=plan.q,
-                        share=schedule.shares[index],
-                    )
-                except ValueError:
-                    continue
-                if not paired.is_settled(
-                    assessment, thresholds(series), q=plan.q, metrics=plan.metrics
-                ):
-                    settled = False
-                    break
-            if settled or index + 1 == schedule.looks:
-                break
-            elapsed = time.perf_counter() - started
-            per_pair = elapsed / len(run.head)
-            if elapsed + per_pair * (schedule.counts[index + 1] - count) > plan.budget:
-                break
+        else:
+            _take_looks(
+                plan, run, lambda: take_pair(plan, worker, call, recorder, repeat),
+                describe, thresholds, started,
+            )  # fmt: skip
     except BaseRoundFailed as exc:
         run.base_error = str(exc)
     finally:
@@ -408,6 +433,65 @@ def pair_test(
             # A dead worker (Ctrl-C reaches it too) must not mask what ended the pairs.
             with contextlib.suppress(WorkerError):
                 worker.send({"op": "end"})
+    return run
+
+
+def take_worker_pair(
+    plan: PairingPlan, base: BaseProcess, head: BaseProcess, repeat: int
+) -> tuple[Round, Round]:
+    """One pair between two worker processes (a confirmation): in duet both start
+    together on the base's start line, the head worker playing the head's part there."""
+    if plan.mode == "duet":
+        cores = _two_cpus(plan)
+        base_cpu, head_cpu = cores if cores else (None, None)
+        base.pair_number = number = base.pair_number % 255 + 1
+        base.send({"op": "round", "cpu": base_cpu, "sync": number, "repeat": repeat})
+        head.send(
+            {"op": "round", "cpu": head_cpu, "sync": number, "repeat": repeat, "role": "head"}
+        )
+        return _expect_round(base), _expect_round(head)
+    cpu = plan.rng.choice(plan.cpus) if plan.cpus else None
+    first, second = (base, head) if plan.rng.random() < 0.5 else (head, base)
+    rounds = {}
+    for side in (first, second):
+        side.send({"op": "round", "cpu": cpu, "repeat": repeat})
+        rounds[id(side)] = _expect_round(side)
+    return rounds[id(base)], rounds[id(head)]
+
+
+def confirm_test(
+    plan: PairingPlan,
+    base: BaseProcess,
+    head: BaseProcess,
+    describe: Callable[[list[Round], list[Round]], list[Series]],
+    thresholds: Callable[[Series], float],
+) -> PairedRun:
+    """A flagged test's pairs again, between two fresh processes, both ready in the test's
+    call phase: the head's code in a head worker, the base's in a new base worker. Whatever
+    made one process of the first pairing faster or slower than the other (where its data
+    landed in memory) is drawn afresh here, while a change in the code is not. A round
+    that raises on either side ends it with `base_error` set."""
+    run = PairedRun()
+    started = time.perf_counter()
+    try:
+        shortest = math.inf
+        for _ in range(plan.warmup):
+            for side in (base, head):
+                side.send({"op": "round", "cpu": None, "warm": 0})
+            _expect_round(base)
+            shortest = min(shortest, _expect_round(head).wall)
+        repeat = 1 if shortest >= plan.long_call else plan.block
+        _take_looks(
+            plan, run, lambda: take_worker_pair(plan, base, head, repeat),
+            describe, thresholds, started,
+        )  # fmt: skip
+    except BaseRoundFailed as exc:
+        run.base_error = str(exc)
+    finally:
+        run.seconds = time.perf_counter() - started
+        for side in (base, head):
+            with contextlib.suppress(WorkerError):
+                side.send({"op": "end"})
     return run
 
 

@@ -11,6 +11,7 @@ compared (unless ``--perf-gate all``).
 from __future__ import annotations
 
 import signal
+import sys
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
@@ -24,7 +25,7 @@ from ..results import PlatformInfo, TestOutcome
 from ..settings import PerfSettings
 from ..valgrind import CallgrindCounter, CallgrindError, open_callgrind_counter, valgrind_tool
 from .base import BaseCheckout, BaseError, resolve_base
-from .finish import ABResult, ABSummary, PairedTest, finish_ab
+from .finish import ABResult, ABSummary, PairedTest, finish_ab, judge
 from .pairing import (
     MODES,
     BaseProcess,
@@ -32,6 +33,7 @@ from .pairing import (
     PairedRun,
     PairingPlan,
     WorkerError,
+    confirm_test,
     pair_test,
     python_for_base,
     usable_cpus,
@@ -106,6 +108,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
         raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
     session = ABSession(config, settings, checkout, worker, mode, cpus, platform, db_url, note)
     session.counter = counter
+    session.base_args = args
     return session
 
 
@@ -162,6 +165,8 @@ class ABSession:
         self.tests: dict[str, PairedTest] = {}
         self.plan: PairingPlan | None = None
         self.counter: CallgrindCounter | None = None  # both sides count instructions
+        self.base_args: list[str] = []  # the base worker's pytest arguments
+        self.confirm_messages: list[str] = []
         self.pairing = False
         self.ready = False
         self.result: ABResult | None = None
@@ -336,6 +341,7 @@ class ABSession:
             late_starts=self.plan.late_starts,
         )
         tests = {k: v for k, v in self.tests.items() if v.outcome != "skipped"}
+        confirmations = self._confirm(tests, summary) if self.counter is None else None
         self.result = finish_ab(
             tests,
             self.new,
@@ -344,9 +350,88 @@ class ABSession:
             settings=self.settings,
             db_url=self.db_url,
             exitstatus=int(exitstatus),
+            confirmations=confirmations,
         )
+        self.result.messages += [(text, {"yellow": True}) for text in self.confirm_messages]
         if self.result.fail_session and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _confirm(
+        self, tests: dict[str, PairedTest], summary: ABSummary
+    ) -> dict[str, PairedRun] | None:
+        """Pair each test flagged as a regression again, between two fresh processes (a new
+        base worker and a head worker running this checkout's code): a difference between
+        the first pairing's two processes is not carried over, a change in the code is.
+        Nothing is confirmed, and the verdicts stand, when the fresh workers cannot start."""
+        comparison, _, _ = judge(tests, [], [], summary, self.settings.gate == "none")
+        flagged = list(dict.fromkeys(
+            v.test for v in comparison.verdicts if v.kind == "regression" and v.gated
+        ))  # fmt: skip
+        if not flagged or self.plan is None:
+            return None
+        config = self.config
+        head_args = worker_args(
+            [str(a) for a in config.args],
+            config.invocation_params.dir,
+            config.rootpath,
+            config.rootpath,
+            config.option.keyword or "",
+            config.option.markexpr or "",
+        )
+        base: BaseProcess | None = None
+        head: BaseProcess | None = None
+        found: dict[str, PairedRun] = {}
+        try:
+            base = BaseProcess(
+                self.checkout.path, python_for_base(self.settings.against_python), self.base_args
+            )
+            head = BaseProcess(
+                config.rootpath, sys.executable, head_args, start_line_path=base.start_line_path
+            )
+            for side in (base, head):
+                hello = side.wait_hello()
+                if hello["errors"] or hello["imports"]:
+                    raise WorkerError((hello["errors"] or hello["imports"])[0])
+            for index, test in enumerate(flagged):
+                following = flagged[index + 1] if index + 1 < len(flagged) else None
+                found[test] = self._confirm_test(test, following, base, head)
+        except WorkerError as exc:
+            self.confirm_messages.append(
+                f"perfguard: regressions not confirmed in fresh processes: {exc}"
+            )
+        finally:
+            for started in (head, base):
+                if started is not None:
+                    started.close()
+        return found
+
+    def _confirm_test(
+        self, test: str, following: str | None, base: BaseProcess, head: BaseProcess
+    ) -> PairedRun:
+        assert self.plan is not None
+        entry = self.tests[test]
+        self.plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
+        for side in (base, head):
+            side.send({"op": "test", "id": test, "next": following})
+        answers = [side.recv() for side in (base, head)]
+        try:
+            not_ready = [a.get("error", "did not run") for a in answers if a["op"] != "ready"]
+            if not_ready:
+                for side, answer in zip((base, head), answers, strict=True):
+                    if answer["op"] == "ready":
+                        side.send({"op": "end"})
+                return PairedRun(base_error=not_ready[0])
+            return confirm_test(
+                self.plan,
+                base,
+                head,
+                lambda b, h: pair_series(b, h, entry.spec, entry.gated),
+                lambda series: _threshold(series.threshold, entry.spec, self.settings.threshold),
+            )
+        finally:
+            for side in (base, head):
+                while side.recv()["op"] != "done":
+                    pass
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.result is None:

@@ -116,6 +116,8 @@ def _records(recorder: Any) -> dict[str, Any]:
 # About 0.1 ms of spinning; then the CPU is offered to others (a loaded machine would
 # otherwise lose whole time slices to a side waiting for the other to be scheduled).
 _SPINS_BEFORE_YIELD = 2_000
+# A head worker gives up waiting for its base after this long and runs unsynchronised.
+_MAX_START_WAIT = 60.0
 _yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
@@ -170,6 +172,12 @@ def _voluntary_switches_of_thread() -> Callable[[], int] | None:
 
 
 _blocked_count = _voluntary_switches_of_thread()
+
+
+def _before(seconds: float) -> Callable[[], bool]:
+    """True until `seconds` from now."""
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() < deadline
 
 
 def run_round(
@@ -393,7 +401,12 @@ class BaseWorker:
             if command["op"] == "end":
                 return
             number, line = command.get("sync"), self.start_line
-            start = None if number is None or line is None else partial(line.base_wait, number)
+            start: Callable[[], None] | None = None
+            if number is not None and line is not None:
+                if command.get("role") == "head":  # a confirmation's head worker
+                    start = partial(line.head_go, number, _before(_MAX_START_WAIT))
+                else:
+                    start = partial(line.base_wait, number)
             try:
                 result = run_round(
                     item.runtest,

@@ -57,8 +57,6 @@ class ABSummary:
     run_type: Any
     notes: str
     late_starts: int = 0
-    # The confirmations' looks (sized for the flagged tests alone), when there were any.
-    confirm_schedule: paired.LookSchedule | None = None
 
 
 @dataclass
@@ -265,7 +263,6 @@ def _confirm(
     them) and keep a regression only where its confirmation is one too. Requiring two
     independent pairings to agree can only remove alarms, never add them."""
     batch: list[tuple[tuple[str, str], paired.PairedAssessment, float]] = []
-    schedule = summary.confirm_schedule or summary.schedule
     for key, verdict in decided.items():
         test, metric = key
         run = confirmations.get(test)
@@ -283,8 +280,9 @@ def _confirm(
         s = found[0]
         try:
             assessment = paired.assess_pairs(
-                s.base, s.head, s.direction, q=summary.q, share=schedule.share_at(len(s.base))
-            )
+                s.base, s.head, s.direction, q=summary.q,
+                share=summary.schedule.share_at(len(s.base)),
+            )  # fmt: skip
         except ValueError:
             continue
         batch.append((key, assessment, verdict.threshold))

@@ -10,7 +10,6 @@ compared (unless ``--perf-gate all``).
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import sys
 from datetime import datetime, timezone
@@ -370,10 +369,6 @@ class ABSession:
         ))  # fmt: skip
         if not flagged or self.plan is None:
             return None
-        # The confirmations are their own family: Benjamini-Hochberg among the flagged
-        # tests, so their first look needs fewer pairs than the session's.
-        plan = dataclasses.replace(self.plan, metrics=len(flagged))
-        summary.confirm_schedule = plan.schedule()
         config = self.config
         head_args = worker_args(
             [str(a) for a in config.args],
@@ -399,7 +394,7 @@ class ABSession:
                     raise WorkerError((hello["errors"] or hello["imports"])[0])
             for index, test in enumerate(flagged):
                 following = flagged[index + 1] if index + 1 < len(flagged) else None
-                found[test] = self._confirm_test(plan, test, following, base, head)
+                found[test] = self._confirm_test(test, following, base, head)
         except WorkerError as exc:
             self.confirm_messages.append(
                 f"perfguard: regressions not confirmed in fresh processes: {exc}"
@@ -411,15 +406,11 @@ class ABSession:
         return found
 
     def _confirm_test(
-        self,
-        plan: PairingPlan,
-        test: str,
-        following: str | None,
-        base: BaseProcess,
-        head: BaseProcess,
+        self, test: str, following: str | None, base: BaseProcess, head: BaseProcess
     ) -> PairedRun:
+        assert self.plan is not None
         entry = self.tests[test]
-        plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
+        self.plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
         for side in (base, head):
             side.send({"op": "test", "id": test, "next": following})
         answers = [side.recv() for side in (base, head)]
@@ -431,7 +422,7 @@ class ABSession:
                         side.send({"op": "end"})
                 return PairedRun(base_error=not_ready[0])
             return confirm_test(
-                plan,
+                self.plan,
                 base,
                 head,
                 lambda b, h: pair_series(b, h, entry.spec, entry.gated),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -88,14 +89,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
         mode, note = "interleave", "duet needs two CPUs this process may pin: interleaving"
     else:
         mode, note = settings.ab_mode, ""
-    args = worker_args(
-        [str(a) for a in config.args],
-        config.invocation_params.dir,
-        config.rootpath,
-        checkout.path,
-        config.option.keyword or "",
-        config.option.markexpr or "",
-    )
+    args = _worker_args(config, checkout.path)
     try:
         worker = BaseProcess(
             checkout.path,
@@ -110,6 +104,19 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     session.counter = counter
     session.base_args = args
     return session
+
+
+def _worker_args(config: pytest.Config, root: Path) -> list[str]:
+    """A worker's pytest arguments for a checkout at `root`: this session's test paths that
+    exist there, and its -k / -m selection."""
+    return worker_args(
+        [str(a) for a in config.args],
+        config.invocation_params.dir,
+        config.rootpath,
+        root,
+        config.option.keyword or "",
+        config.option.markexpr or "",
+    )
 
 
 def _open_counter(label: str, required: bool) -> CallgrindCounter | None:
@@ -370,14 +377,7 @@ class ABSession:
         if not flagged or self.plan is None:
             return None
         config = self.config
-        head_args = worker_args(
-            [str(a) for a in config.args],
-            config.invocation_params.dir,
-            config.rootpath,
-            config.rootpath,
-            config.option.keyword or "",
-            config.option.markexpr or "",
-        )
+        head_args = _worker_args(config, config.rootpath)
         base: BaseProcess | None = None
         head: BaseProcess | None = None
         found: dict[str, PairedRun] = {}

@@ -273,11 +273,10 @@ def _confirm(
             decided[key] = replace(verdict, detail=f"{verdict.detail}; not confirmed: {why}")
             continue
         entry = tests[test]
-        found = [s for s in pair_series(run.base, run.head, entry.spec, entry.gated)
-                 if s.metric == metric]  # fmt: skip
-        if not found:
+        series = pair_series(run.base, run.head, entry.spec, entry.gated)
+        s = next((s for s in series if s.metric == metric), None)
+        if s is None:
             continue
-        s = found[0]
         try:
             assessment = paired.assess_pairs(
                 s.base, s.head, s.direction, q=summary.q,

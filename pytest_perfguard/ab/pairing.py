@@ -6,16 +6,17 @@ No pytest here. A *pair* is one measured round of the test on each side:
   pair, so a faster CPU favours neither side.
 - **interleave**: one side's calls, then the other's, on the same CPU (drawn per pair), in
   random order.
-Each side makes `block` calls back to back per pair, and the best of them is its value:
-preemption and a cache the other side filled only ever add time.
+Each side makes `block` calls back to back per pair (one for a long call), and the best of
+them is its value: preemption and a cache the other side filled only ever add time.
 Pairs are judged at the looks of a `LookSchedule`; a test stops at the first look where
 every gated metric is settled, or when the next look would overrun its time budget.
+Under callgrind one counted pair decides (`counted_pair`). At the session's end each
+regression is paired again between two fresh worker processes (`confirm_test`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import select
@@ -247,7 +248,7 @@ class PairingPlan:
     cpus: list[int] | None = None
     # The head's `valgrind.CallgrindCounter` when both sides count instructions: then one
     # counted pair decides (a count is deterministic) and no time is compared.
-    counter: Any = None
+    counter: valgrind.CallgrindCounter | None = None
     rng: random.Random = field(default_factory=random.Random)
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
 
@@ -343,15 +344,19 @@ def counted_pair(
 def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object]) -> float:
     """`plan.warmup` calls a side before pairing (both sides at once); the head's shortest
     warm-up call in seconds (0 without warm-up)."""
-    shortest = 0.0
-    for index in range(plan.warmup):
+    walls = []
+    for _ in range(plan.warmup):
         worker.send({"op": "round", "cpu": None, "warm": 0})
         start = time.perf_counter()
         call()
-        took = time.perf_counter() - start
-        shortest = took if index == 0 else min(shortest, took)
+        walls.append(time.perf_counter() - start)
         _expect_round(worker)
-    return shortest
+    return min(walls, default=0.0)
+
+
+def _calls_a_side(plan: PairingPlan, warm_up_call: float) -> int:
+    """A block of `plan.block` calls a side, or one for a call of `plan.long_call` or more."""
+    return 1 if warm_up_call >= plan.long_call else plan.block
 
 
 def _take_looks(
@@ -413,8 +418,7 @@ def pair_test(
     started = time.perf_counter()
     own_cpus = set(plan.cpus) if plan.cpus else None
     try:
-        warm = _warm_up(plan, worker, call)
-        repeat = 1 if warm >= plan.long_call else plan.block
+        repeat = _calls_a_side(plan, _warm_up(plan, worker, call))
         if plan.counter is not None:
             base, head = counted_pair(plan, worker, call, recorder)
             run.base.append(base)
@@ -474,13 +478,13 @@ def confirm_test(
     run = PairedRun()
     started = time.perf_counter()
     try:
-        shortest = math.inf
+        warm_walls = []
         for _ in range(plan.warmup):
             for side in (base, head):
                 side.send({"op": "round", "cpu": None, "warm": 0})
             _expect_round(base)
-            shortest = min(shortest, _expect_round(head).wall)
-        repeat = 1 if shortest >= plan.long_call else plan.block
+            warm_walls.append(_expect_round(head).wall)
+        repeat = _calls_a_side(plan, min(warm_walls, default=0.0))
         _take_looks(
             plan, run, lambda: take_worker_pair(plan, base, head, repeat),
             describe, thresholds, started,

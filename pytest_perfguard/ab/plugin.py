@@ -100,10 +100,10 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     except WorkerError as exc:
         checkout.remove()
         raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
-    session = ABSession(config, settings, checkout, worker, mode, cpus, platform, db_url, note)
-    session.counter = counter
-    session.base_args = args
-    return session
+    return ABSession(
+        config, settings, checkout, worker, mode, cpus, platform, db_url, note,
+        counter=counter, base_args=args,
+    )  # fmt: skip
 
 
 def _worker_args(config: pytest.Config, root: Path) -> list[str]:
@@ -151,6 +151,9 @@ class ABSession:
         platform: PlatformInfo,
         db_url: str | None,
         note: str,
+        *,
+        counter: CallgrindCounter | None = None,
+        base_args: list[str] | None = None,
     ) -> None:
         assert mode in MODES
         self.config = config
@@ -171,8 +174,8 @@ class ABSession:
         self.removed: list[str] = []
         self.tests: dict[str, PairedTest] = {}
         self.plan: PairingPlan | None = None
-        self.counter: CallgrindCounter | None = None  # both sides count instructions
-        self.base_args: list[str] = []  # the base worker's pytest arguments
+        self.counter = counter  # both sides count instructions (under callgrind)
+        self.base_args = base_args or []  # the base worker's pytest arguments
         self.confirm_messages: list[str] = []
         self.pairing = False
         self.ready = False

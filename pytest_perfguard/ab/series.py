@@ -93,8 +93,23 @@ def pair_series(
     the test can fail the session."""
     if not base or len(base) != len(head):
         return []
-    if all(r.instructions is not None for r in (*base, *head)):
-        return _counted_series(base, head, spec, gated)
+    measured = _measured_series(base, head, spec, gated)
+    if any(r.instructions is None for r in (*base, *head)):
+        return measured
+    # Both sides counted under callgrind: the count is the one gated metric (as the stored
+    # gate judges `instructions` in place of the tests' own metrics); the rest is reported.
+    counted = Series(
+        "instructions", "instr", "lower", "custom", gated, None,
+        [float(r.instructions or 0) for r in base], [float(r.instructions or 0) for r in head],
+        exact=True,
+    )  # fmt: skip
+    return [counted, *(replace(s, gated=False, kind="system") for s in measured)]
+
+
+def _measured_series(
+    base: Sequence[Round], head: Sequence[Round], spec: PerfSpec | None, gated: bool
+) -> list[Series]:
+    """The own metric, the times and the `perf.record` values of one test's pairs."""
     own = spec or MARKER_DEFAULTS
     marked = spec is not None
     series = []
@@ -144,22 +159,3 @@ def pair_series(
         )  # fmt: skip
     return series
 
-
-def _counted_series(
-    base: Sequence[Round], head: Sequence[Round], spec: PerfSpec | None, gated: bool
-) -> list[Series]:
-    """Both sides counted under callgrind: the count is the one gated metric (as the
-    stored gate judges `instructions` in place of the tests' own metrics); the rest is
-    reported, never gated."""
-    counted = Series(
-        "instructions", "instr", "lower", "custom", gated, None,
-        [float(r.instructions or 0) for r in base], [float(r.instructions or 0) for r in head],
-        exact=True,
-    )  # fmt: skip
-    others = pair_series(
-        [replace(r, instructions=None) for r in base],
-        [replace(r, instructions=None) for r in head],
-        spec,
-        gated,
-    )
-    return [counted, *(replace(s, gated=False, kind="system") for s in others)]

@@ -217,6 +217,15 @@ def test_tests_on_one_side_only_are_reported_and_never_fail(
     assert not rows["test_speed.py::test_one_ms"]["gated"]
 
 
+def test_without_a_mode_the_sides_are_interleaved(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    """The default mode, chosen by measurement (docs/ab.md, "Which mode")."""
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-threshold", "0.5", "-v")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*measured side by side on * (interleave)*"])
+
+
 def test_bad_revision_exits_4_with_one_line(pytester: pytest.Pytester, project: Path) -> None:
     before = set(Path(tempfile.gettempdir()).glob("perfguard-base-*"))
     result = _run(pytester, "--perf-against", "no-such-branch")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_perfguard.ab import base, pairing, plugin, series, worker
+from pytest_perfguard.ab import base, pairing, series, worker
 from pytest_perfguard.measure import PerfSpec
 
 
@@ -128,14 +128,6 @@ def test_a_round_that_never_blocks_is_timed_by_its_threads_cpu_time() -> None:
     assert sleeping["cpu"] < 0.01
 
 
-def test_default_mode_is_duet_where_two_cpus_can_be_pinned() -> None:
-    assert plugin.default_mode(None)[0] == "interleave"
-    mode, note = plugin.default_mode([0])
-    assert mode == "interleave"
-    assert "two CPUs" in note
-    assert plugin.default_mode([0, 1]) == ("duet", "")
-
-
 class _RecordingWorker:
     """A base worker that answers every round at once and keeps what it was asked."""
 
@@ -175,6 +167,38 @@ def test_a_long_call_is_paired_one_call_a_side(call_seconds: float, calls_a_side
     )  # fmt: skip
     repeats = [m["repeat"] for m in worker.sent if "repeat" in m]
     assert repeats and set(repeats) == {calls_a_side}
+
+
+def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
+    """`--perf-ab-budget` is the time a test may spend on pairs after its first look (as
+    documented): a test whose first look alone outlasts the budget still takes the next
+    look when that look fits. Time here is a clock the test's calls advance, 0.1 s each."""
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def call() -> None:
+        now[0] += 0.1
+
+    def never_settled(base: list[Any], head: list[Any]) -> list[series.Series]:
+        wide = [0.8 if i % 2 else 1.3 for i in range(len(head))]
+        flat = [1.0] * len(head)
+        return [series.Series("duration", "s", "lower", "primary", True, None, flat, wide)]
+
+    worker = _RecordingWorker()
+    plan = pairing.PairingPlan(
+        mode="interleave", budget=0.35, q=0.05, metrics=1, cpus=None, clock=clock
+    )
+    first, second, third = plan.schedule().counts[:3]
+    assert (first, second, third) == (6, 9, 14)
+    run = pairing.pair_test(
+        plan, worker, call, None, never_settled, lambda _: 0.1  # type: ignore[arg-type]
+    )
+    # One call a side (the warm-up call took 0.1 s, a long call), the base's answered at
+    # once: 0.1 s a pair. The first look (0.7 s with the warm-up) is past the budget; the
+    # second (0.3 s more) fits in it; the third (0.5 s more) would not.
+    assert len(run.head) == second
 
 
 def test_the_base_worker_is_started_under_callgrind_with_the_heads_options(

@@ -250,6 +250,7 @@ class PairingPlan:
     # counted pair decides (a count is deterministic) and no time is compared.
     counter: valgrind.CallgrindCounter | None = None
     rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.perf_counter  # what the budget is counted on
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
 
     def schedule(self) -> paired.LookSchedule:
@@ -347,9 +348,9 @@ def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object])
     walls = []
     for _ in range(plan.warmup):
         worker.send({"op": "round", "cpu": None, "warm": 0})
-        start = time.perf_counter()
+        start = plan.clock()
         call()
-        walls.append(time.perf_counter() - start)
+        walls.append(plan.clock() - start)
         _expect_round(worker)
     return min(walls, default=0.0)
 
@@ -365,16 +366,20 @@ def _take_looks(
     take: Callable[[], tuple[Round, Round]],
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],
-    started: float,
 ) -> None:
     """Pairs from `take`, look after look, until every gated metric is settled, the last
-    look, or the budget (see the module docstring)."""
+    look, or the budget: `plan.budget` seconds of pairs after the first look (the first
+    look is the least that can decide at all, so it is always taken)."""
     schedule = plan.schedule()
+    pairs_started = plan.clock()
+    first_look_done = pairs_started
     for index, count in enumerate(schedule.counts):
         while len(run.head) < count:
             base, head = take()
             run.base.append(base)
             run.head.append(head)
+        if index == 0:
+            first_look_done = plan.clock()
         settled = True
         for series in describe(run.base, run.head):
             if not series.gated:
@@ -396,9 +401,10 @@ def _take_looks(
                 break
         if settled or index + 1 == schedule.looks:
             return
-        elapsed = time.perf_counter() - started
-        per_pair = elapsed / len(run.head)
-        if elapsed + per_pair * (schedule.counts[index + 1] - count) > plan.budget:
+        now = plan.clock()
+        per_pair = (now - pairs_started) / len(run.head)
+        spent = now - first_look_done
+        if spent + per_pair * (schedule.counts[index + 1] - count) > plan.budget:
             return
 
 
@@ -426,7 +432,7 @@ def pair_test(
         else:
             _take_looks(
                 plan, run, lambda: take_pair(plan, worker, call, recorder, repeat),
-                describe, thresholds, started,
+                describe, thresholds,
             )  # fmt: skip
     except BaseRoundFailed as exc:
         run.base_error = str(exc)
@@ -487,7 +493,7 @@ def confirm_test(
         repeat = _calls_a_side(plan, min(warm_walls, default=0.0))
         _take_looks(
             plan, run, lambda: take_worker_pair(plan, base, head, repeat),
-            describe, thresholds, started,
+            describe, thresholds,
         )  # fmt: skip
     except BaseRoundFailed as exc:
         run.base_error = str(exc)

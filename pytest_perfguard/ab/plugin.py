@@ -42,17 +42,13 @@ from .pairing import (
 )
 from .series import pair_series
 
-
-def default_mode(cpus: list[int] | None) -> tuple[Mode, str]:
-    """Without `--perf-ab-mode`: duet wherever two CPUs can be pinned, else interleave.
-
-    Measured (benchmarks/ab/RESULTS.md, docs/ab.md), rounds timed by busy time, on a quiet
-    machine, under three busy loops and beside a memory hog: duet made fewer false alarms
-    (0.6 % of clean verdicts against interleave's 1.4 %), took the least time, and detected
-    as much."""
-    if cpus is None or len(cpus) < 2:
-        return "interleave", "duet needs two CPUs this process may pin: interleaving"
-    return "duet", ""
+# Without `--perf-ab-mode`. Measured (benchmarks/ab/RESULTS.md, docs/ab.md "Which mode"):
+# on a calm host both modes kept their calm and their detections, duet in less time; on a
+# shared host whose two vCPUs change speed from one millisecond to the next, each on its
+# own, duet's pairs (one side on each vCPU) carry that difference and it detected 53 % of
+# +25 % slowdowns (17 % under busy loops) against interleave's 87 % (83 %), in about the
+# same time. Interleave compares calls taken moments apart on one CPU.
+DEFAULT_MODE: Mode = "interleave"
 
 
 def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession:
@@ -84,7 +80,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     cpus = usable_cpus()
     mode: Mode
     if settings.ab_mode is None:
-        mode, note = default_mode(cpus)
+        mode, note = DEFAULT_MODE, ""
     elif settings.ab_mode == "duet" and (cpus is None or len(cpus) < 2):
         mode, note = "interleave", "duet needs two CPUs this process may pin: interleaving"
     else:

@@ -1,0 +1,141 @@
+"""What one plain test's readings cost to store, by table design, counted in instructions.
+
+    python benchmarks/bench_storage_designs.py            # about a minute, needs valgrind
+
+Each design is a raw `sqlite3` script (no perfguard code): a SQLite history already
+holding 10 runs, then one more run's rows inserted in one transaction the way the plugin
+inserts them (`executemany` of tuples built in Python). The script runs twice under
+``valgrind --tool=callgrind``, with and without that last insert, at two sizes of run;
+the difference, per row, is the insert's cost, and the slope between the sizes is what a
+test adds. Designs:
+
+- ``text-index``: one row per test, its readings as columns, an index on (test, run_id)
+  for trends (the layout since revision 0004);
+- ``int-index``: the same with the test's name replaced by an integer id into a table of
+  names (looked up in a Python dict; the names' own inserts are not counted: they happen
+  once per test, not once per run);
+- ``no-index``: one row per test and no index (no trend query could use one);
+- ``block``: one row per run, each reading a column of doubles (``array('d')``), the test
+  names one joined string: no per-test b-tree insert at all.
+
+docs/architecture.md ("History database") gives a run's figures and what they mean for
+the 13 k-instructions-per-test target of `--perf-record`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DESIGNS = ("text-index", "int-index", "no-index", "block")
+SIZES = (1000, 4000)
+RUNS_BEFORE = 10
+
+SCRIPT = r'''
+import sqlite3, sys
+from array import array
+
+design, n, insert, path = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+db = sqlite3.connect(path, isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA synchronous=NORMAL")
+names = [
+    f"tests/test_module_{i % 7}.py::test_something_{i}" + (f"[param-{i}]" if i % 2 else "")
+    for i in range(n)
+]
+columns = "id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, marked BOOLEAN NOT NULL, " \
+    "outcome VARCHAR(20) NOT NULL, duration FLOAT, cpu_time FLOAT, rss_peak_mb FLOAT"
+if design == "block":
+    db.execute("CREATE TABLE runs_block (run_id INTEGER PRIMARY KEY, tests TEXT, "
+               "outcomes BLOB, duration BLOB, cpu_time BLOB, rss_peak_mb BLOB)")
+elif design == "int-index":
+    db.execute("CREATE TABLE tests (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+    db.executemany("INSERT INTO tests (id, name) VALUES (?, ?)", enumerate(names))
+    ids = {name: i for i, name in enumerate(names)}
+    db.execute(f"CREATE TABLE t ({columns}, test INTEGER NOT NULL)")
+    db.execute("CREATE INDEX ix ON t (test, run_id)")
+else:
+    db.execute(f"CREATE TABLE t ({columns}, test TEXT NOT NULL)")
+    if design == "text-index":
+        db.execute("CREATE INDEX ix ON t (test, run_id)")
+
+
+def store(run):
+    durations = [0.001 * i for i in range(n)]
+    cpu = [0.0009 * i for i in range(n)]
+    if design == "block":
+        db.execute(
+            "INSERT INTO runs_block VALUES (?, ?, ?, ?, ?, ?)",
+            (run, "\n".join(names), bytes(n), array("d", durations).tobytes(),
+             array("d", cpu).tobytes(), array("d", [30.5] * n).tobytes()),
+        )
+        return
+    keys = [ids[name] for name in names] if design == "int-index" else names
+    base = run << 32
+    db.executemany(
+        "INSERT INTO t (id, run_id, marked, outcome, duration, cpu_time, rss_peak_mb, test) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(base + i, run, 0, "passed", durations[i], cpu[i], 30.5, keys[i]) for i in range(n)],
+    )
+
+
+for run in range(1, RUNS + 1):
+    db.execute("BEGIN")
+    store(run)
+    db.execute("COMMIT")
+if insert:
+    db.execute("BEGIN")
+    store(RUNS + 1)
+    db.execute("COMMIT")
+'''.replace("RUNS", str(RUNS_BEFORE))
+
+
+def count(script: Path, design: str, n: int, insert: bool, work: Path) -> int:
+    database = work / f"{design}-{n}-{int(insert)}.db"
+    out = work / f"callgrind.{design}.{n}.{int(insert)}"
+    subprocess.run(
+        [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            # The interpreter itself, not a wrapper script that would exec it.
+            os.path.realpath(sys.executable), str(script), design, str(n),
+            "1" if insert else "0", str(database),
+        ],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    match = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"no instruction total in {out}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("needs valgrind")
+    work = Path(tempfile.mkdtemp(prefix="perfguard-storage-designs-"))
+    try:
+        script = work / "design.py"
+        script.write_text(SCRIPT, encoding="utf-8")
+        print(f"| design | per row at {SIZES[0]} | per row at {SIZES[1]} | slope per test |")
+        print("|---|--:|--:|--:|")
+        for design in DESIGNS:
+            added = {
+                n: count(script, design, n, True, work) - count(script, design, n, False, work)
+                for n in SIZES
+            }
+            small, large = SIZES
+            slope = (added[large] - added[small]) / (large - small)
+            print(
+                f"| {design} | {added[small] / small:,.0f} | {added[large] / large:,.0f} | "
+                f"{slope:,.0f} |"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

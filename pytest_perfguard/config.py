@@ -441,8 +441,7 @@ OPTIONS: tuple[Option, ...] = (
         "--perf-ab-mode",
         parse_ab_mode,
         "how the two sides of --perf-against share the machine: duet (both at once, one "
-        "per CPU) or interleave (one after the other on one CPU); default: duet when two CPUs "
-        "are free, else interleave",
+        "per CPU) or interleave (one after the other on one CPU, the default)",
         metavar="{duet,interleave}",
     ),
     Option(
@@ -450,7 +449,7 @@ OPTIONS: tuple[Option, ...] = (
         "--perf-ab-budget",
         parse_seconds,
         "seconds a test may spend on pairs with --perf-against beyond its first look "
-        "(default 1)",
+        "(default 2)",
         metavar="SECONDS",
     ),
     Option(

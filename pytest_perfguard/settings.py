@@ -61,7 +61,7 @@ class PerfSettings:
     against: str | None = None
     against_python: str | None = None
     ab_mode: Literal["duet", "interleave"] | None = None
-    ab_budget: float = 1.0
+    ab_budget: float = 2.0
     experiment: str | None = None
     param: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)

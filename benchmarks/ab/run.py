@@ -106,7 +106,9 @@ def record_stored(directory: Path, log: Path) -> None:
         out.write(f"recorded baselines in {directory}\n")
 
 
-def run_config(config: str, work: Path, slow: list[str], factor: float) -> dict[str, Any]:
+def run_config(
+    config: str, work: Path, slow: list[str], factor: float, budget: float | None = None
+) -> dict[str, Any]:
     report = work / f"{config}.json"
     report.unlink(missing_ok=True)
     threshold = ["--perf-threshold", str(THRESHOLD), "--perf-json", str(report)]
@@ -117,9 +119,11 @@ def run_config(config: str, work: Path, slow: list[str], factor: float) -> dict[
     else:
         directory = work / "head"
         write_suite(directory, slow, factor)
+        budget_args = [] if budget is None else ["--perf-ab-budget", str(budget)]
         rc, secs, text = pytest_run(
-            directory, f"--perf-against={work / 'base'}", "--perf-ab-mode", config, *threshold
-        )
+            directory, f"--perf-against={work / 'base'}", "--perf-ab-mode", config,
+            *budget_args, *threshold,
+        )  # fmt: skip
     if not report.exists():
         raise SystemExit(f"{config}: no report (rc {rc}):\n{text[-3000:]}")
     return {"rc": rc, "secs": secs, "verdicts": gated_verdicts(report)}
@@ -161,7 +165,7 @@ def run(args: argparse.Namespace) -> None:
             for config in order:
                 if (args.condition, trial, config) in finished:
                     continue
-                result = run_config(config, work, slow, args.factor)
+                result = run_config(config, work, slow, args.factor, args.budget)
                 row = {
                     "condition": args.condition,
                     "trial": trial,
@@ -245,6 +249,8 @@ def main() -> None:
     parser.add_argument("--out", default="ab-results.jsonl")
     parser.add_argument("--work", default=None, help="kept between runs (resume); default: temp")
     parser.add_argument("--seed", default="ab")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="--perf-ab-budget for the A/B configurations (default: the plugin's)")
     parser.add_argument("--summary", metavar="JSONL", help="print the table of a results file")
     args = parser.parse_args()
     if args.summary:

@@ -48,6 +48,7 @@ import sqlite3, sys
 from array import array
 
 design, n, insert, path = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+runs_before = int(sys.argv[5])
 db = sqlite3.connect(path, isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("PRAGMA synchronous=NORMAL")
@@ -91,15 +92,15 @@ def store(run):
     )
 
 
-for run in range(1, RUNS + 1):
+for run in range(1, runs_before + 1):
     db.execute("BEGIN")
     store(run)
     db.execute("COMMIT")
 if insert:
     db.execute("BEGIN")
-    store(RUNS + 1)
+    store(runs_before + 1)
     db.execute("COMMIT")
-'''.replace("RUNS", str(RUNS_BEFORE))
+'''
 
 
 READS = r'''
@@ -196,7 +197,7 @@ def count(script: Path, design: str, n: int, insert: bool, work: Path) -> int:
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
             # The interpreter itself, not a wrapper script that would exec it.
             os.path.realpath(sys.executable), str(script), design, str(n),
-            "1" if insert else "0", str(database),
+            "1" if insert else "0", str(database), str(RUNS_BEFORE),
         ],
         capture_output=True, check=True,
     )  # fmt: skip

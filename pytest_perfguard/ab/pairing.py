@@ -250,7 +250,7 @@ class PairingPlan:
     # counted pair decides (a count is deterministic) and no time is compared.
     counter: valgrind.CallgrindCounter | None = None
     rng: random.Random = field(default_factory=random.Random)
-    clock: Callable[[], float] = time.perf_counter  # what the budget is counted on
+    clock: Callable[[], float] = time.perf_counter  # the budget, warm-up and pairing time
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
 
     def schedule(self) -> paired.LookSchedule:
@@ -421,7 +421,7 @@ def pair_test(
     A head round that raises propagates (the test fails); a base round that raises ends
     the pairing with `base_error` set. Either way the worker leaves its call phase."""
     run = PairedRun()
-    started = time.perf_counter()
+    started = plan.clock()
     own_cpus = set(plan.cpus) if plan.cpus else None
     try:
         repeat = _calls_a_side(plan, _warm_up(plan, worker, call))
@@ -438,7 +438,7 @@ def pair_test(
         run.base_error = str(exc)
     finally:
         round_runner.unpin(own_cpus)
-        run.seconds = time.perf_counter() - started
+        run.seconds = plan.clock() - started
         if run.base_error is None:
             # A dead worker (Ctrl-C reaches it too) must not mask what ended the pairs.
             with contextlib.suppress(WorkerError):
@@ -482,7 +482,7 @@ def confirm_test(
     landed in memory) is drawn afresh here, while a change in the code is not. A round
     that raises on either side ends it with `base_error` set."""
     run = PairedRun()
-    started = time.perf_counter()
+    started = plan.clock()
     try:
         warm_walls = []
         for _ in range(plan.warmup):
@@ -498,7 +498,7 @@ def confirm_test(
     except BaseRoundFailed as exc:
         run.base_error = str(exc)
     finally:
-        run.seconds = time.perf_counter() - started
+        run.seconds = plan.clock() - started
         for side in (base, head):
             with contextlib.suppress(WorkerError):
                 side.send({"op": "end"})

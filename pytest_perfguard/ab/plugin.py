@@ -46,8 +46,9 @@ from .series import pair_series
 # on a calm host both modes kept their calm and their detections, duet in less time; on a
 # shared host whose two vCPUs change speed from one millisecond to the next, each on its
 # own, duet's pairs (one side on each vCPU) carry that difference and it detected 53 % of
-# +25 % slowdowns (17 % under busy loops) against interleave's 87 % (83 %), in about the
-# same time. Interleave compares calls taken moments apart on one CPU.
+# +25 % slowdowns (17 % under busy loops) against interleave's 87 % (83 %), in 17 % more
+# time quiet and the same under load. Interleave compares calls taken moments apart on
+# one CPU.
 DEFAULT_MODE: Mode = "interleave"
 
 

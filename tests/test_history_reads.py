@@ -1,6 +1,7 @@
 """The by-test and by-run reads give what a plain reading of every stored run gives.
 
-`trend`, `baseline` and `summary` read the two result tables with a statement each (and,
+`trend`, `baseline` and `summary` read the result tables and the plain runs' blocks with a
+statement each (and,
 with a limit, the newest runs first; on PostgreSQL `baseline` reads both in one); here
 they are checked against a reference built in Python from `get_run` of every run, on a
 history that mixes both tables for one test and metric (a test that becomes marked),
@@ -18,22 +19,41 @@ import pytest
 
 from pytest_perfguard.api import History
 from pytest_perfguard.records import TrendPoint
-from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TESTS = ("t.py::plain", "t.py::turns_marked", "t.py::custom")
 N_RUNS = 14
 
 
-def session(run_no: int) -> list[Measurement]:
-    """One session: standard readings (test_results rows), a marked duration with samples
-    and a custom metric (results rows), a failure now and then."""
-    rows = []
-    for number, test in enumerate(TESTS):
+def session(run_no: int) -> tuple[list[Measurement], PlainRuns]:
+    """One session: standard readings (test_results rows, or in every other run a block
+    of plain runs), a marked duration with samples and a custom metric (results rows), a
+    failure now and then. The plain runs' tests change between runs (new layouts, and
+    layouts used again)."""
+    rows, plain_rows = _session_rows(run_no)
+    plain = PlainRuns([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    for index in range(0, len(plain_rows), 3):
+        duration, cpu, rss = plain_rows[index : index + 3]
+        plain.ids.append(duration.test)
+        plain.outcomes.append(duration.outcome)
+        plain.durations.append(duration.value)
+        plain.readings[0][2].append(cpu.value)
+        plain.readings[1][2].append(rss.value)
+    return rows, plain
+
+
+def _session_rows(run_no: int) -> tuple[list[Measurement], list[Measurement]]:
+    rows: list[Measurement] = []
+    plain: list[Measurement] = []
+    extra = (f"t.py::only_in_run_{run_no % 3}",) if run_no % 4 else ()
+    for number, test in enumerate((*TESTS, *extra)):
         value = 1.0 + run_no / 10 + number / 100
         outcome = "failed" if (run_no + number) % 5 == 0 else "passed"
         marked = test == "t.py::turns_marked" and run_no >= N_RUNS // 2
-        rows.append(
+        in_block = run_no % 2 == 0 and not marked and test != "t.py::custom"
+        test_rows = plain if in_block else rows
+        test_rows.append(
             Measurement(
                 test,
                 "duration",
@@ -44,13 +64,13 @@ def session(run_no: int) -> list[Measurement]:
                 samples=(value, value) if marked else (),
             )
         )
-        rows.append(Measurement(test, "cpu_time", value / 2, "s", kind="system", outcome=outcome))  # type: ignore[arg-type]
-        rows.append(
+        test_rows.append(Measurement(test, "cpu_time", value / 2, "s", kind="system", outcome=outcome))  # type: ignore[arg-type]
+        test_rows.append(
             Measurement(test, "rss_peak_mb", 50 + run_no, "MB", kind="system", outcome=outcome)  # type: ignore[arg-type]
         )
         if test == "t.py::custom":
             rows.append(Measurement(test, "tokens", 100.0 + run_no, "n", kind="custom"))
-    return rows
+    return rows, plain
 
 
 @pytest.fixture
@@ -61,7 +81,8 @@ def history(history_url: str) -> Iterator[History]:
             at = T0 + timedelta(hours=2.5 if run_no == 9 else run_no)
             platform = "macos-arm64" if run_no % 3 == 0 else "linux-x86_64"
             info = RunInfo(started_at=at, platform=PlatformInfo(platform), git_commit=f"c{run_no}")
-            history.save_session(info, session(run_no))
+            rows, plain = session(run_no)
+            history.save_session(info, rows, plain=plain)
         yield history
 
 
@@ -143,3 +164,83 @@ def test_summary_matches_every_run_read(
         assert summary.run_ids == [p.run_id for p in passed]
         assert summary.n_failed == len(mine) - len(passed)
         assert summary.unit == mine[-1].unit
+
+
+@pytest.mark.parametrize("platform", ["linux-x86_64", "macos-arm64"])
+@pytest.mark.parametrize("last_runs", [1, 3, 40])
+@pytest.mark.parametrize("passed_only", [True, False])
+def test_metric_history_matches_every_run_read(
+    history: History, platform: str, last_runs: int, passed_only: bool
+) -> None:
+    kinds = ("primary", "system", "custom")
+    points = [
+        p
+        for p in reference(history, platform)
+        if not passed_only or p.outcome == "passed"
+    ]
+    got = history.metric_history(
+        platform, last_runs=last_runs, kinds=kinds, passed_only=passed_only
+    )
+    expected = {}
+    for test, metric in sorted({(p.test, p.metric) for p in points}):
+        mine = [p for p in points if (p.test, p.metric) == (test, metric)][::-1][:last_runs]
+        expected[test, metric] = ([p.value for p in mine], [p.run_id for p in mine])
+    assert {key: (s.values, s.run_ids) for key, s in got.items()} == expected
+
+
+def test_listings_and_counts_see_every_stored_value(history: History) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(history.url)
+    with engine.connect() as conn:
+        # Every kind of storage holds some of the values read here.
+        for table, count in (("plain_blocks", 7), ("test_layouts", 5), ("test_results", 7)):
+            assert conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) == count, table
+    engine.dispose()
+    points = reference(history)
+    assert history.tests() == sorted({p.test for p in points})
+    assert history.tests("*only_in*") == sorted({p.test for p in points if "only_in" in p.test})
+    assert history.tests(platform="macos-arm64") == sorted(
+        {p.test for p in points if p.platform == "macos-arm64"}
+    )
+    stats = history.stats()
+    assert (stats.n_results, stats.n_tests) == (len(points), len({p.test for p in points}))
+    for run in history.recent_runs(limit=100):
+        mine = [p for p in points if p.run_id == run.id]
+        failed = {p.test for p in mine if p.outcome == "failed"}
+        assert (run.n_results, run.n_failed) == (len(mine), len(failed))
+    assert {r.id for r in history.recent_runs(limit=100, test="t.py::only_in_run_1")} == {
+        p.run_id for p in points if p.test == "t.py::only_in_run_1"
+    }
+    first, second = (run.id for run in history.recent_runs(limit=2))
+    diffs = {(d.test, d.metric): (d.a, d.b) for d in history.compare(first, second)}
+    by_run = {(p.run_id, p.test, p.metric): p.value for p in points}
+    assert diffs == {
+        (p.test, p.metric): (by_run.get((first, p.test, p.metric)), by_run.get((second, p.test, p.metric)))
+        for p in points
+        if p.run_id in (first, second)
+    }
+
+
+@pytest.mark.parametrize("test", [None, "t.py::plain", "*only_in*"])
+@pytest.mark.parametrize("metric", [None, "cpu_time", "tokens"])
+def test_export_gives_every_stored_value_in_storage_order(
+    history: History, test: str | None, metric: str | None
+) -> None:
+    import csv
+    import fnmatch
+    import io
+
+    out = io.StringIO()
+    history.export("csv", out, test=test, metric=metric)
+    exported = [
+        (int(row["run_id"]), row["test"], row["metric"], float(row["value"]), row["outcome"])
+        for row in csv.DictReader(io.StringIO(out.getvalue()))
+    ]
+    expected = [
+        (run_id, m.test, m.metric, m.value, m.outcome)
+        for run_id in sorted(r.id for r in history.recent_runs(limit=100))
+        for m in history.get_run(run_id).measurements
+        if (test is None or fnmatch.fnmatch(m.test, test)) and metric in (None, m.metric)
+    ]
+    assert exported == expected

@@ -68,7 +68,11 @@ def _dump(path: Path) -> dict[str, Any]:
         dump: dict[str, Any] = {
             name: [
                 tuple((type(value).__name__, value) for value in row)
-                for row in conn.execute(f"SELECT * FROM {name} ORDER BY rowid")
+                # layout_tests has no rowid: its primary key orders it.
+                for row in conn.execute(
+                    f"SELECT * FROM {name} ORDER BY "
+                    + ("test, layout_id" if name == "layout_tests" else "rowid")
+                )
             ]
             for name in tables
         }
@@ -84,16 +88,23 @@ def _dump(path: Path) -> dict[str, Any]:
 def test_the_lean_writer_stores_what_the_store_stores(tmp_path: Path) -> None:
     lean, store = tmp_path / "lean.db", tmp_path / "store.db"
     later = _run(labels={}, git_dirty=None, finished_at=None, notes="", test_type=None)
-    assert sqlite_writer.save_session(sqlite_url(lean), _run(), ROWS) == 1
-    assert sqlite_writer.save_session(sqlite_url(lean), later, ROWS[:3]) == 2
+    # Plain runs: a new layout, the same layout again, and one with a test more.
+    plain = [_plain([("cpu_time", "s"), ("rss_peak_mb", "MB")], tests=n) for n in (3, 3, 4)]
+    assert sqlite_writer.save_session(sqlite_url(lean), _run(), ROWS, plain=plain[0]) == 1
+    assert sqlite_writer.save_session(sqlite_url(lean), later, ROWS[:3], plain=plain[1]) == 2
+    assert sqlite_writer.save_session(sqlite_url(lean), later, [], plain=plain[2]) == 3
     reference = HistoryStore(sqlite_url(store))
     try:
-        assert reference.save_session(_run(), ROWS) == 1
-        assert reference.save_session(later, ROWS[:3]) == 2
+        assert reference.save_session(_run(), ROWS, plain=plain[0]) == 1
+        assert reference.save_session(later, ROWS[:3], plain=plain[1]) == 2
+        assert reference.save_session(later, [], plain=plain[2]) == 3
     finally:
         reference.close()
     written, expected = _dump(lean), _dump(store)
     assert written == expected
+    assert len(written["plain_blocks"]) == 3
+    assert len(written["test_layouts"]) == 2
+    assert len(written["layout_tests"]) == 3 + 4
     assert "hunter2" not in repr(written)
     assert written["alembic_version"] == [(("str", HEAD_REVISION),)]
 

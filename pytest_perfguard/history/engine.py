@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from pytest_perfguard.history.blocks import register_sqlite_functions
 from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.sqlite_writer import ensure_parent, is_lock_error
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
@@ -63,6 +64,7 @@ def _install_sqlite_listeners(engine: Engine, *, wal: bool) -> None:
         # SQLAlchemy's recipe: stop sqlite3 from deciding when transactions begin, and
         # emit BEGIN ourselves (below); this makes SAVEPOINT and transactional DDL work.
         dbapi_connection.isolation_level = None
+        register_sqlite_functions(dbapi_connection)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")

@@ -1,9 +1,11 @@
 """How a session's results are laid out in the tables, both ways.
 
-Writing (`rows.split_rows`, :func:`insert_rows`): a test's built-in readings in their
-standard form go into one `test_results` row, as columns; every other result is a row of
-`results`. Reading (:func:`stored_results`): both tables as one relation with the columns
-of `results`, each `test_results` row unfolded into one row per reading it holds.
+Writing (`rows.session_rows`, :func:`insert_rows`): plain tests' built-in readings go into
+one block per run (`blocks`); another test's built-in readings in their standard form go
+into one `test_results` row, as columns; every other result is a row of `results`.
+Reading (:func:`stored_results`): all three as one relation with the columns of
+`results`, each `test_results` row, and each test of a block, unfolded into one row per
+reading it holds.
 
 Ids: a row written since revision 0004 has the id ``run_id * 2**32 + position``, where the
 position is that of the (first) result it holds in the list given to ``save_session``; a
@@ -32,9 +34,11 @@ from sqlalchemy import (
     union_all,
 )
 
+from pytest_perfguard.history.blocks import block_rows, insert_block
 from pytest_perfguard.history.models import results, runs, test_results
 from pytest_perfguard.history.rows import (
     NARROW_COLUMNS,
+    PlainBlock,
     READING_NAMES,
     READINGS,
     RUN_ID_SHIFT,
@@ -54,14 +58,21 @@ __all__ = [
 
 
 def insert_rows(
-    conn: Connection, run_id: int, wide: list[Sequence[Any]], narrow: list[tuple[Any, ...]]
+    conn: Connection,
+    run_id: int,
+    wide: list[Sequence[Any]],
+    narrow: list[tuple[Any, ...]],
+    block: PlainBlock | None = None,
 ) -> None:
-    """Insert split_rows' rows for `run_id`: COPY on PostgreSQL, executemany elsewhere.
+    """Insert session_rows' rows and block for `run_id`: COPY on PostgreSQL, executemany
+    elsewhere.
 
     SQLAlchemy's per-row parameter processing (dicts, type processors) costs more than the
     database's own insert work, so the rows go to the driver as built.
     """
     base = run_id << RUN_ID_SHIFT
+    if block is not None and conn.dialect.name != "sqlite":
+        insert_block(conn, run_id, block)
     if conn.dialect.driver == "psycopg":
         _copy(conn, test_results, WIDE_COLUMNS, base, run_id, wide)
         _copy(conn, results, NARROW_COLUMNS, base, run_id, narrow)
@@ -81,7 +92,7 @@ def insert_rows(
     # holds the write lock).
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        insert_sqlite_rows(cursor, run_id, wide, narrow)
+        insert_sqlite_rows(cursor, run_id, wide, narrow, block)
     finally:
         cursor.close()
 
@@ -187,39 +198,44 @@ def stored_results(
             results.c.error,
         ).where(*narrow_conditions)
     ]
+    plain = block_rows().subquery("plain_rows")
     for slot, (reading, unit, kind) in enumerate(READINGS):
         if (metric is not None and metric != reading) or (kinds is not None and kind not in kinds):
             continue
-        source: Any = test_results
-        wide: Any = test_results
-        conditions: list[ColumnElement[bool]] = []
-        if run_ids is not None:
-            source, wide, picked = of_runs(run_ids, lateral=lateral)
-            conditions.append(picked)
-        column = wide.c[reading]
-        conditions += [column.is_not(None), *where(wide)]
-        position: ColumnElement[Any] = wide.c.id
-        for earlier, _, _ in READINGS[:slot]:
-            position = position + case((wide.c[earlier].is_(None), 0), else_=1)
-        parts.append(
-            select(
-                position.label("id"),
-                wide.c.run_id,
-                wide.c.test,
-                literal_column(f"'{reading}'").label("metric"),
-                column.label("value"),
-                literal_column(f"'{unit}'").label("unit"),
-                literal_column("'lower'").label("direction"),
-                literal_column(f"'{kind}'").label("kind"),
-                wide.c.marked,
-                wide.c.outcome,
-                null().label("threshold"),
-                null().label("samples"),
-                null().label("error"),
+        for table in (test_results, plain):
+            source: Any = table
+            wide: Any = table
+            conditions: list[ColumnElement[bool]] = []
+            if run_ids is not None:
+                if table is test_results:
+                    source, wide, picked = of_runs(run_ids, lateral=lateral)
+                else:
+                    picked = plain.c.run_id.in_(run_ids)
+                conditions.append(picked)
+            column = wide.c[reading]
+            conditions += [column.is_not(None), *where(wide)]
+            position: ColumnElement[Any] = wide.c.id
+            for earlier, _, _ in READINGS[:slot]:
+                position = position + case((wide.c[earlier].is_(None), 0), else_=1)
+            parts.append(
+                select(
+                    position.label("id"),
+                    wide.c.run_id,
+                    wide.c.test,
+                    literal_column(f"'{reading}'").label("metric"),
+                    column.label("value"),
+                    literal_column(f"'{unit}'").label("unit"),
+                    literal_column("'lower'").label("direction"),
+                    literal_column(f"'{kind}'").label("kind"),
+                    wide.c.marked,
+                    wide.c.outcome,
+                    null().label("threshold"),
+                    null().label("samples"),
+                    null().label("error"),
+                )
+                .select_from(source)
+                .where(*conditions)
             )
-            .select_from(source)
-            .where(*conditions)
-        )
     return union_all(*parts).subquery(name)
 
 

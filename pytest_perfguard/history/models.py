@@ -19,12 +19,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     TypeDecorator,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -33,6 +35,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# A block of readings, one per test of a layout: SQLite stores the doubles as bytes
+# (little-endian, read back by the `perfguard_reading` function `engine` registers),
+# PostgreSQL as a float8[] its SQL indexes natively.
+ReadingBlock = LargeBinary().with_variant(ARRAY(Float()), "postgresql")
 
 # SQLite only auto-increments an `INTEGER PRIMARY KEY`; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -163,6 +170,67 @@ class TestResult(Base):
     __table_args__ = (Index("ix_test_results_test_run", "test", "run_id"),)
 
 
+class TestLayout(Base):
+    """A list of tests in the order a session ran them, stored once for every run that
+    ran the same list (`digest` finds it): the key to a run's `plain_blocks` row."""
+
+    __tablename__ = "test_layouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    n_tests: Mapped[int] = mapped_column(Integer)
+    # The test ids as a JSON list, in block order.
+    tests: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_test_layouts_digest", "digest", unique=True),)
+
+
+class LayoutTest(Base):
+    """Where a test sits in a layout: how a query by test finds its values in the blocks.
+
+    Written once per new layout, not per run: a run whose tests are those of an earlier
+    run adds no row here. No rowid: the primary key is the table.
+    """
+
+    __tablename__ = "layout_tests"
+
+    test: Mapped[str] = mapped_column(Text, primary_key=True)
+    # No foreign key: written with its layout, in one transaction; checking it would cost
+    # every new layout a search of test_layouts per test.
+    layout_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class PlainBlock(Base):
+    """A run's plain tests' built-in readings, one block per reading (see `ReadingBlock`),
+    the tests those of layout `layout_id` in its order.
+
+    Plain tests are most of a suite: stored as one row per run, their readings cost a
+    session no b-tree insert per test (`test_results` and `results` rows cost one per
+    index each). Readers see each (run, test) as a `test_results` row
+    (`blocks.block_rows`). The test at `position` p has the id ``first_id + p * stride``,
+    as its `test_results` row would have (the stride counts its readings in the session's
+    list), and `outcomes` holds one letter per test (`rows.OUTCOME_LETTERS`).
+    """
+
+    __tablename__ = "plain_blocks"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    layout_id: Mapped[int] = mapped_column(ForeignKey("test_layouts.id"))
+    first_id: Mapped[int] = mapped_column(BigInteger)
+    stride: Mapped[int] = mapped_column(Integer)
+    outcomes: Mapped[str] = mapped_column(Text)
+    duration: Mapped[Any] = mapped_column(ReadingBlock, nullable=True)
+    cpu_time: Mapped[Any] = mapped_column(ReadingBlock, nullable=True)
+    rss_peak_mb: Mapped[Any] = mapped_column(ReadingBlock, nullable=True)
+
+    __table_args__ = (Index("ix_plain_blocks_layout_run", "layout_id", "run_id"),)
+
+
 class BaselineSnapshot(Base):
     """One applied baselines update: what was written, when, by whom and why."""
 
@@ -238,6 +306,9 @@ platforms = cast(Table, Platform.__table__)
 runs = cast(Table, Run.__table__)
 results = cast(Table, Result.__table__)
 test_results = cast(Table, TestResult.__table__)
+test_layouts = cast(Table, TestLayout.__table__)
+layout_tests = cast(Table, LayoutTest.__table__)
+plain_blocks = cast(Table, PlainBlock.__table__)
 baseline_snapshots = cast(Table, BaselineSnapshot.__table__)
 experiments = cast(Table, ExperimentRow.__table__)
 trials = cast(Table, TrialRow.__table__)

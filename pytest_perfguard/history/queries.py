@@ -37,6 +37,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from pytest_perfguard.history.blocks import block_columns, block_rows, failed_at, unfold_row
 from pytest_perfguard.history.layout import (
     READING_NAMES,
     READINGS,
@@ -48,10 +49,13 @@ from pytest_perfguard.history.layout import (
 )
 from pytest_perfguard.history.models import (
     baseline_snapshots,
+    layout_tests,
+    plain_blocks,
     platforms,
     results,
     run_labels,
     runs,
+    test_layouts,
     test_results,
 )
 from pytest_perfguard.history.urls import mask_secrets
@@ -117,6 +121,11 @@ def _has_test(pattern: str) -> ColumnElement[bool]:
     return or_(
         exists().where(results.c.run_id == runs.c.id, test_matches(pattern, results)),
         exists().where(test_results.c.run_id == runs.c.id, test_matches(pattern, test_results)),
+        exists().where(
+            plain_blocks.c.run_id == runs.c.id,
+            layout_tests.c.layout_id == plain_blocks.c.layout_id,
+            test_matches(pattern, layout_tests),
+        ),
     )
 
 
@@ -235,6 +244,25 @@ def _run_counts_query(lateral: bool) -> Select[Any]:
         )
         .select_from(source)
         .where(picked),
+        # A block: its tests times its readings, then one row per failed test.
+        select(
+            plain_blocks.c.run_id,
+            (
+                test_layouts.c.n_tests
+                * sum_of(
+                    [case((plain_blocks.c[name].is_(None), 0), else_=1) for name, _, _ in READINGS]
+                )
+            ).label("n"),
+            null().label("failed_test"),
+        )
+        .join(test_layouts, test_layouts.c.id == plain_blocks.c.layout_id)
+        .where(plain_blocks.c.run_id.in_(in_runs)),
+        select(plain_blocks.c.run_id, literal_column("0").label("n"), layout_tests.c.test)
+        .join(layout_tests, layout_tests.c.layout_id == plain_blocks.c.layout_id)
+        .where(
+            plain_blocks.c.run_id.in_(in_runs),
+            failed_at(plain_blocks.c.outcomes, layout_tests.c.position),
+        ),
     ).subquery("counted")
     return select(
         both.c.run_id, func.sum(both.c.n), func.count(distinct(both.c.failed_test))
@@ -372,9 +400,22 @@ def _run_rows(conn: Connection, run_ids: list[int]) -> list[tuple[int, Measureme
                 )
                 unfolded.append((id_, run_id, measurement))
                 id_ += 1  # the next reading's position (see layout.stored_results)
-    if not narrow or not unfolded:
-        return [(run_id, m) for _, run_id, m in narrow or unfolded]
-    merged = heapq.merge(narrow, unfolded, key=itemgetter(0))
+    in_blocks = []
+    blocks_query = _statement(conn, ("run blocks",), _run_blocks)
+    for row in conn.execute(blocks_query, params):
+        run_id = row[0]
+        for id_, test, outcome, readings in unfold_row(row):
+            for (metric, unit, kind), value in zip(_READING_FIELDS, readings, strict=True):
+                if value is not None:
+                    measurement = Measurement(
+                        test, metric, value, unit, "lower", kind, False, outcome
+                    )
+                    in_blocks.append((id_, run_id, measurement))
+                    id_ += 1
+    parts = [part for part in (narrow, unfolded, in_blocks) if part]
+    if len(parts) <= 1:
+        return [(run_id, m) for _, run_id, m in (parts[0] if parts else [])]
+    merged = heapq.merge(*parts, key=itemgetter(0))
     return [(run_id, measurement) for _, run_id, measurement in merged]
 
 
@@ -391,6 +432,16 @@ def _narrow_run_rows() -> Select[Any]:
     in_runs: Any = bindparam("run_ids", expanding=True)
     columns = [results.c[name] for name in _MEASUREMENT_COLUMNS]
     return select(*columns).where(results.c.run_id.in_(in_runs)).order_by(results.c.id)
+
+
+def _run_blocks() -> Select[Any]:
+    in_runs: Any = bindparam("run_ids", expanding=True)
+    return (
+        select(plain_blocks.c.run_id, *block_columns())
+        .join(test_layouts, test_layouts.c.id == plain_blocks.c.layout_id)
+        .where(plain_blocks.c.run_id.in_(in_runs))
+        .order_by(plain_blocks.c.run_id)
+    )
 
 
 def _wide_run_rows(lateral: bool) -> Select[Any]:
@@ -475,44 +526,55 @@ def _test_values_in(
     ]
     if not readings:
         return narrow
-    wide_query = _statement(
-        conn,
-        ("test readings", *shape),
-        lambda: _test_values_query(
-            test_results, metric, flt, limited, recent, passed_only, postgres
-        ),
-    )
-    values: list[Any] = []
-    for run_id, started_at, platform, commit, test, outcome, *cells in conn.execute(
-        wide_query, params
-    ):
-        for index, name, unit in readings:
-            value = cells[index]
-            if value is not None:
-                values.append(
-                    (
-                        run_id,
-                        started_at,
-                        platform,
-                        commit,
-                        test,
-                        name,
-                        value,
-                        unit,
-                        "lower",
-                        outcome,
+    sources: list[list[Any]] = [narrow] if narrow else []
+    for key, table in (("test readings", test_results), ("plain readings", None)):
+        wide_query = _statement(
+            conn,
+            (key, *shape),
+            lambda table=table: _test_values_query(
+                _plain_rows() if table is None else table,
+                metric, flt, limited, recent, passed_only, postgres,
+            ),
+        )  # fmt: skip
+        values: list[Any] = []
+        for run_id, started_at, platform, commit, test, outcome, *cells in conn.execute(
+            wide_query, params
+        ):
+            for index, name, unit in readings:
+                value = cells[index]
+                if value is not None:
+                    values.append(
+                        (
+                            run_id,
+                            started_at,
+                            platform,
+                            commit,
+                            test,
+                            name,
+                            value,
+                            unit,
+                            "lower",
+                            outcome,
+                        )
                     )
-                )
-    if narrow:
-        values += narrow
-        # Stable sorts: by metric, then newest run first (ties keep the metric order).
-        values.sort(key=itemgetter(5))
-        values.sort(key=itemgetter(1, 0), reverse=True)
-    return values
+        if values:
+            sources.append(values)
+    if len(sources) <= 1:
+        return sources[0] if sources else []
+    merged = [value for values in sources for value in values]
+    # Stable sorts: by metric, then newest run first (ties keep the metric order).
+    merged.sort(key=itemgetter(5))
+    merged.sort(key=itemgetter(1, 0), reverse=True)
+    return merged
+
+
+def _plain_rows() -> Subquery:
+    """The plain tests' blocks as test_results rows (see `blocks.block_rows`)."""
+    return block_rows().subquery("plain_rows")
 
 
 def _test_values_query(
-    table: Table,
+    table: Table | Subquery,
     metric: str | None,
     flt: RunFilter,
     limited: bool,
@@ -680,10 +742,12 @@ def _recent_values_query(metric: str, on_platform: bool) -> CompoundSelect[Any]:
         .cte("recent")
     )
     parts: list[Select[Any]] = []
-    tables: list[tuple[Table, Any, list[ColumnElement[bool]]]] = []
+    tables: list[tuple[Table | Subquery, Any, list[ColumnElement[bool]]]] = []
     if metric in READING_NAMES:
-        reading = test_results.c[metric]
-        tables.append((test_results, reading, [reading.is_not(None)]))
+        plain = _plain_rows()
+        for wide in (test_results, plain):
+            reading = wide.c[metric]
+            tables.append((wide, reading, [reading.is_not(None)]))
     tables.append((results, results.c.value, [results.c.metric == bindparam("metric")]))
     for table, value, conditions in tables:
         parts.append(
@@ -761,13 +825,29 @@ def counts(conn: Connection) -> dict[str, Any]:
         + int(
             conn.scalar(select(sum_of([func.count(test_results.c[m]) for m, _, _ in READINGS])))
             or 0
+        )
+        + int(
+            conn.scalar(
+                select(
+                    func.sum(
+                        test_layouts.c.n_tests
+                        * sum_of(
+                            [
+                                case((plain_blocks.c[m].is_(None), 0), else_=1)
+                                for m, _, _ in READINGS
+                            ]
+                        )
+                    )
+                ).join(test_layouts, test_layouts.c.id == plain_blocks.c.layout_id)
+            )
+            or 0
         ),
         "n_platforms": int(conn.scalar(select(func.count()).select_from(platforms)) or 0),
         # Each table's own distinct tests come from its test index alone; joined here.
         "n_tests": len(
             {
                 test
-                for table in (results, test_results)
+                for table in (results, test_results, layout_tests)
                 for test in conn.execute(select(table.c.test).distinct()).scalars()
             }
         ),
@@ -779,8 +859,12 @@ def find_tests(conn: Connection, flt: RunFilter) -> list[str]:
         if flt.metric is None:
             # A test's name is on each of its rows: no need to unfold readings.
             matching = _tests_matching(flt.test)
+            plain = _plain_rows()
             stored = union_all(
-                *(select(t.c.run_id, t.c.test).where(*matching(t)) for t in (results, test_results))
+                *(
+                    select(t.c.run_id, t.c.test).where(*matching(t))
+                    for t in (results, test_results, plain)
+                )
             ).subquery("stored")
         else:
             stored = _filtered_results(flt)
@@ -819,6 +903,7 @@ def export_rows(conn: Connection, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
     merged = heapq.merge(
         ((row[0], 0, row) for row in narrow),
         ((row[0], 1, row) for row in wide),
+        ((row[0], 1, row) for row in _export_blocks(conn, flt, shape, params)),
         key=itemgetter(0),
     )
     for _, is_wide, row in merged:
@@ -831,6 +916,55 @@ def export_rows(conn: Connection, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
             value = tail[2 + index]
             if value is not None:
                 yield (*head, metric, value, unit, "lower", kind, marked, outcome, None, None, None)
+
+
+def _export_blocks(
+    conn: Connection, flt: RunFilter, shape: tuple[Any, ...], params: dict[str, Any]
+) -> Iterator[tuple[Any, ...]]:
+    """The blocks' tests as `_export_wide` rows, in id order."""
+    picked: dict[int, set[int]] | None = None
+    if flt.test is not None:
+        picked = {}
+        matching = select(layout_tests.c.layout_id, layout_tests.c.position).where(
+            test_matches(flt.test, layout_tests)
+        )
+        for layout_id, position in conn.execute(matching, {"f_test": params["f_test"]}):
+            picked.setdefault(layout_id, set()).add(position)
+    query = _statement(conn, ("export blocks", shape), lambda: _export_blocks_query(flt))
+    for row in conn.execute(query, params):
+        run_context, layout_id = row[:6], row[6]
+        positions = None if picked is None else picked.get(layout_id)
+        if picked is not None and not positions:
+            continue
+        first_id, stride = row[7], row[8]
+        for id_, test, outcome, readings in unfold_row(row):
+            if positions is None or (id_ - first_id) // stride in positions:
+                yield (id_, *run_context, test, 0, outcome, *readings)
+
+
+def _export_blocks_query(flt: RunFilter) -> Select[Any]:
+    conditions = _run_conditions(flt)
+    if flt.metric is not None:
+        conditions.append(plain_blocks.c[flt.metric].is_not(None))
+    return (
+        select(
+            plain_blocks.c.run_id,
+            type_coerce(runs.c.started_at, String).label("started_at"),
+            platforms.c.key.label("platform"),
+            runs.c.git_commit,
+            runs.c.git_branch,
+            runs.c.run_type,
+            plain_blocks.c.layout_id,
+            *block_columns(),
+        )
+        .select_from(
+            plain_blocks.join(runs, runs.c.id == plain_blocks.c.run_id)
+            .join(platforms)
+            .join(test_layouts, test_layouts.c.id == plain_blocks.c.layout_id)
+        )
+        .where(*conditions)
+        .order_by(plain_blocks.c.run_id)
+    )
 
 
 def _export_context(table: Table) -> list[Any]:

@@ -1,8 +1,10 @@
-"""A session's results as the rows of `test_results` and `results`, and their SQLite insert.
+"""A session's results as a block of plain tests' readings and the rows of `test_results`
+and `results`, and their SQLite insert.
 
 No SQLAlchemy here: the lean SQLite writer (`sqlite_writer`) and the SQLAlchemy store
-(`layout.insert_rows`) both build their rows with :func:`split_rows`, so both ways of
-saving a session store the same rows. See `layout` for how readers see them.
+(`layout.insert_rows`) both build what they store with :func:`session_rows`, so both ways
+of saving a session store the same rows. See `layout` and `blocks` for how readers see
+them.
 
 Ids: a row written since revision 0004 has the id ``run_id * 2**32 + position``, where the
 position is that of the (first) result it holds in the list given to ``save_session``.
@@ -10,8 +12,13 @@ position is that of the (first) result it holds in the list given to ``save_sess
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import sys
+from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -40,21 +47,60 @@ NARROW_COLUMNS = (
 )  # fmt: skip
 
 
+# A plain test's outcome as one letter of `plain_blocks.outcomes`.
+OUTCOME_LETTERS = {"passed": "p", "failed": "f", "skipped": "s", "error": "e"}
+LETTER_OUTCOMES = {letter: outcome for outcome, letter in OUTCOME_LETTERS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class PlainBlock:
+    """A session's plain runs as one `plain_blocks` row and its layout (see the model)."""
+
+    tests: list[str]
+    digest: str
+    outcomes: str
+    first_position: int
+    stride: int
+    # One array of doubles per READINGS column, None where the runs have no such reading.
+    columns: tuple[array[float] | None, ...]
+
+    def column_bytes(self) -> list[bytes | None]:
+        """The columns as SQLite stores them: doubles, little-endian."""
+        stored = []
+        for column in self.columns:
+            if column is not None and sys.byteorder == "big":  # pragma: no cover
+                column = array("d", column)
+                column.byteswap()
+            stored.append(None if column is None else column.tobytes())
+        return stored
+
+
 def session_rows(
     measurements: Sequence[Measurement], plain: PlainRuns | None = None
-) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
-    """(test_results rows, results rows) of a session's rows followed by its plain runs
-    (the order they are stored in), without run ids; checks values."""
+) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]], PlainBlock | None]:
+    """(test_results rows, results rows, block of plain runs) of a session's rows followed
+    by its plain runs (the order they are stored in), without run ids; checks values."""
     wide, narrow = split_rows(measurements)
+    block = None
     if plain:
         columns = _plain_columns(plain)
-        if columns is None:  # readings in an order the columns cannot hold
+        if columns is None or len(set(plain.ids)) != len(plain):
+            # Readings in an order the columns cannot hold, or a test run twice (a layout
+            # holds each test once): stored as rows, order kept.
             more_wide, more_narrow = split_rows(plain.measurements(), len(measurements))
             wide.extend(more_wide)
             narrow.extend(more_narrow)
         else:
-            _add_plain(plain, columns, len(measurements), wide, narrow)
-    return wide, narrow
+            block = _plain_block(plain, columns, len(measurements), narrow)
+    return wide, narrow, block
+
+
+def layout_digest(tests: list[str]) -> str:
+    """What identifies a list of tests: runs of the same suite share one layout."""
+    joined = "\n".join(tests)
+    if joined.count("\n") != len(tests) - 1:  # an id holds a line break
+        joined = json.dumps(tests)
+    return hashlib.blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
 
 def _plain_columns(plain: PlainRuns) -> list[list[float] | None] | None:
@@ -76,15 +122,14 @@ def _plain_columns(plain: PlainRuns) -> list[list[float] | None] | None:
     return columns
 
 
-def _add_plain(
+def _plain_block(
     plain: PlainRuns,
     columns: list[list[float] | None],
     position: int,
-    wide: list[Sequence[Any]],
     narrow: list[tuple[Any, ...]],
-) -> None:
-    """Append the plain runs' rows: one test_results row per test, its readings without a
-    column as results rows; positions as if the runs' rows followed from `position`."""
+) -> PlainBlock:
+    """The plain runs' block, and their readings without a column appended as results
+    rows; positions as if the runs' rows followed from `position`."""
     for values in (plain.durations, *(v for _, _, v in plain.readings)):
         # One C-level pass per column: the sum of finite values is finite.
         if not math.isfinite(sum(values)):
@@ -94,15 +139,16 @@ def _add_plain(
     per_test = 1 + len(plain.readings)
     count = len(plain)
     positions = range(position, position + count * per_test, per_test)
-    wide.extend(
-        zip(
-            positions,
-            plain.ids,
-            repeat(0),
-            plain.outcomes,
-            plain.durations,
-            *(repeat(None) if column is None else column for column in columns),
-        )
+    block = PlainBlock(
+        tests=plain.ids,
+        digest=layout_digest(plain.ids),
+        outcomes="".join(map(OUTCOME_LETTERS.__getitem__, plain.outcomes)),
+        first_position=position,
+        stride=per_test,
+        columns=(
+            array("d", plain.durations),
+            *(None if column is None else array("d", column) for column in columns),
+        ),
     )
     in_columns = sum(column is not None for column in columns)
     for offset, (metric, unit, values) in enumerate(plain.readings[in_columns:], 1 + in_columns):
@@ -111,6 +157,7 @@ def _add_plain(
             (at + offset, test, metric, value, unit, "lower", "system", 0, outcome, *_NO_EXTRAS)
             for at, test, value, outcome in runs
         )
+    return block
 
 
 def split_rows(
@@ -169,7 +216,11 @@ def _narrow_row(position: int, m: Measurement) -> tuple[Any, ...]:
 
 
 def insert_sqlite_rows(
-    cursor: Any, run_id: int, wide: list[Sequence[Any]], narrow: list[tuple[Any, ...]]
+    cursor: Any,
+    run_id: int,
+    wide: list[Sequence[Any]],
+    narrow: list[tuple[Any, ...]],
+    block: PlainBlock | None = None,
 ) -> None:
     """Insert split_rows' rows for `run_id` through a sqlite3 cursor, inside the caller's
     write transaction.
@@ -181,6 +232,8 @@ def insert_sqlite_rows(
     formats an AttributeError.
     """
     base = run_id << RUN_ID_SHIFT
+    if block is not None:
+        _insert_sqlite_block(cursor, run_id, block)
     if wide:
         cursor.executemany(_insert("test_results", WIDE_COLUMNS, base, run_id), wide)
     short, full = [], []
@@ -199,3 +252,33 @@ def _insert(table: str, columns: tuple[str, ...], base: int, run_id: int) -> str
     # Both numbers are ints computed here: safe to inline.
     values = ", ".join([f"? + {int(base)}", str(int(run_id)), *("?" * (len(columns) - 2))])
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"
+
+
+def _insert_sqlite_block(cursor: Any, run_id: int, block: PlainBlock) -> None:
+    found = cursor.execute(
+        "SELECT id FROM test_layouts WHERE digest = ?", (block.digest,)
+    ).fetchone()
+    if found is not None:
+        layout_id = found[0]
+    else:
+        cursor.execute(
+            "INSERT INTO test_layouts (digest, n_tests, tests) VALUES (?, ?, ?)",
+            (block.digest, len(block.tests), json.dumps(block.tests)),
+        )
+        layout_id = cursor.lastrowid
+        cursor.executemany(
+            "INSERT INTO layout_tests (test, layout_id, position) VALUES (?, ?, ?)",
+            zip(block.tests, repeat(layout_id), range(len(block.tests))),
+        )
+    cursor.execute(
+        "INSERT INTO plain_blocks (run_id, layout_id, first_id, stride, outcomes,"
+        f" {', '.join(name for name, _, _ in READINGS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            run_id,
+            layout_id,
+            (run_id << RUN_ID_SHIFT) + block.first_position,
+            block.stride,
+            block.outcomes,
+            *block.column_bytes(),
+        ),
+    )

@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, func, select
 
 from pytest_perfguard.history.layout import READINGS, lateral_runs, stored_results
-from pytest_perfguard.history.models import platforms, results, runs, test_results
+from pytest_perfguard.history.models import (
+    layout_tests,
+    plain_blocks,
+    platforms,
+    results,
+    runs,
+    test_results,
+)
 from pytest_perfguard.records import MetricSeries
 
 # How many of the newest runs the first pass reads, per requested run.
@@ -52,7 +59,8 @@ def metric_history(
     complete = {key for key, item in series.items() if len(item.values) >= last_runs}
     older_runs = on_platform.where(runs.c.id.not_in(recent)).scalar_subquery()
     # Which tests the older runs hold: results rows by (test, metric); test_results rows by
-    # test alone, from its (test, run_id) index without reading the table. A test is
+    # test alone, from its (test, run_id) index without reading the table; blocks by their
+# layouts' tests. A test is
     # ranked again over the whole history when one of its metrics could lack values.
     narrow = select(results.c.test, results.c.metric).distinct()
     narrow = narrow.where(results.c.run_id.in_(older_runs), results.c.kind.in_(sorted(kinds)))
@@ -63,9 +71,16 @@ def metric_history(
     if readings:
         wide = select(test_results.c.test).distinct()
         wide = wide.where(test_results.c.run_id.in_(older_runs))
-        for test in conn.execute(wide).scalars():
-            if any((test, name) not in complete for name in readings):
-                pending.add(test)
+        # The blocks' tests: those of the older runs' layouts.
+        older_layouts = select(plain_blocks.c.layout_id).where(
+            plain_blocks.c.run_id.in_(older_runs)
+        )
+        in_blocks = select(layout_tests.c.test).distinct()
+        in_blocks = in_blocks.where(layout_tests.c.layout_id.in_(older_layouts))
+        for query in (wide, in_blocks):
+            for test in conn.execute(query).scalars():
+                if any((test, name) not in complete for name in readings):
+                    pending.add(test)
     for key in [key for key in series if key[0] in pending]:
         del series[key]  # ranked again below, with their older values
     on_platform_ids = on_platform.scalar_subquery()

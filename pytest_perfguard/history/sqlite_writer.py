@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_perfguard.history.errors import HistoryError
 from pytest_perfguard.history.migrations import HEAD_REVISION
-from pytest_perfguard.history.rows import insert_sqlite_rows, session_rows
+from pytest_perfguard.history.rows import PlainBlock, insert_sqlite_rows, session_rows
 from pytest_perfguard.history.urls import mask_secrets, sqlite_path
 from pytest_perfguard.results import Measurement, PlainRuns, RunInfo
 
@@ -41,6 +41,13 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "duration FLOAT, \n\tcpu_time FLOAT, \n\trss_peak_mb FLOAT, \n\t"
     "CONSTRAINT pk_test_results PRIMARY KEY (id)\n)",
     "CREATE INDEX ix_test_results_test_run ON test_results (test, run_id)",
+    "CREATE TABLE test_layouts (\n\tid INTEGER NOT NULL, \n\tdigest VARCHAR(64) NOT NULL, \n\t"
+    "n_tests INTEGER NOT NULL, \n\ttests TEXT NOT NULL, \n\t"
+    "CONSTRAINT pk_test_layouts PRIMARY KEY (id)\n)",
+    "CREATE UNIQUE INDEX ix_test_layouts_digest ON test_layouts (digest)",
+    "CREATE TABLE layout_tests (\n\ttest TEXT NOT NULL, \n\tlayout_id INTEGER NOT NULL, \n\t"
+    "position INTEGER NOT NULL, \n\tCONSTRAINT pk_layout_tests PRIMARY KEY (test, layout_id)"
+    "\n)\n WITHOUT ROWID\n\n",
     "CREATE TABLE experiments (\n\tid INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\t"
     "template VARCHAR(255) NOT NULL, \n\tmode VARCHAR(100) NOT NULL, \n\t"
     "config JSON NOT NULL, \n\tsummary JSON, \n\tcreated_at DATETIME NOT NULL, \n\t"
@@ -76,6 +83,14 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE\n)",
     "CREATE INDEX ix_results_run_id ON results (run_id)",
     "CREATE INDEX ix_results_test_metric_run ON results (test, metric, run_id)",
+    "CREATE TABLE plain_blocks (\n\trun_id INTEGER NOT NULL, \n\tlayout_id INTEGER NOT NULL, "
+    "\n\tfirst_id BIGINT NOT NULL, \n\tstride INTEGER NOT NULL, \n\toutcomes TEXT NOT NULL, "
+    "\n\tduration BLOB, \n\tcpu_time BLOB, \n\trss_peak_mb BLOB, \n\t"
+    "CONSTRAINT pk_plain_blocks PRIMARY KEY (run_id), \n\t"
+    "CONSTRAINT fk_plain_blocks_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) "
+    "ON DELETE CASCADE, \n\tCONSTRAINT fk_plain_blocks_layout_id_test_layouts "
+    "FOREIGN KEY(layout_id) REFERENCES test_layouts (id)\n)",
+    "CREATE INDEX ix_plain_blocks_layout_run ON plain_blocks (layout_id, run_id)",
     'CREATE TABLE run_labels (\n\trun_id INTEGER NOT NULL, \n\t"key" VARCHAR(100) NOT NULL, '
     '\n\tvalue VARCHAR(255) NOT NULL, \n\tCONSTRAINT pk_run_labels PRIMARY KEY (run_id, "key"), '
     "\n\tCONSTRAINT fk_run_labels_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) "
@@ -129,11 +144,11 @@ def save_session(
     path = sqlite_path(url)
     if path is None or not (create or path.exists()):
         return None
-    wide, narrow = session_rows(measurements, plain)
+    wide, narrow, block = session_rows(measurements, plain)
     ensure_parent(path)
     for attempt in range(LOCK_RETRIES + 1):
         try:
-            return _write(path, run, wide, narrow, source_key)
+            return _write(path, run, wide, narrow, block, source_key)
         except _NotHere:
             return None
         except sqlite3.IntegrityError as exc:
@@ -171,6 +186,7 @@ def _write(
     run: RunInfo,
     wide: list[Sequence[Any]],
     narrow: list[tuple[Any, ...]],
+    block: PlainBlock | None,
     source_key: str | None,
 ) -> int:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -189,7 +205,7 @@ def _write(
         try:
             _check_schema(cursor)
             run_id = _insert_run(cursor, run, source_key)
-            insert_sqlite_rows(cursor, run_id, wide, narrow)
+            insert_sqlite_rows(cursor, run_id, wide, narrow, block)
         except BaseException:
             conn.rollback()
             raise

@@ -108,12 +108,12 @@ class HistoryStore:
         source_key: str | None = None,
     ) -> int:
         """Store a run and all its results in one transaction; returns the run id."""
-        wide, narrow = session_rows(measurements, plain)
+        wide, narrow, block = session_rows(measurements, plain)
 
         def write() -> int:
             with self._write() as conn:
                 run_id = _insert_run(conn, run, source_key=source_key)
-                insert_rows(conn, run_id, wide, narrow)
+                insert_rows(conn, run_id, wide, narrow, block)
                 return run_id
 
         try:

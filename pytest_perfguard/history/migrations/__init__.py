@@ -13,6 +13,7 @@ KNOWN_REVISIONS: tuple[str, ...] = (
     "0004_test_results",
     "0005_experiments",
     "0006_run_labels",
+    "0007_plain_blocks",
 )
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 SCRIPT_LOCATION = "pytest_perfguard.history:migrations"

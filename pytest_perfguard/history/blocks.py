@@ -1,0 +1,229 @@
+"""Plain tests' readings stored as one block per run (`plain_blocks`), seen as rows.
+
+A recording session stores its plain tests' built-in readings as one `plain_blocks` row:
+the tests are a *layout* (`test_layouts`, stored once for every run of the same list of
+tests, with `layout_tests` saying where each test sits in it), and each reading is a block
+of doubles in layout order. See `models.PlainBlock`.
+
+Readers see a block as the `test_results` rows it stands for (:func:`block_rows`): one row
+per (run, test), its readings read out of the blocks by position in SQL, `perfguard_reading`
+on SQLite (registered on every connection by `engine`), array subscripts on PostgreSQL.
+Reads of whole runs (`queries.runs_measurements`, the export) decode blocks in Python
+instead (:func:`decoded`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from array import array
+from collections.abc import Iterable
+from itertools import repeat
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Select,
+    case,
+    false,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from pytest_perfguard.history.models import layout_tests, plain_blocks, test_layouts
+from pytest_perfguard.history.rows import (
+    LETTER_OUTCOMES,
+    READINGS,
+    RUN_ID_SHIFT,
+    PlainBlock,
+)
+
+SQLITE_READING_FUNCTION = "perfguard_reading"
+_DOUBLE = struct.Struct("<d")
+
+
+class reading_at(FunctionElement[float]):  # noqa: N801 (an SQL function's name)
+    """The double at a 0-based position of a reading block (NULL for a NULL block)."""
+
+    type = Float()
+    name = "reading_at"
+    inherit_cache = True
+
+
+@compiles(reading_at, "sqlite")
+def _reading_at_sqlite(element: reading_at, compiler: SQLCompiler, **kw: Any) -> str:
+    block, position = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"{SQLITE_READING_FUNCTION}({block}, {position})"
+
+
+@compiles(reading_at, "postgresql")
+def _reading_at_postgresql(element: reading_at, compiler: SQLCompiler, **kw: Any) -> str:
+    block, position = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({block})[{position} + 1]"
+
+
+def _sqlite_reading(block: bytes | None, position: int) -> float | None:
+    if block is None:
+        return None
+    value: float = _DOUBLE.unpack_from(block, position * 8)[0]
+    return value
+
+
+def register_sqlite_functions(dbapi_connection: Any) -> None:
+    """Make `perfguard_reading` callable in SQL on a sqlite3 connection."""
+    dbapi_connection.create_function(
+        SQLITE_READING_FUNCTION, 2, _sqlite_reading, deterministic=True
+    )
+
+
+def outcome_at(outcomes: Any, position: Any) -> ColumnElement[str]:
+    """The outcome of the test at `position`, from a block's outcome letters."""
+    letter = func.substr(outcomes, position + 1, 1)
+    return case(
+        *((letter == code, outcome) for code, outcome in LETTER_OUTCOMES.items()),
+        else_="error",
+    )
+
+
+def failed_at(outcomes: Any, position: Any) -> ColumnElement[bool]:
+    """Whether the test at `position` failed or errored."""
+    return func.substr(outcomes, position + 1, 1).in_(["f", "e"])
+
+
+def block_rows(*columns: str) -> Select[Any]:
+    """Every (run, test) of the stored blocks as the `test_results` row it stands for: the
+    columns of test_results (or only those named), in their order.
+
+    A condition on `test` is one probe of layout_tests' primary key per layout holding
+    the test, then one of plain_blocks' (layout_id, run_id) index; on `run_id`, one probe
+    of plain_blocks' primary key. Planners flatten this select into the query using it.
+    """
+    position = layout_tests.c.position
+    available: dict[str, ColumnElement[Any]] = {
+        "id": (plain_blocks.c.first_id + position * plain_blocks.c.stride).label("id"),
+        "run_id": plain_blocks.c.run_id,
+        "test": layout_tests.c.test,
+        "marked": false().label("marked"),
+        "outcome": outcome_at(plain_blocks.c.outcomes, position).label("outcome"),
+        **{
+            name: reading_at(plain_blocks.c[name], position).label(name)
+            for name, _, _ in READINGS
+        },
+    }
+    chosen = columns or tuple(available)
+    return select(*(available[name] for name in chosen)).select_from(
+        plain_blocks.join(layout_tests, layout_tests.c.layout_id == plain_blocks.c.layout_id)
+    )
+
+
+def insert_block(conn: Connection, run_id: int, block: PlainBlock) -> None:
+    """Store a run's block, and its layout when new (every backend but SQLite, which
+    `rows.insert_sqlite_rows` writes)."""
+    postgres = conn.dialect.name == "postgresql"
+    layout_id = conn.scalar(select(test_layouts.c.id).where(test_layouts.c.digest == block.digest))
+    if layout_id is None:
+        values = {"digest": block.digest, "n_tests": len(block.tests)}
+        values["tests"] = json.dumps(block.tests)
+        if postgres:
+            # A concurrent session storing the same new layout: its insert wins, ours waits
+            # for its commit and finds it.
+            inserted = conn.execute(
+                postgresql.insert(test_layouts)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=["digest"])
+                .returning(test_layouts.c.id)
+            ).scalar()
+        else:
+            inserted = conn.execute(
+                test_layouts.insert().values(values).returning(test_layouts.c.id)
+            ).scalar()
+        if inserted is None:
+            layout_id = conn.scalar(
+                select(test_layouts.c.id).where(test_layouts.c.digest == block.digest)
+            )
+        else:
+            layout_id = inserted
+            _insert_layout_tests(conn, int(inserted), block.tests)
+    conn.execute(
+        plain_blocks.insert().values(
+            run_id=run_id,
+            layout_id=layout_id,
+            first_id=(run_id << RUN_ID_SHIFT) + block.first_position,
+            stride=block.stride,
+            outcomes=block.outcomes,
+            **{
+                name: None if column is None else column.tolist()
+                for (name, _, _), column in zip(READINGS, block.columns, strict=True)
+            },
+        )
+    )
+
+
+def _insert_layout_tests(conn: Connection, layout_id: int, tests: list[str]) -> None:
+    rows = zip(tests, repeat(layout_id), range(len(tests)))
+    if conn.dialect.driver == "psycopg":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        statement = "COPY layout_tests (test, layout_id, position) FROM STDIN"
+        with cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    conn.execute(
+        layout_tests.insert(),
+        [{"test": test, "layout_id": lid, "position": at} for test, lid, at in rows],
+    )
+
+
+def decoded(block: bytes | list[float] | None) -> list[float] | None:
+    """A stored reading block as its values (bytes on SQLite, a list on PostgreSQL)."""
+    if block is None or isinstance(block, list):
+        return block
+    values = array("d")
+    values.frombytes(block)
+    if sys.byteorder == "big":  # pragma: no cover
+        values.byteswap()
+    return values.tolist()
+
+
+def unfolded(
+    first_id: int,
+    stride: int,
+    tests: list[str],
+    outcomes: str,
+    blocks: Iterable[bytes | list[float] | None],
+) -> list[tuple[int, str, str, list[float | None]]]:
+    """A run's block as (id, test, outcome, [reading or None per READINGS column]) per
+    test, in layout order (ids ascending)."""
+    columns = [decoded(block) for block in blocks]
+    values = zip(*(repeat(None) if column is None else column for column in columns))
+    outcome_of = LETTER_OUTCOMES.get
+    return [
+        (first_id + position * stride, test, outcome_of(letter, "error"), list(readings))
+        for position, (test, letter, readings) in enumerate(zip(tests, outcomes, values))
+    ]
+
+
+def block_columns() -> list[Any]:
+    """What a reader of whole blocks selects (`unfolded` takes them in this order after the
+    run id): first id, stride, outcome letters, the layout's tests, the reading blocks.
+    The caller joins test_layouts on plain_blocks.layout_id."""
+    return [
+        plain_blocks.c.first_id,
+        plain_blocks.c.stride,
+        plain_blocks.c.outcomes,
+        test_layouts.c.tests,
+        *(plain_blocks.c[name] for name, _, _ in READINGS),
+    ]
+
+
+def unfold_row(row: Any) -> list[tuple[int, str, str, list[float | None]]]:
+    """`unfolded` of a row whose last columns are `block_columns()`."""
+    first_id, stride, outcomes, tests, *blocks = row[-(4 + len(READINGS)) :]
+    return unfolded(first_id, stride, json.loads(tests), outcomes, blocks)

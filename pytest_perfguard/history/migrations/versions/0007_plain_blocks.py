@@ -1,0 +1,91 @@
+"""plain_blocks: plain tests' built-in readings as one block per run, keyed by a layout.
+
+Revision ID: 0007_plain_blocks
+Revises: 0006_run_labels
+
+Rows already stored stay where they are (`test_results`, `results`), where readers keep
+finding them; readers see the blocks as test_results rows. The upgrade creates three
+tables and copies nothing, so it is instant on any history. The downgrade turns every
+block back into the test_results rows it stands for, with the ids readers ordered them
+by, before dropping the tables: nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0007_plain_blocks"
+down_revision = "0006_run_labels"
+branch_labels = None
+depends_on = None
+
+_BLOCK = sa.LargeBinary().with_variant(postgresql.ARRAY(sa.Float()), "postgresql")
+_READINGS = ("duration", "cpu_time", "rss_peak_mb")
+_OUTCOMES = (("p", "passed"), ("f", "failed"), ("s", "skipped"))
+
+
+def upgrade() -> None:
+    op.create_table(
+        "test_layouts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("n_tests", sa.Integer(), nullable=False),
+        sa.Column("tests", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_test_layouts"),
+    )
+    op.create_index("ix_test_layouts_digest", "test_layouts", ["digest"], unique=True)
+    op.create_table(
+        "layout_tests",
+        sa.Column("test", sa.Text(), nullable=False),
+        sa.Column("layout_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("test", "layout_id", name="pk_layout_tests"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "plain_blocks",
+        sa.Column("run_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("layout_id", sa.Integer(), nullable=False),
+        sa.Column("first_id", sa.BigInteger(), nullable=False),
+        sa.Column("stride", sa.Integer(), nullable=False),
+        sa.Column("outcomes", sa.Text(), nullable=False),
+        *(sa.Column(name, _BLOCK, nullable=True) for name in _READINGS),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name="fk_plain_blocks_run_id_runs", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["layout_id"],
+            ["test_layouts.id"],
+            name="fk_plain_blocks_layout_id_test_layouts",
+        ),
+        sa.PrimaryKeyConstraint("run_id", name="pk_plain_blocks"),
+    )
+    op.create_index("ix_plain_blocks_layout_run", "plain_blocks", ["layout_id", "run_id"])
+
+
+def downgrade() -> None:
+    postgres = op.get_bind().dialect.name == "postgresql"
+
+    def reading(name: str) -> str:
+        if postgres:
+            return f"b.{name}[t.position + 1]"
+        # Registered on every connection of a history engine (history/engine.py).
+        return f"perfguard_reading(b.{name}, t.position)"
+
+    letter = "substr(b.outcomes, t.position + 1, 1)"
+    outcome = " ".join(f"WHEN '{code}' THEN '{name}'" for code, name in _OUTCOMES)
+    op.execute(
+        "INSERT INTO test_results (id, run_id, test, marked, outcome,"
+        f" {', '.join(_READINGS)})"
+        f" SELECT b.first_id + t.position * b.stride, b.run_id, t.test,"
+        f" {'false' if postgres else '0'}, CASE {letter} {outcome} ELSE 'error' END,"
+        f" {', '.join(reading(name) for name in _READINGS)}"
+        " FROM plain_blocks b JOIN layout_tests t ON t.layout_id = b.layout_id"
+    )
+    op.drop_index("ix_plain_blocks_layout_run", table_name="plain_blocks")
+    op.drop_table("plain_blocks")
+    op.drop_table("layout_tests")
+    op.drop_index("ix_test_layouts_digest", table_name="test_layouts")
+    op.drop_table("test_layouts")

@@ -15,7 +15,7 @@ from pytest_perfguard.history.engine import create_history_engine
 from pytest_perfguard.history.migrations import HEAD_REVISION, KNOWN_REVISIONS
 from pytest_perfguard.history.models import Base
 from pytest_perfguard.history.schema import alembic_config
-from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
 
 def migrate(url: str, revision: str, *, down: bool = False) -> None:
@@ -272,3 +272,100 @@ def test_fresh_history_is_the_migrated_schema(history_url: str) -> None:
     engine.dispose()
     migrate(history_url, "base", down=True)
     migrate(history_url, "head")
+
+
+def _plain_runs(durations: dict[str, float], failed: str = "") -> PlainRuns:
+    plain = PlainRuns([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    for test, duration in durations.items():
+        plain.ids.append(test)
+        plain.outcomes.append("failed" if test == failed else "passed")
+        plain.durations.append(duration)
+        plain.readings[0][2].append(duration / 2)
+        plain.readings[1][2].append(0.5)
+    return plain
+
+
+def test_upgrade_to_plain_blocks_reads_rows_and_blocks_together(history_url: str) -> None:
+    """A history as the 0006-era release wrote it (plain tests' readings as test_results
+    rows, with ids run_id * 2**32 + position) keeps its rows; sessions stored after the
+    upgrade put plain runs in blocks, and every query sees both."""
+    migrate(history_url, "0006_run_labels")
+    _insert_rev1_rows(history_url)
+    engine = sa.create_engine(history_url)
+    with engine.begin() as conn:
+        run_id = conn.scalar(sa.text("SELECT max(id) FROM runs"))
+        base = run_id << 32
+        conn.execute(
+            sa.text(
+                "INSERT INTO test_results (id, run_id, test, marked, outcome, duration,"
+                " cpu_time, rss_peak_mb) VALUES (:id, :run_id, :test, :marked, :outcome,"
+                " :duration, :cpu, 0.5)"
+            ),
+            [
+                {"id": base + 2, "run_id": run_id, "test": "t::a", "marked": False,
+                 "outcome": "passed", "duration": 1.0, "cpu": 0.5},
+                {"id": base + 5, "run_id": run_id, "test": "t::b", "marked": False,
+                 "outcome": "failed", "duration": 3.0, "cpu": 1.5},
+            ],
+        )  # fmt: skip
+    engine.dispose()
+    with History(history_url) as history:
+        assert history.upgrade() == ("0006_run_labels", HEAD_REVISION)
+        old = [(m.test, m.metric, m.value) for m in history.get_run(run_id).measurements]
+        assert old[-6:] == [
+            ("t::a", "duration", 1.0), ("t::a", "cpu_time", 0.5), ("t::a", "rss_peak_mb", 0.5),
+            ("t::b", "duration", 3.0), ("t::b", "cpu_time", 1.5), ("t::b", "rss_peak_mb", 0.5),
+        ]  # fmt: skip
+        plain = _plain_runs({"t::a": 2.0, "t::b": 4.0, "t::c": 6.0}, failed="t::c")
+        new_id = history.save_session(
+            RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("old-box")),
+            [],
+            plain=plain,
+        )
+        assert history.get_run(new_id).measurements == plain.measurements()
+        assert [p.value for p in history.trend("t::a", "cpu_time")] == [0.5, 1.0]
+        assert [p.outcome for p in history.trend("t::b", "duration")] == ["failed", "passed"]
+        assert [(r.n_results, r.n_failed) for r in history.recent_runs()] == [(9, 1), (8, 1)]
+        assert history.stats().n_results == 17
+        assert history.tests() == ["t::a", "t::b", "t::c"]
+        assert {d.test: (d.a, d.b) for d in history.compare(run_id, new_id) if
+                d.metric == "duration"} == {
+            "t::a": (1.0, 2.0), "t::b": (3.0, 4.0), "t::c": (None, 6.0)
+        }  # fmt: skip
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM test_results")) == 2
+        assert conn.scalar(sa.text("SELECT count(*) FROM plain_blocks")) == 1
+    engine.dispose()
+
+
+def test_downgrade_from_plain_blocks_moves_the_readings_back(history_url: str) -> None:
+    marked = [Measurement("t::m", "duration", 0.25, marked=True, samples=(0.25, 0.3))]
+    plain = _plain_runs({"t::a": 1.0, "t::b": 2.0}, failed="t::b")
+    at = datetime.now(timezone.utc)
+    with History(history_url) as history:
+        first = history.save_session(RunInfo(started_at=at, platform=PlatformInfo("box")),
+                                     marked, plain=plain)  # fmt: skip
+        second = history.save_session(RunInfo(started_at=at, platform=PlatformInfo("box")),
+                                      [], plain=plain)  # fmt: skip
+        before = {run_id: history.get_run(run_id).measurements for run_id in (first, second)}
+    migrate(history_url, "0006_run_labels", down=True)
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        assert not {"plain_blocks", "layout_tests", "test_layouts"} & set(tables)
+        stored = conn.execute(
+            sa.text("SELECT id, run_id, test, outcome, duration, cpu_time, rss_peak_mb"
+                    " FROM test_results ORDER BY id")
+        ).all()  # fmt: skip
+    engine.dispose()
+    # Where the 0006-era release put them: ids run_id * 2**32 + position in the session.
+    assert [tuple(row) for row in stored] == [
+        ((first << 32) + 1, first, "t::a", "passed", 1.0, 0.5, 0.5),
+        ((first << 32) + 4, first, "t::b", "failed", 2.0, 1.0, 0.5),
+        ((second << 32) + 0, second, "t::a", "passed", 1.0, 0.5, 0.5),
+        ((second << 32) + 3, second, "t::b", "failed", 2.0, 1.0, 0.5),
+    ]
+    migrate(history_url, "head")
+    with History(history_url) as history:
+        assert {run_id: history.get_run(run_id).measurements for run_id in before} == before

@@ -24,7 +24,7 @@ from typing import Any
 
 from pytest_perfguard.api import History
 from pytest_perfguard.history.urls import resolve_db_url
-from pytest_perfguard.results import Measurement, PlatformInfo, RunInfo
+from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
 SESSION_RESULTS = 10_000
 RESULTS_PER_RUN = 500  # 167 tests x 3 metrics
@@ -58,25 +58,36 @@ print(n, took, before, high_water_mib())
 """
 
 
-def session(n: int, run_no: int = 0) -> list[Measurement]:
-    """`n` results as the plugin lists them: three readings per test, one test in ten
-    marked (its duration with samples, from several rounds)."""
+def session(n: int, run_no: int = 0) -> tuple[list[Measurement], PlainRuns]:
+    """About `n` results as the plugin hands them to the history: three readings per test, one
+    test in ten marked (its rows, the duration with samples from several rounds), the
+    others plain (their runs as columns)."""
     rows = []
-    for i in range(n):
+    plain = PlainRuns([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    for i in range(-(-n // 3) * 3):  # whole tests: 500 results are 167 tests' 501
         test_no, (metric, unit, kind) = i // 3, READINGS[i % 3]
-        marked = test_no % 10 == 0
+        test = f"tests/test_mod{test_no % 50}.py::test_case_{test_no}"
+        value = 1.0 + (i % 97) / 100 + run_no / 1000
+        if test_no % 10:
+            if metric == "duration":
+                plain.ids.append(test)
+                plain.outcomes.append("passed")
+                plain.durations.append(value)
+            else:
+                plain.readings[i % 3 - 1][2].append(value)
+            continue
         rows.append(
             Measurement(
-                test=f"tests/test_mod{test_no % 50}.py::test_case_{test_no}",
+                test=test,
                 metric=metric,
-                value=1.0 + (i % 97) / 100 + run_no / 1000,
+                value=value,
                 unit=unit,
                 kind=kind,  # type: ignore[arg-type]
-                marked=marked,
-                samples=(1.0, 1.1, 1.2) if marked and metric == "duration" else (),
+                marked=True,
+                samples=(1.0, 1.1, 1.2) if metric == "duration" else (),
             )
         )
-    return rows
+    return rows, plain
 
 
 def run_info(at: datetime, platform: str = "linux-x86_64") -> RunInfo:
@@ -105,14 +116,16 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, float]:
 
 
 def bench_session_write(url: str) -> dict[str, float]:
-    measurements = session(SESSION_RESULTS)
+    measurements, plain = session(SESSION_RESULTS)
     start = datetime.now(timezone.utc)
     with History(url) as history:
-        history.save_session(run_info(start), measurements)  # creates the schema
+        history.save_session(run_info(start), measurements, plain=plain)  # creates the schema
         times = []
         for i in range(1, 11):
             t0 = time.perf_counter()
-            history.save_session(run_info(start + timedelta(minutes=i)), measurements)
+            history.save_session(
+                run_info(start + timedelta(minutes=i)), measurements, plain=plain
+            )
             times.append(time.perf_counter() - t0)
     return {"median": statistics.median(times), "max": max(times)}
 
@@ -125,22 +138,23 @@ def build_history(url: str, n_results: int) -> float:
     with History(url) as history:
         for r in range(n_runs):
             platform = "linux-x86_64" if r % 4 else "macos-arm64"
-            history.save_session(
-                run_info(start + timedelta(hours=r), platform), session(RESULTS_PER_RUN, r)
-            )
+            rows, plain = session(RESULTS_PER_RUN, r)
+            history.save_session(run_info(start + timedelta(hours=r), platform), rows, plain=plain)
     return time.perf_counter() - t0
 
 
 def bench_write_into(url: str) -> dict[str, float]:
     """save_session of SESSION_RESULTS results into the big history (three times)."""
-    measurements = session(SESSION_RESULTS)
+    measurements, plain = session(SESSION_RESULTS)
     start = datetime.now(timezone.utc)
     times = []
     with History(url) as history:
         history.recent_runs(limit=1)
         for i in range(3):
             t0 = time.perf_counter()
-            history.save_session(run_info(start + timedelta(minutes=i)), measurements)
+            history.save_session(
+                run_info(start + timedelta(minutes=i)), measurements, plain=plain
+            )
             times.append(time.perf_counter() - t0)
     return {"median": statistics.median(times), "max": max(times)}
 

@@ -71,7 +71,7 @@ def _dump(path: Path) -> dict[str, Any]:
                 # layout_tests has no rowid: its primary key orders it.
                 for row in conn.execute(
                     f"SELECT * FROM {name} ORDER BY "
-                    + ("test, layout_id" if name == "layout_tests" else "rowid")
+                    + ("layout_id, position" if name == "layout_tests" else "rowid")
                 )
             ]
             for name in tables

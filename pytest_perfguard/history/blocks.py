@@ -99,7 +99,8 @@ def failed_at(outcomes: Any, position: Any) -> ColumnElement[bool]:
 
 def block_rows(*columns: str) -> Select[Any]:
     """Every (run, test) of the stored blocks as the `test_results` row it stands for: the
-    columns of test_results (or only those named), in their order.
+    columns of test_results, in their order, then each reading's block (`has_reading`),
+    or only the columns named.
 
     A condition on `test` is one probe of layout_tests' primary key per layout holding
     the test, then one of plain_blocks' (layout_id, run_id) index; on `run_id`, one probe
@@ -116,11 +117,22 @@ def block_rows(*columns: str) -> Select[Any]:
             name: reading_at(plain_blocks.c[name], position).label(name)
             for name, _, _ in READINGS
         },
+        # Whether a reading is there is the block's, not the test's: asked of the block
+        # (see `has_reading`), it costs no read of a value.
+        **{f"{name}_block": plain_blocks.c[name].label(f"{name}_block") for name, _, _ in READINGS},
     }
     chosen = columns or tuple(available)
     return select(*(available[name] for name in chosen)).select_from(
         plain_blocks.join(layout_tests, layout_tests.c.layout_id == plain_blocks.c.layout_id)
     )
+
+
+def has_reading(wide: Any, name: str) -> ColumnElement[bool]:
+    """Whether a row of test_results, or of `block_rows`, holds the reading `name`."""
+    block = f"{name}_block"
+    if block in wide.c:
+        return wide.c[block].is_not(None)  # type: ignore[no-any-return]
+    return wide.c[name].is_not(None)  # type: ignore[no-any-return]
 
 
 def insert_block(conn: Connection, run_id: int, block: PlainBlock) -> None:

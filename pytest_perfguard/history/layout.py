@@ -34,7 +34,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from pytest_perfguard.history.blocks import block_rows, insert_block
+from pytest_perfguard.history.blocks import block_rows, has_reading, insert_block
 from pytest_perfguard.history.models import results, runs, test_results
 from pytest_perfguard.history.rows import (
     NARROW_COLUMNS,
@@ -213,10 +213,10 @@ def stored_results(
                     picked = plain.c.run_id.in_(run_ids)
                 conditions.append(picked)
             column = wide.c[reading]
-            conditions += [column.is_not(None), *where(wide)]
+            conditions += [has_reading(wide, reading), *where(wide)]
             position: ColumnElement[Any] = wide.c.id
             for earlier, _, _ in READINGS[:slot]:
-                position = position + case((wide.c[earlier].is_(None), 0), else_=1)
+                position = position + case((has_reading(wide, earlier), 1), else_=0)
             parts.append(
                 select(
                     position.label("id"),

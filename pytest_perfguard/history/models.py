@@ -186,7 +186,8 @@ class TestLayout(Base):
 
 
 class LayoutTest(Base):
-    """Where a test sits in a layout: how a query by test finds its values in the blocks.
+    """Where a test sits in a layout: how a query by test finds its values in the blocks
+    (by the test index), and a query by run its tests (by the primary key).
 
     Written once per new layout, not per run: a run whose tests are those of an earlier
     run adds no row here. No rowid: the primary key is the table.
@@ -194,13 +195,13 @@ class LayoutTest(Base):
 
     __tablename__ = "layout_tests"
 
-    test: Mapped[str] = mapped_column(Text, primary_key=True)
     # No foreign key: written with its layout, in one transaction; checking it would cost
     # every new layout a search of test_layouts per test.
     layout_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    position: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    test: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    __table_args__ = (Index("ix_layout_tests_test", "test"), {"sqlite_with_rowid": False})
 
 
 class PlainBlock(Base):

@@ -37,7 +37,13 @@ from sqlalchemy import (
     union_all,
 )
 
-from pytest_perfguard.history.blocks import block_columns, block_rows, failed_at, unfold_row
+from pytest_perfguard.history.blocks import (
+    block_columns,
+    block_rows,
+    failed_at,
+    has_reading,
+    unfold_row,
+)
 from pytest_perfguard.history.layout import (
     READING_NAMES,
     READINGS,
@@ -594,8 +600,8 @@ def _test_values_query(
         conditions = [] if metric is None else [results.c.metric == bindparam("metric")]
     else:
         columns = [table.c.outcome, *(table.c[name] for name, _, _ in READINGS)]
-        readings = [table.c[name] for name, _, _ in READINGS if metric in (None, name)]
-        conditions = [or_(*(reading.is_not(None) for reading in readings))]
+        names = [name for name, _, _ in READINGS if metric in (None, name)]
+        conditions = [or_(*(has_reading(table, name) for name in names))]
     if passed_only:
         conditions.append(table.c.outcome == "passed")
     # The runs with their context. The newest ones are looped over, each one probe of the
@@ -746,8 +752,7 @@ def _recent_values_query(metric: str, on_platform: bool) -> CompoundSelect[Any]:
     if metric in READING_NAMES:
         plain = _plain_rows()
         for wide in (test_results, plain):
-            reading = wide.c[metric]
-            tables.append((wide, reading, [reading.is_not(None)]))
+            tables.append((wide, wide.c[metric], [has_reading(wide, metric)]))
     tables.append((results, results.c.value, [results.c.metric == bindparam("metric")]))
     for table, value, conditions in tables:
         parts.append(

@@ -45,9 +45,10 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "n_tests INTEGER NOT NULL, \n\ttests TEXT NOT NULL, \n\t"
     "CONSTRAINT pk_test_layouts PRIMARY KEY (id)\n)",
     "CREATE UNIQUE INDEX ix_test_layouts_digest ON test_layouts (digest)",
-    "CREATE TABLE layout_tests (\n\ttest TEXT NOT NULL, \n\tlayout_id INTEGER NOT NULL, \n\t"
-    "position INTEGER NOT NULL, \n\tCONSTRAINT pk_layout_tests PRIMARY KEY (test, layout_id)"
+    "CREATE TABLE layout_tests (\n\tlayout_id INTEGER NOT NULL, \n\tposition INTEGER NOT NULL, "
+    "\n\ttest TEXT NOT NULL, \n\tCONSTRAINT pk_layout_tests PRIMARY KEY (layout_id, position)"
     "\n)\n WITHOUT ROWID\n\n",
+    "CREATE INDEX ix_layout_tests_test ON layout_tests (test)",
     "CREATE TABLE experiments (\n\tid INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\t"
     "template VARCHAR(255) NOT NULL, \n\tmode VARCHAR(100) NOT NULL, \n\t"
     "config JSON NOT NULL, \n\tsummary JSON, \n\tcreated_at DATETIME NOT NULL, \n\t"

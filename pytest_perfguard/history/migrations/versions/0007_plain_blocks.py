@@ -38,12 +38,13 @@ def upgrade() -> None:
     op.create_index("ix_test_layouts_digest", "test_layouts", ["digest"], unique=True)
     op.create_table(
         "layout_tests",
-        sa.Column("test", sa.Text(), nullable=False),
         sa.Column("layout_id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("test", "layout_id", name="pk_layout_tests"),
+        sa.Column("position", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("test", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("layout_id", "position", name="pk_layout_tests"),
         sqlite_with_rowid=False,
     )
+    op.create_index("ix_layout_tests_test", "layout_tests", ["test"])
     op.create_table(
         "plain_blocks",
         sa.Column("run_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -86,6 +87,7 @@ def downgrade() -> None:
     )
     op.drop_index("ix_plain_blocks_layout_run", table_name="plain_blocks")
     op.drop_table("plain_blocks")
+    op.drop_index("ix_layout_tests_test", table_name="layout_tests")
     op.drop_table("layout_tests")
     op.drop_index("ix_test_layouts_digest", table_name="test_layouts")
     op.drop_table("test_layouts")

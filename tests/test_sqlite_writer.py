@@ -319,3 +319,53 @@ def test_plain_runs_cross_the_wire_intact() -> None:
     broken["durations"] = broken["durations"][:-8]
     with pytest.raises(ValueError, match="columns of different lengths"):
         PlainRuns.from_wire(broken)
+
+
+def _count(url: str, table: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
+    finally:
+        engine.dispose()
+
+
+def _reversed(plain: PlainRuns) -> PlainRuns:
+    back = PlainRuns(plain.layout())
+    back.ids, back.outcomes = plain.ids[::-1], plain.outcomes[::-1]
+    back.durations = plain.durations[::-1]
+    for (_, _, values), (_, _, source) in zip(back.readings, plain.readings, strict=True):
+        values.extend(source[::-1])
+    return back
+
+
+@pytest.mark.parametrize("writer", ["history", "store"])
+def test_the_same_tests_in_another_order_share_a_layout(
+    history_url: str, tmp_path: Path, writer: str
+) -> None:
+    """A suite run again in another order (xdist, a random order) adds no layout: its
+    block is stored in the first run's order, and reads give each test its own values."""
+    url = history_url if writer == "history" else sqlite_url(tmp_path / "store.db")
+    plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    shuffled = _reversed(plain)
+    shuffled.durations[0] = 9.0  # t.py::test_3's, now first
+    saved: list[int] = []
+    if writer == "store":
+        store = HistoryStore(url)
+        try:
+            saved = [store.save_session(_run(), [], plain=p) for p in (plain, shuffled, plain)]
+        finally:
+            store.close()
+    with History(url) as history:
+        if writer == "history":
+            saved = [history.save_session(_run(), [], plain=p) for p in (plain, shuffled, plain)]
+        def by_test(rows: list[Measurement]) -> list[Measurement]:
+            return sorted(rows, key=lambda m: (m.test, m.metric))
+
+        runs = [by_test(history.get_run(run_id).measurements) for run_id in saved]
+        assert runs[0] == runs[2] == by_test(plain.measurements())
+        assert runs[1] == by_test(shuffled.measurements())
+        assert [p.value for p in history.trend("t.py::test_3", "duration")] == [0.004, 9.0, 0.004]
+        assert [p.outcome for p in history.trend("t.py::test_2", "cpu_time")] == ["failed"] * 3
+    assert (_count(url, "test_layouts"), _count(url, "layout_tests")) == (1, 4)
+    assert _count(url, "plain_blocks") == 3

@@ -43,6 +43,7 @@ from pytest_perfguard.history.rows import (
     READINGS,
     RUN_ID_SHIFT,
     PlainBlock,
+    layout_of,
 )
 
 SQLITE_READING_FUNCTION = "perfguard_reading"
@@ -138,31 +139,18 @@ def has_reading(wide: Any, name: str) -> ColumnElement[bool]:
 def insert_block(conn: Connection, run_id: int, block: PlainBlock) -> None:
     """Store a run's block, and its layout when new (every backend but SQLite, which
     `rows.insert_sqlite_rows` writes)."""
-    postgres = conn.dialect.name == "postgresql"
-    layout_id = conn.scalar(select(test_layouts.c.id).where(test_layouts.c.digest == block.digest))
-    if layout_id is None:
-        values = {"digest": block.digest, "n_tests": len(block.tests)}
-        values["tests"] = json.dumps(block.tests)
-        if postgres:
-            # A concurrent session storing the same new layout: its insert wins, ours waits
-            # for its commit and finds it.
-            inserted = conn.execute(
-                postgresql.insert(test_layouts)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=["digest"])
-                .returning(test_layouts.c.id)
-            ).scalar()
-        else:
-            inserted = conn.execute(
-                test_layouts.insert().values(values).returning(test_layouts.c.id)
-            ).scalar()
-        if inserted is None:
-            layout_id = conn.scalar(
-                select(test_layouts.c.id).where(test_layouts.c.digest == block.digest)
-            )
-        else:
-            layout_id = inserted
-            _insert_layout_tests(conn, int(inserted), block.tests)
+
+    def find(column: str, digest: str) -> tuple[int, str] | None:
+        query = (
+            select(test_layouts.c.id, test_layouts.c.tests)
+            .where(test_layouts.c[column] == digest)
+            .order_by(test_layouts.c.id)
+            .limit(1)
+        )
+        row = conn.execute(query).first()
+        return None if row is None else (row[0], row[1])
+
+    layout_id, block = layout_of(block, find, lambda: _new_layout(conn, block))
     conn.execute(
         plain_blocks.insert().values(
             run_id=run_id,
@@ -176,6 +164,37 @@ def insert_block(conn: Connection, run_id: int, block: PlainBlock) -> None:
             },
         )
     )
+
+
+def _new_layout(conn: Connection, block: PlainBlock) -> int:
+    values = {
+        "digest": block.digest,
+        "set_digest": block.set_digest(),
+        "n_tests": len(block.tests),
+        "tests": json.dumps(block.tests),
+    }
+    if conn.dialect.name == "postgresql":
+        # A concurrent session storing the same new layout: its insert wins, ours waits
+        # for its commit and then finds it.
+        inserted = conn.execute(
+            postgresql.insert(test_layouts)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["digest"])
+            .returning(test_layouts.c.id)
+        ).scalar()
+        if inserted is None:
+            found = conn.scalar(
+                select(test_layouts.c.id).where(test_layouts.c.digest == block.digest)
+            )
+            assert found is not None  # the conflicting row is committed
+            return int(found)
+    else:
+        inserted = conn.execute(
+            test_layouts.insert().values(values).returning(test_layouts.c.id)
+        ).scalar()
+    assert inserted is not None
+    _insert_layout_tests(conn, int(inserted), block.tests)
+    return int(inserted)
 
 
 def _insert_layout_tests(conn: Connection, layout_id: int, tests: list[str]) -> None:

@@ -172,17 +172,24 @@ class TestResult(Base):
 
 class TestLayout(Base):
     """A list of tests in the order a session ran them, stored once for every run that
-    ran the same list (`digest` finds it): the key to a run's `plain_blocks` row."""
+    ran the same tests (`digest`, or in another order `set_digest`, finds it): the key to
+    a run's `plain_blocks` row."""
 
     __tablename__ = "test_layouts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     digest: Mapped[str] = mapped_column(String(64))
+    # The same for the tests in any order: a run of the same tests in another order (xdist,
+    # a random order) stores its block in this layout's order instead of a new layout.
+    set_digest: Mapped[str] = mapped_column(String(64))
     n_tests: Mapped[int] = mapped_column(Integer)
     # The test ids as a JSON list, in block order.
     tests: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_test_layouts_digest", "digest", unique=True),)
+    __table_args__ = (
+        Index("ix_test_layouts_digest", "digest", unique=True),
+        Index("ix_test_layouts_set_digest", "set_digest"),
+    )
 
 
 class LayoutTest(Base):

@@ -17,9 +17,10 @@ import json
 import math
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from pytest_perfguard.history.errors import HistoryError
@@ -63,6 +64,26 @@ class PlainBlock:
     stride: int
     # One array of doubles per READINGS column, None where the runs have no such reading.
     columns: tuple[array[float] | None, ...]
+
+    def set_digest(self) -> str:
+        """What identifies the set of tests, whatever their order (xdist, random order)."""
+        return layout_digest(sorted(self.tests))
+
+    def in_order_of(self, tests: list[str]) -> PlainBlock:
+        """This block with its tests in the order of `tests` (the same set)."""
+        where = dict(zip(self.tests, range(len(self.tests))))
+        order = list(map(where.__getitem__, tests))
+        pick = itemgetter(*order) if len(order) > 1 else lambda seq: (seq[order[0]],)
+        return PlainBlock(
+            tests=list(tests),
+            digest=layout_digest(tests),
+            outcomes="".join(pick(self.outcomes)),
+            first_position=self.first_position,
+            stride=self.stride,
+            columns=tuple(
+                None if column is None else array("d", pick(column)) for column in self.columns
+            ),
+        )
 
     def column_bytes(self) -> list[bytes | None]:
         """The columns as SQLite stores them: doubles, little-endian."""
@@ -255,21 +276,13 @@ def _insert(table: str, columns: tuple[str, ...], base: int, run_id: int) -> str
 
 
 def _insert_sqlite_block(cursor: Any, run_id: int, block: PlainBlock) -> None:
-    found = cursor.execute(
-        "SELECT id FROM test_layouts WHERE digest = ?", (block.digest,)
-    ).fetchone()
-    if found is not None:
-        layout_id = found[0]
-    else:
-        cursor.execute(
-            "INSERT INTO test_layouts (digest, n_tests, tests) VALUES (?, ?, ?)",
-            (block.digest, len(block.tests), json.dumps(block.tests)),
-        )
-        layout_id = cursor.lastrowid
-        cursor.executemany(
-            "INSERT INTO layout_tests (test, layout_id, position) VALUES (?, ?, ?)",
-            zip(block.tests, repeat(layout_id), range(len(block.tests))),
-        )
+    def find(column: str, digest: str) -> tuple[int, str] | None:
+        # `column` is one of two names given here.
+        query = f"SELECT id, tests FROM test_layouts WHERE {column} = ? ORDER BY id LIMIT 1"
+        found: tuple[int, str] | None = cursor.execute(query, (digest,)).fetchone()
+        return found
+
+    layout_id, block = layout_of(block, find, lambda: _new_sqlite_layout(cursor, block))
     cursor.execute(
         "INSERT INTO plain_blocks (run_id, layout_id, first_id, stride, outcomes,"
         f" {', '.join(name for name, _, _ in READINGS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -282,3 +295,36 @@ def _insert_sqlite_block(cursor: Any, run_id: int, block: PlainBlock) -> None:
             *block.column_bytes(),
         ),
     )
+
+
+def _new_sqlite_layout(cursor: Any, block: PlainBlock) -> int:
+    cursor.execute(
+        "INSERT INTO test_layouts (digest, set_digest, n_tests, tests) VALUES (?, ?, ?, ?)",
+        (block.digest, block.set_digest(), len(block.tests), json.dumps(block.tests)),
+    )
+    layout_id: int = cursor.lastrowid
+    cursor.executemany(
+        "INSERT INTO layout_tests (layout_id, position, test) VALUES (?, ?, ?)",
+        zip(repeat(layout_id), range(len(block.tests)), block.tests),
+    )
+    return layout_id
+
+
+def layout_of(
+    block: PlainBlock,
+    find: Callable[[str, str], tuple[int, str] | None],
+    store_new: Callable[[], int],
+) -> tuple[int, PlainBlock]:
+    """(layout id, the block in that layout's order): the layout of the same tests in the
+    same order (the usual case: a suite run again), else one of the same tests in another
+    order (xdist, a random order), the block reordered to it, else a new one (`store_new`).
+
+    `find(column, digest)` gives the (id, tests) of the first layout with that digest.
+    """
+    found = find("digest", block.digest)
+    if found is not None:
+        return int(found[0]), block
+    found = find("set_digest", block.set_digest())
+    if found is not None:
+        return int(found[0]), block.in_order_of(json.loads(found[1]))
+    return int(store_new()), block

@@ -42,9 +42,10 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "CONSTRAINT pk_test_results PRIMARY KEY (id)\n)",
     "CREATE INDEX ix_test_results_test_run ON test_results (test, run_id)",
     "CREATE TABLE test_layouts (\n\tid INTEGER NOT NULL, \n\tdigest VARCHAR(64) NOT NULL, \n\t"
-    "n_tests INTEGER NOT NULL, \n\ttests TEXT NOT NULL, \n\t"
-    "CONSTRAINT pk_test_layouts PRIMARY KEY (id)\n)",
+    "set_digest VARCHAR(64) NOT NULL, \n\tn_tests INTEGER NOT NULL, \n\ttests TEXT NOT NULL, "
+    "\n\tCONSTRAINT pk_test_layouts PRIMARY KEY (id)\n)",
     "CREATE UNIQUE INDEX ix_test_layouts_digest ON test_layouts (digest)",
+    "CREATE INDEX ix_test_layouts_set_digest ON test_layouts (set_digest)",
     "CREATE TABLE layout_tests (\n\tlayout_id INTEGER NOT NULL, \n\tposition INTEGER NOT NULL, "
     "\n\ttest TEXT NOT NULL, \n\tCONSTRAINT pk_layout_tests PRIMARY KEY (layout_id, position)"
     "\n)\n WITHOUT ROWID\n\n",

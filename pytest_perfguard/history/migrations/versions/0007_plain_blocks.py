@@ -31,11 +31,13 @@ def upgrade() -> None:
         "test_layouts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("set_digest", sa.String(64), nullable=False),
         sa.Column("n_tests", sa.Integer(), nullable=False),
         sa.Column("tests", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_test_layouts"),
     )
     op.create_index("ix_test_layouts_digest", "test_layouts", ["digest"], unique=True)
+    op.create_index("ix_test_layouts_set_digest", "test_layouts", ["set_digest"])
     op.create_table(
         "layout_tests",
         sa.Column("layout_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -89,5 +91,6 @@ def downgrade() -> None:
     op.drop_table("plain_blocks")
     op.drop_index("ix_layout_tests_test", table_name="layout_tests")
     op.drop_table("layout_tests")
+    op.drop_index("ix_test_layouts_set_digest", table_name="test_layouts")
     op.drop_index("ix_test_layouts_digest", table_name="test_layouts")
     op.drop_table("test_layouts")

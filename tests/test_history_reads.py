@@ -64,7 +64,9 @@ def _session_rows(run_no: int) -> tuple[list[Measurement], list[Measurement]]:
                 samples=(value, value) if marked else (),
             )
         )
-        test_rows.append(Measurement(test, "cpu_time", value / 2, "s", kind="system", outcome=outcome))  # type: ignore[arg-type]
+        test_rows.append(
+            Measurement(test, "cpu_time", value / 2, "s", kind="system", outcome=outcome)  # type: ignore[arg-type]
+        )
         test_rows.append(
             Measurement(test, "rss_peak_mb", 50 + run_no, "MB", kind="system", outcome=outcome)  # type: ignore[arg-type]
         )
@@ -221,7 +223,7 @@ def test_listings_and_counts_see_every_stored_value(history: History) -> None:
     diffs = {(d.test, d.metric): (d.a, d.b) for d in history.compare(first, second)}
     by_run = {(p.run_id, p.test, p.metric): p.value for p in points}
     assert diffs == {
-        (p.test, p.metric): (by_run.get((first, p.test, p.metric)), by_run.get((second, p.test, p.metric)))
+        (p.test, p.metric): tuple(by_run.get((run, p.test, p.metric)) for run in (first, second))
         for p in points
         if p.run_id in (first, second)
     }

@@ -45,12 +45,13 @@ from pytest_perfguard.history.rows import (
     PlainBlock,
     layout_of,
 )
+from pytest_perfguard.results import TestOutcome
 
 SQLITE_READING_FUNCTION = "perfguard_reading"
 _DOUBLE = struct.Struct("<d")
 
 
-class reading_at(FunctionElement[float]):  # noqa: N801 (an SQL function's name)
+class reading_at(FunctionElement[float]):
     """The double at a 0-based position of a reading block (NULL for a NULL block)."""
 
     type = Float()
@@ -229,15 +230,17 @@ def unfolded(
     tests: list[str],
     outcomes: str,
     blocks: Iterable[bytes | list[float] | None],
-) -> list[tuple[int, str, str, list[float | None]]]:
+) -> list[tuple[int, str, TestOutcome, list[float | None]]]:
     """A run's block as (id, test, outcome, [reading or None per READINGS column]) per
     test, in layout order (ids ascending)."""
     columns = [decoded(block) for block in blocks]
-    values = zip(*(repeat(None) if column is None else column for column in columns))
+    values = zip(*(repeat(None) if column is None else column for column in columns), strict=False)
     outcome_of = LETTER_OUTCOMES.get
     return [
         (first_id + position * stride, test, outcome_of(letter, "error"), list(readings))
-        for position, (test, letter, readings) in enumerate(zip(tests, outcomes, values))
+        for position, (test, letter, readings) in enumerate(
+            zip(tests, outcomes, values, strict=False)  # `values` has no length
+        )
     ]
 
 
@@ -254,7 +257,7 @@ def block_columns() -> list[Any]:
     ]
 
 
-def unfold_row(row: Any) -> list[tuple[int, str, str, list[float | None]]]:
+def unfold_row(row: Any) -> list[tuple[int, str, TestOutcome, list[float | None]]]:
     """`unfolded` of a row whose last columns are `block_columns()`."""
     first_id, stride, outcomes, tests, *blocks = row[-(4 + len(READINGS)) :]
     return unfolded(first_id, stride, json.loads(tests), outcomes, blocks)

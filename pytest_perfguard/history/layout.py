@@ -38,11 +38,11 @@ from pytest_perfguard.history.blocks import block_rows, has_reading, insert_bloc
 from pytest_perfguard.history.models import results, runs, test_results
 from pytest_perfguard.history.rows import (
     NARROW_COLUMNS,
-    PlainBlock,
     READING_NAMES,
     READINGS,
     RUN_ID_SHIFT,
     WIDE_COLUMNS,
+    PlainBlock,
     insert_sqlite_rows,
 )
 

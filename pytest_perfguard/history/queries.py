@@ -533,15 +533,13 @@ def _test_values_in(
     if not readings:
         return narrow
     sources: list[list[Any]] = [narrow] if narrow else []
-    for key, table in (("test readings", test_results), ("plain readings", None)):
-        wide_query = _statement(
-            conn,
-            (key, *shape),
-            lambda table=table: _test_values_query(
-                _plain_rows() if table is None else table,
-                metric, flt, limited, recent, passed_only, postgres,
-            ),
-        )  # fmt: skip
+    for key in ("test readings", "plain readings"):
+
+        def build(key: str = key) -> Select[Any]:
+            table = test_results if key == "test readings" else _plain_rows()
+            return _test_values_query(table, metric, flt, limited, recent, passed_only, postgres)
+
+        wide_query = _statement(conn, (key, *shape), build)
         values: list[Any] = []
         for run_id, started_at, platform, commit, test, outcome, *cells in conn.execute(
             wide_query, params
@@ -905,10 +903,11 @@ def export_rows(conn: Connection, flt: RunFilter) -> Iterator[tuple[Any, ...]]:
             yield row[1:]  # without the id the merge below orders by
         return
     wide = conn.execute(_statement(conn, ("export wide", shape), lambda: _export_wide(flt)), params)
+    in_blocks: Iterator[Any] = _export_blocks(conn, flt, shape, params)
     merged = heapq.merge(
         ((row[0], 0, row) for row in narrow),
         ((row[0], 1, row) for row in wide),
-        ((row[0], 1, row) for row in _export_blocks(conn, flt, shape, params)),
+        ((row[0], 1, row) for row in in_blocks),
         key=itemgetter(0),
     )
     for _, is_wide, row in merged:

@@ -24,7 +24,7 @@ from operator import itemgetter
 from typing import Any
 
 from pytest_perfguard.history.errors import HistoryError
-from pytest_perfguard.results import Measurement, PlainRuns
+from pytest_perfguard.results import Measurement, PlainRuns, TestOutcome
 
 # The built-in readings with a column in test_results: (metric, unit, kind), in the order a
 # test's rows list them. Direction is always "lower"; threshold, samples and error are None.
@@ -49,8 +49,12 @@ NARROW_COLUMNS = (
 
 
 # A plain test's outcome as one letter of `plain_blocks.outcomes`.
-OUTCOME_LETTERS = {"passed": "p", "failed": "f", "skipped": "s", "error": "e"}
-LETTER_OUTCOMES = {letter: outcome for outcome, letter in OUTCOME_LETTERS.items()}
+OUTCOME_LETTERS: dict[TestOutcome, str] = {
+    "passed": "p", "failed": "f", "skipped": "s", "error": "e",
+}  # fmt: skip
+LETTER_OUTCOMES: dict[str, TestOutcome] = {
+    letter: outcome for outcome, letter in OUTCOME_LETTERS.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ class PlainBlock:
 
     def in_order_of(self, tests: list[str]) -> PlainBlock:
         """This block with its tests in the order of `tests` (the same set)."""
-        where = dict(zip(self.tests, range(len(self.tests))))
+        where = dict(zip(self.tests, range(len(self.tests)), strict=True))
         order = list(map(where.__getitem__, tests))
         pick = itemgetter(*order) if len(order) > 1 else lambda seq: (seq[order[0]],)
         return PlainBlock(

@@ -271,6 +271,8 @@ def finish_session(
     if not "".join(selected).isascii():
         selected = {_printable(test) for test in selected}
     reports = bool(settings.report or settings.json_report or os.environ.get("GITHUB_STEP_SUMMARY"))
+    # The history stores plain runs as they are (one block), whatever reads rows below.
+    stored_rows, stored_plain = measurements, plain
     if plain and (settings.gate == "all" or reports or settings.experiment):
         measurements, plain = [*measurements, *plain.measurements()], PlainRuns()
     # Under another gate plain rows are not judged; those of tests with a baseline entry
@@ -316,7 +318,7 @@ def finish_session(
         _fail(result, f"verdicts not computed: {_bug(exc)}")
     comparison = result.comparison
     if settings.record and context.db_url is not None:
-        _store(context, run, measurements, plain, result)
+        _store(context, run, stored_rows, stored_plain, result)
     if settings.experiment and context.db_url is not None:
         _log_trial(context, measurements, exitstatus, result)
     _write_reports(context, run, comparison, measurements, result)

@@ -11,6 +11,7 @@ before it.
 
 from __future__ import annotations
 
+import fnmatch
 import statistics
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -147,16 +148,20 @@ def test_baseline_matches_every_run_read(
 @pytest.mark.parametrize("platform", [None, "macos-arm64"])
 @pytest.mark.parametrize("metric", [None, "duration", "tokens"])
 @pytest.mark.parametrize("last_runs", [1, 4, 40])
+@pytest.mark.parametrize("test", [None, "*PLAIN", "t.py::only_in_run_1"])
 def test_summary_matches_every_run_read(
-    history: History, platform: str | None, metric: str | None, last_runs: int
+    history: History, platform: str | None, metric: str | None, last_runs: int, test: str | None
 ) -> None:
-    points = reference(history, platform)
+    def picked(name: str) -> bool:
+        return test is None or fnmatch.fnmatch(name.lower(), test.lower())
+
+    points = [p for p in reference(history, platform) if picked(p.test)]
     runs = sorted({(p.started_at, p.run_id) for p in points})[-last_runs:]
     chosen = {run_id for _, run_id in runs}
     rows = [p for p in points if p.run_id in chosen and metric in (None, p.metric)]
     summaries = {
         (s.test, s.metric): s
-        for s in history.summary(platform=platform, last_runs=last_runs, metric=metric)
+        for s in history.summary(platform=platform, last_runs=last_runs, metric=metric, test=test)
     }
     assert sorted(summaries) == sorted({(p.test, p.metric) for p in rows})
     for (test, name), summary in summaries.items():

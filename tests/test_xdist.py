@@ -52,6 +52,42 @@ def test_xdist_stores_one_run_with_the_same_rows_and_verdicts(pytester: pytest.P
     assert verdicts("serial.json") == verdicts("parallel.json")
 
 
+def test_plain_tests_share_one_layout_in_whatever_order_they_ran(
+    pytester: pytest.Pytester,
+) -> None:
+    """Plain tests are stored as one block per run; runs under xdist (each in its own
+    order) and a serial run with a report find the same layout, and read back whole."""
+    import sqlalchemy as sa
+
+    pytester.makepyfile(
+        test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(24))
+        def test_plain(n):
+            pass
+        """
+    )
+    common = ["--perf-record", "--perf-platform", "px", "-p", "no:cacheprovider"]
+    for extra in (["-n", "2"], ["-n", "2"], ["--perf-json", "report.json"]):
+        pytester.runpytest_subprocess(*common, *extra).assert_outcomes(passed=24)
+    db = pytester.path / ".perfguard" / "history.db"
+    with History(db, create=False) as history:
+        for run in history.recent_runs():
+            stored = {(m.test, m.metric) for m in history.get_run(run.id).measurements}
+            assert len(stored) == 24 * 3
+        trend = history.trend("test_many.py::test_plain[7]", "duration")
+        assert len(trend) == 3
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        count = {
+            table: conn.scalar(sa.text(f"SELECT count(*) FROM {table}"))
+            for table in ("plain_blocks", "test_layouts", "layout_tests", "test_results")
+        }
+    engine.dispose()
+    assert count == {"plain_blocks": 3, "test_layouts": 1, "layout_tests": 24, "test_results": 0}
+
+
 def test_slowdown_is_caught_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x=SUITE)
     common = ["--perf-platform", "px", "-p", "no:cacheprovider", "-n", "2"]

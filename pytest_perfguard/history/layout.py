@@ -162,6 +162,7 @@ def stored_results(
     kinds: Collection[str] | None = None,
     run_ids: Any = None,
     lateral: bool = False,
+    blocks: bool = True,
     name: str = "stored",
 ) -> Subquery:
     """Every stored result as one relation with the columns of `results` (`id` orders them).
@@ -170,7 +171,8 @@ def stored_results(
     marked, outcome), applied inside each part so that each table's indexes serve them;
     `run_ids` (a list parameter or a subquery) picks runs, through each table's way to
     find a run's rows (see `of_runs`, which `lateral` is passed to); `metric` and `kinds`
-    leave out the readings that cannot match.
+    leave out the readings that cannot match; without `blocks`, the plain runs' blocks
+    are left out (for a caller that decodes them itself).
     """
     narrow_conditions = where(results)
     if run_ids is not None:
@@ -202,7 +204,7 @@ def stored_results(
     for slot, (reading, unit, kind) in enumerate(READINGS):
         if (metric is not None and metric != reading) or (kinds is not None and kind not in kinds):
             continue
-        for table in (test_results, plain):
+        for table in (test_results, plain) if blocks else (test_results,):
             source: Any = table
             wide: Any = table
             conditions: list[ColumnElement[bool]] = []

@@ -34,6 +34,7 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
+    union,
     union_all,
 )
 
@@ -443,7 +444,7 @@ def _narrow_run_rows() -> Select[Any]:
 def _run_blocks() -> Select[Any]:
     in_runs: Any = bindparam("run_ids", expanding=True)
     return (
-        select(plain_blocks.c.run_id, *block_columns())
+        select(plain_blocks.c.run_id, plain_blocks.c.layout_id, *block_columns())
         .join(test_layouts, test_layouts.c.id == plain_blocks.c.layout_id)
         .where(plain_blocks.c.run_id.in_(in_runs))
         .order_by(plain_blocks.c.run_id)
@@ -597,7 +598,14 @@ def _test_values_query(
         ]
         conditions = [] if metric is None else [results.c.metric == bindparam("metric")]
     else:
-        columns = [table.c.outcome, *(table.c[name] for name, _, _ in READINGS)]
+        # Only the reading asked for: reading a block's value costs a function call.
+        columns = [
+            table.c.outcome,
+            *(
+                table.c[name] if metric in (None, name) else null().label(name)
+                for name, _, _ in READINGS
+            ),
+        ]
         names = [name for name, _, _ in READINGS if metric in (None, name)]
         conditions = [or_(*(has_reading(table, name) for name in names))]
     if passed_only:
@@ -654,6 +662,7 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
             metric=flt.metric,
             run_ids=bindparam("run_ids", expanding=True),
             lateral=lateral_runs(conn),
+            blocks=False,  # decoded below: a function call per value costs more
         )
         return select(
             stored.c.id,
@@ -676,6 +685,8 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
     by_run: dict[int, list[Any]] = {run_id: [] for run_id in run_ids}
     for row in conn.execute(query, {**params, "run_ids": run_ids}):
         by_run[row[1]].append(row)
+    for block_row in _blocks_rows(conn, run_ids, flt):
+        by_run[block_row[1]].append(block_row)
     # [values, run_ids, n_failed, unit, direction, kind] per (test, metric)
     grouped: dict[tuple[str, str], list[Any]] = {}
     for run_id in reversed(run_ids):  # oldest first
@@ -698,6 +709,50 @@ def metric_summaries(conn: Connection, flt: RunFilter, last_runs: int) -> list[M
             grouped.items()
         )
     ]
+
+
+def _blocks_rows(
+    conn: Connection, run_ids: list[int], flt: RunFilter
+) -> Iterator[tuple[int, int, str, str, float, str, str, str, str]]:
+    """The runs' blocks as (id, run_id, test, metric, value, unit, direction, kind,
+    outcome) per reading, for the tests and metric `flt` picks."""
+    readings = [
+        (index, reading)
+        for index, reading in enumerate(READINGS)
+        if flt.metric in (None, reading[0])
+    ]
+    if not readings:
+        return
+    picked = _picked_positions(conn, flt)
+    for row in conn.execute(_statement(conn, ("run blocks",), _run_blocks), {"run_ids": run_ids}):
+        run_id, layout_id = row[0], row[1]
+        positions = None if picked is None else picked.get(layout_id)
+        if picked is not None and not positions:
+            continue
+        first_id, stride = row[2], row[3]
+        for id_, test, outcome, values in unfold_row(row):
+            if positions is not None and (id_ - first_id) // stride not in positions:
+                continue
+            for index, (metric, unit, kind) in readings:
+                value = values[index]
+                if value is not None:
+                    # A reading's id: its test's plus the readings before it.
+                    at = id_ + sum(v is not None for v in values[:index])
+                    yield (at, run_id, test, metric, value, unit, "lower", kind, outcome)
+
+
+def _picked_positions(conn: Connection, flt: RunFilter) -> dict[int, set[int]] | None:
+    """{layout id: positions} of the tests `flt.test` matches; None when it is not set."""
+    if flt.test is None:
+        return None
+    picked: dict[int, set[int]] = {}
+    matching = select(layout_tests.c.layout_id, layout_tests.c.position).where(
+        test_matches(flt.test, layout_tests)
+    )
+    f_test = glob_to_like(flt.test) if _is_glob(flt.test) else flt.test
+    for layout_id, position in conn.execute(matching, {"f_test": f_test}):
+        picked.setdefault(layout_id, set()).add(position)
+    return picked
 
 
 def baseline(
@@ -859,25 +914,37 @@ def counts(conn: Connection) -> dict[str, Any]:
 
 def find_tests(conn: Connection, flt: RunFilter) -> list[str]:
     def build() -> Select[Any]:
-        if flt.metric is None:
-            # A test's name is on each of its rows: no need to unfold readings.
-            matching = _tests_matching(flt.test)
-            plain = _plain_rows()
-            stored = union_all(
-                *(
-                    select(t.c.run_id, t.c.test).where(*matching(t))
-                    for t in (results, test_results, plain)
-                )
-            ).subquery("stored")
-        else:
+        if flt.metric is not None:
             stored = _filtered_results(flt)
-        return (
+            return (
+                select(stored.c.test)
+                .distinct()
+                .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
+                .where(*_run_conditions(flt))
+                .order_by(stored.c.test)
+            )
+        # A test's name is on each of its rows: no need to unfold readings. The blocks'
+        # tests are those of the runs' layouts, each layout read once.
+        matching = _tests_matching(flt.test)
+        stored = union_all(
+            *(select(t.c.run_id, t.c.test).where(*matching(t)) for t in (results, test_results))
+        ).subquery("stored")
+        in_rows = (
             select(stored.c.test)
-            .distinct()
             .select_from(stored.join(runs, runs.c.id == stored.c.run_id).join(platforms))
             .where(*_run_conditions(flt))
-            .order_by(stored.c.test)
         )
+        layouts = (
+            select(plain_blocks.c.layout_id)
+            .join(runs, runs.c.id == plain_blocks.c.run_id)
+            .join(platforms)
+            .where(*_run_conditions(flt))
+        )
+        in_blocks = select(layout_tests.c.test).where(
+            layout_tests.c.layout_id.in_(layouts), *matching(layout_tests)
+        )
+        both = union(in_rows, in_blocks).subquery("tests")
+        return select(both.c.test).order_by(both.c.test)
 
     query = _statement(conn, ("tests", _run_shape(flt)), build)
     return list(conn.execute(query, _run_params(flt)).scalars())
@@ -926,14 +993,7 @@ def _export_blocks(
     conn: Connection, flt: RunFilter, shape: tuple[Any, ...], params: dict[str, Any]
 ) -> Iterator[tuple[Any, ...]]:
     """The blocks' tests as `_export_wide` rows, in id order."""
-    picked: dict[int, set[int]] | None = None
-    if flt.test is not None:
-        picked = {}
-        matching = select(layout_tests.c.layout_id, layout_tests.c.position).where(
-            test_matches(flt.test, layout_tests)
-        )
-        for layout_id, position in conn.execute(matching, {"f_test": params["f_test"]}):
-            picked.setdefault(layout_id, set()).add(position)
+    picked = _picked_positions(conn, flt)
     query = _statement(conn, ("export blocks", shape), lambda: _export_blocks_query(flt))
     for row in conn.execute(query, params):
         run_context, layout_id = row[:6], row[6]

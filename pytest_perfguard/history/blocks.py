@@ -6,8 +6,9 @@ tests, with `layout_tests` saying where each test sits in it), and each reading 
 of doubles in layout order. See `models.PlainBlock`.
 
 Readers see a block as the `test_results` rows it stands for (:func:`block_rows`): one row
-per (run, test), its readings read out of the blocks by position in SQL, `perfguard_reading`
-on SQLite (registered on every connection by `engine`), array subscripts on PostgreSQL.
+per (run, test), its readings read out of the blocks by position in SQL: on SQLite the 8
+bytes cut out with `substr` (made floats where Python reads them, `reading_value`), on
+PostgreSQL an array subscript.
 Reads of whole runs (`queries.runs_measurements`, the export) decode blocks in Python
 instead (:func:`decoded`).
 """
@@ -25,7 +26,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Float,
+    LargeBinary,
     Select,
     case,
     false,
@@ -48,13 +49,16 @@ from pytest_perfguard.history.rows import (
 from pytest_perfguard.results import TestOutcome
 
 SQLITE_READING_FUNCTION = "perfguard_reading"
-_DOUBLE = struct.Struct("<d")
+DOUBLE = struct.Struct("<d")
 
 
-class reading_at(FunctionElement[float]):
-    """The double at a 0-based position of a reading block (NULL for a NULL block)."""
+class reading_at(FunctionElement[Any]):
+    """The reading at a 0-based position of a reading block (NULL for a NULL block): a
+    double on PostgreSQL; on SQLite its 8 bytes, which `reading_value` makes a float where
+    Python reads it (a function call per value in SQL costs more than the rest of a
+    trend's read)."""
 
-    type = Float()
+    type = LargeBinary()
     name = "reading_at"
     inherit_cache = True
 
@@ -62,7 +66,7 @@ class reading_at(FunctionElement[float]):
 @compiles(reading_at, "sqlite")
 def _reading_at_sqlite(element: reading_at, compiler: SQLCompiler, **kw: Any) -> str:
     block, position = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"{SQLITE_READING_FUNCTION}({block}, {position})"
+    return f"substr({block}, ({position}) * 8 + 1, 8)"
 
 
 @compiles(reading_at, "postgresql")
@@ -71,27 +75,31 @@ def _reading_at_postgresql(element: reading_at, compiler: SQLCompiler, **kw: Any
     return f"({block})[{position} + 1]"
 
 
-def _sqlite_reading(block: bytes | None, position: int) -> float | None:
-    if block is None:
-        return None
-    value: float = _DOUBLE.unpack_from(block, position * 8)[0]
-    return value
+def reading_value(value: Any) -> float:
+    """A value read through `reading_at` (or any stored value) as a float."""
+    if type(value) is bytes:
+        return DOUBLE.unpack(value)[0]  # type: ignore[no-any-return]
+    return value  # type: ignore[no-any-return]
+
+
+def _sqlite_reading(value: bytes | None) -> float | None:
+    """A double from its 8 little-endian bytes (None for NULL)."""
+    return None if value is None else reading_value(value)
 
 
 def register_sqlite_functions(dbapi_connection: Any) -> None:
-    """Make `perfguard_reading` callable in SQL on a sqlite3 connection."""
+    """Make `perfguard_reading(bytes)` callable in SQL on a sqlite3 connection: a double
+    from its 8 bytes, for SQL that needs values as numbers (the downgrade of 0007, and
+    anyone querying blocks by hand: `perfguard_reading(substr(block, p * 8 + 1, 8))`)."""
     dbapi_connection.create_function(
-        SQLITE_READING_FUNCTION, 2, _sqlite_reading, deterministic=True
+        SQLITE_READING_FUNCTION, 1, _sqlite_reading, deterministic=True
     )
 
 
 def outcome_at(outcomes: Any, position: Any) -> ColumnElement[str]:
     """The outcome of the test at `position`, from a block's outcome letters."""
-    letter = func.substr(outcomes, position + 1, 1)
-    return case(
-        *((letter == code, outcome) for code, outcome in LETTER_OUTCOMES.items()),
-        else_="error",
-    )
+    # A simple CASE: the letter is cut out once, not once per outcome.
+    return case(LETTER_OUTCOMES, value=func.substr(outcomes, position + 1, 1), else_="error")
 
 
 def failed_at(outcomes: Any, position: Any) -> ColumnElement[bool]:

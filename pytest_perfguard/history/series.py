@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, func, select
 
+from pytest_perfguard.history.blocks import reading_value
 from pytest_perfguard.history.layout import READINGS, lateral_runs, stored_results
 from pytest_perfguard.history.models import (
     layout_tests,
@@ -142,6 +143,6 @@ def _add(series: dict[tuple[str, str], MetricSeries], row: Any) -> None:
             run_ids=[],
             samples=[],
         )
-    series[key].values.append(row.value)
+    series[key].values.append(reading_value(row.value))
     series[key].run_ids.append(row.run_id)
     series[key].samples.append(tuple(row.samples or ()))

@@ -75,7 +75,7 @@ def downgrade() -> None:
         if postgres:
             return f"b.{name}[t.position + 1]"
         # Registered on every connection of a history engine (history/engine.py).
-        return f"perfguard_reading(b.{name}, t.position)"
+        return f"perfguard_reading(substr(b.{name}, t.position * 8 + 1, 8))"
 
     letter = "substr(b.outcomes, t.position + 1, 1)"
     outcome = " ".join(f"WHEN '{code}' THEN '{name}'" for code, name in _OUTCOMES)

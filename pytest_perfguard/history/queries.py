@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import heapq
+import json
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,11 +29,13 @@ from sqlalchemy import (
     cast,
     distinct,
     exists,
+    false,
     func,
     literal_column,
     null,
     or_,
     select,
+    true,
     type_coerce,
     union,
     union_all,
@@ -45,6 +48,9 @@ from pytest_perfguard.history.blocks import (
     failed_at,
     has_reading,
     unfold_row,
+)
+from pytest_perfguard.history.blocks import (
+    unfolded as unfolded_block,
 )
 from pytest_perfguard.history.layout import (
     READING_NAMES,
@@ -269,6 +275,8 @@ def _run_counts_query(lateral: bool) -> Select[Any]:
         .join(layout_tests, layout_tests.c.layout_id == plain_blocks.c.layout_id)
         .where(
             plain_blocks.c.run_id.in_(in_runs),
+            # Most runs have no failure: their tests are not read at all.
+            or_(plain_blocks.c.outcomes.contains("f"), plain_blocks.c.outcomes.contains("e")),
             failed_at(plain_blocks.c.outcomes, layout_tests.c.position),
         ),
     ).subquery("counted")
@@ -400,26 +408,29 @@ def _run_rows(conn: Connection, run_ids: list[int]) -> list[tuple[int, Measureme
     ]  # fmt: skip
     wide_query = _statement(conn, ("run readings",), lambda: _wide_run_rows(lateral_runs(conn)))
     unfolded = []
-    for id_, run_id, test, marked, outcome, *readings in conn.execute(wide_query, params):
-        for (metric, unit, kind), value in zip(_READING_FIELDS, readings, strict=True):
-            if value is not None:
-                measurement = Measurement(
-                    test, metric, value, unit, "lower", kind, bool(marked), outcome
-                )
-                unfolded.append((id_, run_id, measurement))
-                id_ += 1  # the next reading's position (see layout.stored_results)
     in_blocks = []
-    blocks_query = _statement(conn, ("run blocks",), _run_blocks)
-    for row in conn.execute(blocks_query, params):
-        run_id = row[0]
-        for id_, test, outcome, readings in unfold_row(row):
+    for in_block, id_, run_id, test, marked, outcome, *rest in conn.execute(wide_query, params):
+        if not in_block:
+            for (metric, unit, kind), value in zip(_READING_FIELDS, rest[:3], strict=True):
+                if value is not None:
+                    measurement = Measurement(
+                        test, metric, value, unit, "lower", kind, bool(marked), outcome
+                    )
+                    unfolded.append((id_, run_id, measurement))
+                    id_ += 1  # the next reading's position (see layout.stored_results)
+            continue
+        stride, tests, *blocks = rest[3:]
+        first_id, outcomes = id_, outcome  # a block's row: its first id, all outcomes
+        for at, name, result, readings in unfolded_block(
+            first_id, stride, json.loads(tests), outcomes, blocks
+        ):
             for (metric, unit, kind), value in zip(_READING_FIELDS, readings, strict=True):
                 if value is not None:
                     measurement = Measurement(
-                        test, metric, value, unit, "lower", kind, False, outcome
+                        name, metric, value, unit, "lower", kind, False, result
                     )
-                    in_blocks.append((id_, run_id, measurement))
-                    id_ += 1
+                    in_blocks.append((at, run_id, measurement))
+                    at += 1
     parts = [part for part in (narrow, unfolded, in_blocks) if part]
     if len(parts) <= 1:
         return [(run_id, m) for _, run_id, m in (parts[0] if parts else [])]
@@ -452,11 +463,36 @@ def _run_blocks() -> Select[Any]:
     )
 
 
-def _wide_run_rows(lateral: bool) -> Select[Any]:
-    source, wide, picked = of_runs(bindparam("run_ids", expanding=True), lateral=lateral)
-    readings = [wide.c[name] for name, _, _ in READINGS]
-    columns = [wide.c.id, wide.c.run_id, wide.c.test, wide.c.marked, wide.c.outcome, *readings]
-    return select(*columns).select_from(source).where(picked).order_by(wide.c.id)
+def _wide_run_rows(lateral: bool) -> CompoundSelect[Any]:
+    """The runs' test_results rows and blocks in one statement (a round trip less on
+    PostgreSQL), by id: (in a block, id, run id, test, marked, outcome, its readings,
+    then a block's stride, layout tests and reading blocks)."""
+    in_runs: Any = bindparam("run_ids", expanding=True)
+    source, wide, picked = of_runs(in_runs, lateral=lateral)
+    no_block = [null().label(f"{name}_block") for name, _, _ in READINGS]
+    rows = (
+        select(
+            false().label("in_block"),
+            wide.c.id, wide.c.run_id, wide.c.test, wide.c.marked, wide.c.outcome,
+            *(wide.c[name] for name, _, _ in READINGS),
+            null().label("stride"), null().label("tests"), *no_block,
+        )
+        .select_from(source)
+        .where(picked)
+    )  # fmt: skip
+    blocks = (
+        select(
+            true().label("in_block"),
+            plain_blocks.c.first_id, plain_blocks.c.run_id, null().label("test"),
+            false().label("marked"), plain_blocks.c.outcomes,
+            *(null().label(name) for name, _, _ in READINGS),
+            plain_blocks.c.stride, test_layouts.c.tests,
+            *(plain_blocks.c[name] for name, _, _ in READINGS),
+        )
+        .join(test_layouts, test_layouts.c.id == plain_blocks.c.layout_id)
+        .where(plain_blocks.c.run_id.in_(in_runs))
+    )  # fmt: skip
+    return union_all(rows, blocks).order_by(literal_column("2"))  # the ids
 
 
 def run_exists(conn: Connection, run_id: int) -> bool:
@@ -539,7 +575,8 @@ def _test_values_in(
         return narrow
 
     def build() -> CompoundSelect[Any]:
-        # One statement for both: each part keeps its own order and limit.
+        # One statement for both: each part keeps its own order and limit. (A CTE of the
+        # newest runs shared by both parts made PostgreSQL's trend twice as slow.)
         parts = [
             _test_values_query(table, metric, flt, limited, recent, passed_only, postgres)
             .add_columns(literal_column(str(source)).label("source"))
@@ -580,6 +617,24 @@ def _test_values_in(
     merged.sort(key=itemgetter(5))
     merged.sort(key=itemgetter(1, 0), reverse=True)
     return merged
+
+
+def _run_rows_of(flt: RunFilter) -> Select[Any]:
+    """The runs `flt` picks with what a test's values carry of them."""
+    return (
+        select(runs.c.id, runs.c.started_at, platforms.c.key, runs.c.git_commit)
+        .join(platforms, platforms.c.id == runs.c.platform_id)
+        .where(*_run_conditions(flt))
+    )
+
+
+def _newest_runs(flt: RunFilter) -> Select[Any]:
+    """`_run_rows_of`, the newest "recent" of them."""
+    return (
+        _run_rows_of(flt)
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .limit(bindparam("recent", type_=Integer))
+    )
 
 
 def _utc(value: str | datetime) -> datetime:
@@ -638,14 +693,8 @@ def _test_values_query(
     # table's (test, run_id) index: PostgreSQL does so from a derived table (it hashes
     # the whole runs table against an IN list), SQLite from an IN list (it scans the
     # test's rows against a derived table).
-    run_rows = (
-        select(runs.c.id, runs.c.started_at, platforms.c.key, runs.c.git_commit)
-        .join(platforms, platforms.c.id == runs.c.platform_id)
-        .where(*_run_conditions(flt))
-    )
-    newest = run_rows.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(
-        bindparam("recent", type_=Integer)
-    )
+    run_rows = _run_rows_of(flt)
+    newest = _newest_runs(flt)
     if recent and postgres:
         run = newest.subquery("recent")
     else:

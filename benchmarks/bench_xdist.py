@@ -72,11 +72,12 @@ XDIST_MODES: dict[str, list[str]] = {
     "xdist-bare": ["-p", "no:perfguard"],
     "xdist-perf": ["--perf"],
     "xdist-record": ["--perf-record"],
+    "xdist-record-existing": ["--perf-record"],
 }
 ALL_MODES = [*SERIAL_MODES, *XDIST_MODES]
 # Modes that record into a history an earlier (uncounted) run of the same suite created:
 # the fixed cost of a session on an existing, up-to-date database.
-EXISTING_HISTORY = frozenset({"serial-record-existing"})
+EXISTING_HISTORY = frozenset({"serial-record-existing", "xdist-record-existing"})
 DEFAULT_MODES = ["serial-bare", "serial-perf", "xdist-bare", "xdist-perf", "xdist-record"]
 
 

@@ -12,7 +12,6 @@ position is that of the (first) result it holds in the list given to ``save_sess
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -24,6 +23,11 @@ from operator import itemgetter
 from typing import Any
 
 from pytest_perfguard.history.errors import HistoryError
+
+try:  # hashlib's own source of it, without loading OpenSSL's bindings (2 ms)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover
+    from hashlib import blake2b
 from pytest_perfguard.results import Measurement, PlainRuns, TestOutcome
 
 # The built-in readings with a column in test_results: (metric, unit, kind), in the order a
@@ -125,7 +129,7 @@ def layout_digest(tests: list[str]) -> str:
     joined = "\n".join(tests)
     if joined.count("\n") != len(tests) - 1:  # an id holds a line break
         joined = json.dumps(tests)
-    return hashlib.blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+    return blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
 
 def _plain_columns(plain: PlainRuns) -> list[list[float] | None] | None:

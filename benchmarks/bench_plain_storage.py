@@ -99,6 +99,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="perfguard-plain-storage-") as tmp:
         workdir = Path(tmp)
         plugin = plugin_copy(options.source, workdir)
+        # Bytecode compiled and cached first: no count includes compiling the plugin.
+        instructions(workdir, plugin, small, "fresh")
         slope = {
             action: (
                 instructions(workdir, plugin, large, action)

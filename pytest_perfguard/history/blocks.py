@@ -253,9 +253,9 @@ def unfolded(
 
 
 def block_columns() -> list[Any]:
-    """What a reader of whole blocks selects (`unfolded` takes them in this order after the
-    run id): first id, stride, outcome letters, the layout's tests, the reading blocks.
-    The caller joins test_layouts on plain_blocks.layout_id."""
+    """What a reader of whole blocks selects last (`unfold_row` reads them from a row's
+    end): first id, stride, outcome letters, the layout's tests, the reading blocks. The
+    caller joins test_layouts on plain_blocks.layout_id."""
     return [
         plain_blocks.c.first_id,
         plain_blocks.c.stride,

@@ -1091,16 +1091,7 @@ def _export_blocks_query(flt: RunFilter) -> Select[Any]:
     if flt.metric is not None:
         conditions.append(plain_blocks.c[flt.metric].is_not(None))
     return (
-        select(
-            plain_blocks.c.run_id,
-            type_coerce(runs.c.started_at, String).label("started_at"),
-            platforms.c.key.label("platform"),
-            runs.c.git_commit,
-            runs.c.git_branch,
-            runs.c.run_type,
-            plain_blocks.c.layout_id,
-            *block_columns(),
-        )
+        select(*_run_context(plain_blocks), plain_blocks.c.layout_id, *block_columns())
         .select_from(
             plain_blocks.join(runs, runs.c.id == plain_blocks.c.run_id)
             .join(platforms)
@@ -1112,15 +1103,19 @@ def _export_blocks_query(flt: RunFilter) -> Select[Any]:
 
 
 def _export_context(table: Table) -> list[Any]:
+    return [table.c.id, *_run_context(table), table.c.test]
+
+
+def _run_context(table: Table) -> list[Any]:
+    """A stored value's run, as the export gives it (the table joined to runs and
+    platforms)."""
     return [
-        table.c.id,
         table.c.run_id,
         type_coerce(runs.c.started_at, String).label("started_at"),
         platforms.c.key.label("platform"),
         runs.c.git_commit,
         runs.c.git_branch,
         runs.c.run_type,
-        table.c.test,
     ]
 
 

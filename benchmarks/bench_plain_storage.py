@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_real_suite import plugin_copy
 
 SESSION = """
 import sys
@@ -48,25 +49,6 @@ if action != "build":
     run = RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("box"))
     sqlite_writer.save_session(f"sqlite:///{path}", run, [], plain=plain)
 """
-
-
-def plugin_copy(revision: str | None, workdir: Path) -> Path:
-    target = workdir / "plugin"
-    target.mkdir()
-    if revision is None:
-        shutil.copytree(
-            REPO / "pytest_perfguard",
-            target / "pytest_perfguard",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-        return target
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", revision, "pytest_perfguard"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
 
 
 def instructions(workdir: Path, plugin: Path, n: int, action: str) -> int:
@@ -98,7 +80,7 @@ def main() -> None:
     small, large = sorted(options.sizes)
     with tempfile.TemporaryDirectory(prefix="perfguard-plain-storage-") as tmp:
         workdir = Path(tmp)
-        plugin = plugin_copy(options.source, workdir)
+        plugin, described = plugin_copy(options.source, workdir)
         # Bytecode compiled and cached first: no count includes compiling the plugin.
         instructions(workdir, plugin, small, "fresh")
         slope = {
@@ -109,7 +91,7 @@ def main() -> None:
             / (large - small)
             for action in ("build", "existing", "fresh", "reordered")
         }
-    print(f"plugin: {options.source or 'working tree'}; sizes {small} and {large}")
+    print(f"plugin: {described}; sizes {small} and {large}")
     print(f"building the PlainRuns: {slope['build']:,.0f} instructions per test (taken off)")
     for action in ("existing", "fresh", "reordered"):
         print(f"{action}: {slope[action] - slope['build']:,.0f} instructions per plain test")

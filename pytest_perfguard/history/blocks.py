@@ -31,6 +31,7 @@ from sqlalchemy import (
     case,
     false,
     func,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql
@@ -41,6 +42,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from pytest_perfguard.history.models import layout_tests, plain_blocks, test_layouts
 from pytest_perfguard.history.rows import (
     LETTER_OUTCOMES,
+    OUTCOME_LETTERS,
     READINGS,
     RUN_ID_SHIFT,
     PlainBlock,
@@ -102,37 +104,39 @@ def outcome_at(outcomes: Any, position: Any) -> ColumnElement[str]:
     return case(LETTER_OUTCOMES, value=func.substr(outcomes, position + 1, 1), else_="error")
 
 
+FAILED_LETTERS = (OUTCOME_LETTERS["failed"], OUTCOME_LETTERS["error"])
+
+
 def failed_at(outcomes: Any, position: Any) -> ColumnElement[bool]:
     """Whether the test at `position` failed or errored."""
-    return func.substr(outcomes, position + 1, 1).in_(["f", "e"])
+    return func.substr(outcomes, position + 1, 1).in_(FAILED_LETTERS)
 
 
-def block_rows(*columns: str) -> Select[Any]:
+def any_failed(outcomes: Any) -> ColumnElement[bool]:
+    """Whether a block holds a test that failed or errored."""
+    return or_(*(outcomes.contains(letter) for letter in FAILED_LETTERS))
+
+
+def block_rows() -> Select[Any]:
     """Every (run, test) of the stored blocks as the `test_results` row it stands for: the
-    columns of test_results, in their order, then each reading's block (`has_reading`),
-    or only the columns named.
+    columns of test_results, in their order, then each reading's block (`has_reading`).
 
     A condition on `test` is one probe of layout_tests' primary key per layout holding
     the test, then one of plain_blocks' (layout_id, run_id) index; on `run_id`, one probe
     of plain_blocks' primary key. Planners flatten this select into the query using it.
     """
     position = layout_tests.c.position
-    available: dict[str, ColumnElement[Any]] = {
-        "id": (plain_blocks.c.first_id + position * plain_blocks.c.stride).label("id"),
-        "run_id": plain_blocks.c.run_id,
-        "test": layout_tests.c.test,
-        "marked": false().label("marked"),
-        "outcome": outcome_at(plain_blocks.c.outcomes, position).label("outcome"),
-        **{
-            name: reading_at(plain_blocks.c[name], position).label(name)
-            for name, _, _ in READINGS
-        },
+    return select(
+        (plain_blocks.c.first_id + position * plain_blocks.c.stride).label("id"),
+        plain_blocks.c.run_id,
+        layout_tests.c.test,
+        false().label("marked"),
+        outcome_at(plain_blocks.c.outcomes, position).label("outcome"),
+        *(reading_at(plain_blocks.c[name], position).label(name) for name, _, _ in READINGS),
         # Whether a reading is there is the block's, not the test's: asked of the block
         # (see `has_reading`), it costs no read of a value.
-        **{f"{name}_block": plain_blocks.c[name].label(f"{name}_block") for name, _, _ in READINGS},
-    }
-    chosen = columns or tuple(available)
-    return select(*(available[name] for name in chosen)).select_from(
+        *(plain_blocks.c[name].label(f"{name}_block") for name, _, _ in READINGS),
+    ).select_from(
         plain_blocks.join(layout_tests, layout_tests.c.layout_id == plain_blocks.c.layout_id)
     )
 

@@ -43,6 +43,7 @@ from sqlalchemy import (
 
 from pytest_perfguard.history.blocks import (
     DOUBLE,
+    any_failed,
     block_columns,
     block_rows,
     failed_at,
@@ -276,7 +277,7 @@ def _run_counts_query(lateral: bool) -> Select[Any]:
         .where(
             plain_blocks.c.run_id.in_(in_runs),
             # Most runs have no failure: their tests are not read at all.
-            or_(plain_blocks.c.outcomes.contains("f"), plain_blocks.c.outcomes.contains("e")),
+            any_failed(plain_blocks.c.outcomes),
             failed_at(plain_blocks.c.outcomes, layout_tests.c.position),
         ),
     ).subquery("counted")

@@ -62,6 +62,7 @@ class RusageCollector:
 
     __slots__ = ("_cpu", "_fd", "_rss")
     method = "clear_refs"
+    READINGS = (("cpu_time", "s"), ("rss_peak_mb", "MB"))
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -100,6 +101,13 @@ class RusageCollector:
             ("cpu_time", (usage.ru_utime + usage.ru_stime - self._cpu) / rounds, "s"),
             ("rss_peak_mb", max(0, usage.ru_maxrss - self._rss) / 1024, "MB"),
         )
+
+    def stop_into(self, cpu_times: list[float], rss_peaks: list[float]) -> None:
+        """`stop` of one round for a plain test, appended to its session's columns
+        (`READINGS` order): no object per test but the two floats."""
+        usage = getrusage(RUSAGE_SELF)
+        cpu_times.append(usage.ru_utime + usage.ru_stime - self._cpu)
+        rss_peaks.append(max(0, usage.ru_maxrss - self._rss) / 1024)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -224,7 +224,7 @@ class PerfPlugin:
             from .reruns import calibrate
 
             log.calibration_passes = calibrate(log, session)
-        elif log.settings.confirm_runs and log.runs:
+        elif log.settings.confirm_runs and log.has_runs():
             from .reruns import confirm
 
             confirmations, log.final_rows = confirm(log, self.context, session)
@@ -283,6 +283,7 @@ class PerfPlugin:
         # Nothing per test outlives the session end: pytest's last full collections (at
         # unconfigure) would traverse it all again.
         log.runs = {}
+        log.plain = None
         log.worker_rows = []
         log.final_rows = None
 
@@ -317,6 +318,13 @@ class CallEnd:
             return
         # The common case, a plain test, inline: it runs for every test of the suite.
         log.current = None
+        plain, collector = log.plain, log.plain_collector
+        if plain is not None and collector is not None:
+            plain.ids.append(item.nodeid)
+            plain.outcomes.append("passed")
+            plain.durations.append(end - log.started)
+            collector.stop_into(log.plain_cpu_times, log.plain_rss_peaks)
+            return
         collectors = log.collectors
         if len(collectors) == 1:
             readings = collectors[0].stop(1)

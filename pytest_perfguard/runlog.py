@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .collectors import RusageCollector
 from .measure import (
     BenchmarkBudget,
     Confirmation,
@@ -72,6 +73,15 @@ class RunLog:
         self.gated_readings: frozenset[str] = frozenset()
         self.benchmark_budget: BenchmarkBudget | None = None  # None: `perf.benchmark`'s own
         self.runs: dict[str, MeasuredRun] = {}
+        # Plain tests' runs as columns, appended in place when the built-in Linux collector
+        # measures alone (the usual case): no object per test for the garbage collector to
+        # track, nothing to take apart at the session end. Otherwise (other collectors,
+        # judged readings) None, and plain runs are tuples in `runs`. `fold_plain` turns
+        # the columns into tuples where a re-run must pool into a test's first run.
+        self.plain: PlainRuns | None = None
+        self.plain_collector: RusageCollector | None = None
+        self.plain_cpu_times: list[float] = []
+        self.plain_rss_peaks: list[float] = []
         self.selected: set[str] = set()
         self.worker_rows: list[Measurement] = []
         self.worker_plain = PlainRuns()
@@ -116,6 +126,11 @@ class RunLog:
             # `perf.benchmark` sizes its loop by the clock; a count needs a fixed number of
             # calls: one warm-up call and one sample.
             self.benchmark_budget = BenchmarkBudget(0.0, 0.0, 1, 1, 0.0)
+        elif self.measure_plain and len(collectors) == 1 and type(collectors[0]) is RusageCollector:
+            self.plain_collector = collectors[0]
+            self.plain = PlainRuns(RusageCollector.READINGS)
+            self.plain_cpu_times = self.plain.readings[0][2]
+            self.plain_rss_peaks = self.plain.readings[1][2]
 
     def read_markers(self, items: list[pytest.Item]) -> dict[int, str]:
         """Parse every `perf` marker once; returns the bad ones' messages by id(item)."""
@@ -240,7 +255,15 @@ class RunLog:
                 first.pool(TestRun(nodeid, outcome, durations, readings, spec, recorder))
             return
         if spec is None and recorder is None:
-            self.runs[nodeid] = (outcome, durations[0], readings)
+            plain = self.plain
+            if plain is None:
+                self.runs[nodeid] = (outcome, durations[0], readings)
+            else:
+                plain.ids.append(nodeid)
+                plain.outcomes.append(outcome)
+                plain.durations.append(durations[0])
+                self.plain_cpu_times.append(readings[0][1])
+                self.plain_rss_peaks.append(readings[1][1])
         else:
             self.runs[nodeid] = TestRun(nodeid, outcome, durations, readings, spec, recorder)
 
@@ -264,9 +287,30 @@ class RunLog:
         finally:
             self.runs = main_runs
 
+    def has_runs(self) -> bool:
+        return bool(self.runs or self.plain)
+
+    def fold_plain(self) -> None:
+        """Plain tests' columns into `runs` as tuples, and plain tests recorded there from
+        now on: re-runs pool into a test's first run in `runs`, and a test run twice
+        (rerun plugins) keeps its last run, as it does there."""
+        columns, self.plain, self.plain_collector = self.plain, None, None
+        if not columns:
+            return
+        runs = self.runs
+        readings = columns.readings
+        for index, nodeid in enumerate(columns.ids):
+            runs[nodeid] = (
+                columns.outcomes[index],
+                columns.durations[index],
+                [(metric, values[index], unit) for metric, unit, values in readings],
+            )
+
     def rows(self, *, plain: bool = True) -> list[Measurement]:
         """Every measured test's rows, values by the session's estimator; without `plain`,
         only those of the tests that are not plain (marked, or using the `perf` fixture)."""
+        if plain:
+            self.fold_plain()
         runs = self.runs
         if not plain:
             runs = {nodeid: run for nodeid, run in runs.items() if type(run) is not tuple}
@@ -335,6 +379,11 @@ class RunLog:
 
         The columns are taken apart with C-level `zip` and `map`: a Python loop over every
         reading of every test would cost more than storing them."""
+        kept = self.plain
+        if kept is not None:
+            if len(set(kept.ids)) == len(kept.ids) and self.runs.keys().isdisjoint(kept.ids):
+                return measurements_of(self.runs, self.estimator), kept
+            self.fold_plain()
         ids: list[str] = []
         plain_runs: list[tuple[TestOutcome, float, Sequence[Reading]]] = []
         others: dict[str, MeasuredRun] = {}

@@ -157,6 +157,99 @@ def test_failed_test_is_stored_as_failed(pytester: pytest.Pytester) -> None:
     assert "test_skip" not in rows
 
 
+def test_a_plain_test_run_twice_keeps_its_last_run(pytester: pytest.Pytester) -> None:
+    # As a rerun plugin does: the protocol again for a test that failed; the stored run
+    # is the last one, once, beside tests that ran once.
+    pytester.makeconftest(
+        """
+        from _pytest.runner import runtestprotocol
+
+        attempts = {}
+
+        def pytest_runtest_protocol(item, nextitem):
+            if item.name != "test_flaky":
+                return None
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            for attempt in range(2):
+                attempts[item.nodeid] = attempt
+                reports = runtestprotocol(item, nextitem=nextitem, log=False)
+            for report in reports:
+                item.ihook.pytest_runtest_logreport(report=report)
+            return True
+        """
+    )
+    pytester.makepyfile(
+        """
+        import conftest
+
+        def test_before():
+            pass
+
+        def test_flaky(request):
+            assert conftest.attempts[request.node.nodeid] == 1
+
+        def test_after():
+            pass
+        """
+    )
+    result = pytester.runpytest("--perf-record", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    rows = stored(pytester)
+    assert set(rows) == {"test_before", "test_flaky", "test_after"}
+    assert rows["test_flaky"]["duration"].outcome == "passed"
+    assert {"cpu_time", "rss_peak_mb"} <= set(rows["test_flaky"])
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        detail = history.get_run(history.recent_runs(limit=1)[0].id)
+    assert [r.test for r in detail.measurements].count("test_suite.py::test_flaky") in (0, 3)
+    assert sum(r.metric == "duration" for r in detail.measurements) == 3
+
+
+def test_plain_runs_keep_no_object_per_test_for_the_garbage_collector(
+    pytester: pytest.Pytester,
+) -> None:
+    """Objects the garbage collector tracks, counted from the first test's call to the
+    last one's with the collector off (so nothing is untracked on the way): a recording
+    session keeps as many as pytest alone, whatever the number of tests."""
+    from pytest_perfguard.collectors import RusageCollector
+
+    collector = RusageCollector.open()
+    if collector is None:
+        pytest.skip("no resettable peak RSS here: plain runs are kept as rows")
+    collector.close()
+    pytester.makeconftest(
+        """
+        import gc
+
+        counts = []
+
+        def pytest_configure(config):
+            gc.collect()
+            gc.disable()
+
+        def pytest_runtest_teardown(item):
+            counts.append(len(gc.get_objects()))
+
+        def pytest_unconfigure(config):
+            gc.enable()
+            print("tracked growth:", counts[-1] - counts[0])
+        """
+    )
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('n', range(400))\n"
+        "def test_param(n):\n    pass\n"
+    )
+
+    def growth(*args: str) -> int:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
+        result.assert_outcomes(passed=400)
+        line = next(x for x in result.outlines if x.startswith("tracked growth:"))
+        return int(line.split(":")[1])
+
+    bare = growth("-p", "no:perfguard")
+    recording = growth("--perf-record")
+    assert recording - bare < 40, (bare, recording)  # 0.1 an object a test at most
+
+
 def test_call_ends_that_store_nothing_or_a_failure(pytester: pytest.Pytester) -> None:
     """Every way a call phase can end: the measured call is closed each time, and the next
     test is measured as usual (the plain test after each one)."""

@@ -1,0 +1,244 @@
+"""Where `--perf-record`'s instructions per plain test go: each part counted on its own.
+
+`bench_overhead.py` counts whole pytest sessions; their slopes move by several thousand
+instructions a test from one suite size or mode to another (where a full garbage
+collection falls, dict layouts), which is as large as the parts looked at here. So each
+part of the per-test path runs here by itself, `N` times in a loop, under
+``valgrind --tool=callgrind``; a run with no iterations is subtracted and the rest divided
+by `N`. The counts are exact and repeat to within a few instructions.
+
+Parts (docs/architecture.md, "Counted", explains which ones no design avoids):
+
+- ``dispatch``: what pluggy spends on two more implementations of a hook that already has
+  pytest's own (`pytest_runtest_call` in a real session has 9; ours are a ``tryfirst`` one
+  and a ``trylast`` one, see `plugin.PerfPlugin`), with bodies that return at once;
+- ``measure``: the built-in collector's syscalls and both clock reads: writing
+  ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
+- ``hooks``: the two hook bodies as a plain test runs them (the measuring included),
+  called directly with a real `RunLog` of a ``--perf-record`` session;
+- ``nodeid``: pytest building a test's id string, which nothing else asks for in a quiet
+  run, and which a stored result needs;
+- ``session_end``: the run log turned into columns (`RunLog.session_results`), per test;
+  storing the columns is `bench_plain_storage.py`'s (about 2.9 k a test into a history
+  that knows the suite).
+
+    python benchmarks/bench_per_test_floor.py            # all parts, N = 20 000
+    python benchmarks/bench_per_test_floor.py --part hooks --n 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PARTS = ("dispatch", "measure", "hooks", "nodeid", "session_end")
+# pytest_runtest_call's implementations in a bare pytest 8/9 session (runner, logging,
+# capture, skipping, unraisable/threadexception, faulthandler, ...), all cheap here.
+PYTEST_IMPLS = 9
+
+
+def _dispatch_caller(ours: bool) -> Any:
+    """A hook with pytest's implementations of `pytest_runtest_call`, and ours if asked."""
+    import pluggy
+
+    hookspec = pluggy.HookspecMarker("bench")
+    hookimpl = pluggy.HookimplMarker("bench")
+
+    class Spec:
+        @hookspec
+        def pytest_runtest_call(self, item: Any) -> None: ...
+
+    manager = pluggy.PluginManager("bench")
+    manager.add_hookspecs(Spec)
+    for index in range(PYTEST_IMPLS):
+        plugin = type(
+            f"Pytest{index}", (), {"pytest_runtest_call": hookimpl(lambda self, item: None)}
+        )
+        manager.register(plugin())
+    if ours:
+
+        class First:
+            @hookimpl(tryfirst=True)
+            def pytest_runtest_call(self, item: Any) -> None:
+                return None
+
+        class Last:
+            @hookimpl(trylast=True)
+            def pytest_runtest_call(self, item: Any) -> None:
+                return None
+
+        manager.register(First())
+        manager.register(Last())
+    return manager.hook.pytest_runtest_call
+
+
+def _prepared_dispatch(ours: bool) -> Any:
+    def prepare(n: int) -> tuple[object, Any]:
+        call, item = _dispatch_caller(ours), object()
+
+        def work() -> None:
+            for _ in range(n):
+                call(item=item)
+
+        return call, work
+
+    return prepare
+
+
+def _measure(n: int) -> None:
+    from pytest_perfguard.collectors import RusageCollector
+
+    collector = RusageCollector(os.open("/proc/self/clear_refs", os.O_WRONLY))
+    clock = time.perf_counter
+    for _ in range(n):
+        collector.start()
+        clock()
+        clock()
+        collector.stop(1)
+    collector.close()
+
+
+class _Item:
+    """What the hook bodies read of an item: its id (already built: `nodeid` counts that)."""
+
+    __slots__ = ("nodeid",)
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+
+
+def _record_log() -> Any:
+    from pytest_perfguard.collectors import RusageCollector
+    from pytest_perfguard.runlog import RunLog
+    from pytest_perfguard.settings import PerfSettings
+
+    log = RunLog(PerfSettings(enabled=True, record=True))
+    log.use_collectors((RusageCollector(os.open("/proc/self/clear_refs", os.O_WRONLY)),))
+    return log
+
+
+def _prepared_hooks(n: int) -> tuple[object, Any]:
+    from pytest_perfguard.plugin import CallEnd, PerfPlugin
+
+    log = _record_log()
+    start = PerfPlugin(None, None, log).pytest_runtest_call  # type: ignore[arg-type]
+    end = CallEnd(log).pytest_runtest_call
+    items = [_Item(f"test_suite.py::test_param[{i}]") for i in range(n)]
+
+    def work() -> None:
+        for item in items:
+            start(item)  # type: ignore[arg-type]
+            end(item)  # type: ignore[arg-type]
+
+    return [log, items], work
+
+
+def counted(part: str, n: int, counter: Any) -> int:
+    """The instructions of `n` iterations of `part`, the stretch's own cost subtracted."""
+    totals = []
+    for size in (0, n):
+        setup, work = PREPARE[part](size)
+        counter.start(f"{part} {size}")
+        work()
+        totals.append(counter.stop())
+        del setup
+    return totals[1] - totals[0]
+
+
+def _prepared_session_end(n: int) -> tuple[object, Any]:
+    """A log filled by the hook bodies, as a session leaves it; the count is its turning
+    into what the history stores."""
+    log_and_items, fill = _prepared_hooks(n)
+    fill()
+    log = log_and_items[0]  # type: ignore[index]
+    return log_and_items, log.session_results
+
+
+def _prepared_nodeid(n: int) -> tuple[object, Any]:
+    items = _collect(n)
+    return items, lambda: [item.nodeid for item in items]
+
+
+def _collect(n: int) -> list[Any]:
+    """`n` real, freshly collected pytest items whose ids were never asked for."""
+    import pytest
+
+    directory = Path(tempfile.mkdtemp(prefix="perfguard-floor-"))
+    (directory / "test_suite.py").write_text(
+        f"import pytest\n\n@pytest.mark.parametrize('n', range({n}))\n"
+        "def test_param(n):\n    pass\n",
+        encoding="utf-8",
+    )
+    found: list[Any] = []
+
+    class Keep:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection_modifyitems(self, items: list[Any]) -> None:
+            found.extend(items)
+            items[:] = []
+
+    if n:
+        pytest.main(
+            [str(directory), "-q", "-p", "no:cacheprovider", "-p", "no:perfguard"],
+            plugins=[Keep()],
+        )
+    return found
+
+
+PREPARE: dict[str, Any] = {
+    "dispatch": None,  # two counts: with and without ours (see `main`)
+    "measure": lambda n: (None, lambda: _measure(n)),
+    "hooks": _prepared_hooks,
+    "nodeid": _prepared_nodeid,
+    "session_end": _prepared_session_end,
+}
+
+
+def child(parts: list[str], n: int) -> None:
+    from pytest_perfguard.valgrind import open_callgrind_counter
+
+    counter = open_callgrind_counter()
+    assert counter is not None, "not under callgrind"
+    _measure(1)
+    _prepared_hooks(1)[1]()  # imports outside the counts
+    for part in parts:
+        if part == "dispatch":
+            PREPARE["dispatch"] = _prepared_dispatch(True)
+            with_ours = counted(part, n, counter)
+            PREPARE["dispatch"] = _prepared_dispatch(False)
+            value = (with_ours - counted(part, n, counter)) / n
+        else:
+            value = counted(part, n, counter) / n
+        print(f"| {part} | {value:,.0f} |", flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) >= 2 and sys.argv[1] == "--child":
+        child(sys.argv[3:], int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=PARTS, action="append")
+    parser.add_argument("--n", type=int, default=20_000)
+    options = parser.parse_args()
+    print("| part | instructions per test |")
+    print("|---|--:|", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run(
+            [
+                "valgrind", "--tool=callgrind", "--instr-atstart=no",
+                f"--callgrind-out-file={Path(scratch) / 'callgrind.out'}",
+                sys.executable, __file__, "--child", str(options.n), *(options.part or PARTS),
+            ],
+            check=True, stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONHASHSEED": "0"}, cwd=scratch,
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

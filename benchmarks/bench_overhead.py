@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from linux_collectors import LINUX_COLLECTORS_CONFTEST
+
 # Other plugins installed with the test extra would add their own per-test cost to every mode.
 OTHER_PLUGINS_OFF = ["-p", "no:benchmark", "-p", "no:xdist", "-p", "no:hypothesispytest"]
 
@@ -73,25 +75,7 @@ def write_suite(directory: Path, n_tests: int, kind: str) -> None:
         (directory / "conftest.py").write_text(LINUX_COLLECTORS_CONFTEST, encoding="utf-8")
 
 
-# Under valgrind, writing /proc/self/clear_refs does not lower ru_maxrss (valgrind keeps its
-# own memory accounting), so the plugin's check finds no resettable peak and it measures
-# with its portable collectors (process_time and a lifetime peak: two collectors, more
-# calls). `--linux-collectors` counts the path a Linux machine runs instead: the same
-# syscalls, the check skipped.
 LINUX_COLLECTORS = "--linux-collectors" in sys.argv
-LINUX_COLLECTORS_CONFTEST = """\
-import os
-
-try:
-    from pytest_perfguard import collectors
-except ImportError:
-    pass
-else:
-    def _open(cls):
-        return cls(os.open("/proc/self/clear_refs", os.O_WRONLY))
-
-    collectors.RusageCollector.open = classmethod(_open)
-"""
 
 
 def pytest_command(directory: Path, mode: str) -> list[str]:

@@ -96,11 +96,16 @@ def pytest_configure(config):
 """
 
 
-def write_suite(directory: Path, n_tests: int) -> None:
+def write_suite(directory: Path, n_tests: int, *, linux_collectors: bool = False) -> None:
     """Half plain test functions, half one function parametrized (two node kinds)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    (directory / "conftest.py").write_text(CONFTEST, encoding="utf-8")
+    conftest = CONFTEST
+    if linux_collectors:
+        from linux_collectors import LINUX_COLLECTORS_CONFTEST
+
+        conftest += "\n" + LINUX_COLLECTORS_CONFTEST
+    (directory / "conftest.py").write_text(conftest, encoding="utf-8")
     n_plain = n_tests // 2
     plain = "\n".join(f"def test_{i}():\n    pass\n" for i in range(n_plain))
     (directory / "test_plain.py").write_text(plain, encoding="utf-8")
@@ -444,6 +449,12 @@ def main() -> None:
         "is at the start; either way a copy, first on PYTHONPATH)",
     )
     parser.add_argument(
+        "--linux-collectors",
+        action="store_true",
+        help="measure with getrusage and clear_refs as on Linux (bench_overhead.py explains "
+        "why valgrind otherwise makes the plugin use its portable collectors)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the suites and callgrind out files (path printed)"
     )
     options = parser.parse_args()
@@ -457,7 +468,7 @@ def main() -> None:
     try:
         suites = {size: workdir / f"suite_{size}" for size in (small, large)}
         for size, directory in suites.items():
-            write_suite(directory, size)
+            write_suite(directory, size, linux_collectors=options.linux_collectors)
         env = environment()
         print(f"## xdist overhead: {small} and {large} trivial tests, -n {options.workers}")
         plugin = plugin_snapshot(options.source, workdir, options.workers, env)
@@ -473,7 +484,7 @@ def main() -> None:
                 mode, size, repeat = job
                 # Separate suite copies per job: concurrent runs must not share a DB file.
                 directory = workdir / f"{mode}_{size}_{repeat}"
-                write_suite(directory, size)
+                write_suite(directory, size, linux_collectors=options.linux_collectors)
                 start = time.perf_counter()
                 out = workdir / f"cg_{mode}_{size}_{repeat}"
                 count = count_instructions(directory, mode, size, options.workers, out, env)

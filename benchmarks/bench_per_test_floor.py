@@ -20,7 +20,10 @@ Parts (docs/architecture.md, "Counted", explains which ones no design avoids):
   run, and which a stored result needs;
 - ``session_end``: the run log turned into columns (`RunLog.session_results`), per test;
   storing the columns is `bench_plain_storage.py`'s (about 2.9 k a test into a history
-  that knows the suite).
+  that knows the suite, 8.8 k in another order, as xdist's workers return them);
+- ``xdist_worker``: an xdist worker's columns put on the wire (`RunLog.worker_output`);
+- ``xdist_controller``: the controller reading two workers' outputs back and joining them
+  into the columns it stores (execnet's own transfer of the bytes is not counted).
 
     python benchmarks/bench_per_test_floor.py            # all parts, N = 20 000
     python benchmarks/bench_per_test_floor.py --part hooks --n 5000
@@ -37,7 +40,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-PARTS = ("dispatch", "measure", "hooks", "nodeid", "session_end")
+PARTS = (
+    "dispatch",
+    "measure",
+    "hooks",
+    "nodeid",
+    "session_end",
+    "xdist_worker",
+    "xdist_controller",
+)
 # pytest_runtest_call's implementations in a bare pytest 8/9 session (runner, logging,
 # capture, skipping, unraisable/threadexception, faulthandler, ...), all cheap here.
 PYTEST_IMPLS = 9
@@ -160,6 +171,37 @@ def _prepared_session_end(n: int) -> tuple[object, Any]:
     return log_and_items, log.session_results
 
 
+def _worker_outputs(n: int) -> list[dict[str, Any]]:
+    """Two xdist workers' outputs for `n` plain tests, half each, as their hooks left them."""
+    outputs = []
+    for half in (n // 2, n - n // 2):
+        log_and_items, fill = _prepared_hooks(half)
+        fill()
+        outputs.append(log_and_items[0].worker_output())  # type: ignore[index]
+    return outputs
+
+
+def _prepared_xdist_worker(n: int) -> tuple[object, Any]:
+    """What a worker does at its session end: its columns put on the wire."""
+    log_and_items, fill = _prepared_hooks(n)
+    fill()
+    return log_and_items, log_and_items[0].worker_output  # type: ignore[index]
+
+
+def _prepared_xdist_controller(n: int) -> tuple[object, Any]:
+    """What the controller does per test before storing: both workers' outputs read back
+    (`pytest_testnodedown`) and joined into the columns it stores."""
+    outputs = _worker_outputs(n)
+    log = _record_log()
+
+    def work() -> None:
+        for output in outputs:
+            log.add_worker_output(output)
+        log.session_results()
+
+    return (log, outputs), work
+
+
 def _prepared_nodeid(n: int) -> tuple[object, Any]:
     items = _collect(n)
     return items, lambda: [item.nodeid for item in items]
@@ -197,6 +239,8 @@ PREPARE: dict[str, Any] = {
     "hooks": _prepared_hooks,
     "nodeid": _prepared_nodeid,
     "session_end": _prepared_session_end,
+    "xdist_worker": _prepared_xdist_worker,
+    "xdist_controller": _prepared_xdist_controller,
 }
 
 

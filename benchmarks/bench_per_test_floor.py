@@ -18,6 +18,8 @@ Parts (docs/architecture.md, "Counted", explains which ones no design avoids):
   called directly with a real `RunLog` of a ``--perf-record`` session;
 - ``nodeid``: pytest building a test's id string, which nothing else asks for in a quiet
   run, and which a stored result needs;
+- ``markers``: reading a collected item's `perf` markers (`RunLog.read_markers`), once
+  per item in every process that collects;
 - ``session_end``: the run log turned into columns (`RunLog.session_results`), per test;
   storing the columns is `bench_plain_storage.py`'s (about 2.9 k a test into a history
   that knows the suite, 8.8 k in another order, as xdist's workers return them);
@@ -45,6 +47,7 @@ PARTS = (
     "measure",
     "hooks",
     "nodeid",
+    "markers",
     "session_end",
     "xdist_worker",
     "xdist_controller",
@@ -202,6 +205,13 @@ def _prepared_xdist_controller(n: int) -> tuple[object, Any]:
     return (log, outputs), work
 
 
+def _prepared_markers(n: int) -> tuple[object, Any]:
+    """Reading the `perf` markers of `n` collected items (once per item, in every process
+    that collects: each xdist worker collects the whole suite)."""
+    items, log = _collect(n), _record_log()
+    return (items, log), lambda: log.read_markers(items)
+
+
 def _prepared_nodeid(n: int) -> tuple[object, Any]:
     items = _collect(n)
     return items, lambda: [item.nodeid for item in items]
@@ -238,6 +248,7 @@ PREPARE: dict[str, Any] = {
     "measure": lambda n: (None, lambda: _measure(n)),
     "hooks": _prepared_hooks,
     "nodeid": _prepared_nodeid,
+    "markers": _prepared_markers,
     "session_end": _prepared_session_end,
     "xdist_worker": _prepared_xdist_worker,
     "xdist_controller": _prepared_xdist_controller,

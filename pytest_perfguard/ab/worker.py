@@ -355,7 +355,8 @@ class BaseWorker:
                 "pytest": pytest.__version__,
             }
         )
-        pending: pytest.Item | None = None
+        pending = False
+        setup_state = session._setupstate
         while True:
             try:
                 command = self.channel.recv()
@@ -363,11 +364,28 @@ class BaseWorker:
                 break
             if command["op"] == "quit":
                 break
-            item = items[command["id"]]
-            following = command.get("next")
+            if command["op"] != "test":
+                continue  # an `end` for a call phase that a failed round already left
+            item = items.get(command["id"])
+            if item is None:
+                self.channel.send({"op": "unavailable", "error": "not collected here"})
+                self.channel.send({"op": "done"})
+                continue
+            # Fixtures the previous test kept (`keep`, or a `next` other than this one) and
+            # this one does not need are torn down first, as pytest would have done after
+            # the previous test; their errors are nobody's to report here.
+            with suppress(Exception):
+                setup_state.teardown_exact(item)
             self.current, self.ready, self.failure = item, False, None
-            reports = runtestprotocol(item, log=False, nextitem=items.get(following or ""))
-            pending = item if following else None
+            if command.get("keep"):
+                # A lane does not know its next test yet: keep everything above this
+                # function (session, package, module, class fixtures) for it; the line
+                # above tears down what the next one does not share.
+                nextitem: Any = item.parent
+            else:
+                nextitem = items.get(command.get("next") or "")
+            reports = runtestprotocol(item, log=False, nextitem=nextitem)
+            pending = nextitem is not None
             if not self.ready:
                 reason = self.failure or next(
                     (f"{r.when}: {_short(r.longrepr)}" for r in reports if not r.passed),
@@ -376,8 +394,8 @@ class BaseWorker:
                 self.channel.send({"op": "unavailable", "error": reason})
             self.channel.send({"op": "done"})
             self.current = None
-        if pending is not None:
-            session._setupstate.teardown_exact(None)
+        if pending:
+            setup_state.teardown_exact(None)
         return True
 
     @pytest.hookimpl(tryfirst=True)

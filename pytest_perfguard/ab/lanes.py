@@ -77,8 +77,10 @@ def lane_count(
     if asked is None:
         return most, ""
     if asked > most:
-        cpu_text = f"{len(cpus or [])} CPU" + ("s" if len(cpus or []) != 1 else "")
-        return most, f"--perf-ab-lanes {asked}: {cpu_text} this process may use: {most}"
+        lanes = f"{most} lane" + ("s" if most != 1 else "")
+        each = "two CPUs" if mode == "duet" else "one CPU"
+        total = len(cpus or [])
+        return most, f"--perf-ab-lanes {asked}: {lanes}, {each} each of the {total} it may use"
     return asked, ""
 
 
@@ -179,9 +181,9 @@ def run_lanes(
         threading.Thread(target=drive, args=(lane,), name=f"perfguard-lane-{index}", daemon=True)
         for index, lane in enumerate(lanes)
     ]
-    for thread in threads:
-        thread.start()
     try:
+        for thread in threads:
+            thread.start()
         for thread in threads:
             thread.join()
     except BaseException:
@@ -189,7 +191,8 @@ def run_lanes(
             for worker in lane.workers:
                 worker.kill()
         for thread in threads:
-            thread.join(timeout=30)
+            if thread.ident is not None:  # started
+                thread.join(timeout=30)
         raise
     last = next((lane.error for lane in reversed(lanes) if lane.error), "no lane")
     for test in queue:

@@ -15,9 +15,11 @@ Protocol: one JSON object per line over two pipes whose descriptors arrive in
 ``PERFGUARD_AB_FDS`` ("read,write"); a duet's rounds start together through a `StartLine`
 (shared memory, ``PERFGUARD_AB_START_LINE``). After collection the worker says ``hello`` (its tests,
 collection errors, import problems); then it serves ``test`` commands: it runs pytest's own
-test protocol for that item (fixtures set up once, torn down as the next item needs), and
-inside the call phase answers ``round`` commands (optionally pinned to a CPU and started
-with the head's round) until ``end``. ``quit`` tears everything down. When the head counts
+test protocol for that item (fixtures set up once, torn down as the item named ``next``
+needs; with ``keep``, as a lane sends it, every fixture above the test function stays until
+the next ``test`` command says what that test needs), and inside the call phase answers
+``round`` commands (optionally pinned to a CPU and started with the head's round) until
+``end``. ``quit`` tears everything down, also from inside a call phase. When the head counts
 instructions under callgrind, the worker runs under callgrind too and ``PERFGUARD_AB_COUNT``
 names the head's ``valgrind.py`` (stdlib only), which it loads by path to count the rounds
 the head asks it to count.
@@ -328,6 +330,7 @@ class BaseWorker:
         self.serving = False
         self.ready = False
         self.failure: str | None = None
+        self.quitting = False
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", MARKER_LINE)
@@ -394,6 +397,8 @@ class BaseWorker:
                 self.channel.send({"op": "unavailable", "error": reason})
             self.channel.send({"op": "done"})
             self.current = None
+            if self.quitting:
+                break
         if pending:
             setup_state.teardown_exact(None)
         return True
@@ -416,7 +421,10 @@ class BaseWorker:
         while True:
             command = self.channel.recv()
             received = time.monotonic_ns()
-            if command["op"] == "end":
+            if command["op"] in ("end", "quit"):
+                # `quit` here: the head is closing while this test is in its call phase
+                # (an interrupt, or the lane's other worker died).
+                self.quitting = command["op"] == "quit"
                 return
             number, line = command.get("sync"), self.start_line
             start: Callable[[], None] | None = None

@@ -212,6 +212,66 @@ def test_a_difference_between_processes_is_not_confirmed_in_fresh_ones(
     assert 0.8 < float(confirmed.group(1)) < 1.25  # what the fresh processes saw
 
 
+OFFSET_LANE_TESTS = """
+import os
+import time
+
+import pytest
+
+HEAD = {head!r}
+FIRST_CPU = {cpu}
+
+
+def spin(ms):
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
+def slow_here():
+    # Three times the work in the head's worker of the first lane only (the head
+    # checkout, that lane's CPU): a difference between processes, the same code everywhere.
+    return os.path.realpath(os.getcwd()) == HEAD and os.sched_getaffinity(0) == {{FIRST_CPU}}
+
+
+@pytest.mark.perf
+def test_x():
+    spin(6 if slow_here() else 2)
+
+
+@pytest.mark.perf
+def test_y():
+    spin(6 if slow_here() else 2)
+"""
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")
+def test_with_lanes_a_regression_is_confirmed_in_another_lane(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path
+) -> None:
+    """A test paired in the first lane, whose head worker alone is slower, is flagged
+    there and paired again in the other lane's two processes, which do not share the
+    difference: not confirmed, the session passes."""
+    base = tmp_path / "base-checkout"
+    base.mkdir()
+    source = OFFSET_LANE_TESTS.format(
+        head=str(project.resolve()), cpu=min(os.sched_getaffinity(0))
+    )
+    for root in (project, base):
+        (root / "test_speed.py").write_text(source)
+    result = _run(
+        pytester, f"--perf-against={base}", "--perf-ab-lanes", "2", "--perf-json", "report.json"
+    )
+    assert result.ret == 0, result.stdout.str()
+    rows = json.loads((project / "report.json").read_text())["comparisons"]
+    flagged = [row for row in rows if row["verdict"] == "unstable" and row["ratio"] > 2]
+    assert flagged, rows  # the first lane's test at least
+    for row in flagged:
+        confirmed = re.search(r"not confirmed in fresh processes: ratio ([0-9.]+)", row["detail"])
+        assert confirmed, row["detail"]
+        assert 0.8 < float(confirmed.group(1)) < 1.25  # what the other lane saw
+
+
 @pytest.mark.parametrize(("mode", "lanes"), LANES)
 def test_tests_on_one_side_only_are_reported_and_never_fail(
     pytester: pytest.Pytester, project: Path, mode: str, lanes: str

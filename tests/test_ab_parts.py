@@ -250,15 +250,21 @@ def test_lane_cpus_are_the_lanes_own() -> None:
 
 
 class _FakeWorker:
-    def __init__(self) -> None:
+    """A lane's worker that has collected and said hello."""
+
+    def __init__(self, name: str = "base worker") -> None:
+        self.name = name
         self.killed = False
+
+    def wait_hello(self) -> dict[str, Any]:
+        return {"errors": [], "imports": [], "tests": []}
 
     def kill(self) -> None:
         self.killed = True
 
 
 def _fake_lane() -> lanes.Lane:
-    return lanes.Lane(_FakeWorker(), _FakeWorker(), [0])  # type: ignore[arg-type]
+    return lanes.Lane(_FakeWorker(), _FakeWorker("head worker"), [0])  # type: ignore[arg-type]
 
 
 def test_lanes_run_at_once_and_a_dead_lane_leaves_its_tests_to_the_others() -> None:
@@ -285,11 +291,45 @@ def test_lanes_run_at_once_and_a_dead_lane_leaves_its_tests_to_the_others() -> N
     assert all(worker.killed for worker in failed.workers)  # type: ignore[attr-defined]
 
 
-def test_tests_left_when_every_lane_died_say_so() -> None:
+def test_tests_no_lane_could_take_are_left() -> None:
     def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
         raise pairing.WorkerError("the head worker exited (status 1): boom")
 
     results = lanes.run_lanes([_fake_lane()], ["t1", "t2"], job)
-    assert results.errors["t1"] == "the head worker exited (status 1): boom"
-    left = "no lane left to measure it (the head worker exited (status 1): boom)"
-    assert results.errors["t2"] == left
+    assert results.errors == {"t1": "the head worker exited (status 1): boom"}
+    assert results.left == ["t2"]
+
+
+def test_a_lane_that_cannot_start_takes_nothing() -> None:
+    broken = _fake_lane()
+    failing = {"errors": ["x.py: SyntaxError"], "imports": []}
+    broken.head.wait_hello = lambda: failing  # type: ignore[method-assign]
+    healthy = _fake_lane()
+    results = lanes.run_lanes(
+        [broken, healthy], ["t1", "t2"], lambda lane, test: pairing.PairedRun()
+    )
+    assert sorted(results.runs) == ["t1", "t2"]
+    assert all(lane is healthy for lane in results.lanes.values())
+    assert results.unusable == ["the head worker could not collect: x.py: SyntaxError"]
+
+
+def test_a_likely_regression_is_confirmed_in_another_lane_after_the_rest() -> None:
+    """`confirm_if` queues a second pairing of the test behind the first pairings, for a
+    lane other than the one that paired it."""
+    one, other = _fake_lane(), _fake_lane()
+    done: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
+        with lock:
+            done.append((test, id(lane)))
+        return pairing.PairedRun()
+
+    results = lanes.run_lanes(
+        [one, other], ["t1", "t2", "t3"], job, confirm_if=lambda test, run: test == "t2"
+    )
+    assert sorted(results.runs) == ["t1", "t2", "t3"]
+    assert list(results.confirmations) == ["t2"]
+    firsts = [lane for test, lane in done if test == "t2"]
+    assert len(firsts) == 2 and firsts[0] != firsts[1]  # another lane
+    assert [test for test, _ in done].index("t2", 2) >= 2  # after the first pairings

@@ -257,6 +257,36 @@ def judge(
     return comparison, head_rows, base_rows
 
 
+def likely_regression(
+    run: PairedRun,
+    spec: PerfSpec | None,
+    gated: bool,
+    *,
+    q: float,
+    schedule: paired.LookSchedule,
+    threshold: float,
+) -> bool:
+    """Whether one test's pairs, judged alone, show a regression of a gated metric that
+    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q). Lanes confirm
+    such a test in another lane while they still run; this only saves time, since which
+    regressions need a confirmation is decided at the end by `judge`, as without lanes."""
+    if not gated or run.base_error or run.head_error:
+        return False
+    for s in pair_series(run.base, run.head, spec, gated):
+        if not s.gated or s.exact:
+            continue
+        limit = _threshold(s, spec, threshold)
+        try:
+            a = paired.assess_pairs(
+                s.base, s.head, s.direction, q=q, share=schedule.share_at(len(s.base))
+            )
+        except ValueError:
+            continue
+        if a.change > limit and a.p_value <= q and a.better > limit / 2:
+            return True
+    return False
+
+
 def _confirm(
     decided: dict[tuple[str, str], Verdict],
     tests: Mapping[str, PairedTest],

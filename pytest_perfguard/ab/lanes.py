@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .pairing import BaseProcess, Mode, PairedRun, WorkerError
@@ -26,7 +26,8 @@ from .pairing import BaseProcess, Mode, PairedRun, WorkerError
 
 @dataclass
 class Lane:
-    """A base worker and a head worker on `cpus`; `error` once one of them died."""
+    """A base worker and a head worker on `cpus`; `error` once one of them died or the
+    lane could not start."""
 
     base: BaseProcess
     head: BaseProcess
@@ -49,11 +50,6 @@ class Lane:
             if problems:
                 return f"the {worker.name} could not collect: {problems[0]}"
         return None
-
-    def tests(self) -> set[str]:
-        """The tests both of this lane's workers collected (after `check_hellos`)."""
-        found = [{t["id"] for t in worker.wait_hello()["tests"]} for worker in self.workers]
-        return found[0] & found[1]
 
 
 def lane_count(
@@ -139,43 +135,99 @@ def close_workers(workers: Sequence[BaseProcess]) -> None:
 
 @dataclass
 class LaneResults:
-    """Each measured test's pairs, and for tests a lane could not measure, why not."""
+    """Each measured test's pairs and the lane that took them; the confirmations that
+    `run_lanes` queued, paired in another lane; and for tests no lane could measure or
+    confirm, why not."""
 
     runs: dict[str, PairedRun] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    lanes: dict[str, Lane] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # a lane's worker died on it
+    left: list[str] = field(default_factory=list)  # no lane took them (none could)
+    confirmations: dict[str, PairedRun] = field(default_factory=dict)
+    # Lanes that could not start: `Lane.check_hellos`' reason each.
+    unusable: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Job:
+    test: str
+    avoid: Lane | None  # the lane that must not take it
+    confirm: bool = False
 
 
 def run_lanes(
-    lanes: Sequence[Lane], tests: Sequence[str], job: Callable[[Lane, str], PairedRun]
+    lanes: Sequence[Lane],
+    tests: Sequence[str],
+    job: Callable[[Lane, str], PairedRun],
+    *,
+    avoid: Mapping[str, Lane] | None = None,
+    confirm_if: Callable[[str, PairedRun], bool] | None = None,
 ) -> LaneResults:
-    """Measure `tests` over the lanes at once: each lane's thread takes the next test (in
-    the given order) and runs `job` on it, until none is left or the lane's worker dies.
-    Tests left over when every lane died get the last error. On an interrupt (Ctrl-C, or
-    SIGTERM turned into one) every lane's workers are killed, which ends their threads'
-    pipe reads, the threads are joined and the interrupt goes on."""
-    queue = deque(tests)
-    lock = threading.Lock()
+    """Measure `tests` over the lanes at once: each lane's thread waits for its workers
+    to say hello (`Lane.check_hellos`; a lane that cannot start takes nothing), then takes
+    the next test (in the given order) that `avoid` does not keep from it and runs `job`
+    on it, until none is left for it or the lane's worker dies. A lane starts as soon as
+    its own workers are ready.
+
+    A test whose pairs `confirm_if` flags is queued again behind the others, for a lane
+    other than its own (`LaneResults.confirmations`): the confirmations fill the lanes
+    while the slowest lane finishes its last test, instead of waiting for the session's
+    end. Tests no lane took are `left`; confirmations no lane took are dropped.
+
+    On an interrupt (Ctrl-C, or SIGTERM turned into one) every lane's workers are killed,
+    which ends their threads' pipe reads, the threads are joined and the interrupt goes
+    on."""
+    given = avoid or {}
+    queue = deque(_Job(test, given.get(test)) for test in tests)
+    ready = threading.Condition()
+    working = [0]  # lanes running a job: each may still queue a confirmation
     results = LaneResults()
 
+    def take(lane: Lane) -> _Job | None:
+        with ready:
+            while True:
+                found = next((j for j in queue if j.avoid is not lane), None)
+                if found is not None:
+                    queue.remove(found)
+                    working[0] += 1
+                    return found
+                if working[0] == 0 or confirm_if is None:
+                    return None
+                ready.wait()
+
     def drive(lane: Lane) -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                test = queue.popleft()
+        problem = lane.check_hellos()
+        if problem is not None:
+            lane.error = problem
+            with ready:
+                results.unusable.append(problem)
+            return
+        while (item := take(lane)) is not None:
             try:
-                run = job(lane, test)
+                run = job(lane, item.test)
+                again = not item.confirm and confirm_if is not None and confirm_if(item.test, run)
             except Exception as exc:  # WorkerError, or a bug: either way the lane is done
                 lane.error = str(exc) if isinstance(exc, WorkerError) else repr(exc)
                 # Its other worker may still wait in the test's call phase, where a
                 # `quit` would not reach it: it goes too.
                 for worker in lane.workers:
                     worker.kill()
-                with lock:
-                    results.errors[test] = lane.error
+                with ready:
+                    if not item.confirm:
+                        results.errors[item.test] = lane.error
+                    working[0] -= 1
+                    ready.notify_all()
                 return
-            with lock:
-                results.runs[test] = run
+            with ready:
+                if item.confirm:
+                    results.confirmations[item.test] = run
+                else:
+                    results.runs[item.test] = run
+                    results.lanes[item.test] = lane
+                if again:
+                    queue.append(_Job(item.test, lane, confirm=True))
+                working[0] -= 1
+                ready.notify_all()
 
     threads = [
         threading.Thread(target=drive, args=(lane,), name=f"perfguard-lane-{index}", daemon=True)
@@ -194,7 +246,5 @@ def run_lanes(
             if thread.ident is not None:  # started
                 thread.join(timeout=30)
         raise
-    last = next((lane.error for lane in reversed(lanes) if lane.error), "no lane")
-    for test in queue:
-        results.errors[test] = f"no lane left to measure it ({last})"
+    results.left = [item.test for item in queue if not item.confirm]
     return results

@@ -32,7 +32,7 @@ from ..results import PlatformInfo, TestOutcome
 from ..settings import PerfSettings
 from ..valgrind import CallgrindCounter, CallgrindError, open_callgrind_counter, valgrind_tool
 from .base import BaseCheckout, BaseError, resolve_base
-from .finish import ABResult, ABSummary, PairedTest, finish_ab, judge
+from .finish import ABResult, ABSummary, PairedTest, finish_ab, judge, likely_regression
 from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
 from .pairing import (
     MODES,
@@ -48,6 +48,7 @@ from .pairing import (
     worker_args,
 )
 from .series import Round, Series, pair_series
+from .worker import NOT_COLLECTED
 
 # Without `--perf-ab-mode`. Measured (benchmarks/ab/RESULTS.md, docs/ab.md "Which mode"):
 # on a calm host both modes kept their calm and their detections, duet in less time; on a
@@ -214,6 +215,9 @@ class ABSession:
         self.lane_runs: dict[str, PairedRun] = {}
         self.lane_errors: dict[str, str] = {}  # tests whose lane's worker died
         self.lane_plans: dict[int, PairingPlan] = {}  # by id() of the lane
+        self.lane_of: dict[str, Lane] = {}  # the lane that paired each test
+        # Likely regressions, paired again in another lane while the lanes ran.
+        self.lane_confirmations: dict[str, PairedRun] = {}
         self.pairing = False
         self.ready = False
         self.result: ABResult | None = None
@@ -314,31 +318,27 @@ class ABSession:
         self._ready_lanes()
 
     def _ready_lanes(self) -> None:
-        """Keep as many lanes as there are tests to pair, and only lanes whose workers
-        collected; fewer than two leaves the pairs to this process and the base worker, as
-        with `--perf-ab-lanes 1`."""
+        """Keep as many lanes as there are tests to pair; fewer than two leaves the pairs
+        to this process and the base worker, as with `--perf-ab-lanes 1`."""
         if not self.lanes:
             return
         keep = min(len(self.lanes), len(self.order))
-        spare = [w for lane in self.lanes[keep:] for w in lane.workers if w is not self.worker]
+        if keep < 2:
+            keep = 0
+            self._unpin_base()
+        for lane in self.lanes[keep:]:
+            for worker in lane.workers:
+                if worker is not self.worker:
+                    worker.quit()  # closed with the others at the end
         self.lanes = self.lanes[:keep]
-        problem = next(filter(None, (lane.check_hellos() for lane in self.lanes)), None)
-        if problem is not None or len(self.lanes) < 2:
-            if problem is not None:
-                self.messages.append(f"perfguard: paired in one lane: {problem}")
-            spare += [w for lane in self.lanes for w in lane.workers if w is not self.worker]
-            self.lanes = []
-            if self.worker is not None:
-                self.worker.pin(self.cpus)  # a lane had kept it on one CPU
-        for worker in spare:
-            worker.quit()  # closed with the others at the end
-        if not self.lanes:
-            return
-        collected = set.intersection(*(lane.tests() for lane in self.lanes))
-        # A test a head worker did not collect (a plugin of the head process's own
-        # changed the collection) is paired in this process as with one lane.
-        self.lane_tests = [test for test in self.order if test in collected]
+        self.lane_tests = list(self.order)
         self._plan_lanes(self.lanes)
+
+    def _unpin_base(self) -> None:
+        """The base worker pairs with this process after all: a lane had kept it on one
+        CPU."""
+        if self.worker is not None:
+            self.worker.pin(self.cpus)
 
     def _plan_lanes(self, lanes: list[Lane]) -> None:
         """Each lane pairs by a plan of its own: its CPUs, its random draws, its counts."""
@@ -355,14 +355,23 @@ class ABSession:
             return
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             return  # pytest stops here with "errors during collection"
-        results = run_lanes(self.lanes, self.lane_tests, self._pair_in_lane)
+        results = run_lanes(
+            self.lanes, self.lane_tests, self._pair_in_lane, confirm_if=self._likely_regression
+        )
         self.lane_runs, self.lane_errors = results.runs, results.errors
+        self.lane_of, self.lane_confirmations = results.lanes, results.confirmations
+        for problem in dict.fromkeys(results.unusable):
+            self.messages.append(f"perfguard: a lane could not start: {problem}")
+        # What no lane could pair (no lane started), or a head worker did not collect (a
+        # plugin of this process's own changed the collection), this process pairs with
+        # the base worker during the loop, as with one lane.
+        for test, run in list(self.lane_runs.items()):
+            if run.head_error == NOT_COLLECTED:
+                del self.lane_runs[test]
+        if len(results.unusable) == len(self.lanes):
+            self._unpin_base()
         assert self.plan is not None
         self.plan.late_starts += sum(plan.late_starts for plan in self.lane_plans.values())
-        for lane in self.lanes:
-            for worker in lane.workers:
-                if worker is not self.worker:  # it pairs what the lanes could not
-                    worker.quit()
 
     def _pair_in_lane(self, lane: Lane, test: str) -> PairedRun:
         """One test's pairs between a lane's two workers (in the lane's thread)."""
@@ -372,6 +381,13 @@ class ABSession:
         return pair_on_workers(
             plan, lane.base, lane.head, test, *self._judging(spec, gated),
             keep=True, warm_together=False,
+        )  # fmt: skip
+
+    def _likely_regression(self, test: str, run: PairedRun) -> bool:
+        assert self.plan is not None
+        return likely_regression(
+            run, self.specs.get(test), self.gated[test] and self.settings.gate != "none",
+            q=self.settings.q, schedule=self.plan.schedule(), threshold=self.settings.threshold,
         )  # fmt: skip
 
     def _judging(
@@ -447,8 +463,10 @@ class ABSession:
             entry.outcome = outcome
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        confirming = self._confirming_lanes()
         for worker in self.workers:
-            worker.quit()  # they tear down while the verdicts are made
+            if not any(worker in lane.workers for lane in confirming):
+                worker.quit()  # they tear down while the verdicts are made
         if not self.ready or self.plan is None:
             return
         summary = ABSummary(
@@ -468,7 +486,12 @@ class ABSession:
             lanes=len(self.lanes) if self.lane_runs else 1,
         )
         tests = {k: v for k, v in self.tests.items() if v.outcome != "skipped"}
-        confirmations = self._confirm(tests, summary) if self.counter is None else None
+        try:
+            confirmations = self._confirm(tests, summary) if self.counter is None else None
+        finally:
+            for lane in confirming:
+                for worker in lane.workers:
+                    worker.quit()
         self.result = finish_ab(
             tests,
             self.new,
@@ -487,17 +510,28 @@ class ABSession:
         self, tests: dict[str, PairedTest], summary: ABSummary
     ) -> dict[str, PairedRun] | None:
         """Pair each test flagged as a regression again, between two fresh processes (a new
-        base worker and a head worker running this checkout's code): a difference between
-        the first pairing's two processes is not carried over, a change in the code is.
-        Nothing is confirmed, and the verdicts stand, when the fresh workers cannot start."""
+        base worker and a head worker running this checkout's code; with lanes, another
+        lane's two): a difference between the first pairing's two processes is not carried
+        over, a change in the code is. Nothing is confirmed, and the verdicts stand, when
+        the fresh workers cannot start."""
         comparison, _, _ = judge(tests, [], [], summary, self.settings.gate == "none")
         flagged = list(dict.fromkeys(
             v.test for v in comparison.verdicts if v.kind == "regression" and v.gated
         ))  # fmt: skip
         if not flagged or self.plan is None:
             return None
-        if self.lanes:
-            return self._confirm_in_lanes(flagged)
+        found = {t: self.lane_confirmations[t] for t in flagged if t in self.lane_confirmations}
+        rest = [test for test in flagged if test not in found]
+        if rest and self._confirming_lanes():
+            found.update(self._confirm_in_lanes(rest))
+        elif rest:
+            found.update(self._confirm_fresh(rest))
+        return found
+
+    def _confirm_fresh(self, flagged: list[str]) -> dict[str, PairedRun]:
+        """The confirmations in a new base worker and a new head worker, one test after
+        the other."""
+        assert self.plan is not None
         base: BaseProcess | None = None
         head: BaseProcess | None = None
         found: dict[str, PairedRun] = {}
@@ -523,31 +557,24 @@ class ABSession:
             close_workers([side for side in (head, base) if side is not None])
         return found
 
+    def _confirming_lanes(self) -> list[Lane]:
+        """The lanes that confirm regressions: those still running, when at least two are
+        (each test is confirmed in a lane other than its own); none otherwise."""
+        live = [lane for lane in self.lanes if lane.error is None] if self.lane_runs else []
+        return live if len(live) >= 2 else []
+
     def _confirm_in_lanes(self, flagged: list[str]) -> dict[str, PairedRun]:
-        """The confirmations of a session that paired in lanes: fresh lanes, as many as
-        there are flagged tests (up to the session's lanes), pairing at once."""
-        assert self.cpus is not None
-        python = python_for_base(self.settings.against_python)
-        try:
-            lanes = start_lanes(
-                lane_cpus(self.mode, self.cpus, min(len(self.lanes), len(flagged))),
-                lambda: BaseProcess(self.checkout.path, python, self.base_args),
-                lambda base: _head_worker(self.config, base),
-            )
-        except WorkerError as exc:
-            self._not_confirmed(str(exc))
-            return {}
-        try:
-            problem = next(filter(None, (lane.check_hellos() for lane in lanes)), None)
-            if problem is not None:
-                self._not_confirmed(problem)
-                return {}
-            self._plan_lanes(lanes)
-            results = run_lanes(lanes, flagged, self._pair_in_lane)
-        finally:
-            close_workers([worker for lane in lanes for worker in lane.workers])
+        """The confirmations of a session that paired in lanes: each flagged test is paired
+        again in another lane, whose two processes did not take its first pairs, the lanes
+        at once."""
+        lanes = self._confirming_lanes()
+        # A test this process paired with the first lane's base worker avoids that lane.
+        avoid = {test: self.lane_of.get(test, self.lanes[0]) for test in flagged}
+        results = run_lanes(lanes, flagged, self._pair_in_lane, avoid=avoid)
         if results.errors:
             self._not_confirmed(next(iter(results.errors.values())))
+        elif results.left:
+            self._not_confirmed(f"no other lane could pair {results.left[0]}")
         return results.runs
 
     def _not_confirmed(self, why: str) -> None:

@@ -44,6 +44,8 @@ FDS_ENV = "PERFGUARD_AB_FDS"
 START_LINE_ENV = "PERFGUARD_AB_START_LINE"
 COUNT_ENV = "PERFGUARD_AB_COUNT"
 MODULE_NAME = "_perfguard_ab_worker"
+# The answer to a `test` command for a test this worker did not collect.
+NOT_COLLECTED = "not collected here"
 VALGRIND_MODULE_NAME = "_perfguard_ab_valgrind"
 BOOTSTRAP = (
     "import importlib.util, sys\n"
@@ -371,7 +373,7 @@ class BaseWorker:
                 continue  # an `end` for a call phase that a failed round already left
             item = items.get(command["id"])
             if item is None:
-                self.channel.send({"op": "unavailable", "error": "not collected here"})
+                self.channel.send({"op": "unavailable", "error": NOT_COLLECTED})
                 self.channel.send({"op": "done"})
                 continue
             # Fixtures the previous test kept (`keep`, or a `next` other than this one) and

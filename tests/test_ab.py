@@ -272,6 +272,30 @@ def test_with_lanes_a_regression_is_confirmed_in_another_lane(
         assert 0.8 < float(confirmed.group(1)) < 1.25  # what the other lane saw
 
 
+def test_duet_lanes_pair_and_fail_a_slower_head(
+    pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Duet in two lanes (four CPUs' worth: here both lanes get the same two CPUs, which
+    only costs precision): each lane's workers start their rounds together on the lane's
+    start line, and a head three times slower fails."""
+    from pytest_perfguard.ab import plugin
+
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        pytest.skip("duet needs two CPUs")
+    monkeypatch.setattr(plugin, "lane_count", lambda *args, **kwargs: (2, ""))
+    monkeypatch.setattr(plugin, "lane_cpus", lambda mode, cpus, count: [cpus[:2]] * count)
+    (project / "speedlib.py").write_text(LIBRARY.format(factor=3.0))
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-ab-mode", "duet", "--perf-json", "report.json"
+    )
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*measured side by side on * (duet, 2 lanes)*"])
+    rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
+    for test in ("test_two_ms", "test_one_ms"):
+        assert rows[f"test_speed.py::{test}"]["verdict"] == "regression"
+
+
 @pytest.mark.parametrize(("mode", "lanes"), LANES)
 def test_tests_on_one_side_only_are_reported_and_never_fail(
     pytester: pytest.Pytester, project: Path, mode: str, lanes: str

@@ -7,6 +7,7 @@ three times the work of its base is what is checked.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -278,8 +279,9 @@ def test_duet_lanes_pair_and_fail_a_slower_head(
     """Duet in two lanes (four CPUs' worth: here both lanes get the same two CPUs, which
     only costs precision): each lane's workers start their rounds together on the lane's
     start line, and a head three times slower fails."""
-    from pytest_perfguard.ab import plugin
-
+    # Through sys.modules: after an earlier in-process run the package's `plugin`
+    # attribute may still be the module object pytester dropped from sys.modules.
+    plugin = importlib.import_module("pytest_perfguard.ab.plugin")
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2:
         pytest.skip("duet needs two CPUs")

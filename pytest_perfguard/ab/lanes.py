@@ -3,11 +3,13 @@
 No pytest here. A *lane* is a base worker and a head worker (a worker process rooted at
 the head's checkout), both kept on CPUs of their own (one in interleave, two in duet),
 pairing there exactly as a confirmation pairs two workers (`pairing.pair_on_workers`).
-Each lane has a driver thread in the head process that takes the next test from a shared
-queue, in collection order, and does blocking pipe IO with its two workers; rounds are
-timed inside the workers, so the head process's threads only wait, judge looks and send
-the next command. Collection order keeps each worker's tests in the order pytest would
-run them, so a worker sets each module's and class's fixtures up at most once.
+Each lane has a driver thread in the head process that starts once its two workers have
+collected, takes the next test from a shared queue, in collection order, and does blocking
+pipe IO with its two workers; rounds are timed inside the workers, so the head process's
+threads only wait, judge looks and send the next command. Collection order keeps each
+worker's tests in the order pytest would run them, so a worker sets each module's and
+class's fixtures up once for its tests (a confirmation, queued behind them, may set one up
+again). A likely regression is queued again for another lane: its confirmation.
 
 A worker that dies stops its lane (its other worker is killed): its test gets the
 worker's error, the other lanes go on with the rest. An interrupt of the head kills every

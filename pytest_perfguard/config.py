@@ -453,6 +453,15 @@ OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
     ),
     Option(
+        "ab_lanes",
+        "--perf-ab-lanes",
+        parse_positive_int,
+        "parallel lanes of --perf-against: each a base and a head worker process on CPUs of "
+        "their own, the gated tests spread over them (default: one per CPU, two CPUs each "
+        "in duet; 1: the head process pairs with one base worker)",
+        metavar="N",
+    ),
+    Option(
         "labels",
         "--perf-label",
         parse_labels,

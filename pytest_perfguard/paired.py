@@ -38,6 +38,7 @@ rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,19 +59,25 @@ REACH_CONFIDENCE = 0.90
 _EPSILON = 1e-9
 _NORMAL = NormalDist()
 _counts_by_n: list[list[int]] = [[1]]
+# A/B lanes judge their tests in threads of one process: two threads extending the table at
+# once would both append the same n's counts, and every later n would be off by one.
+_counts_lock = threading.Lock()
 
 
 def _signed_rank_counts(n: int) -> list[int]:
     """How many of the 2^n sign patterns give each rank sum T+ = 0 .. n(n+1)/2."""
-    while len(_counts_by_n) <= n:
-        j = len(_counts_by_n)
-        previous = _counts_by_n[-1]
-        size = len(previous) + j
-        counts = [0] * size
-        for t, c in enumerate(previous):
-            counts[t] += c
-            counts[t + j] += c
-        _counts_by_n.append(counts)
+    if len(_counts_by_n) > n:
+        return _counts_by_n[n]
+    with _counts_lock:
+        while len(_counts_by_n) <= n:
+            j = len(_counts_by_n)
+            previous = _counts_by_n[-1]
+            size = len(previous) + j
+            counts = [0] * size
+            for t, c in enumerate(previous):
+                counts[t] += c
+                counts[t + j] += c
+            _counts_by_n.append(counts)
     return _counts_by_n[n]
 
 

@@ -62,6 +62,7 @@ class PerfSettings:
     against_python: str | None = None
     ab_mode: Literal["duet", "interleave"] | None = None
     ab_budget: float = 2.0
+    ab_lanes: int | None = None  # None: one lane per CPU (two in duet)
     experiment: str | None = None
     param: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)

@@ -7,6 +7,7 @@ three times the work of its base is what is checked.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -55,6 +56,11 @@ def test_plain():
 """
 
 MODES = ["duet", "interleave"]
+# (mode, lanes): the head process pairing with one base worker in both modes, and two
+# interleaved lanes of worker pairs (duet lanes need four CPUs).
+LANES = [("duet", "1"), ("interleave", "1"), ("interleave", "2")]
+# Whether this machine can give two lanes a CPU each.
+TWO_CPUS = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False
 
 
 def _git(root: Path, *args: str) -> str:
@@ -104,39 +110,46 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest("-p", "no:cacheprovider", *args)
 
 
+def _lanes_line(lanes: str) -> str:
+    """How the A/B header ends for `--perf-ab-lanes lanes` on this machine."""
+    return "*measured side by side on * (*, 2 lanes)" if lanes == "2" and TWO_CPUS else "*"
+
+
 @pytest.mark.parametrize("kind", ["rev", "dir"])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("mode", "lanes"), LANES)
 def test_unchanged_code_passes(
-    pytester: pytest.Pytester, project: Path, tmp_path: Path, mode: str, kind: str
+    pytester: pytest.Pytester, project: Path, tmp_path: Path, mode: str, lanes: str, kind: str
 ) -> None:
     base = _base_arg(project, kind, tmp_path)
     result = _run(
         pytester, f"--perf-against={base}", "--perf-ab-mode", mode, "--perf-threshold", "0.5",
-        "--perf-report", "report.md",
+        "--perf-report", "report.md", "--perf-ab-lanes", lanes,
     )  # fmt: skip
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         ["*base * vs head *, measured side by side on *", "*no performance regressions*"]
     )
+    result.stdout.fnmatch_lines([_lanes_line(lanes)])
     assert "measured side by side" in (project / "report.md").read_text()
     assert _worktrees(project) == 1
 
 
 @pytest.mark.parametrize("kind", ["rev", "dir"])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("mode", "lanes"), LANES)
 def test_three_times_slower_head_fails_with_the_ab_header(
-    pytester: pytest.Pytester, project: Path, tmp_path: Path, mode: str, kind: str
+    pytester: pytest.Pytester, project: Path, tmp_path: Path, mode: str, lanes: str, kind: str
 ) -> None:
     base = _base_arg(project, kind, tmp_path)
     (project / "speedlib.py").write_text(LIBRARY.format(factor=3.0))
     result = _run(
-        pytester, f"--perf-against={base}", "--perf-ab-mode", mode,
+        pytester, f"--perf-against={base}", "--perf-ab-mode", mode, "--perf-ab-lanes", lanes,
         "--perf-report", "report.md", "--perf-json", "report.json",
     )  # fmt: skip
     assert result.ret == 1, result.stdout.str()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*performance regression*", "*test_two_ms*ratio *pairs*"])
+    result.stdout.fnmatch_lines([_lanes_line(lanes)])
     markdown = (project / "report.md").read_text()
     assert "measured side by side" in markdown
     assert "vs head" in markdown
@@ -186,9 +199,11 @@ def test_a_difference_between_processes_is_not_confirmed_in_fresh_ones(
     base.mkdir()
     for root in (project, base):
         (root / "test_speed.py").write_text(OFFSET_TESTS)
+    # One lane (as one paired test gets anyway): the head's side runs in this process.
     result = _run(
-        pytester, f"--perf-against={base}", "--perf-ab-mode", mode, "--perf-json", "report.json"
-    )
+        pytester, f"--perf-against={base}", "--perf-ab-mode", mode, "--perf-json", "report.json",
+        "--perf-ab-lanes", "1",
+    )  # fmt: skip
     assert result.ret == 0, result.stdout.str()
     (row,) = json.loads((project / "report.json").read_text())["comparisons"]
     assert row["verdict"] == "unstable", row
@@ -198,32 +213,150 @@ def test_a_difference_between_processes_is_not_confirmed_in_fresh_ones(
     assert 0.8 < float(confirmed.group(1)) < 1.25  # what the fresh processes saw
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_tests_on_one_side_only_are_reported_and_never_fail(
-    pytester: pytest.Pytester, project: Path, mode: str
+OFFSET_LANE_TESTS = """
+import os
+import time
+
+import pytest
+
+HEAD = {head!r}
+FIRST_CPU = {cpu}
+
+
+def spin(ms):
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
+def slow_here():
+    # Three times the work in the head's worker of the first lane only (the head
+    # checkout, that lane's CPU): a difference between processes, the same code everywhere.
+    return os.path.realpath(os.getcwd()) == HEAD and os.sched_getaffinity(0) == {{FIRST_CPU}}
+
+
+@pytest.mark.perf
+def test_x():
+    spin(6 if slow_here() else 2)
+
+
+@pytest.mark.perf
+def test_y():
+    spin(6 if slow_here() else 2)
+"""
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")
+def test_with_lanes_a_regression_is_confirmed_in_another_lane(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path
 ) -> None:
+    """A test paired in the first lane, whose head worker alone is slower, is flagged
+    there and paired again in the other lane's two processes, which do not share the
+    difference: not confirmed, the session passes."""
+    base = tmp_path / "base-checkout"
+    base.mkdir()
+    source = OFFSET_LANE_TESTS.format(
+        head=str(project.resolve()), cpu=min(os.sched_getaffinity(0))
+    )
+    for root in (project, base):
+        (root / "test_speed.py").write_text(source)
+    result = _run(
+        pytester, f"--perf-against={base}", "--perf-ab-lanes", "2", "--perf-json", "report.json"
+    )
+    assert result.ret == 0, result.stdout.str()
+    rows = json.loads((project / "report.json").read_text())["comparisons"]
+    flagged = [row for row in rows if row["verdict"] == "unstable" and row["ratio"] > 2]
+    assert flagged, rows  # the first lane's test at least
+    for row in flagged:
+        confirmed = re.search(r"not confirmed in fresh processes: ratio ([0-9.]+)", row["detail"])
+        assert confirmed, row["detail"]
+        assert 0.8 < float(confirmed.group(1)) < 1.25  # what the other lane saw
+
+
+def test_duet_lanes_pair_and_fail_a_slower_head(
+    pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Duet in two lanes (four CPUs' worth: here both lanes get the same two CPUs, which
+    only costs precision): each lane's workers start their rounds together on the lane's
+    start line, and a head three times slower fails."""
+    # Through sys.modules: after an earlier in-process run the package's `plugin`
+    # attribute may still be the module object pytester dropped from sys.modules.
+    plugin = importlib.import_module("pytest_perfguard.ab.plugin")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        pytest.skip("duet needs two CPUs")
+    monkeypatch.setattr(plugin, "lane_count", lambda *args, **kwargs: (2, ""))
+    monkeypatch.setattr(plugin, "lane_cpus", lambda mode, cpus, count: [cpus[:2]] * count)
+    (project / "speedlib.py").write_text(LIBRARY.format(factor=3.0))
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-ab-mode", "duet", "--perf-json", "report.json"
+    )
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*measured side by side on * (duet, 2 lanes)*"])
+    rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
+    for test in ("test_two_ms", "test_one_ms"):
+        assert rows[f"test_speed.py::{test}"]["verdict"] == "regression"
+
+
+@pytest.mark.parametrize(("mode", "lanes"), LANES)
+def test_tests_on_one_side_only_are_reported_and_never_fail(
+    pytester: pytest.Pytester, project: Path, mode: str, lanes: str
+) -> None:
+    # A third marked test on both sides, so that two are paired and two lanes have work.
+    extra = "\n\n@pytest.mark.perf\ndef test_three_ms():\n    speedlib.work(3)\n"
+    with (project / "test_speed.py").open("a") as tests:
+        tests.write(extra)
+    _git(project, "commit", "-q", "-am", "a third test")
     source = (project / "test_speed.py").read_text()
     source = source.replace("def test_one_ms", "def test_renamed_one_ms")
     (project / "test_speed.py").write_text(source)
     result = _run(
         pytester, "--perf-against", "HEAD", "--perf-ab-mode", mode, "--perf-threshold", "0.5",
-        "--perf-json", "report.json", "-v",
+        "--perf-json", "report.json", "-v", "--perf-ab-lanes", lanes,
     )  # fmt: skip
     assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([_lanes_line(lanes)])
     rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
     assert rows["test_speed.py::test_renamed_one_ms"]["verdict"] == "new"
     assert rows["test_speed.py::test_one_ms"]["verdict"] == "missing"
     assert "removed" in rows["test_speed.py::test_one_ms"]["detail"]
     assert not rows["test_speed.py::test_one_ms"]["gated"]
+    for paired in ("test_two_ms", "test_three_ms"):
+        assert rows[f"test_speed.py::{paired}"]["verdict"] in ("unchanged", "unstable")
 
 
 def test_without_a_mode_the_sides_are_interleaved(
     pytester: pytest.Pytester, project: Path
 ) -> None:
-    """The default mode, chosen by measurement (docs/ab.md, "Which mode")."""
+    """The default mode, chosen by measurement (docs/ab.md, "Which mode"), in one lane per
+    CPU."""
     result = _run(pytester, "--perf-against", "HEAD", "--perf-threshold", "0.5", "-v")
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*measured side by side on * (interleave)*"])
+    lanes = "interleave, 2 lanes" if TWO_CPUS else "interleave"
+    result.stdout.fnmatch_lines([f"*measured side by side on * ({lanes})*"])
+
+
+def test_lanes_beyond_the_cpus_are_not_started(pytester: pytest.Pytester, project: Path) -> None:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "999", "-v")
+    assert result.ret == 0, result.stdout.str()
+    if cpus:
+        result.stdout.fnmatch_lines([f"*--perf-ab-lanes 999: {cpus} lane*"])
+
+
+def test_zero_lanes_exit_4_naming_the_setting(
+    pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "0")
+    assert result.ret == 4  # pytest's own usage error, as for any option's bad value
+    result.stderr.fnmatch_lines(["*argument --perf-ab-lanes: '0' must be at least 1"])
+    monkeypatch.setenv("PERFGUARD_AB_LANES", "none")
+    result = _run(pytester, "--perf-against", "HEAD")
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert "PERFGUARD_AB_LANES" in errors[0] and "'none' is not a whole number" in errors[0]
+    assert _worktrees(project) == 1
 
 
 def test_bad_revision_exits_4_with_one_line(pytester: pytest.Pytester, project: Path) -> None:
@@ -297,6 +430,203 @@ def test_the_worktree_is_removed_after_sigterm(pytester: pytest.Pytester, projec
         timeout=240,
     )  # fmt: skip
     assert result.ret == 2  # interrupted, not killed
+    assert _worktrees(project) == 1
+
+
+WORKER_PIDS = """
+import os
+import sys
+
+if "_perfguard_ab_worker" in sys.modules:  # a worker process, base or head
+    with open({path!r}, "a") as pids:
+        pids.write(f"{{os.getpid()}}\\n")
+"""
+
+
+def _still_running(pids_file: Path) -> list[int]:
+    """The worker processes (their pids written by WORKER_PIDS) that still exist, reaped
+    or not: a zombie still answers signal 0."""
+    running = []
+    for line in pids_file.read_text().split():
+        try:
+            os.kill(int(line), 0)
+        except ProcessLookupError:
+            continue
+        running.append(int(line))
+    return running
+
+
+MEETING_TESTS = """
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import speedlib
+
+MEETING = Path({meeting!r})
+
+
+def meet(name, other):
+    # In a worker, a test says it has started and waits for the other test, which only
+    # a second lane running at the same time can start. (The head process runs each test
+    # once after the lanes, for its outcome: it does not wait.) The minute is a bound on
+    # a broken run, not a measurement.
+    if "_perfguard_ab_worker" not in sys.modules:
+        return
+    (MEETING / name).touch()
+    deadline = time.monotonic() + 60
+    while not (MEETING / other).exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"test_{{other}} never started: the lanes took turns")
+        time.sleep(0.001)
+
+
+@pytest.mark.perf
+def test_a():
+    meet("a", "b")
+    speedlib.work(1)
+
+
+@pytest.mark.perf
+def test_b():
+    meet("b", "a")
+    speedlib.work(1)
+"""
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")
+def test_lanes_pair_their_tests_at_the_same_time(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path
+) -> None:
+    """Each test waits, in the workers, until the other one has started: with two lanes
+    both get compared; lanes taking turns would leave the first waiting in vain."""
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    (project / "test_speed.py").write_text(MEETING_TESTS.format(meeting=str(meeting)))
+    _git(project, "commit", "-q", "-am", "two tests that meet")
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "2", "--perf-threshold", "0.5",
+        "--perf-json", "report.json",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*measured side by side on * (interleave, 2 lanes)*"])
+    rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
+    for test in ("test_a", "test_b"):
+        row = rows[f"test_speed.py::{test}"]
+        assert row["verdict"] in ("unchanged", "unstable"), row
+        assert row["pairs"] >= 6, row
+    assert sorted(p.name for p in meeting.iterdir()) == ["a", "b"]
+
+
+DYING_TESTS = """
+import os
+import sys
+
+import pytest
+import speedlib
+
+DIE = {die}
+
+
+@pytest.mark.perf
+def test_first():
+    speedlib.work(1)
+
+
+@pytest.mark.perf
+def test_dies_in_the_base():
+    if DIE and "_perfguard_ab_worker" in sys.modules:
+        os._exit(3)
+    speedlib.work(1)
+
+
+@pytest.mark.perf
+def test_last():
+    speedlib.work(1)
+"""
+
+
+@pytest.mark.parametrize("lanes", ["1", "2"])
+def test_a_worker_that_dies_fails_its_test_and_leaves_no_process(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path, lanes: str
+) -> None:
+    """A base worker that dies in a test's call phase: that test fails with the worker's
+    exit (as with one lane); with two lanes the other lane compares the rest; every worker
+    process is gone after the session and the worktree is removed."""
+    pids = tmp_path / "pids"
+    pids.touch()
+    (project / "conftest.py").write_text(WORKER_PIDS.format(path=str(pids)))
+    (project / "test_speed.py").write_text(DYING_TESTS.format(die=True))
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "a base that dies")
+    (project / "test_speed.py").write_text(DYING_TESTS.format(die=False))
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-ab-lanes", lanes, "--perf-threshold", "0.5",
+        "--perf-json", "report.json",
+    )  # fmt: skip
+    assert result.ret == 1, result.stdout.str()
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1 if lanes == "2" else outcomes["failed"] >= 1
+    result.stdout.fnmatch_lines(["FAILED *test_dies_in_the_base*"])
+    assert "the base worker exited (status 3)" in result.stdout.str()
+    rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
+    assert rows["test_speed.py::test_first"]["verdict"] in ("unchanged", "unstable")
+    if lanes == "2" and TWO_CPUS:
+        assert rows["test_speed.py::test_last"]["verdict"] in ("unchanged", "unstable")
+    started = pids.read_text().split()
+    assert len(started) >= (4 if lanes == "2" and TWO_CPUS else 1)  # two per lane
+    assert _still_running(pids) == []
+    assert _worktrees(project) == 1
+
+
+SIGNALLING_TESTS = """
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import speedlib
+
+SENT = Path({sent!r})
+
+
+@pytest.mark.perf
+def test_first():
+    speedlib.work(1)
+
+
+@pytest.mark.perf
+def test_stops_the_session():
+    # The first worker to get here sends SIGTERM to its parent, the head process, while
+    # the lanes are pairing (the head's own run of the test comes after them).
+    if "_perfguard_ab_worker" in sys.modules and not SENT.exists():
+        SENT.touch()
+        os.kill(os.getppid(), signal.SIGTERM)
+    speedlib.work(1)
+"""
+
+
+def test_sigterm_while_the_lanes_pair_leaves_no_process_and_no_worktree(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    pids.touch()
+    sent = tmp_path / "sent"
+    (project / "conftest.py").write_text(WORKER_PIDS.format(path=str(pids)))
+    (project / "test_speed.py").write_text(SIGNALLING_TESTS.format(sent=str(sent)))
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "a test that stops the session")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--perf-against", "HEAD", "--perf-ab-lanes", "2",
+        timeout=240,
+    )  # fmt: skip
+    assert sent.exists()
+    assert result.ret == 2, result.stdout.str()  # interrupted, not killed
+    assert "Traceback" not in result.stderr.str()
+    assert len(pids.read_text().split()) >= 2
+    assert _still_running(pids) == []
     assert _worktrees(project) == 1
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_perfguard.ab import base, pairing, series, worker
+from pytest_perfguard.ab import base, lanes, pairing, series, worker
 from pytest_perfguard.measure import PerfSpec
 
 
@@ -219,3 +220,116 @@ def test_a_traced_child_needs_its_own_dump_files() -> None:
     assert pairing.callgrind_launcher(followed, Path("/unused")) == []
     with pytest.raises(pairing.WorkerError, match="put %p in the name"):
         pairing.callgrind_launcher([*followed, "--callgrind-out-file=cg.out"], Path("/unused"))
+
+
+@pytest.mark.parametrize(
+    ("asked", "mode", "cpus", "counting", "expected"),
+    [
+        (None, "interleave", [0, 1, 2, 3], False, 4),  # one lane per CPU
+        (None, "duet", [0, 1, 2, 3], False, 2),  # two CPUs a lane
+        (None, "duet", [0, 1], False, 1),
+        (None, "interleave", [5], False, 1),
+        (None, "interleave", None, False, 1),  # cannot pin: the head process pairs
+        (2, "interleave", [0, 1, 2, 3], False, 2),
+        (8, "interleave", [0, 1], False, 2),  # no more lanes than CPUs
+        (1, "interleave", [0, 1, 2, 3], False, 1),
+        (None, "interleave", [0, 1, 2, 3], True, 1),  # counted under callgrind
+    ],
+)
+def test_lane_count(
+    asked: int | None, mode: pairing.Mode, cpus: list[int] | None, counting: bool, expected: int
+) -> None:
+    count, note = lanes.lane_count(asked, mode, cpus, counting)
+    assert count == expected
+    assert bool(note) == (asked is not None and asked > expected)
+
+
+def test_lane_cpus_are_the_lanes_own() -> None:
+    assert lanes.lane_cpus("interleave", [2, 3, 5], 3) == [[2], [3], [5]]
+    assert lanes.lane_cpus("duet", [0, 1, 2, 3], 2) == [[0, 1], [2, 3]]
+
+
+class _FakeWorker:
+    """A lane's worker that has collected and said hello."""
+
+    def __init__(self, name: str = "base worker") -> None:
+        self.name = name
+        self.killed = False
+
+    def wait_hello(self) -> dict[str, Any]:
+        return {"errors": [], "imports": [], "tests": []}
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+def _fake_lane() -> lanes.Lane:
+    return lanes.Lane(_FakeWorker(), _FakeWorker("head worker"), [0])  # type: ignore[arg-type]
+
+
+def test_lanes_run_at_once_and_a_dead_lane_leaves_its_tests_to_the_others() -> None:
+    """Both lanes' first tests meet at a barrier (only lanes running at the same time get
+    past it); the lane whose worker dies stops, its test gets the error, its workers are
+    killed, and the other lane measures the rest."""
+    barrier = threading.Barrier(2, timeout=60)
+    first: set[int] = set()
+    dead = _fake_lane()
+
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
+        if id(lane) not in first:
+            first.add(id(lane))
+            barrier.wait()
+        if test == "t2":
+            raise pairing.WorkerError("the base worker exited (status 3): gone")
+        return pairing.PairedRun(seconds=float(test[1:]))
+
+    healthy = _fake_lane()
+    results = lanes.run_lanes([dead, healthy], ["t1", "t2", "t3", "t4"], job)
+    assert results.errors == {"t2": "the base worker exited (status 3): gone"}
+    assert sorted(results.runs) == ["t1", "t3", "t4"]
+    failed = next(lane for lane in (dead, healthy) if lane.error)
+    assert all(worker.killed for worker in failed.workers)  # type: ignore[attr-defined]
+
+
+def test_tests_no_lane_could_take_are_left() -> None:
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
+        raise pairing.WorkerError("the head worker exited (status 1): boom")
+
+    results = lanes.run_lanes([_fake_lane()], ["t1", "t2"], job)
+    assert results.errors == {"t1": "the head worker exited (status 1): boom"}
+    assert results.left == ["t2"]
+
+
+def test_a_lane_that_cannot_start_takes_nothing() -> None:
+    broken = _fake_lane()
+    failing = {"errors": ["x.py: SyntaxError"], "imports": []}
+    broken.head.wait_hello = lambda: failing  # type: ignore[method-assign]
+    healthy = _fake_lane()
+    results = lanes.run_lanes(
+        [broken, healthy], ["t1", "t2"], lambda lane, test: pairing.PairedRun()
+    )
+    assert sorted(results.runs) == ["t1", "t2"]
+    assert all(lane is healthy for lane in results.lanes.values())
+    assert results.unusable == ["the head worker could not collect: x.py: SyntaxError"]
+
+
+def test_a_likely_regression_is_confirmed_in_another_lane_after_the_rest() -> None:
+    """`confirm_if` queues a second pairing of the test behind the first pairings, for a
+    lane other than the one that paired it."""
+    one, other = _fake_lane(), _fake_lane()
+    done: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
+        with lock:
+            done.append((test, id(lane)))
+        return pairing.PairedRun()
+
+    results = lanes.run_lanes(
+        [one, other], ["t1", "t2", "t3"], job, confirm_if=lambda test, run: test == "t2"
+    )
+    assert sorted(results.runs) == ["t1", "t2", "t3"]
+    assert list(results.confirmations) == ["t2"]
+    firsts = [lane for test, lane in done if test == "t2"]
+    assert len(firsts) == 2 and firsts[0] != firsts[1]  # another lane
+    assert [test for test, _ in done].index("t2", 2) >= 2  # after the first pairings

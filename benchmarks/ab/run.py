@@ -1,5 +1,6 @@
-"""A/B benchmark: `--perf-against` (duet, interleave) against the stored-baseline gate, on
-the verdict harness's 24 fixed-work tests, under a chosen load. See README.md.
+"""A/B benchmark: `--perf-against` (duet; interleave in lanes, and in one lane) against the
+stored-baseline gate, on the verdict harness's 24 fixed-work tests, under a chosen load.
+See README.md.
 
     python benchmarks/ab/run.py --condition quiet --trials 10 --out ab.jsonl
     python benchmarks/ab/run.py --condition cpu --trials 10 --out ab.jsonl      # 3 busy loops
@@ -38,7 +39,14 @@ _spec.loader.exec_module(verdicts)
 
 THRESHOLD = verdicts.THRESHOLD
 SUITE = "test_verdict_suite.py"
-CONFIGS = ("duet", "interleave", "stored")
+CONFIGS = ("duet", "interleave", "interleave1", "stored")
+# The A/B configurations' options: the mode, and for `interleave1` one lane (the head
+# process pairing with one base worker, as before lanes); the others get the default lanes.
+AB_ARGS = {
+    "duet": ["--perf-ab-mode", "duet"],
+    "interleave": ["--perf-ab-mode", "interleave"],
+    "interleave1": ["--perf-ab-mode", "interleave", "--perf-ab-lanes", "1"],
+}
 RECORD_RUNS = 5
 
 
@@ -121,7 +129,7 @@ def run_config(
         write_suite(directory, slow, factor)
         budget_args = [] if budget is None else ["--perf-ab-budget", str(budget)]
         rc, secs, text = pytest_run(
-            directory, f"--perf-against={work / 'base'}", "--perf-ab-mode", config,
+            directory, f"--perf-against={work / 'base'}", *AB_ARGS[config],
             *budget_args, *threshold,
         )  # fmt: skip
     if not report.exists():

@@ -57,6 +57,7 @@ class ABSummary:
     run_type: Any
     notes: str
     late_starts: int = 0
+    lanes: int = 1  # lanes that paired the tests (`lanes`); 1: the head process did
 
 
 @dataclass
@@ -145,12 +146,15 @@ def judge(
         series = pair_series(entry.run.base, entry.run.head, entry.spec, entry.gated)
         head_rows += _rows(test, series, entry.spec, entry.outcome, "head")
         base_rows += _rows(test, series, entry.spec, "passed", "base")
-        if entry.outcome != "passed" or entry.run.base_error or not series:
+        run = entry.run
+        if entry.outcome != "passed" or run.base_error or run.head_error or not series:
             reason = (
                 f"test {entry.outcome} on head: not compared"
                 if entry.outcome != "passed"
-                else f"failed on base: {entry.run.base_error}"
-                if entry.run.base_error
+                else f"failed on base: {run.base_error}"
+                if run.base_error
+                else f"failed in the head's worker process: {run.head_error}"
+                if run.head_error
                 else entry.error or "no pairs were taken"
             )
             own = series[0] if series else None
@@ -253,6 +257,36 @@ def judge(
     return comparison, head_rows, base_rows
 
 
+def likely_regression(
+    run: PairedRun,
+    spec: PerfSpec | None,
+    gated: bool,
+    *,
+    q: float,
+    schedule: paired.LookSchedule,
+    threshold: float,
+) -> bool:
+    """Whether one test's pairs, judged alone, show a regression of a gated metric that
+    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q). Lanes confirm
+    such a test in another lane while they still run; this only saves time, since which
+    regressions need a confirmation is decided at the end by `judge`, as without lanes."""
+    if not gated or run.base_error or run.head_error:
+        return False
+    for s in pair_series(run.base, run.head, spec, gated):
+        if not s.gated or s.exact:
+            continue
+        limit = _threshold(s, spec, threshold)
+        try:
+            a = paired.assess_pairs(
+                s.base, s.head, s.direction, q=q, share=schedule.share_at(len(s.base))
+            )
+        except ValueError:
+            continue
+        if a.change > limit and a.p_value <= q and a.better > limit / 2:
+            return True
+    return False
+
+
 def _confirm(
     decided: dict[tuple[str, str], Verdict],
     tests: Mapping[str, PairedTest],
@@ -268,8 +302,8 @@ def _confirm(
         run = confirmations.get(test)
         if verdict.kind != "regression" or run is None:
             continue
-        if run.base_error or not run.head:
-            why = run.base_error or "no pairs"
+        if run.base_error or run.head_error or not run.head:
+            why = run.base_error or run.head_error or "no pairs"
             decided[key] = replace(verdict, detail=f"{verdict.detail}; not confirmed: {why}")
             continue
         entry = tests[test]
@@ -339,9 +373,10 @@ def finish_ab(
     git = git_state(summary.rootdir)
     base_text = describe_base(summary.base_label, summary.base_commit)
     head_text = describe_head(git)
+    lanes = f", {summary.lanes} lanes" if summary.lanes > 1 else ""
     header = (
         f"base {base_text} vs head {head_text}, measured side by side on "
-        f"{summary.platform.key} ({summary.mode})"
+        f"{summary.platform.key} ({summary.mode}{lanes})"
     )
     session_id = uuid.uuid4().hex
     ab_info = {
@@ -354,6 +389,7 @@ def finish_ab(
         "head_commit": git.commit,
         "looks": list(summary.schedule.counts),
         "duet_late_starts": summary.late_starts,
+        "lanes": summary.lanes,
     }
     head_run = build_run_info(
         platform=summary.platform,

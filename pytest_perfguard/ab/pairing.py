@@ -77,7 +77,8 @@ def callgrind_launcher(options: Sequence[str], dump_dir: Path) -> list[str]:
 
 
 class BaseProcess:
-    """The base worker: a pytest process rooted in the base checkout (see `worker`).
+    """A worker: a pytest process rooted in a checkout (see `worker`), the base's or, for
+    lanes and confirmations, the head's (`name` says which in its errors).
 
     With `count` (the head counts instructions under callgrind) it runs under callgrind
     too and counts its rounds (`callgrind_launcher`); raises WorkerError when it cannot."""
@@ -90,8 +91,10 @@ class BaseProcess:
         *,
         count: bool = False,
         start_line_path: str | None = None,
+        name: str = "base worker",
     ) -> None:
         self.root = root
+        self.name = name
         launcher: list[str] = []
         self.dump_dir: Path | None = None
         if count:
@@ -180,13 +183,13 @@ class BaseProcess:
             code = self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             code = None
-        return WorkerError(f"the base worker exited (status {code}): {self.log_tail()}")
+        return WorkerError(f"the {self.name} exited (status {code}): {self.log_tail()}")
 
     def wait_hello(self) -> dict[str, Any]:
         if self.hello is None:
             message = self.recv()
             if message.get("op") != "hello":
-                raise WorkerError(f"the base worker said {message.get('op')!r} before hello")
+                raise WorkerError(f"the {self.name} said {message.get('op')!r} before hello")
             self.hello = message
         return self.hello
 
@@ -230,6 +233,12 @@ class BaseProcess:
             self.process.kill()
             self.process.wait()
 
+    def pin(self, cpus: Sequence[int] | None) -> None:
+        """Keep the whole process (its collection, fixtures, rounds) on `cpus`."""
+        if cpus and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):  # it exited already: its recv will say so
+                os.sched_setaffinity(self.process.pid, set(cpus))
+
 
 @dataclass
 class PairingPlan:
@@ -264,20 +273,28 @@ class PairedRun:
     base: list[Round] = field(default_factory=list)
     head: list[Round] = field(default_factory=list)
     base_error: str | None = None
+    # The test failed in a head *worker* (lanes, confirmations), not in the head process.
+    head_error: str | None = None
     seconds: float = 0.0
-
-
-def _expect_round(worker: BaseProcess) -> Round:
-    message = worker.recv()
-    if message.get("op") == "failed":
-        raise BaseRoundFailed(message.get("error", "failed"))
-    if message.get("op") != "round":
-        raise WorkerError(f"the base worker answered {message.get('op')!r} to a round")
-    return Round.of(message)
 
 
 class BaseRoundFailed(Exception):
     """The base's test raised in a round: no comparison for this test."""
+
+
+class HeadRoundFailed(BaseRoundFailed):
+    """The test raised in a round of a head worker (a lane's or a confirmation's)."""
+
+
+def _expect_round(
+    worker: BaseProcess, failed: type[BaseRoundFailed] = BaseRoundFailed
+) -> Round:
+    message = worker.recv()
+    if message.get("op") == "failed":
+        raise failed(message.get("error", "failed"))
+    if message.get("op") != "round":
+        raise WorkerError(f"the {worker.name} answered {message.get('op')!r} to a round")
+    return Round.of(message)
 
 
 def _two_cpus(plan: PairingPlan) -> tuple[int, int] | None:
@@ -446,11 +463,16 @@ def pair_test(
     return run
 
 
+def _side_round(side: BaseProcess, base: BaseProcess) -> Round:
+    return _expect_round(side, BaseRoundFailed if side is base else HeadRoundFailed)
+
+
 def take_worker_pair(
     plan: PairingPlan, base: BaseProcess, head: BaseProcess, repeat: int
 ) -> tuple[Round, Round]:
-    """One pair between two worker processes (a confirmation): in duet both start
-    together on the base's start line, the head worker playing the head's part there."""
+    """One pair between two worker processes (a lane's, a confirmation's): in duet both
+    start together on the base's start line, the head worker playing the head's part
+    there."""
     if plan.mode == "duet":
         cores = _two_cpus(plan)
         base_cpu, head_cpu = cores if cores else (None, None)
@@ -459,14 +481,38 @@ def take_worker_pair(
         head.send(
             {"op": "round", "cpu": head_cpu, "sync": number, "repeat": repeat, "role": "head"}
         )
-        return _expect_round(base), _expect_round(head)
+        return _expect_round(base), _expect_round(head, HeadRoundFailed)
     cpu = plan.rng.choice(plan.cpus) if plan.cpus else None
     first, second = (base, head) if plan.rng.random() < 0.5 else (head, base)
     rounds = {}
     for side in (first, second):
         side.send({"op": "round", "cpu": cpu, "repeat": repeat})
-        rounds[id(side)] = _expect_round(side)
+        rounds[id(side)] = _side_round(side, base)
     return rounds[id(base)], rounds[id(head)]
+
+
+def _warm_up_workers(
+    plan: PairingPlan, base: BaseProcess, head: BaseProcess, together: bool
+) -> float:
+    """`plan.warmup` calls a side before pairing; the head worker's shortest warm-up call
+    in seconds. `together`: both sides at once, unpinned (a confirmation, with the whole
+    machine); else one after the other on the CPU the pairs use (a lane: its other CPUs
+    belong to other lanes, and two sides sharing one CPU would double the head's call and
+    make a short test read as a long one)."""
+    walls = []
+    cpu = None if together or not plan.cpus else plan.rng.choice(plan.cpus)
+    for _ in range(plan.warmup):
+        if together:
+            for side in (base, head):
+                side.send({"op": "round", "cpu": None, "warm": 0})
+            _expect_round(base)
+            walls.append(_expect_round(head, HeadRoundFailed).wall)
+            continue
+        for side in (base, head):
+            side.send({"op": "round", "cpu": cpu, "warm": 0})
+            walls.append(_side_round(side, base).wall)
+        del walls[-2]  # the base's
+    return min(walls, default=0.0)
 
 
 def confirm_test(
@@ -475,34 +521,77 @@ def confirm_test(
     head: BaseProcess,
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],
+    *,
+    warm_together: bool = True,
 ) -> PairedRun:
-    """A flagged test's pairs again, between two fresh processes, both ready in the test's
-    call phase: the head's code in a head worker, the base's in a new base worker. Whatever
-    made one process of the first pairing faster or slower than the other (where its data
-    landed in memory) is drawn afresh here, while a change in the code is not. A round
-    that raises on either side ends it with `base_error` set."""
+    """A test's pairs between two worker processes, both ready in the test's call phase:
+    the head's code in a head worker, the base's in a base worker. A confirmation pairs a
+    flagged test again between two fresh processes: whatever made one process of the first
+    pairing faster or slower than the other (where its data landed in memory) is drawn
+    afresh, while a change in the code is not; a lane pairs its tests this way from the
+    start. A round that raises ends it with `base_error` or `head_error` set; every side
+    still in its call phase leaves it."""
     run = PairedRun()
     started = plan.clock()
+    in_call = [base, head]
     try:
-        warm_walls = []
-        for _ in range(plan.warmup):
-            for side in (base, head):
-                side.send({"op": "round", "cpu": None, "warm": 0})
-            _expect_round(base)
-            warm_walls.append(_expect_round(head).wall)
-        repeat = _calls_a_side(plan, min(warm_walls, default=0.0))
+        repeat = _calls_a_side(plan, _warm_up_workers(plan, base, head, warm_together))
         _take_looks(
             plan, run, lambda: take_worker_pair(plan, base, head, repeat),
             describe, thresholds,
         )  # fmt: skip
+    except HeadRoundFailed as exc:
+        run.head_error = str(exc)
+        in_call.remove(head)
     except BaseRoundFailed as exc:
         run.base_error = str(exc)
+        in_call.remove(base)
     finally:
         run.seconds = plan.clock() - started
-        for side in (base, head):
+        for side in in_call:
             with contextlib.suppress(WorkerError):
                 side.send({"op": "end"})
     return run
+
+
+def pair_on_workers(
+    plan: PairingPlan,
+    base: BaseProcess,
+    head: BaseProcess,
+    test: str,
+    describe: Callable[[list[Round], list[Round]], list[Series]],
+    thresholds: Callable[[Series], float],
+    *,
+    following: str | None = None,
+    keep: bool = False,
+    warm_together: bool = True,
+) -> PairedRun:
+    """Run `test` in both workers and pair it in their call phases (`confirm_test`); the
+    workers tear down for `following` afterwards, or with `keep` (a lane, whose next test
+    is not known yet) keep every fixture above the test function for the next one;
+    `warm_together` as in `_warm_up_workers`. A
+    side that cannot run the test (its setup failed, or it has no such test) gives
+    `base_error` or `head_error`. Raises WorkerError when a worker dies."""
+    sides = (base, head)
+    for side in sides:
+        side.send({"op": "test", "id": test, "next": following, "keep": keep})
+    answers = [side.recv() for side in sides]
+    try:
+        if all(answer["op"] == "ready" for answer in answers):
+            return confirm_test(
+                plan, base, head, describe, thresholds, warm_together=warm_together
+            )
+        for side, answer in zip(sides, answers, strict=True):
+            if answer["op"] == "ready":
+                side.send({"op": "end"})
+        base_answer, head_answer = answers
+        if base_answer["op"] != "ready":
+            return PairedRun(base_error=base_answer.get("error", "did not run"))
+        return PairedRun(head_error=head_answer.get("error", "did not run"))
+    finally:
+        for side in sides:
+            while side.recv()["op"] != "done":
+                pass
 
 
 def worker_args(

@@ -1,17 +1,23 @@
 """pytest hooks of an A/B session (`--perf-against BASE`): registered instead of the
 measuring session, so nothing is compared with the baselines file.
 
-The head is this pytest process. For each gated test that the base has too, its call phase
-becomes a series of pairs (`pairing.pair_test`) with the base worker, which holds the same
-test in its own call phase; fixtures are set up once per side. Gated tests the base lacks
-run once, as usual, and are reported as new; unmarked tests run once, as usual, and are not
-compared (unless ``--perf-gate all``).
+With one lane (`--perf-ab-lanes 1`, or one CPU) the head is this pytest process: for each
+gated test that the base has too, its call phase becomes a series of pairs
+(`pairing.pair_test`) with the base worker, which holds the same test in its own call
+phase; fixtures are set up once per side. With more lanes (`lanes`), every such test is
+paired between a base worker and a head worker of a lane before the normal test loop
+starts, the lanes at once; the loop then runs each test once in this process for its
+outcome. Gated tests the base lacks run once, as usual, and are reported as new; unmarked
+tests run once, as usual, and are not compared (unless ``--perf-gate all``).
 """
 
 from __future__ import annotations
 
+import random
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -26,7 +32,8 @@ from ..results import PlatformInfo, TestOutcome
 from ..settings import PerfSettings
 from ..valgrind import CallgrindCounter, CallgrindError, open_callgrind_counter, valgrind_tool
 from .base import BaseCheckout, BaseError, resolve_base
-from .finish import ABResult, ABSummary, PairedTest, finish_ab, judge
+from .finish import ABResult, ABSummary, PairedTest, finish_ab, judge, likely_regression
+from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
 from .pairing import (
     MODES,
     BaseProcess,
@@ -34,13 +41,14 @@ from .pairing import (
     PairedRun,
     PairingPlan,
     WorkerError,
-    confirm_test,
+    pair_on_workers,
     pair_test,
     python_for_base,
     usable_cpus,
     worker_args,
 )
-from .series import pair_series
+from .series import Round, Series, pair_series
+from .worker import NOT_COLLECTED
 
 # Without `--perf-ab-mode`. Measured (benchmarks/ab/RESULTS.md, docs/ab.md "Which mode"):
 # on a calm host both modes kept their calm and their detections, duet in less time; on a
@@ -86,21 +94,46 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
         mode, note = "interleave", "duet needs two CPUs this process may pin: interleaving"
     else:
         mode, note = settings.ab_mode, ""
+    count, lanes_note = lane_count(settings.ab_lanes, mode, cpus, counting=counter is not None)
     args = _worker_args(config, checkout.path)
+    python = python_for_base(settings.against_python)
+    lanes: list[Lane] = []
     try:
-        worker = BaseProcess(
-            checkout.path,
-            python_for_base(settings.against_python),
-            args,
-            count=counter is not None,
-        )
+        worker = BaseProcess(checkout.path, python, args, count=counter is not None)
     except WorkerError as exc:
         checkout.remove()
         raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
+    if count > 1 and cpus:
+        # All lanes start now, beside the head's collection, as the base worker does;
+        # extra ones are closed once collection tells how many tests there are to pair.
+        try:
+            lanes = start_lanes(
+                lane_cpus(mode, cpus, count),
+                lambda: BaseProcess(checkout.path, python, args),
+                lambda base: _head_worker(config, base),
+                first_base=worker,
+            )
+        except WorkerError as exc:
+            close_workers([worker])
+            checkout.remove()
+            raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
     return ABSession(
-        config, settings, checkout, worker, mode, cpus, platform, db_url, note,
-        counter=counter, base_args=args,
+        config, settings, checkout, worker, mode, cpus, platform, db_url,
+        "; ".join(n for n in (note, lanes_note) if n), counter=counter, base_args=args,
+        lanes=lanes,
     )  # fmt: skip
+
+
+def _head_worker(config: pytest.Config, base: BaseProcess) -> BaseProcess:
+    """A worker rooted at this checkout (the head's code, this interpreter), sharing the
+    duet start line of `base`, the worker it pairs with."""
+    return BaseProcess(
+        config.rootpath,
+        sys.executable,
+        _worker_args(config, config.rootpath),
+        start_line_path=base.start_line_path,
+        name="head worker",
+    )
 
 
 def _worker_args(config: pytest.Config, root: Path) -> list[str]:
@@ -151,6 +184,7 @@ class ABSession:
         *,
         counter: CallgrindCounter | None = None,
         base_args: list[str] | None = None,
+        lanes: list[Lane] | None = None,
     ) -> None:
         assert mode in MODES
         self.config = config
@@ -173,7 +207,17 @@ class ABSession:
         self.plan: PairingPlan | None = None
         self.counter = counter  # both sides count instructions (under callgrind)
         self.base_args = base_args or []  # the base worker's pytest arguments
-        self.confirm_messages: list[str] = []
+        self.messages: list[str] = []  # for the A/B summary: lanes given up, confirmations
+        self.lanes = lanes or []  # empty: the head process pairs with `worker`
+        # Every worker process this session started, for `close`.
+        self.workers = [worker, *(w for lane in self.lanes for w in lane.workers)]
+        self.lane_tests: list[str] = []  # what the lanes pair, in collection order
+        self.lane_runs: dict[str, PairedRun] = {}
+        self.lane_errors: dict[str, str] = {}  # tests whose lane's worker died
+        self.lane_plans: dict[int, PairingPlan] = {}  # by id() of the lane
+        self.lane_of: dict[str, Lane] = {}  # the lane that paired each test
+        # Likely regressions, paired again in another lane while the lanes ran.
+        self.lane_confirmations: dict[str, PairedRun] = {}
         self.pairing = False
         self.ready = False
         self.result: ABResult | None = None
@@ -189,7 +233,9 @@ class ABSession:
         raise KeyboardInterrupt
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        mode = "instruction counts" if self.counter is not None else self.mode
+        mode: str = "instruction counts" if self.counter is not None else self.mode
+        if self.lanes:
+            mode = f"{mode}, {len(self.lanes)} lanes"
         lines = [
             f"perfguard: {__version__}, platform {self.platform.key}, A/B against "
             f"{self.checkout.describe} ({mode})"
@@ -269,6 +315,90 @@ class ABSession:
             counter=self.counter,
         )
         self.ready = True
+        self._ready_lanes()
+
+    def _ready_lanes(self) -> None:
+        """Keep as many lanes as there are tests to pair; fewer than two leaves the pairs
+        to this process and the base worker, as with `--perf-ab-lanes 1`."""
+        if not self.lanes:
+            return
+        keep = min(len(self.lanes), len(self.order))
+        if keep < 2:
+            keep = 0
+            self._unpin_base()
+        for lane in self.lanes[keep:]:
+            for worker in lane.workers:
+                if worker is not self.worker:
+                    worker.quit()  # closed with the others at the end
+        self.lanes = self.lanes[:keep]
+        self.lane_tests = list(self.order)
+        self._plan_lanes(self.lanes)
+
+    def _unpin_base(self) -> None:
+        """The base worker pairs with this process after all: a lane had kept it on one
+        CPU."""
+        if self.worker is not None:
+            self.worker.pin(self.cpus)
+
+    def _plan_lanes(self, lanes: list[Lane]) -> None:
+        """Each lane pairs by a plan of its own: its CPUs, its random draws, its counts."""
+        assert self.plan is not None
+        for lane in lanes:
+            self.lane_plans[id(lane)] = replace(
+                self.plan, cpus=lane.cpus, rng=random.Random(), late_starts=0
+            )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """With lanes, pair every test they can before the normal loop runs the tests."""
+        if not self.lanes or not self.lane_tests or session.config.option.collectonly:
+            return
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            return  # pytest stops here with "errors during collection"
+        results = run_lanes(
+            self.lanes, self.lane_tests, self._pair_in_lane, confirm_if=self._likely_regression
+        )
+        self.lane_runs, self.lane_errors = results.runs, results.errors
+        self.lane_of, self.lane_confirmations = results.lanes, results.confirmations
+        for problem in dict.fromkeys(results.unusable):
+            self.messages.append(f"perfguard: a lane could not start: {problem}")
+        # What no lane could pair (no lane started), or a head worker did not collect (a
+        # plugin of this process's own changed the collection), this process pairs with
+        # the base worker during the loop, as with one lane.
+        for test, run in list(self.lane_runs.items()):
+            if run.head_error == NOT_COLLECTED:
+                del self.lane_runs[test]
+        if len(results.unusable) == len(self.lanes):
+            self._unpin_base()
+        assert self.plan is not None
+        self.plan.late_starts += sum(plan.late_starts for plan in self.lane_plans.values())
+
+    def _pair_in_lane(self, lane: Lane, test: str) -> PairedRun:
+        """One test's pairs between a lane's two workers (in the lane's thread)."""
+        plan = self.lane_plans[id(lane)]
+        spec, gated = self.specs.get(test), self.gated[test]
+        plan.warmup = spec.warmup if spec is not None and spec.warmup else 1
+        return pair_on_workers(
+            plan, lane.base, lane.head, test, *self._judging(spec, gated),
+            keep=True, warm_together=False,
+        )  # fmt: skip
+
+    def _likely_regression(self, test: str, run: PairedRun) -> bool:
+        assert self.plan is not None
+        return likely_regression(
+            run, self.specs.get(test), self.gated[test] and self.settings.gate != "none",
+            q=self.settings.q, schedule=self.plan.schedule(), threshold=self.settings.threshold,
+        )  # fmt: skip
+
+    def _judging(
+        self, spec: PerfSpec | None, gated: bool
+    ) -> tuple[Callable[[list[Round], list[Round]], list[Series]], Callable[[Series], float]]:
+        """A test's series of its pairs, and each series' threshold."""
+        default = self.settings.threshold
+        return (
+            lambda base, head: pair_series(base, head, spec, gated),
+            lambda series: _threshold(series.threshold, spec, default),
+        )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
@@ -277,11 +407,17 @@ class ABSession:
         nodeid = pyfuncitem.nodeid
         if nodeid not in self.order:
             return None  # new: runs once, as usual
+        spec, gated = self.specs.get(nodeid), self.gated[nodeid]
+        if nodeid in self.lane_runs:  # paired in a lane: this is the head's outcome
+            self.tests[nodeid] = PairedTest(spec, gated, self.lane_runs[nodeid])
+            return None
+        if nodeid in self.lane_errors:  # as when the base worker dies with one lane
+            self.tests[nodeid] = PairedTest(spec, gated, PairedRun())
+            raise pytest.UsageError(f"--perf-against {self.label}: {self.lane_errors[nodeid]}")
         index = self.order.index(nodeid)
         following = self.order[index + 1] if index + 1 < len(self.order) else None
         worker, plan = self.worker, self.plan
         assert worker is not None and plan is not None
-        spec, gated = self.specs.get(nodeid), self.gated[nodeid]
         entry = self.tests[nodeid] = PairedTest(spec, gated, PairedRun())
         self.pairing = True
         try:
@@ -301,8 +437,7 @@ class ABSession:
                     worker,
                     pyfuncitem.runtest,
                     pyfuncitem.funcargs.get("perf"),
-                    lambda base, head: pair_series(base, head, spec, gated),
-                    lambda series: _threshold(series.threshold, spec, self.settings.threshold),
+                    *self._judging(spec, gated),
                 )
             except WorkerError as exc:
                 raise pytest.UsageError(f"--perf-against {self.label}: {exc}") from None
@@ -328,8 +463,10 @@ class ABSession:
             entry.outcome = outcome
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.worker is not None:
-            self.worker.quit()  # it tears down while the verdicts are made
+        confirming = self._confirming_lanes()
+        for worker in self.workers:
+            if not any(worker in lane.workers for lane in confirming):
+                worker.quit()  # they tear down while the verdicts are made
         if not self.ready or self.plan is None:
             return
         summary = ABSummary(
@@ -346,9 +483,15 @@ class ABSession:
             run_type=self.settings.run_type,
             notes=self.settings.notes,
             late_starts=self.plan.late_starts,
+            lanes=len(self.lanes) if self.lane_runs else 1,
         )
         tests = {k: v for k, v in self.tests.items() if v.outcome != "skipped"}
-        confirmations = self._confirm(tests, summary) if self.counter is None else None
+        try:
+            confirmations = self._confirm(tests, summary) if self.counter is None else None
+        finally:
+            for lane in confirming:
+                for worker in lane.workers:
+                    worker.quit()
         self.result = finish_ab(
             tests,
             self.new,
@@ -359,7 +502,7 @@ class ABSession:
             exitstatus=int(exitstatus),
             confirmations=confirmations,
         )
-        self.result.messages += [(text, {"yellow": True}) for text in self.confirm_messages]
+        self.result.messages += [(text, {"yellow": True}) for text in self.messages]
         if self.result.fail_session and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -367,17 +510,28 @@ class ABSession:
         self, tests: dict[str, PairedTest], summary: ABSummary
     ) -> dict[str, PairedRun] | None:
         """Pair each test flagged as a regression again, between two fresh processes (a new
-        base worker and a head worker running this checkout's code): a difference between
-        the first pairing's two processes is not carried over, a change in the code is.
-        Nothing is confirmed, and the verdicts stand, when the fresh workers cannot start."""
+        base worker and a head worker running this checkout's code; with lanes, another
+        lane's two): a difference between the first pairing's two processes is not carried
+        over, a change in the code is. Nothing is confirmed, and the verdicts stand, when
+        the fresh workers cannot start."""
         comparison, _, _ = judge(tests, [], [], summary, self.settings.gate == "none")
         flagged = list(dict.fromkeys(
             v.test for v in comparison.verdicts if v.kind == "regression" and v.gated
         ))  # fmt: skip
         if not flagged or self.plan is None:
             return None
-        config = self.config
-        head_args = _worker_args(config, config.rootpath)
+        found = {t: self.lane_confirmations[t] for t in flagged if t in self.lane_confirmations}
+        rest = [test for test in flagged if test not in found]
+        if rest and self._confirming_lanes():
+            found.update(self._confirm_in_lanes(rest))
+        elif rest:
+            found.update(self._confirm_fresh(rest))
+        return found
+
+    def _confirm_fresh(self, flagged: list[str]) -> dict[str, PairedRun]:
+        """The confirmations in a new base worker and a new head worker, one test after
+        the other."""
+        assert self.plan is not None
         base: BaseProcess | None = None
         head: BaseProcess | None = None
         found: dict[str, PairedRun] = {}
@@ -385,53 +539,48 @@ class ABSession:
             base = BaseProcess(
                 self.checkout.path, python_for_base(self.settings.against_python), self.base_args
             )
-            head = BaseProcess(
-                config.rootpath, sys.executable, head_args, start_line_path=base.start_line_path
-            )
+            head = _head_worker(self.config, base)
             for side in (base, head):
                 hello = side.wait_hello()
                 if hello["errors"] or hello["imports"]:
                     raise WorkerError((hello["errors"] or hello["imports"])[0])
             for index, test in enumerate(flagged):
-                following = flagged[index + 1] if index + 1 < len(flagged) else None
-                found[test] = self._confirm_test(test, following, base, head)
+                entry = self.tests[test]
+                self.plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
+                found[test] = pair_on_workers(
+                    self.plan, base, head, test, *self._judging(entry.spec, entry.gated),
+                    following=flagged[index + 1] if index + 1 < len(flagged) else None,
+                )  # fmt: skip
         except WorkerError as exc:
-            self.confirm_messages.append(
-                f"perfguard: regressions not confirmed in fresh processes: {exc}"
-            )
+            self._not_confirmed(str(exc))
         finally:
-            for started in (head, base):
-                if started is not None:
-                    started.close()
+            close_workers([side for side in (head, base) if side is not None])
         return found
 
-    def _confirm_test(
-        self, test: str, following: str | None, base: BaseProcess, head: BaseProcess
-    ) -> PairedRun:
-        assert self.plan is not None
-        entry = self.tests[test]
-        self.plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
-        for side in (base, head):
-            side.send({"op": "test", "id": test, "next": following})
-        answers = [side.recv() for side in (base, head)]
-        try:
-            not_ready = [a.get("error", "did not run") for a in answers if a["op"] != "ready"]
-            if not_ready:
-                for side, answer in zip((base, head), answers, strict=True):
-                    if answer["op"] == "ready":
-                        side.send({"op": "end"})
-                return PairedRun(base_error=not_ready[0])
-            return confirm_test(
-                self.plan,
-                base,
-                head,
-                lambda b, h: pair_series(b, h, entry.spec, entry.gated),
-                lambda series: _threshold(series.threshold, entry.spec, self.settings.threshold),
-            )
-        finally:
-            for side in (base, head):
-                while side.recv()["op"] != "done":
-                    pass
+    def _confirming_lanes(self) -> list[Lane]:
+        """The lanes that confirm regressions: those still running, when at least two are
+        (each test is confirmed in a lane other than its own); none otherwise."""
+        live = [lane for lane in self.lanes if lane.error is None] if self.lane_runs else []
+        return live if len(live) >= 2 else []
+
+    def _confirm_in_lanes(self, flagged: list[str]) -> dict[str, PairedRun]:
+        """The confirmations of a session that paired in lanes: each flagged test is paired
+        again in another lane, whose two processes did not take its first pairs, the lanes
+        at once."""
+        lanes = self._confirming_lanes()
+        # A test this process paired with the first lane's base worker avoids that lane.
+        avoid = {test: self.lane_of.get(test, self.lanes[0]) for test in flagged}
+        results = run_lanes(lanes, flagged, self._pair_in_lane, avoid=avoid)
+        if results.errors:
+            self._not_confirmed(next(iter(results.errors.values())))
+        elif results.left:
+            self._not_confirmed(f"no other lane could pair {results.left[0]}")
+        return results.runs
+
+    def _not_confirmed(self, why: str) -> None:
+        self.messages.append(
+            f"perfguard: regressions not confirmed in fresh processes: {why}"
+        )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.result is None:
@@ -441,15 +590,12 @@ class ABSession:
             terminalreporter.write_line(text, **markup)
 
     def close(self) -> None:
-        """Stop the worker and remove the worktree; safe to call more than once."""
-        worker, self.worker = self.worker, None
-        if worker is not None:
-            try:
-                worker.close()
-            except BaseException:
-                worker.kill()
-                raise
-        self.checkout.remove()
+        """Stop the workers and remove the worktree; safe to call more than once."""
+        workers, self.workers, self.worker = self.workers, [], None
+        try:
+            close_workers(workers)
+        finally:
+            self.checkout.remove()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         try:

@@ -15,9 +15,11 @@ Protocol: one JSON object per line over two pipes whose descriptors arrive in
 ``PERFGUARD_AB_FDS`` ("read,write"); a duet's rounds start together through a `StartLine`
 (shared memory, ``PERFGUARD_AB_START_LINE``). After collection the worker says ``hello`` (its tests,
 collection errors, import problems); then it serves ``test`` commands: it runs pytest's own
-test protocol for that item (fixtures set up once, torn down as the next item needs), and
-inside the call phase answers ``round`` commands (optionally pinned to a CPU and started
-with the head's round) until ``end``. ``quit`` tears everything down. When the head counts
+test protocol for that item (fixtures set up once, torn down as the item named ``next``
+needs; with ``keep``, as a lane sends it, every fixture above the test function stays until
+the next ``test`` command says what that test needs), and inside the call phase answers
+``round`` commands (optionally pinned to a CPU and started with the head's round) until
+``end``. ``quit`` tears everything down, also from inside a call phase. When the head counts
 instructions under callgrind, the worker runs under callgrind too and ``PERFGUARD_AB_COUNT``
 names the head's ``valgrind.py`` (stdlib only), which it loads by path to count the rounds
 the head asks it to count.
@@ -42,6 +44,8 @@ FDS_ENV = "PERFGUARD_AB_FDS"
 START_LINE_ENV = "PERFGUARD_AB_START_LINE"
 COUNT_ENV = "PERFGUARD_AB_COUNT"
 MODULE_NAME = "_perfguard_ab_worker"
+# The answer to a `test` command for a test this worker did not collect.
+NOT_COLLECTED = "not collected here"
 VALGRIND_MODULE_NAME = "_perfguard_ab_valgrind"
 BOOTSTRAP = (
     "import importlib.util, sys\n"
@@ -328,6 +332,7 @@ class BaseWorker:
         self.serving = False
         self.ready = False
         self.failure: str | None = None
+        self.quitting = False
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", MARKER_LINE)
@@ -355,7 +360,8 @@ class BaseWorker:
                 "pytest": pytest.__version__,
             }
         )
-        pending: pytest.Item | None = None
+        pending = False
+        setup_state = session._setupstate
         while True:
             try:
                 command = self.channel.recv()
@@ -363,11 +369,28 @@ class BaseWorker:
                 break
             if command["op"] == "quit":
                 break
-            item = items[command["id"]]
-            following = command.get("next")
+            if command["op"] != "test":
+                continue  # an `end` for a call phase that a failed round already left
+            item = items.get(command["id"])
+            if item is None:
+                self.channel.send({"op": "unavailable", "error": NOT_COLLECTED})
+                self.channel.send({"op": "done"})
+                continue
+            # Fixtures the previous test kept (`keep`, or a `next` other than this one) and
+            # this one does not need are torn down first, as pytest would have done after
+            # the previous test; their errors are nobody's to report here.
+            with suppress(Exception):
+                setup_state.teardown_exact(item)
             self.current, self.ready, self.failure = item, False, None
-            reports = runtestprotocol(item, log=False, nextitem=items.get(following or ""))
-            pending = item if following else None
+            if command.get("keep"):
+                # A lane does not know its next test yet: keep everything above this
+                # function (session, package, module, class fixtures) for it; the line
+                # above tears down what the next one does not share.
+                nextitem: Any = item.parent
+            else:
+                nextitem = items.get(command.get("next") or "")
+            reports = runtestprotocol(item, log=False, nextitem=nextitem)
+            pending = nextitem is not None
             if not self.ready:
                 reason = self.failure or next(
                     (f"{r.when}: {_short(r.longrepr)}" for r in reports if not r.passed),
@@ -376,8 +399,10 @@ class BaseWorker:
                 self.channel.send({"op": "unavailable", "error": reason})
             self.channel.send({"op": "done"})
             self.current = None
-        if pending is not None:
-            session._setupstate.teardown_exact(None)
+            if self.quitting:
+                break
+        if pending:
+            setup_state.teardown_exact(None)
         return True
 
     @pytest.hookimpl(tryfirst=True)
@@ -398,7 +423,10 @@ class BaseWorker:
         while True:
             command = self.channel.recv()
             received = time.monotonic_ns()
-            if command["op"] == "end":
+            if command["op"] in ("end", "quit"):
+                # `quit` here: the head is closing while this test is in its call phase
+                # (an interrupt, or the lane's other worker died).
+                self.quitting = command["op"] == "quit"
                 return
             number, line = command.get("sync"), self.start_line
             start: Callable[[], None] | None = None

@@ -1,0 +1,252 @@
+"""Lanes: an A/B session's pairs measured in parallel, one lane per CPU.
+
+No pytest here. A *lane* is a base worker and a head worker (a worker process rooted at
+the head's checkout), both kept on CPUs of their own (one in interleave, two in duet),
+pairing there exactly as a confirmation pairs two workers (`pairing.pair_on_workers`).
+Each lane has a driver thread in the head process that starts once its two workers have
+collected, takes the next test from a shared queue, in collection order, and does blocking
+pipe IO with its two workers; rounds are timed inside the workers, so the head process's
+threads only wait, judge looks and send the next command. Collection order keeps each
+worker's tests in the order pytest would run them, so a worker sets each module's and
+class's fixtures up once for its tests (a confirmation, queued behind them, may set one up
+again). A likely regression is queued again for another lane: its confirmation.
+
+A worker that dies stops its lane (its other worker is killed): its test gets the
+worker's error, the other lanes go on with the rest. An interrupt of the head kills every
+lane's workers and joins the threads before it goes on, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .pairing import BaseProcess, Mode, PairedRun, WorkerError
+
+
+@dataclass
+class Lane:
+    """A base worker and a head worker on `cpus`; `error` once one of them died or the
+    lane could not start."""
+
+    base: BaseProcess
+    head: BaseProcess
+    cpus: list[int]
+    error: str | None = None
+
+    @property
+    def workers(self) -> tuple[BaseProcess, BaseProcess]:
+        return (self.base, self.head)
+
+    def check_hellos(self) -> str | None:
+        """Why this lane cannot measure (a worker died, or could not collect or import
+        its checkout's code), or None. Raises nothing."""
+        for worker in self.workers:
+            try:
+                hello = worker.wait_hello()
+            except WorkerError as exc:
+                return str(exc)
+            problems = hello["errors"] or hello["imports"]
+            if problems:
+                return f"the {worker.name} could not collect: {problems[0]}"
+        return None
+
+
+def lane_count(
+    asked: int | None, mode: Mode, cpus: Sequence[int] | None, counting: bool
+) -> tuple[int, str]:
+    """How many lanes a session gets, and a note for the header when that is not what was
+    asked: one per CPU this process may use (two CPUs each in duet) unless `asked` says
+    fewer; one where processes cannot be pinned, and under callgrind (one counted pair a
+    test decides, so there is no time to save, and every worker would run under valgrind).
+    """
+    if asked == 1:
+        return 1, ""
+    if counting:
+        note = "instruction counts: one lane" if asked else ""
+        return 1, note
+    per_lane = 2 if mode == "duet" else 1
+    most = len(cpus) // per_lane if cpus else 0
+    if most < 1:
+        note = f"--perf-ab-lanes {asked}: no CPUs this process may pin: one lane" if asked else ""
+        return 1, note
+    if asked is None:
+        return most, ""
+    if asked > most:
+        lanes = f"{most} lane" + ("s" if most != 1 else "")
+        each = "two CPUs" if mode == "duet" else "one CPU"
+        total = len(cpus or [])
+        return most, f"--perf-ab-lanes {asked}: {lanes}, {each} each of the {total} it may use"
+    return asked, ""
+
+
+def lane_cpus(mode: Mode, cpus: Sequence[int], count: int) -> list[list[int]]:
+    """The CPUs of each of `count` lanes: one each in interleave, two in duet."""
+    per_lane = 2 if mode == "duet" else 1
+    return [list(cpus[i * per_lane : (i + 1) * per_lane]) for i in range(count)]
+
+
+def start_lanes(
+    cpus_per_lane: Sequence[list[int]],
+    start_base: Callable[[], BaseProcess],
+    start_head: Callable[[BaseProcess], BaseProcess],
+    first_base: BaseProcess | None = None,
+) -> list[Lane]:
+    """A lane on each of `cpus_per_lane`, its workers started (`start_head` gets the base
+    worker whose duet start line the head worker shares) and pinned to the lane's CPUs.
+    `first_base`, already running, becomes the first lane's base worker. Raises
+    WorkerError, after closing what it started."""
+    lanes: list[Lane] = []
+    started: list[BaseProcess] = []
+    try:
+        for index, cpus in enumerate(cpus_per_lane):
+            if index == 0 and first_base is not None:
+                base = first_base
+            else:
+                base = start_base()
+                started.append(base)
+            head = start_head(base)
+            started.append(head)
+            for worker in (base, head):
+                worker.pin(cpus)
+            lanes.append(Lane(base, head, list(cpus)))
+    except BaseException:
+        close_workers(started)
+        raise
+    return lanes
+
+
+def close_workers(workers: Sequence[BaseProcess]) -> None:
+    """Ask every worker to quit first, so they tear down side by side, then wait for each
+    (killing the ones that do not exit). The first error is raised after all are closed."""
+    unique = list({id(w): w for w in workers}.values())
+    for worker in unique:
+        worker.quit()
+    failure: BaseException | None = None
+    for worker in unique:
+        try:
+            worker.close()
+        except BaseException as exc:  # an interrupt while waiting: the rest are killed
+            worker.kill()
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+@dataclass
+class LaneResults:
+    """Each measured test's pairs and the lane that took them; the confirmations that
+    `run_lanes` queued, paired in another lane; and for tests no lane could measure or
+    confirm, why not."""
+
+    runs: dict[str, PairedRun] = field(default_factory=dict)
+    lanes: dict[str, Lane] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # a lane's worker died on it
+    left: list[str] = field(default_factory=list)  # no lane took them (none could)
+    confirmations: dict[str, PairedRun] = field(default_factory=dict)
+    # Lanes that could not start: `Lane.check_hellos`' reason each.
+    unusable: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Job:
+    test: str
+    avoid: Lane | None  # the lane that must not take it
+    confirm: bool = False
+
+
+def run_lanes(
+    lanes: Sequence[Lane],
+    tests: Sequence[str],
+    job: Callable[[Lane, str], PairedRun],
+    *,
+    avoid: Mapping[str, Lane] | None = None,
+    confirm_if: Callable[[str, PairedRun], bool] | None = None,
+) -> LaneResults:
+    """Measure `tests` over the lanes at once: each lane's thread waits for its workers
+    to say hello (`Lane.check_hellos`; a lane that cannot start takes nothing), then takes
+    the next test (in the given order) that `avoid` does not keep from it and runs `job`
+    on it, until none is left for it or the lane's worker dies. A lane starts as soon as
+    its own workers are ready.
+
+    A test whose pairs `confirm_if` flags is queued again behind the others, for a lane
+    other than its own (`LaneResults.confirmations`): the confirmations fill the lanes
+    while the slowest lane finishes its last test, instead of waiting for the session's
+    end. Tests no lane took are `left`; confirmations no lane took are dropped.
+
+    On an interrupt (Ctrl-C, or SIGTERM turned into one) every lane's workers are killed,
+    which ends their threads' pipe reads, the threads are joined and the interrupt goes
+    on."""
+    given = avoid or {}
+    queue = deque(_Job(test, given.get(test)) for test in tests)
+    ready = threading.Condition()
+    working = [0]  # lanes running a job: each may still queue a confirmation
+    results = LaneResults()
+
+    def take(lane: Lane) -> _Job | None:
+        with ready:
+            while True:
+                found = next((j for j in queue if j.avoid is not lane), None)
+                if found is not None:
+                    queue.remove(found)
+                    working[0] += 1
+                    return found
+                if working[0] == 0 or confirm_if is None:
+                    return None
+                ready.wait()
+
+    def drive(lane: Lane) -> None:
+        problem = lane.check_hellos()
+        if problem is not None:
+            lane.error = problem
+            with ready:
+                results.unusable.append(problem)
+            return
+        while (item := take(lane)) is not None:
+            try:
+                run = job(lane, item.test)
+                again = not item.confirm and confirm_if is not None and confirm_if(item.test, run)
+            except Exception as exc:  # WorkerError, or a bug: either way the lane is done
+                lane.error = str(exc) if isinstance(exc, WorkerError) else repr(exc)
+                # Its other worker may still wait in the test's call phase, where a
+                # `quit` would not reach it: it goes too.
+                for worker in lane.workers:
+                    worker.kill()
+                with ready:
+                    if not item.confirm:
+                        results.errors[item.test] = lane.error
+                    working[0] -= 1
+                    ready.notify_all()
+                return
+            with ready:
+                if item.confirm:
+                    results.confirmations[item.test] = run
+                else:
+                    results.runs[item.test] = run
+                    results.lanes[item.test] = lane
+                if again:
+                    queue.append(_Job(item.test, lane, confirm=True))
+                working[0] -= 1
+                ready.notify_all()
+
+    threads = [
+        threading.Thread(target=drive, args=(lane,), name=f"perfguard-lane-{index}", daemon=True)
+        for index, lane in enumerate(lanes)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        for lane in lanes:
+            for worker in lane.workers:
+                worker.kill()
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(timeout=30)
+        raise
+    results.left = [item.test for item in queue if not item.confirm]
+    return results

@@ -36,7 +36,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# A block of readings, one per test of a layout: SQLite stores the doubles as bytes
+# A block of readings, one per test of a chunk of a layout: SQLite stores the doubles as bytes
 # (little-endian, read back by the `perfguard_reading` function `engine` registers),
 # PostgreSQL as a float8[] its SQL indexes natively.
 ReadingBlock = LargeBinary().with_variant(ARRAY(Float()), "postgresql")
@@ -173,7 +173,7 @@ class TestResult(Base):
 class TestLayout(Base):
     """A list of tests in the order a session ran them, stored once for every run that
     ran the same tests (`digest`, or in another order `set_digest`, finds it): the key to
-    a run's `plain_blocks` row."""
+    a run's `plain_blocks` rows."""
 
     __tablename__ = "test_layouts"
 
@@ -212,15 +212,22 @@ class LayoutTest(Base):
 
 
 class PlainBlock(Base):
-    """A run's plain tests' built-in readings, one block per reading (see `ReadingBlock`),
-    the tests those of layout `layout_id` in its order.
+    """A chunk of a run's plain tests' built-in readings: the tests of layout `layout_id`
+    from position ``chunk * rows.CHUNK_TESTS``, at most that many, one block per
+    reading (see `ReadingBlock`) and one outcome letter per test (`rows.OUTCOME_LETTERS`).
 
-    Plain tests are most of a suite: stored as one row per run, their readings cost a
+    Plain tests are most of a suite: stored as a few rows per run, their readings cost a
     session no b-tree insert per test (`test_results` and `results` rows cost one per
     index each). Readers see each (run, test) as a `test_results` row
-    (`blocks.block_rows`). The test at `position` p has the id ``first_id + p * stride``,
-    as its `test_results` row would have (the stride counts its readings in the session's
-    list), and `outcomes` holds one letter per test (`rows.OUTCOME_LETTERS`).
+    (`blocks.block_rows`). The test at layout position p has the id
+    ``first_id + p * stride`` (the run's first id, the same in each of its chunks), as its
+    `test_results` row would have (the stride counts its readings in the session's list).
+
+    Chunks, not one block per run: a query by test reads one value of each run, and a
+    block that does not fit its row's page is read whole (SQLite follows its overflow
+    pages, PostgreSQL detoasts it). A chunk of `rows.CHUNK_TESTS` tests keeps the row
+    inline on both. The (layout_id, chunk, run_id) index is the by-test path: a test's
+    layout position gives its chunk.
     """
 
     __tablename__ = "plain_blocks"
@@ -228,6 +235,7 @@ class PlainBlock(Base):
     run_id: Mapped[int] = mapped_column(
         ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     layout_id: Mapped[int] = mapped_column(ForeignKey("test_layouts.id"))
     first_id: Mapped[int] = mapped_column(BigInteger)
     stride: Mapped[int] = mapped_column(Integer)
@@ -236,7 +244,7 @@ class PlainBlock(Base):
     cpu_time: Mapped[Any] = mapped_column(ReadingBlock, nullable=True)
     rss_peak_mb: Mapped[Any] = mapped_column(ReadingBlock, nullable=True)
 
-    __table_args__ = (Index("ix_plain_blocks_layout_run", "layout_id", "run_id"),)
+    __table_args__ = (Index("ix_plain_blocks_layout_chunk_run", "layout_id", "chunk", "run_id"),)
 
 
 class BaselineSnapshot(Base):

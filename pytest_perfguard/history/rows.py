@@ -40,6 +40,16 @@ READINGS: tuple[tuple[str, str, str], ...] = (
 READING_NAMES = frozenset(name for name, _, _ in READINGS)
 _SLOTS = {reading: slot for slot, reading in enumerate(READINGS)}
 RUN_ID_SHIFT = 32
+# Plain tests per `plain_blocks` row: a run's block is stored in chunks of this many tests,
+# so that a query by test reads a small row per run. The row must stay whole on its page:
+# PostgreSQL moves values out of a row over about 2 kB (TOAST) and reading one element of
+# an array stored out of line fetches and rebuilds the whole array; SQLite reads a BLOB
+# that spills onto overflow pages whole. Three readings of 8 bytes and one outcome letter
+# a test: 64 tests make a row of 1 732 bytes on PostgreSQL (80 tests already had a block
+# moved out of line) and a 1.6 kB record on SQLite (on a 4 kB page: up to 4 061 bytes stay
+# on it). Part of the stored format (readers compute a test's chunk from its position, and
+# migration 0007's downgrade cuts at it): changing it needs a migration.
+CHUNK_TESTS = 64
 # A results row's threshold, samples and error when it has none.
 _NO_EXTRAS = (None, None, None)
 
@@ -102,6 +112,35 @@ class PlainBlock:
                 column.byteswap()
             stored.append(None if column is None else column.tobytes())
         return stored
+
+    def chunks(self, as_bytes: bool) -> list[tuple[Any, ...]]:
+        """(chunk, outcome letters, one block per READINGS column or None) per chunk of
+        CHUNK_TESTS tests: the blocks as SQLite stores them (`as_bytes`), else lists of
+        floats."""
+        size = CHUNK_TESTS
+        starts = range(0, len(self.tests), size)
+        if as_bytes:
+            # Cut from each column's bytes: one copy per chunk, no array per chunk.
+            width = size * 8
+            columns: list[Any] = self.column_bytes()
+            return [
+                (
+                    start // size,
+                    self.outcomes[start : start + size],
+                    *(None if data is None else data[start * 8 : start * 8 + width]
+                      for data in columns),
+                )
+                for start in starts
+            ]  # fmt: skip
+        columns = [None if column is None else column.tolist() for column in self.columns]
+        return [
+            (
+                start // size,
+                self.outcomes[start : start + size],
+                *(None if values is None else values[start : start + size] for values in columns),
+            )
+            for start in starts
+        ]
 
 
 def session_rows(
@@ -291,17 +330,14 @@ def _insert_sqlite_block(cursor: Any, run_id: int, block: PlainBlock) -> None:
         return found
 
     layout_id, block = layout_of(block, find, lambda: _new_sqlite_layout(cursor, block))
-    cursor.execute(
-        "INSERT INTO plain_blocks (run_id, layout_id, first_id, stride, outcomes,"
-        f" {', '.join(name for name, _, _ in READINGS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run_id,
-            layout_id,
-            (run_id << RUN_ID_SHIFT) + block.first_position,
-            block.stride,
-            block.outcomes,
-            *block.column_bytes(),
-        ),
+    # What every chunk of the run shares: ints computed here, safe to inline.
+    shared = (run_id, layout_id, (run_id << RUN_ID_SHIFT) + block.first_position, block.stride)
+    run, layout, first_id, stride = (str(int(value)) for value in shared)
+    cursor.executemany(
+        "INSERT INTO plain_blocks (run_id, chunk, layout_id, first_id, stride, outcomes,"
+        f" {', '.join(name for name, _, _ in READINGS)})"
+        f" VALUES ({run}, ?, {layout}, {first_id}, {stride}, ?, {', '.join('?' * len(READINGS))})",
+        block.chunks(as_bytes=True),
     )
 
 

@@ -14,6 +14,7 @@ from pytest_perfguard.api import History
 from pytest_perfguard.history.engine import create_history_engine
 from pytest_perfguard.history.migrations import HEAD_REVISION, KNOWN_REVISIONS
 from pytest_perfguard.history.models import Base
+from pytest_perfguard.history.rows import CHUNK_TESTS
 from pytest_perfguard.history.schema import alembic_config
 from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
@@ -369,3 +370,23 @@ def test_downgrade_from_plain_blocks_moves_the_readings_back(history_url: str) -
     migrate(history_url, "head")
     with History(history_url) as history:
         assert {run_id: history.get_run(run_id).measurements for run_id in before} == before
+
+
+def test_downgrade_from_plain_blocks_reads_every_chunk(history_url: str) -> None:
+    """A run of more tests than a chunk holds: each test's readings and outcome come back
+    from its own chunk, in the same order and with the same ids."""
+    durations = {f"t::p{i}": 0.01 * (i + 1) for i in range(2 * CHUNK_TESTS + 7)}
+    failed = f"t::p{CHUNK_TESTS + 3}"
+    plain = _plain_runs(durations, failed=failed)
+    at = datetime.now(timezone.utc)
+    with History(history_url) as history:
+        run_id = history.save_session(RunInfo(started_at=at, platform=PlatformInfo("box")),
+                                      [], plain=plain)  # fmt: skip
+        before = history.get_run(run_id).measurements
+    assert before == plain.measurements()
+    migrate(history_url, "0006_run_labels", down=True)
+    with History(history_url) as history:
+        after = history.get_run(run_id)
+        assert after.measurements == before
+        assert (after.n_results, after.n_failed) == (3 * len(durations), 1)
+        assert history.trend(failed, "cpu_time")[0].outcome == "failed"

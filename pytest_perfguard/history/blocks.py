@@ -88,10 +88,10 @@ def chunk_results() -> ColumnElement[int]:
     """The results a plain_blocks row stands for: its tests (one outcome letter each)
     times the readings it holds."""
     present = [case((plain_blocks.c[name].is_(None), 0), else_=1) for name, _, _ in READINGS]
-    readings = present[0]
+    readings: ColumnElement[int] = present[0]
     for term in present[1:]:
         readings = readings + term
-    return func.length(plain_blocks.c.outcomes) * readings  # type: ignore[no-any-return]
+    return func.length(plain_blocks.c.outcomes) * readings
 
 
 class reading_at(FunctionElement[Any]):

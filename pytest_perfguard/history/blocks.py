@@ -27,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
+    Join,
     LargeBinary,
     Select,
     and_,
@@ -157,7 +158,26 @@ def any_failed(outcomes: Any) -> ColumnElement[bool]:
     return or_(*(outcomes.contains(letter) for letter in FAILED_LETTERS))
 
 
-def block_rows() -> Select[Any]:
+class _TestsFirst(Join):
+    """A join of layout_tests to plain_blocks whose left side SQLite must loop over
+    outside the right (a CROSS JOIN with its ON clause; a plain join elsewhere)."""
+
+    inherit_cache = True
+
+
+@compiles(_TestsFirst)
+def _tests_first(element: _TestsFirst, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.visit_join(element, **kw)  # type: ignore[no-untyped-call,no-any-return]
+
+
+@compiles(_TestsFirst, "sqlite")
+def _tests_first_sqlite(element: _TestsFirst, compiler: SQLCompiler, **kw: Any) -> str:
+    # The left side is a table: the first " JOIN " is this join's.
+    text: str = compiler.visit_join(element, **kw)  # type: ignore[no-untyped-call]
+    return text.replace(" JOIN ", " CROSS JOIN ", 1)
+
+
+def block_rows(*, by_test: bool = False) -> Select[Any]:
     """Every (run, test) of the stored chunks as the `test_results` row it stands for: the
     columns of test_results, in their order, then each reading's block (`has_reading`).
 
@@ -165,6 +185,11 @@ def block_rows() -> Select[Any]:
     test, then one of plain_blocks' (layout_id, chunk, run_id) index per run; on `run_id`,
     one range of plain_blocks' primary key, each chunk's tests a range of layout_tests'
     (see `chunk_tests`). Planners flatten this select into the query using it.
+
+    `by_test`: the query picks a few tests, and SQLite is made to find them first. Without
+    statistics its planner takes both ways for equally cheap and may start from each run,
+    reading all the run's chunks to find the one holding the test: with 4 000 tests a run,
+    the trend of one test over 300 runs took 22 ms that way against 0.4 ms (raw SQL).
     """
     position = layout_tests.c.position
     at = position_in_chunk()
@@ -178,7 +203,11 @@ def block_rows() -> Select[Any]:
         # Whether a reading is there is the block's, not the test's: asked of the block
         # (see `has_reading`), it costs no read of a value.
         *(plain_blocks.c[name].label(f"{name}_block") for name, _, _ in READINGS),
-    ).select_from(plain_blocks.join(layout_tests, chunk_tests()))
+    ).select_from(
+        _TestsFirst(layout_tests, plain_blocks, chunk_tests())
+        if by_test
+        else plain_blocks.join(layout_tests, chunk_tests())
+    )
 
 
 def has_reading(wide: Any, name: str) -> ColumnElement[bool]:

@@ -214,7 +214,9 @@ def _statement(conn: Connection, key: tuple[Any, ...], build: Callable[[], _S]) 
 
 def _filtered_results(flt: RunFilter) -> Subquery:
     """The stored results `flt` picks by test and metric (runs are filtered by the caller)."""
-    return stored_results(_tests_matching(flt.test), metric=flt.metric)
+    return stored_results(
+        _tests_matching(flt.test), metric=flt.metric, by_test=flt.test is not None
+    )
 
 
 def _summary_query() -> Select[Any]:
@@ -644,8 +646,9 @@ def _wide_sources() -> tuple[Table | Subquery, ...]:
 
 
 def _plain_rows() -> Subquery:
-    """The plain tests' blocks as test_results rows (see `blocks.block_rows`)."""
-    return block_rows().subquery("plain_rows")
+    """The plain tests' blocks as test_results rows, for reads of one test (see
+    `blocks.block_rows`)."""
+    return block_rows(by_test=True).subquery("plain_rows")
 
 
 def _test_values_query(

@@ -93,7 +93,8 @@ def metric_history(
         def in_batch(table: Table, batch: list[str] = batch) -> list[ColumnElement[bool]]:
             return [table.c.test.in_(batch), table.c.run_id.in_(on_platform_ids), *passed(table)]
 
-        for row in conn.execute(_top_values(stored_results(in_batch, kinds=kinds), last_runs)):
+        ranked = _top_values(stored_results(in_batch, kinds=kinds, by_test=True), last_runs)
+        for row in conn.execute(ranked):
             _add(series, row)
     return dict(sorted(series.items()))
 

@@ -64,18 +64,21 @@ DOUBLE = struct.Struct("<d")
 _CHUNK: Any = literal_column(str(int(CHUNK_TESTS)), Integer)
 
 
-def chunk_tests() -> ColumnElement[bool]:
-    """layout_tests joined to plain_blocks: each chunk's tests. The chunk is stated both
-    ways, so that either side can drive the join: from a test, one probe of
-    plain_blocks' (layout_id, chunk, run_id) index per run; from a chunk, a range of
-    layout_tests' primary key."""
-    position, chunk = layout_tests.c.position, plain_blocks.c.chunk
-    start = chunk * _CHUNK
+def chunk_tests(*, by_test: bool = False) -> ColumnElement[bool]:
+    """layout_tests joined to plain_blocks: each chunk's tests. From a chunk (a reader of
+    runs), a range of layout_tests' primary key; from a test (`by_test`), its chunk in
+    each run, one probe of plain_blocks' (layout_id, chunk, run_id) index.
+
+    Each way states only what it seeks by: PostgreSQL takes every condition of a join for
+    a filter when it estimates the rows, and with both ways' it counted a trend's values
+    at one where there were 400, and hashed a scan of every chunk.
+    """
+    same_layout = layout_tests.c.layout_id == plain_blocks.c.layout_id
+    if by_test:
+        return and_(same_layout, plain_blocks.c.chunk == layout_tests.c.chunk)
+    start = plain_blocks.c.chunk * _CHUNK
     return and_(
-        layout_tests.c.layout_id == plain_blocks.c.layout_id,
-        chunk == position // _CHUNK,
-        position >= start,
-        position < start + _CHUNK,
+        same_layout, layout_tests.c.position >= start, layout_tests.c.position < start + _CHUNK
     )
 
 
@@ -204,7 +207,7 @@ def block_rows(*, by_test: bool = False) -> Select[Any]:
         # (see `has_reading`), it costs no read of a value.
         *(plain_blocks.c[name].label(f"{name}_block") for name, _, _ in READINGS),
     ).select_from(
-        _TestsFirst(layout_tests, plain_blocks, chunk_tests())
+        _TestsFirst(layout_tests, plain_blocks, chunk_tests(by_test=True))
         if by_test
         else plain_blocks.join(layout_tests, chunk_tests())
     )
@@ -281,17 +284,21 @@ def _new_layout(conn: Connection, block: PlainBlock) -> int:
 
 
 def _insert_layout_tests(conn: Connection, layout_id: int, tests: list[str]) -> None:
-    rows = zip(tests, repeat(layout_id), range(len(tests)))
+    positions = range(len(tests))
+    rows = zip(tests, repeat(layout_id), positions, (at // CHUNK_TESTS for at in positions))
     if conn.dialect.driver == "psycopg":
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        statement = "COPY layout_tests (test, layout_id, position) FROM STDIN"
+        statement = "COPY layout_tests (test, layout_id, position, chunk) FROM STDIN"
         with cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
         return
     conn.execute(
         layout_tests.insert(),
-        [{"test": test, "layout_id": lid, "position": at} for test, lid, at in rows],
+        [
+            {"test": test, "layout_id": lid, "position": at, "chunk": chunk}
+            for test, lid, at, chunk in rows
+        ],
     )
 
 

@@ -18,7 +18,6 @@ import sys
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -348,8 +347,9 @@ def _new_sqlite_layout(cursor: Any, block: PlainBlock) -> int:
     )
     layout_id: int = cursor.lastrowid
     cursor.executemany(
-        "INSERT INTO layout_tests (layout_id, position, test) VALUES (?, ?, ?)",
-        zip(repeat(layout_id), range(len(block.tests)), block.tests),
+        "INSERT INTO layout_tests (layout_id, position, test, chunk)"
+        f" VALUES ({int(layout_id)}, ?1, ?2, ?1 / {int(CHUNK_TESTS)})",
+        enumerate(block.tests),
     )
     return layout_id
 

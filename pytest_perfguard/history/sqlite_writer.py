@@ -47,9 +47,9 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "CREATE UNIQUE INDEX ix_test_layouts_digest ON test_layouts (digest)",
     "CREATE INDEX ix_test_layouts_set_digest ON test_layouts (set_digest)",
     "CREATE TABLE layout_tests (\n\tlayout_id INTEGER NOT NULL, \n\tposition INTEGER NOT NULL, "
-    "\n\ttest TEXT NOT NULL, \n\tCONSTRAINT pk_layout_tests PRIMARY KEY (layout_id, position)"
-    "\n)\n WITHOUT ROWID\n\n",
-    "CREATE INDEX ix_layout_tests_test ON layout_tests (test)",
+    "\n\ttest TEXT NOT NULL, \n\tchunk INTEGER NOT NULL, \n\t"
+    "CONSTRAINT pk_layout_tests PRIMARY KEY (layout_id, position)\n)\n WITHOUT ROWID\n\n",
+    "CREATE INDEX ix_layout_tests_test ON layout_tests (test, chunk)",
     "CREATE TABLE experiments (\n\tid INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\t"
     "template VARCHAR(255) NOT NULL, \n\tmode VARCHAR(100) NOT NULL, \n\t"
     "config JSON NOT NULL, \n\tsummary JSON, \n\tcreated_at DATETIME NOT NULL, \n\t"

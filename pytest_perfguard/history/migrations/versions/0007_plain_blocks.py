@@ -47,10 +47,11 @@ def upgrade() -> None:
         sa.Column("layout_id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("position", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("test", sa.Text(), nullable=False),
+        sa.Column("chunk", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("layout_id", "position", name="pk_layout_tests"),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_layout_tests_test", "layout_tests", ["test"])
+    op.create_index("ix_layout_tests_test", "layout_tests", ["test", "chunk"])
     op.create_table(
         "plain_blocks",
         sa.Column("run_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -94,8 +95,8 @@ def downgrade() -> None:
         f" SELECT b.first_id + t.position * b.stride, b.run_id, t.test,"
         f" {'false' if postgres else '0'}, CASE {letter} {outcome} ELSE 'error' END,"
         f" {', '.join(reading(name) for name in _READINGS)}"
-        " FROM plain_blocks b JOIN layout_tests t ON t.layout_id = b.layout_id"
-        f" AND t.position >= b.chunk * {_CHUNK} AND t.position < (b.chunk + 1) * {_CHUNK}"
+        " FROM plain_blocks b JOIN layout_tests t"
+        " ON t.layout_id = b.layout_id AND t.chunk = b.chunk"
     )
     op.drop_index("ix_plain_blocks_layout_chunk_run", table_name="plain_blocks")
     op.drop_table("plain_blocks")

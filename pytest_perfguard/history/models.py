@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    event,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -223,6 +225,11 @@ class LayoutTest(Base):
     )
 
 
+# PostgreSQL keeps a plain_blocks row whole up to a page, instead of moving its arrays out
+# of it over 2 kB: a chunk's row is 3.2 kB (see `rows.CHUNK_TESTS`). Migration 0007 sets
+# the same.
+PLAIN_BLOCKS_STORAGE = "ALTER TABLE plain_blocks SET (toast_tuple_target = 8160)"
+
 # A plain_blocks chunk that holds a failed or errored test, as SQL: the condition of the
 # index of such chunks, and `blocks.any_failed` word for word (SQLite uses a partial index
 # only for a query that states its condition).
@@ -356,6 +363,11 @@ test_layouts = cast(Table, TestLayout.__table__)
 layout_tests = cast(Table, LayoutTest.__table__)
 plain_blocks = cast(Table, PlainBlock.__table__)
 baseline_snapshots = cast(Table, BaselineSnapshot.__table__)
+event.listen(
+    plain_blocks,
+    "after_create",
+    DDL(PLAIN_BLOCKS_STORAGE).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+)
 experiments = cast(Table, ExperimentRow.__table__)
 trials = cast(Table, TrialRow.__table__)
 run_labels = cast(Table, RunLabel.__table__)

@@ -42,14 +42,16 @@ _SLOTS = {reading: slot for slot, reading in enumerate(READINGS)}
 RUN_ID_SHIFT = 32
 # Plain tests per `plain_blocks` row: a run's block is stored in chunks of this many tests,
 # so that a query by test reads a small row per run. The row must stay whole on its page:
-# PostgreSQL moves values out of a row over about 2 kB (TOAST) and reading one element of
-# an array stored out of line fetches and rebuilds the whole array; SQLite reads a BLOB
-# that spills onto overflow pages whole. Three readings of 8 bytes and one outcome letter
-# a test: 64 tests make a row of 1 732 bytes on PostgreSQL (80 tests already had a block
-# moved out of line) and a 1.6 kB record on SQLite (on a 4 kB page: up to 4 061 bytes stay
-# on it). Part of the stored format (readers compute a test's chunk from its position, and
-# migration 0007's downgrade cuts at it): changing it needs a migration.
-CHUNK_TESTS = 64
+# SQLite reads a BLOB that spills onto overflow pages whole, and PostgreSQL reads an array
+# moved out of its row (TOAST) whole. Three readings of 8 bytes and one outcome letter a
+# test: 128 tests make a record of 3.2 kB, on its page on SQLite (up to 4 061 bytes stay on
+# a 4 kB page); PostgreSQL keeps it in its row because plain_blocks' toast_tuple_target is
+# a page (by default it moves values out of rows over 2 kB: from 80 tests). Each row costs
+# a SQLite insert about 27 k instructions besides its bytes: 64 tests a chunk cost 545
+# instructions a test, 128 cost 344. Part of the stored format (readers compute a test's
+# place in its chunk, and migration 0007's downgrade cuts at it): changing it needs a
+# migration.
+CHUNK_TESTS = 128
 # A results row's threshold, samples and error when it has none.
 _NO_EXTRAS = (None, None, None)
 

@@ -3,8 +3,9 @@
 Revision ID: 0007_plain_blocks
 Revises: 0006_run_labels
 
-Each run's block is stored in chunks of 64 tests, one row each (`rows.CHUNK_TESTS`), so
-that a query by test reads a row small enough to stay whole on its page. Rows already
+Each run's block is stored in chunks of 128 tests, one row each (`rows.CHUNK_TESTS`), so
+that a query by test reads a row small enough to stay whole on its page (on PostgreSQL,
+with plain_blocks' toast_tuple_target set to a page). Rows already
 stored stay where they are (`test_results`, `results`), where readers keep finding them;
 readers see the blocks as test_results rows. The upgrade creates three tables and copies
 nothing, so it is instant on any history. The downgrade turns every block back into the
@@ -27,7 +28,7 @@ _BLOCK = sa.LargeBinary().with_variant(postgresql.ARRAY(sa.Float()), "postgresql
 _READINGS = ("duration", "cpu_time", "rss_peak_mb")
 _OUTCOMES = (("p", "passed"), ("f", "failed"), ("s", "skipped"))
 # The tests per chunk this revision stores (`rows.CHUNK_TESTS` when it was written).
-_CHUNK = 64
+_CHUNK = 128
 
 
 def upgrade() -> None:
@@ -71,6 +72,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("run_id", "chunk", name="pk_plain_blocks"),
     )
+    if op.get_bind().dialect.name == "postgresql":  # `models.PLAIN_BLOCKS_STORAGE`
+        op.execute("ALTER TABLE plain_blocks SET (toast_tuple_target = 8160)")
     op.create_index(
         "ix_plain_blocks_layout_chunk_run", "plain_blocks", ["layout_id", "chunk", "run_id"]
     )

@@ -174,23 +174,25 @@ def any_failed() -> TextClause:
     return text(f"({FAILED_CHUNK})")
 
 
-class _TestsFirst(Join):
-    """A join of layout_tests to plain_blocks whose left side SQLite must loop over
-    outside the right (a CROSS JOIN with its ON clause; a plain join elsewhere)."""
+class LeftFirst(Join):
+    """A join whose left side SQLite must loop over outside the right (a CROSS JOIN with
+    its ON clause; a plain join elsewhere): how a query by test makes it start from the
+    test (see `block_rows`)."""
 
     inherit_cache = True
 
 
-@compiles(_TestsFirst)
-def _tests_first(element: _TestsFirst, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(LeftFirst)
+def _left_first(element: LeftFirst, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.visit_join(element, **kw)  # type: ignore[no-untyped-call,no-any-return]
 
 
-@compiles(_TestsFirst, "sqlite")
-def _tests_first_sqlite(element: _TestsFirst, compiler: SQLCompiler, **kw: Any) -> str:
-    # The left side is a table: the first " JOIN " is this join's.
-    text: str = compiler.visit_join(element, **kw)  # type: ignore[no-untyped-call]
-    return text.replace(" JOIN ", " CROSS JOIN ", 1)
+@compiles(LeftFirst, "sqlite")
+def _left_first_sqlite(element: LeftFirst, compiler: SQLCompiler, **kw: Any) -> str:
+    assert element.onclause is not None  # built with one
+    side = {**kw, "asfrom": True}
+    left, right = compiler.process(element.left, **side), compiler.process(element.right, **side)
+    return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
 
 
 def block_rows(*, by_test: bool = False) -> Select[Any]:
@@ -220,7 +222,7 @@ def block_rows(*, by_test: bool = False) -> Select[Any]:
         # (see `has_reading`), it costs no read of a value.
         *(plain_blocks.c[name].label(f"{name}_block") for name, _, _ in READINGS),
     ).select_from(
-        _TestsFirst(layout_tests, plain_blocks, chunk_tests(by_test=True))
+        LeftFirst(layout_tests, plain_blocks, chunk_tests(by_test=True))
         if by_test
         else plain_blocks.join(layout_tests, chunk_tests())
     )

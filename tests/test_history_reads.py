@@ -6,7 +6,9 @@ with a limit, the newest runs first; on PostgreSQL `baseline` reads both in one)
 they are checked against a reference built in Python from `get_run` of every run, on a
 history that mixes both tables for one test and metric (a test that becomes marked),
 custom metrics, failures, two platforms and a run whose start is older than runs stored
-before it.
+before it; and again with the blocks' runs holding more plain tests than a chunk, so that
+the tests read sit in later chunks of their runs, at different positions from one
+layout to the next.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from pytest_perfguard.api import History
+from pytest_perfguard.history.rows import CHUNK_TESTS
 from pytest_perfguard.records import TrendPoint
 from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
@@ -27,12 +30,17 @@ TESTS = ("t.py::plain", "t.py::turns_marked", "t.py::custom")
 N_RUNS = 14
 
 
-def session(run_no: int) -> tuple[list[Measurement], PlainRuns]:
+def session(run_no: int, fillers: int = 0) -> tuple[list[Measurement], PlainRuns]:
     """One session: standard readings (test_results rows, or in every other run a block
     of plain runs), a marked duration with samples and a custom metric (results rows), a
     failure now and then. The plain runs' tests change between runs (new layouts, and
-    layouts used again)."""
+    layouts used again). With `fillers`, the block's runs have about that many plain tests
+    more, first (one of them failed in some runs)."""
     rows, plain_rows = _session_rows(run_no)
+    if plain_rows and fillers:
+        # One more in the later runs: the tests after them move to other positions.
+        count = fillers + (run_no >= N_RUNS // 2)
+        plain_rows = [*_fillers(run_no, count), *plain_rows]
     plain = PlainRuns([("cpu_time", "s"), ("rss_peak_mb", "MB")])
     for index in range(0, len(plain_rows), 3):
         duration, cpu, rss = plain_rows[index : index + 3]
@@ -76,15 +84,31 @@ def _session_rows(run_no: int) -> tuple[list[Measurement], list[Measurement]]:
     return rows, plain
 
 
-@pytest.fixture
-def history(history_url: str) -> Iterator[History]:
+def _fillers(run_no: int, count: int) -> list[Measurement]:
+    rows = []
+    for number in range(count):
+        test, value = f"t.py::filler[{number}]", 0.5 + number / 1000 + run_no / 100
+        outcome = "failed" if number == count - 1 and run_no % 4 == 0 else "passed"
+        for metric, unit, kind, reading in (
+            ("duration", "s", "primary", value),
+            ("cpu_time", "s", "system", value / 3),
+            ("rss_peak_mb", "MB", "system", 40.0 + run_no),
+        ):
+            rows.append(Measurement(test, metric, reading, unit, kind=kind, outcome=outcome))  # type: ignore[arg-type]
+    return rows
+
+
+# Plain tests added before the others in the blocks' runs: none, or more than two chunks.
+@pytest.fixture(params=[0, 2 * CHUNK_TESTS + 5], ids=["small", "chunked"])
+def history(history_url: str, request: pytest.FixtureRequest) -> Iterator[History]:
+    fillers: int = request.param
     with History(history_url) as history:
         for run_no in range(N_RUNS):
             # Run 9 is stored after run 8 but started before run 3 (an import of an old run).
             at = T0 + timedelta(hours=2.5 if run_no == 9 else run_no)
             platform = "macos-arm64" if run_no % 3 == 0 else "linux-x86_64"
             info = RunInfo(started_at=at, platform=PlatformInfo(platform), git_commit=f"c{run_no}")
-            rows, plain = session(run_no)
+            rows, plain = session(run_no, fillers)
             history.save_session(info, rows, plain=plain)
         yield history
 
@@ -205,7 +229,8 @@ def test_listings_and_counts_see_every_stored_value(history: History) -> None:
             table: conn.scalar(sa.text(f"SELECT count(*) FROM {table}"))
             for table in ("plain_blocks", "test_layouts", "test_results", "results")
         }
-        assert counts["plain_blocks"] == 7  # the even runs
+        # The even runs, in three chunks each with the fillers.
+        assert counts["plain_blocks"] in (7, 7 * 3)
         assert counts["test_layouts"] == 5  # two of them ran the same tests
         assert counts["test_results"] and counts["results"]
     engine.dispose()

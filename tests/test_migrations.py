@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,7 @@ from pytest_perfguard.api import History
 from pytest_perfguard.history.engine import create_history_engine
 from pytest_perfguard.history.migrations import HEAD_REVISION, KNOWN_REVISIONS
 from pytest_perfguard.history.models import Base
+from pytest_perfguard.history.rows import CHUNK_TESTS
 from pytest_perfguard.history.schema import alembic_config
 from pytest_perfguard.results import Measurement, PlainRuns, PlatformInfo, RunInfo
 
@@ -274,6 +276,33 @@ def test_fresh_history_is_the_migrated_schema(history_url: str) -> None:
     migrate(history_url, "head")
 
 
+@pytest.mark.parametrize("made", ["fresh", "migrated"])
+def test_plain_blocks_rows_stay_whole_on_postgresql(history_url: str, made: str) -> None:
+    """A chunk's row (3.2 kB) keeps its arrays in it on PostgreSQL, whether the schema came
+    from the models or the migrations: by default PostgreSQL moves them out of rows over
+    2 kB, and a query by test would fetch each run's array from the TOAST table."""
+    if not history_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's TOAST")
+    if made == "migrated":
+        migrate(history_url, "head")
+    durations = {f"t::p{i}": 0.01 * (i + 1) for i in range(2 * CHUNK_TESTS)}
+    with History(history_url) as history:
+        run = RunInfo(started_at=datetime.now(timezone.utc), platform=PlatformInfo("box"))
+        history.save_session(run, [], plain=_plain_runs(durations))
+    engine = sa.create_engine(history_url)
+    with engine.connect() as conn:
+        options, toast = conn.execute(
+            sa.text(
+                "SELECT reloptions, reltoastrelid::regclass::text FROM pg_class"
+                " WHERE oid = 'plain_blocks'::regclass"
+            )
+        ).one()
+        assert "toast_tuple_target=8160" in options
+        assert conn.scalar(sa.text(f"SELECT count(*) FROM {toast}")) == 0
+        assert conn.scalar(sa.text("SELECT count(*) FROM plain_blocks")) == 2
+    engine.dispose()
+
+
 def _plain_runs(durations: dict[str, float], failed: str = "") -> PlainRuns:
     plain = PlainRuns([("cpu_time", "s"), ("rss_peak_mb", "MB")])
     for test, duration in durations.items():
@@ -369,3 +398,23 @@ def test_downgrade_from_plain_blocks_moves_the_readings_back(history_url: str) -
     migrate(history_url, "head")
     with History(history_url) as history:
         assert {run_id: history.get_run(run_id).measurements for run_id in before} == before
+
+
+def test_downgrade_from_plain_blocks_reads_every_chunk(history_url: str) -> None:
+    """A run of more tests than a chunk holds: each test's readings and outcome come back
+    from its own chunk, in the same order and with the same ids."""
+    durations = {f"t::p{i}": 0.01 * (i + 1) for i in range(2 * CHUNK_TESTS + 7)}
+    failed = f"t::p{CHUNK_TESTS + 3}"
+    plain = _plain_runs(durations, failed=failed)
+    at = datetime.now(timezone.utc)
+    with History(history_url) as history:
+        run_id = history.save_session(RunInfo(started_at=at, platform=PlatformInfo("box")),
+                                      [], plain=plain)  # fmt: skip
+        before = history.get_run(run_id).measurements
+    assert before == plain.measurements()
+    migrate(history_url, "0006_run_labels", down=True)
+    with History(history_url) as history:
+        after = history.get_run(run_id)
+        assert after.measurements == before
+        assert (after.n_results, after.n_failed) == (3 * len(durations), 1)
+        assert history.trend(failed, "cpu_time")[0].outcome == "failed"

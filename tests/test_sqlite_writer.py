@@ -20,6 +20,7 @@ from pytest_perfguard.history import sqlite_writer
 from pytest_perfguard.history.engine import create_history_engine
 from pytest_perfguard.history.errors import HistoryError, SchemaTooNewError
 from pytest_perfguard.history.migrations import HEAD_REVISION
+from pytest_perfguard.history.rows import CHUNK_TESTS
 from pytest_perfguard.history.schema import alembic_config
 from pytest_perfguard.history.store import HistoryStore
 from pytest_perfguard.history.urls import sqlite_path, sqlite_url
@@ -88,23 +89,25 @@ def _dump(path: Path) -> dict[str, Any]:
 def test_the_lean_writer_stores_what_the_store_stores(tmp_path: Path) -> None:
     lean, store = tmp_path / "lean.db", tmp_path / "store.db"
     later = _run(labels={}, git_dirty=None, finished_at=None, notes="", test_type=None)
-    # Plain runs: a new layout, the same layout again, and one with a test more.
-    plain = [_plain([("cpu_time", "s"), ("rss_peak_mb", "MB")], tests=n) for n in (3, 3, 4)]
-    assert sqlite_writer.save_session(sqlite_url(lean), _run(), ROWS, plain=plain[0]) == 1
-    assert sqlite_writer.save_session(sqlite_url(lean), later, ROWS[:3], plain=plain[1]) == 2
-    assert sqlite_writer.save_session(sqlite_url(lean), later, [], plain=plain[2]) == 3
+    # Plain runs: a new layout, the same layout again, one with a test more, and one of
+    # more than two chunks, then the same in another order.
+    big = 2 * CHUNK_TESTS + 3
+    plain = [_plain([("cpu_time", "s"), ("rss_peak_mb", "MB")], tests=n) for n in (3, 3, 4, big)]
+    plain.append(_reversed(plain[-1]))
+    sessions = [(_run(), ROWS), (later, ROWS[:3]), (later, []), (later, ROWS[:1]), (later, [])]
+    for number, ((run, rows), runs) in enumerate(zip(sessions, plain, strict=True), 1):
+        assert sqlite_writer.save_session(sqlite_url(lean), run, rows, plain=runs) == number
     reference = HistoryStore(sqlite_url(store))
     try:
-        assert reference.save_session(_run(), ROWS, plain=plain[0]) == 1
-        assert reference.save_session(later, ROWS[:3], plain=plain[1]) == 2
-        assert reference.save_session(later, [], plain=plain[2]) == 3
+        for number, ((run, rows), runs) in enumerate(zip(sessions, plain, strict=True), 1):
+            assert reference.save_session(run, rows, plain=runs) == number
     finally:
         reference.close()
     written, expected = _dump(lean), _dump(store)
     assert written == expected
-    assert len(written["plain_blocks"]) == 3
-    assert len(written["test_layouts"]) == 2
-    assert len(written["layout_tests"]) == 3 + 4
+    assert len(written["plain_blocks"]) == 3 + 2 * 3
+    assert len(written["test_layouts"]) == 3
+    assert len(written["layout_tests"]) == 3 + 4 + big
     assert "hunter2" not in repr(written)
     assert written["alembic_version"] == [(("str", HEAD_REVISION),)]
 
@@ -253,7 +256,9 @@ def _plain(layout: list[tuple[str, str]], tests: int = 4) -> PlainRuns:
     plain = PlainRuns(layout)
     for index in range(tests):
         plain.ids.append(f"t.py::test_{index}")
-        plain.outcomes.append("failed" if index == 2 else "passed")
+        # A failure in the first chunk, and one in the last when there are several.
+        failed = index == 2 or index == tests - 1 > CHUNK_TESTS
+        plain.outcomes.append("failed" if failed else "passed")
         plain.durations.append(0.001 * (index + 1))
         for position, (_, _, values) in enumerate(plain.readings):
             values.append(10.0 * position + index)
@@ -261,31 +266,39 @@ def _plain(layout: list[tuple[str, str]], tests: int = 4) -> PlainRuns:
 
 
 @pytest.mark.parametrize(
-    "layout",
+    ("layout", "tests"),
     [
-        [("cpu_time", "s"), ("rss_peak_mb", "MB")],
+        ([("cpu_time", "s"), ("rss_peak_mb", "MB")], 2 * CHUNK_TESTS + 1),
+        ([("rss_peak_mb", "MB")], CHUNK_TESTS + 1),
+    ]
+    + [
+        (layout, 4)
+        for layout in [
+            [("cpu_time", "s"), ("rss_peak_mb", "MB")],
         [("cpu_time", "s"), ("rss_peak_mb", "MB"), ("gpu_mem_peak_mb", "MB")],
         [("rss_peak_mb", "MB")],
         [("gpu_mem_peak_mb", "MB")],
         [],
-        # Readings in an order the columns cannot hold: stored as rows, order kept.
-        [("rss_peak_mb", "MB"), ("cpu_time", "s")],
-        [("gpu_mem_peak_mb", "MB"), ("cpu_time", "s")],
+            # Readings in an order the columns cannot hold: stored as rows, order kept.
+            [("rss_peak_mb", "MB"), ("cpu_time", "s")],
+            [("gpu_mem_peak_mb", "MB"), ("cpu_time", "s")],
+        ]
     ],
 )
 def test_plain_runs_are_stored_as_their_rows_would_be(
-    history_url: str, layout: list[tuple[str, str]]
+    history_url: str, layout: list[tuple[str, str]], tests: int
 ) -> None:
     """Columns in, the same rows out as from the Measurements they stand for, after the
-    session's other rows, on both writers and both backends."""
-    plain = _plain(layout)
+    session's other rows, on both writers and both backends (in chunks or not)."""
+    plain = _plain(layout, tests)
     with History(history_url) as history:
         run_id = history.save_session(_run(), ROWS, plain=plain)
         assert history.get_run(run_id).measurements == [*ROWS, *plain.measurements()]
         again = history.save_session(_run(), ROWS, plain=plain)  # through the store now
         assert history.get_run(again).measurements == [*ROWS, *plain.measurements()]
-        assert [run.n_results for run in history.recent_runs()] == [
-            len(ROWS) + 4 * (1 + len(layout))
+        failed = len({m.test for m in [*ROWS, *plain.measurements()] if m.outcome == "failed"})
+        assert [(run.n_results, run.n_failed) for run in history.recent_runs()] == [
+            (len(ROWS) + tests * (1 + len(layout)), failed)
         ] * 2
 
 
@@ -339,16 +352,21 @@ def _reversed(plain: PlainRuns) -> PlainRuns:
     return back
 
 
+@pytest.mark.parametrize("tests", [4, 2 * CHUNK_TESTS + 4])
 @pytest.mark.parametrize("writer", ["history", "store"])
 def test_the_same_tests_in_another_order_share_a_layout(
-    history_url: str, tmp_path: Path, writer: str
+    history_url: str, tmp_path: Path, writer: str, tests: int
 ) -> None:
     """A suite run again in another order (xdist, a random order) adds no layout: its
-    block is stored in the first run's order, and reads give each test its own values."""
+    block is stored in the first run's order, and reads give each test its own values
+    (with several chunks, tests move from one chunk to another)."""
     url = history_url if writer == "history" else sqlite_url(tmp_path / "store.db")
-    plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")], tests)
+    # The last test that passed (in the last chunk) moves to the first.
+    at = max(i for i, outcome in enumerate(plain.outcomes) if outcome == "passed")
+    last, value = plain.ids[at], plain.durations[at]
     shuffled = _reversed(plain)
-    shuffled.durations[0] = 9.0  # t.py::test_3's, now first
+    shuffled.durations[tests - 1 - at] = 9.0
     saved: list[int] = []
     if writer == "store":
         store = HistoryStore(url)
@@ -365,7 +383,9 @@ def test_the_same_tests_in_another_order_share_a_layout(
         runs = [by_test(history.get_run(run_id).measurements) for run_id in saved]
         assert runs[0] == runs[2] == by_test(plain.measurements())
         assert runs[1] == by_test(shuffled.measurements())
-        assert [p.value for p in history.trend("t.py::test_3", "duration")] == [0.004, 9.0, 0.004]
+        assert [p.value for p in history.trend(last, "duration")] == [value, 9.0, value]
         assert [p.outcome for p in history.trend("t.py::test_2", "cpu_time")] == ["failed"] * 3
-    assert (_count(url, "test_layouts"), _count(url, "layout_tests")) == (1, 4)
-    assert _count(url, "plain_blocks") == 3
+        assert history.baseline(last, "duration", last_runs=3) == value
+        assert [run.n_failed for run in history.recent_runs()] == [1 + (tests > CHUNK_TESTS)] * 3
+    assert (_count(url, "test_layouts"), _count(url, "layout_tests")) == (1, tests)
+    assert _count(url, "plain_blocks") == 3 * -(-tests // CHUNK_TESTS)

@@ -163,6 +163,7 @@ def stored_results(
     run_ids: Any = None,
     lateral: bool = False,
     blocks: bool = True,
+    by_test: bool = False,
     name: str = "stored",
 ) -> Subquery:
     """Every stored result as one relation with the columns of `results` (`id` orders them).
@@ -172,7 +173,8 @@ def stored_results(
     `run_ids` (a list parameter or a subquery) picks runs, through each table's way to
     find a run's rows (see `of_runs`, which `lateral` is passed to); `metric` and `kinds`
     leave out the readings that cannot match; without `blocks`, the plain runs' blocks
-    are left out (for a caller that decodes them itself).
+    are left out (for a caller that decodes them itself); `by_test`: `where` picks a few
+    tests, which the blocks' rows are found from (see `blocks.block_rows`).
     """
     narrow_conditions = where(results)
     if run_ids is not None:
@@ -200,7 +202,7 @@ def stored_results(
             results.c.error,
         ).where(*narrow_conditions)
     ]
-    plain = block_rows().subquery("plain_rows")
+    plain = block_rows(by_test=by_test).subquery("plain_rows")
     for slot, (reading, unit, kind) in enumerate(READINGS):
         if (metric is not None and metric != reading) or (kinds is not None and kind not in kinds):
             continue

@@ -40,6 +40,18 @@ READINGS: tuple[tuple[str, str, str], ...] = (
 READING_NAMES = frozenset(name for name, _, _ in READINGS)
 _SLOTS = {reading: slot for slot, reading in enumerate(READINGS)}
 RUN_ID_SHIFT = 32
+# Plain tests per `plain_blocks` row: a run's block is stored in chunks of this many tests,
+# so that a query by test reads a small row per run. The row must stay whole on its page:
+# SQLite reads a BLOB that spills onto overflow pages whole, and PostgreSQL reads an array
+# moved out of its row (TOAST) whole. Three readings of 8 bytes and one outcome letter a
+# test: 128 tests make a record of 3.2 kB, on its page on SQLite (up to 4 061 bytes stay on
+# a 4 kB page); PostgreSQL keeps it in its row because plain_blocks' toast_tuple_target is
+# a page (by default it moves values out of rows over 2 kB: from 80 tests). Each row costs
+# a SQLite insert about 27 k instructions besides its bytes: 64 tests a chunk cost 545
+# instructions a test, 128 cost 344. Part of the stored format (readers compute a test's
+# place in its chunk, and migration 0007's downgrade cuts at it): changing it needs a
+# migration.
+CHUNK_TESTS = 128
 # A results row's threshold, samples and error when it has none.
 _NO_EXTRAS = (None, None, None)
 
@@ -93,15 +105,38 @@ class PlainBlock:
             ),
         )
 
-    def column_bytes(self) -> list[bytes | None]:
-        """The columns as SQLite stores them: doubles, little-endian."""
+    def column_bytes(self) -> list[bytearray | None]:
+        """The columns as SQLite stores them: doubles, little-endian. Bytearrays: Python's
+        sqlite3 binds one as it is, and a bytes object only after an adapter lookup that
+        raises and formats an AttributeError (1.5 k instructions a value)."""
         stored = []
         for column in self.columns:
             if column is not None and sys.byteorder == "big":  # pragma: no cover
                 column = array("d", column)
                 column.byteswap()
-            stored.append(None if column is None else column.tobytes())
+            stored.append(None if column is None else bytearray(column))
         return stored
+
+    def chunks(self, as_bytes: bool) -> list[tuple[Any, ...]]:
+        """(chunk, outcome letters, one block per READINGS column or None) per chunk of
+        CHUNK_TESTS tests: the blocks as SQLite stores them (`as_bytes`), else lists of
+        floats."""
+        size = CHUNK_TESTS
+        starts = range(0, len(self.tests), size)
+        columns: list[Any]
+        if as_bytes:
+            # Cut from each column's bytes: one copy per chunk, no array per chunk.
+            columns = self.column_bytes()
+            starts_at, step = range(0, len(self.tests) * 8, size * 8), size * 8
+        else:
+            columns = [None if column is None else column.tolist() for column in self.columns]
+            starts_at, step = starts, size
+        blocks = [
+            repeat(None) if data is None else [data[at : at + step] for at in starts_at]
+            for data in columns
+        ]
+        letters = [self.outcomes[at : at + size] for at in starts]
+        return list(zip(range(len(starts)), letters, *blocks, strict=False))  # `repeat` is endless
 
 
 def session_rows(
@@ -291,17 +326,14 @@ def _insert_sqlite_block(cursor: Any, run_id: int, block: PlainBlock) -> None:
         return found
 
     layout_id, block = layout_of(block, find, lambda: _new_sqlite_layout(cursor, block))
-    cursor.execute(
-        "INSERT INTO plain_blocks (run_id, layout_id, first_id, stride, outcomes,"
-        f" {', '.join(name for name, _, _ in READINGS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run_id,
-            layout_id,
-            (run_id << RUN_ID_SHIFT) + block.first_position,
-            block.stride,
-            block.outcomes,
-            *block.column_bytes(),
-        ),
+    # What every chunk of the run shares: ints computed here, safe to inline.
+    shared = (run_id, layout_id, (run_id << RUN_ID_SHIFT) + block.first_position, block.stride)
+    run, layout, first_id, stride = (str(int(value)) for value in shared)
+    cursor.executemany(
+        "INSERT INTO plain_blocks (run_id, chunk, layout_id, first_id, stride, outcomes,"
+        f" {', '.join(name for name, _, _ in READINGS)})"
+        f" VALUES ({run}, ?, {layout}, {first_id}, {stride}, ?, {', '.join('?' * len(READINGS))})",
+        block.chunks(as_bytes=True),
     )
 
 
@@ -312,8 +344,9 @@ def _new_sqlite_layout(cursor: Any, block: PlainBlock) -> int:
     )
     layout_id: int = cursor.lastrowid
     cursor.executemany(
-        "INSERT INTO layout_tests (layout_id, position, test) VALUES (?, ?, ?)",
-        zip(repeat(layout_id), range(len(block.tests)), block.tests),
+        "INSERT INTO layout_tests (layout_id, position, test, chunk)"
+        f" VALUES ({int(layout_id)}, ?1, ?2, ?1 / {int(CHUNK_TESTS)})",
+        enumerate(block.tests),
     )
     return layout_id
 

@@ -61,8 +61,8 @@ def metric_history(
     older_runs = on_platform.where(runs.c.id.not_in(recent)).scalar_subquery()
     # Which tests the older runs hold: results rows by (test, metric); test_results rows by
     # test alone, from its (test, run_id) index without reading the table; blocks by their
-# layouts' tests. A test is
-    # ranked again over the whole history when one of its metrics could lack values.
+    # layouts' tests. A test is ranked again over the whole history when one of its metrics
+    # could lack values.
     narrow = select(results.c.test, results.c.metric).distinct()
     narrow = narrow.where(results.c.run_id.in_(older_runs), results.c.kind.in_(sorted(kinds)))
     if passed_only:
@@ -74,7 +74,8 @@ def metric_history(
         wide = wide.where(test_results.c.run_id.in_(older_runs))
         # The blocks' tests: those of the older runs' layouts.
         older_layouts = select(plain_blocks.c.layout_id).where(
-            plain_blocks.c.run_id.in_(older_runs)
+            plain_blocks.c.run_id.in_(older_runs),
+            plain_blocks.c.chunk == 0,  # every chunk of a run has the run's layout
         )
         in_blocks = select(layout_tests.c.test).distinct()
         in_blocks = in_blocks.where(layout_tests.c.layout_id.in_(older_layouts))
@@ -92,7 +93,8 @@ def metric_history(
         def in_batch(table: Table, batch: list[str] = batch) -> list[ColumnElement[bool]]:
             return [table.c.test.in_(batch), table.c.run_id.in_(on_platform_ids), *passed(table)]
 
-        for row in conn.execute(_top_values(stored_results(in_batch, kinds=kinds), last_runs)):
+        ranked = _top_values(stored_results(in_batch, kinds=kinds, by_test=True), last_runs)
+        for row in conn.execute(ranked):
             _add(series, row)
     return dict(sorted(series.items()))
 

@@ -47,9 +47,9 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "CREATE UNIQUE INDEX ix_test_layouts_digest ON test_layouts (digest)",
     "CREATE INDEX ix_test_layouts_set_digest ON test_layouts (set_digest)",
     "CREATE TABLE layout_tests (\n\tlayout_id INTEGER NOT NULL, \n\tposition INTEGER NOT NULL, "
-    "\n\ttest TEXT NOT NULL, \n\tCONSTRAINT pk_layout_tests PRIMARY KEY (layout_id, position)"
-    "\n)\n WITHOUT ROWID\n\n",
-    "CREATE INDEX ix_layout_tests_test ON layout_tests (test)",
+    "\n\ttest TEXT NOT NULL, \n\tchunk INTEGER NOT NULL, \n\t"
+    "CONSTRAINT pk_layout_tests PRIMARY KEY (layout_id, position)\n)\n WITHOUT ROWID\n\n",
+    "CREATE INDEX ix_layout_tests_test ON layout_tests (test, chunk)",
     "CREATE TABLE experiments (\n\tid INTEGER NOT NULL, \n\tname VARCHAR(255) NOT NULL, \n\t"
     "template VARCHAR(255) NOT NULL, \n\tmode VARCHAR(100) NOT NULL, \n\t"
     "config JSON NOT NULL, \n\tsummary JSON, \n\tcreated_at DATETIME NOT NULL, \n\t"
@@ -85,14 +85,16 @@ HEAD_SCHEMA: tuple[str, ...] = (
     "FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE\n)",
     "CREATE INDEX ix_results_run_id ON results (run_id)",
     "CREATE INDEX ix_results_test_metric_run ON results (test, metric, run_id)",
-    "CREATE TABLE plain_blocks (\n\trun_id INTEGER NOT NULL, \n\tlayout_id INTEGER NOT NULL, "
-    "\n\tfirst_id BIGINT NOT NULL, \n\tstride INTEGER NOT NULL, \n\toutcomes TEXT NOT NULL, "
-    "\n\tduration BLOB, \n\tcpu_time BLOB, \n\trss_peak_mb BLOB, \n\t"
-    "CONSTRAINT pk_plain_blocks PRIMARY KEY (run_id), \n\t"
+    "CREATE TABLE plain_blocks (\n\trun_id INTEGER NOT NULL, \n\tchunk INTEGER NOT NULL, "
+    "\n\tlayout_id INTEGER NOT NULL, \n\tfirst_id BIGINT NOT NULL, \n\tstride INTEGER NOT NULL, "
+    "\n\toutcomes TEXT NOT NULL, \n\tduration BLOB, \n\tcpu_time BLOB, \n\trss_peak_mb BLOB, "
+    "\n\tCONSTRAINT pk_plain_blocks PRIMARY KEY (run_id, chunk), \n\t"
     "CONSTRAINT fk_plain_blocks_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) "
     "ON DELETE CASCADE, \n\tCONSTRAINT fk_plain_blocks_layout_id_test_layouts "
     "FOREIGN KEY(layout_id) REFERENCES test_layouts (id)\n)",
-    "CREATE INDEX ix_plain_blocks_layout_run ON plain_blocks (layout_id, run_id)",
+    "CREATE INDEX ix_plain_blocks_layout_chunk_run ON plain_blocks (layout_id, chunk, run_id)",
+    "CREATE INDEX ix_plain_blocks_failed ON plain_blocks (run_id) "
+    "WHERE outcomes LIKE '%f%' OR outcomes LIKE '%e%'",
     'CREATE TABLE run_labels (\n\trun_id INTEGER NOT NULL, \n\t"key" VARCHAR(100) NOT NULL, '
     '\n\tvalue VARCHAR(255) NOT NULL, \n\tCONSTRAINT pk_run_labels PRIMARY KEY (run_id, "key"), '
     "\n\tCONSTRAINT fk_run_labels_run_id_runs FOREIGN KEY(run_id) REFERENCES runs (id) "

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from bench_small_reads import fastest
+
 from pytest_perfguard.api import History
 from pytest_perfguard.results import PlainRuns, PlatformInfo, RunInfo
 
@@ -63,17 +65,6 @@ def build(url: str, n_runs: int, n_tests: int) -> None:
                 host="bench",
             )
             history.save_session(run, [], plain=plain_session(n_tests, r))
-
-
-def fastest(call: Callable[[], Any], calls: int) -> float:
-    for _ in range(2):
-        call()
-    best = float("inf")
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

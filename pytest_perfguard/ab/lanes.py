@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .pairing import BaseProcess, Mode, PairedRun, WorkerError
+from .pairing import Mode, PairedRun, WorkerError, WorkerProcess
 
 
 @dataclass
@@ -31,13 +31,13 @@ class Lane:
     """A base worker and a head worker on `cpus`; `error` once one of them died or the
     lane could not start."""
 
-    base: BaseProcess
-    head: BaseProcess
+    base: WorkerProcess
+    head: WorkerProcess
     cpus: list[int]
     error: str | None = None
 
     @property
-    def workers(self) -> tuple[BaseProcess, BaseProcess]:
+    def workers(self) -> tuple[WorkerProcess, WorkerProcess]:
         return (self.base, self.head)
 
     def check_hellos(self) -> str | None:
@@ -90,16 +90,16 @@ def lane_cpus(mode: Mode, cpus: Sequence[int], count: int) -> list[list[int]]:
 
 def start_lanes(
     cpus_per_lane: Sequence[list[int]],
-    start_base: Callable[[], BaseProcess],
-    start_head: Callable[[BaseProcess], BaseProcess],
-    first_base: BaseProcess | None = None,
+    start_base: Callable[[], WorkerProcess],
+    start_head: Callable[[WorkerProcess], WorkerProcess],
+    first_base: WorkerProcess | None = None,
 ) -> list[Lane]:
     """A lane on each of `cpus_per_lane`, its workers started (`start_head` gets the base
     worker whose duet start line the head worker shares) and pinned to the lane's CPUs.
     `first_base`, already running, becomes the first lane's base worker. Raises
     WorkerError, after closing what it started."""
     lanes: list[Lane] = []
-    started: list[BaseProcess] = []
+    started: list[WorkerProcess] = []
     try:
         for index, cpus in enumerate(cpus_per_lane):
             if index == 0 and first_base is not None:
@@ -118,7 +118,7 @@ def start_lanes(
     return lanes
 
 
-def close_workers(workers: Sequence[BaseProcess]) -> None:
+def close_workers(workers: Sequence[WorkerProcess]) -> None:
     """Ask every worker to quit first, so they tear down side by side, then wait for each
     (killing the ones that do not exit). The first error is raised after all are closed."""
     unique = list({id(w): w for w in workers}.values())

@@ -11,7 +11,8 @@ them is its value: preemption and a cache the other side filled only ever add ti
 Pairs are judged at the looks of a `LookSchedule`; a test stops at the first look where
 every gated metric is settled, or when the next look would overrun its time budget.
 Under callgrind one counted pair decides (`counted_pair`). At the session's end each
-regression is paired again between two fresh worker processes (`confirm_test`).
+regression is paired again between two worker processes (`pair_on_workers`), which is how
+lanes pair every test.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def callgrind_launcher(options: Sequence[str], dump_dir: Path) -> list[str]:
     return [found, *own, f"--callgrind-out-file={dump_dir / 'callgrind.base.%p'}"]
 
 
-class BaseProcess:
+class WorkerProcess:
     """A worker: a pytest process rooted in a checkout (see `worker`), the base's or, for
     lanes and confirmations, the head's (`name` says which in its errors).
 
@@ -287,7 +288,7 @@ class HeadRoundFailed(BaseRoundFailed):
 
 
 def _expect_round(
-    worker: BaseProcess, failed: type[BaseRoundFailed] = BaseRoundFailed
+    worker: WorkerProcess, failed: type[BaseRoundFailed] = BaseRoundFailed
 ) -> Round:
     message = worker.recv()
     if message.get("op") == "failed":
@@ -307,7 +308,7 @@ def _two_cpus(plan: PairingPlan) -> tuple[int, int] | None:
 
 def take_pair(
     plan: PairingPlan,
-    worker: BaseProcess,
+    worker: WorkerProcess,
     call: Callable[[], object],
     recorder: Any,
     repeat: int | None = None,
@@ -347,7 +348,7 @@ def take_pair(
 
 
 def counted_pair(
-    plan: PairingPlan, worker: BaseProcess, call: Callable[[], object], recorder: Any
+    plan: PairingPlan, worker: WorkerProcess, call: Callable[[], object], recorder: Any
 ) -> tuple[Round, Round]:
     """One call a side, one after the other, each counted under callgrind."""
     worker.send({"op": "round", "cpu": None, "repeat": 1, "count": True})
@@ -359,7 +360,7 @@ def counted_pair(
     return base, head
 
 
-def _warm_up(plan: PairingPlan, worker: BaseProcess, call: Callable[[], object]) -> float:
+def _warm_up(plan: PairingPlan, worker: WorkerProcess, call: Callable[[], object]) -> float:
     """`plan.warmup` calls a side before pairing (both sides at once); the head's shortest
     warm-up call in seconds (0 without warm-up)."""
     walls = []
@@ -427,7 +428,7 @@ def _take_looks(
 
 def pair_test(
     plan: PairingPlan,
-    worker: BaseProcess,
+    worker: WorkerProcess,
     call: Callable[[], object],
     recorder: Any,
     describe: Callable[[list[Round], list[Round]], list[Series]],
@@ -463,12 +464,12 @@ def pair_test(
     return run
 
 
-def _side_round(side: BaseProcess, base: BaseProcess) -> Round:
+def _side_round(side: WorkerProcess, base: WorkerProcess) -> Round:
     return _expect_round(side, BaseRoundFailed if side is base else HeadRoundFailed)
 
 
 def take_worker_pair(
-    plan: PairingPlan, base: BaseProcess, head: BaseProcess, repeat: int
+    plan: PairingPlan, base: WorkerProcess, head: WorkerProcess, repeat: int
 ) -> tuple[Round, Round]:
     """One pair between two worker processes (a lane's, a confirmation's): in duet both
     start together on the base's start line, the head worker playing the head's part
@@ -492,7 +493,7 @@ def take_worker_pair(
 
 
 def _warm_up_workers(
-    plan: PairingPlan, base: BaseProcess, head: BaseProcess, together: bool
+    plan: PairingPlan, base: WorkerProcess, head: WorkerProcess, together: bool
 ) -> float:
     """`plan.warmup` calls a side before pairing; the head worker's shortest warm-up call
     in seconds. `together`: both sides at once, unpinned (a confirmation, with the whole
@@ -515,10 +516,10 @@ def _warm_up_workers(
     return min(walls, default=0.0)
 
 
-def confirm_test(
+def pair_in_call_phases(
     plan: PairingPlan,
-    base: BaseProcess,
-    head: BaseProcess,
+    base: WorkerProcess,
+    head: WorkerProcess,
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],
     *,
@@ -556,8 +557,8 @@ def confirm_test(
 
 def pair_on_workers(
     plan: PairingPlan,
-    base: BaseProcess,
-    head: BaseProcess,
+    base: WorkerProcess,
+    head: WorkerProcess,
     test: str,
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],
@@ -566,7 +567,7 @@ def pair_on_workers(
     keep: bool = False,
     warm_together: bool = True,
 ) -> PairedRun:
-    """Run `test` in both workers and pair it in their call phases (`confirm_test`); the
+    """Run `test` in both workers and pair it in their call phases (`pair_in_call_phases`); the
     workers tear down for `following` afterwards, or with `keep` (a lane, whose next test
     is not known yet) keep every fixture above the test function for the next one;
     `warm_together` as in `_warm_up_workers`. A
@@ -578,7 +579,7 @@ def pair_on_workers(
     answers = [side.recv() for side in sides]
     try:
         if all(answer["op"] == "ready" for answer in answers):
-            return confirm_test(
+            return pair_in_call_phases(
                 plan, base, head, describe, thresholds, warm_together=warm_together
             )
         for side, answer in zip(sides, answers, strict=True):

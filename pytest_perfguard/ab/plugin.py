@@ -36,11 +36,11 @@ from .finish import ABResult, ABSummary, PairedTest, finish_ab, judge, likely_re
 from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
 from .pairing import (
     MODES,
-    BaseProcess,
     Mode,
     PairedRun,
     PairingPlan,
     WorkerError,
+    WorkerProcess,
     pair_on_workers,
     pair_test,
     python_for_base,
@@ -99,7 +99,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     python = python_for_base(settings.against_python)
     lanes: list[Lane] = []
     try:
-        worker = BaseProcess(checkout.path, python, args, count=counter is not None)
+        worker = WorkerProcess(checkout.path, python, args, count=counter is not None)
     except WorkerError as exc:
         checkout.remove()
         raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
@@ -109,7 +109,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
         try:
             lanes = start_lanes(
                 lane_cpus(mode, cpus, count),
-                lambda: BaseProcess(checkout.path, python, args),
+                lambda: WorkerProcess(checkout.path, python, args),
                 lambda base: _head_worker(config, base),
                 first_base=worker,
             )
@@ -124,10 +124,10 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     )  # fmt: skip
 
 
-def _head_worker(config: pytest.Config, base: BaseProcess) -> BaseProcess:
+def _head_worker(config: pytest.Config, base: WorkerProcess) -> WorkerProcess:
     """A worker rooted at this checkout (the head's code, this interpreter), sharing the
     duet start line of `base`, the worker it pairs with."""
-    return BaseProcess(
+    return WorkerProcess(
         config.rootpath,
         sys.executable,
         _worker_args(config, config.rootpath),
@@ -175,7 +175,7 @@ class ABSession:
         config: pytest.Config,
         settings: PerfSettings,
         checkout: BaseCheckout,
-        worker: BaseProcess,
+        worker: WorkerProcess,
         mode: Mode,
         cpus: list[int] | None,
         platform: PlatformInfo,
@@ -191,7 +191,7 @@ class ABSession:
         self.settings = settings
         self.label = settings.against or ""
         self.checkout = checkout
-        self.worker: BaseProcess | None = worker
+        self.worker: WorkerProcess | None = worker
         self.mode = mode
         self.cpus = cpus
         self.platform = platform
@@ -532,11 +532,11 @@ class ABSession:
         """The confirmations in a new base worker and a new head worker, one test after
         the other."""
         assert self.plan is not None
-        base: BaseProcess | None = None
-        head: BaseProcess | None = None
+        base: WorkerProcess | None = None
+        head: WorkerProcess | None = None
         found: dict[str, PairedRun] = {}
         try:
-            base = BaseProcess(
+            base = WorkerProcess(
                 self.checkout.path, python_for_base(self.settings.against_python), self.base_args
             )
             head = _head_worker(self.config, base)

@@ -295,6 +295,7 @@ class RunLog:
         now on: re-runs pool into a test's first run in `runs`, and a test run twice
         (rerun plugins) keeps its last run, as it does there."""
         columns, self.plain, self.plain_collector = self.plain, None, None
+        self.plain_cpu_times, self.plain_rss_peaks = [], []
         if not columns:
             return
         runs = self.runs
@@ -377,8 +378,10 @@ class RunLog:
     def _split_plain(self) -> tuple[list[Measurement], PlainRuns]:
         """(the rows of the runs that are not plain, the plain runs as columns).
 
-        The columns are taken apart with C-level `zip` and `map`: a Python loop over every
-        reading of every test would cost more than storing them."""
+        Columns filled in place (`plain`) are handed on as they are, unless a test ran twice
+        (then folded, the last run kept). Tuples are taken apart with C-level `zip` and
+        `map`: a Python loop over every reading of every test would cost more than storing
+        them."""
         kept = self.plain
         if kept is not None:
             if len(set(kept.ids)) == len(kept.ids) and self.runs.keys().isdisjoint(kept.ids):

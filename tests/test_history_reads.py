@@ -281,3 +281,28 @@ def test_export_gives_every_stored_value_in_storage_order(
         if (test is None or fnmatch.fnmatch(m.test, test)) and metric in (None, m.metric)
     ]
     assert exported == expected
+
+
+def test_repeated_reads_on_postgresql_keep_their_prepared_statements(pg_url: str) -> None:
+    """A read ends with a commit, so psycopg keeps the statements it prepared (it drops
+    them at a rollback), and the reads of plain tests' blocks run on one generic plan
+    instead of being planned at every call."""
+    from sqlalchemy import text
+
+    with History(pg_url) as history:
+        for run_no in range(4):
+            info = RunInfo(started_at=T0 + timedelta(hours=run_no), platform=PlatformInfo("p"))
+            rows, plain = session(run_no)
+            history.save_session(info, rows, plain=plain)
+        expected = history.trend("t.py::plain", "duration", limit=2)
+        for _ in range(8):  # psycopg prepares a statement at its fifth call
+            assert history.trend("t.py::plain", "duration", limit=2) == expected
+            history.baseline("t.py::plain", "duration", platform="p")
+        with history._store.engine.connect() as conn:  # type: ignore[union-attr]
+            prepared = conn.execute(
+                text("SELECT statement, generic_plans FROM pg_prepared_statements")
+            ).all()
+    generic = [plans for statement, plans in prepared if "plain_blocks" in statement]
+    # The trend's union (newest runs first, then all) and the baseline's statement.
+    assert len(generic) >= 2
+    assert all(plans >= 3 for plans in generic)

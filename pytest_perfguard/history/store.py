@@ -187,7 +187,12 @@ class HistoryStore:
     def read(self, query: Callable[..., _T], *args: Any) -> _T:
         """Run a read function (of `queries` or `series`) on a fresh connection."""
         with self.engine.connect() as conn:
-            return query(conn, *args)
+            result = query(conn, *args)
+            # Ended by a commit: psycopg forgets its prepared statements at a rollback (the
+            # pool's reset when a transaction is still open), so a read repeated on a
+            # connection would be parsed and planned anew every time.
+            conn.commit()
+            return result
 
     def stream(self, query: Callable[..., Iterator[_T]], *args: Any) -> Iterator[_T]:
         """The rows a read function (e.g. `queries.export_rows`) yields, its queries

@@ -20,10 +20,15 @@ above zero.
   on its ratio alone, outside Benjamini-Hochberg.
 - **Looks**: pairs are taken in batches (`LookSchedule`) and a test stops as soon as every
   gated metric is decided. Look k spends the share ``w_k`` of ``q`` (a weighted Bonferroni
-  over the planned looks, the shares summing to 1: half to the first look, where most
-  tests decide), so the p-value carried to BH is ``min(1, p / w_k)`` at the look where the test
-  stopped: ``P(some look has p <= a w_k) <= a``, whatever rule chose when to stop. The
+  over the planned looks, the shares summing to 1: half to the first look that can find a
+  regression), so the p-value carried to BH is ``min(1, p / w_k)`` at the look where the
+  test stopped: ``P(some look has p <= a w_k) <= a``, whatever rule chose when to stop. The
   interval at look k has confidence ``1 - 2 q w_k``.
+- **Futility look**: before that first look, one look at fewer pairs spends nothing
+  (``w = 0``: p-value 1, the plain 90 % interval): it can only stop a test whose every
+  gated metric is already unchanged (its 90 % interval excludes a change of the
+  threshold's size). Stopping there never adds a false alarm; it is where most unchanged
+  tests stop, on 6 pairs instead of the 10 that 24 gated metrics need to show a regression.
 The rule, with ``change`` the estimated ratio's relative change, worse positive
 (``ratio - 1`` for ``direction="lower"``, ``1 - ratio`` for ``"higher"``, as the stored
 rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
@@ -242,14 +247,17 @@ def assess_pairs(
     if looks < 1:
         raise ValueError(f"looks must be at least 1, got {looks}")
     share = 1 / looks if share is None else share
-    if not 0 < share <= 1:
-        raise ValueError(f"a look's share of q must be in (0, 1], got {share}")
+    if not 0 <= share <= 1:
+        raise ValueError(f"a look's share of q must be in [0, 1], got {share}")
     diffs, _ = _log_ratios(base, head)
-    ratio = hodges_lehmann_pairs(base, head, 1 - 2 * q * share)
-    alternative: Alternative = "greater" if direction == "lower" else "less"
-    raw = wilcoxon_signed_rank(diffs, alternative).p_value
-    bounds = sorted((oriented_change(ratio.low, direction), oriented_change(ratio.high, direction)))
     plain = hodges_lehmann_pairs(base, head, REACH_CONFIDENCE)
+    if share == 0:  # a futility look: it tests nothing, and shows the plain interval
+        ratio, raw = plain, 1.0
+    else:
+        ratio = hodges_lehmann_pairs(base, head, 1 - 2 * q * share)
+        alternative: Alternative = "greater" if direction == "lower" else "less"
+        raw = wilcoxon_signed_rank(diffs, alternative).p_value / share
+    bounds = sorted((oriented_change(ratio.low, direction), oriented_change(ratio.high, direction)))
     reach = max(oriented_change(plain.low, direction), oriented_change(plain.high, direction))
     return PairedAssessment(
         direction=direction,
@@ -258,7 +266,7 @@ def assess_pairs(
         change=oriented_change(ratio.estimate, direction),
         better=bounds[0],
         worse=bounds[1],
-        p_value=min(1.0, raw / share),
+        p_value=min(1.0, raw),
         share=share,
         reach=reach,
     )
@@ -269,9 +277,10 @@ def is_settled(a: PairedAssessment, threshold: float, *, q: float, metrics: int)
     regression that Benjamini-Hochberg will confirm whatever the other metrics show
     (p <= q / metrics), or an interval that excludes a regression of the threshold's size.
     Stopping here never adds false alarms: the p-value already pays for every planned look,
-    and "unchanged" only ends the pairs early."""
+    and "unchanged" only ends the pairs early. At a futility look (no share of q) an
+    estimate past the threshold's improvement goes on to a look that can state it."""
     if a.reach <= threshold + _EPSILON:
-        return True
+        return a.share > 0 or a.change >= -threshold - _EPSILON
     return (
         a.change > threshold + _EPSILON
         and a.p_value <= q / max(metrics, 1)
@@ -290,7 +299,7 @@ def classify_pairs(
     basis = f"ratio {a.ratio.estimate:.3f} {interval}, {a.pairs} pairs"
     if a.change > t + _EPSILON and qv <= q and a.better > t / 2:
         return "regression", f"{basis}, q={qv:.2g}"
-    if a.change < -t - _EPSILON and a.worse < -t / 2:
+    if a.change < -t - _EPSILON and a.worse < -t / 2 and a.share > 0:
         return "improvement", basis
     if a.reach <= t + _EPSILON:
         return "unchanged", basis
@@ -358,15 +367,20 @@ def decide_exact(
 class LookSchedule:
     """When a test's pairs are judged, and the share of the error rate each look spends.
 
-    `counts` are the pair counts of the looks: the first the smallest that can reach its
-    level ``first_share * q / metrics`` at all (the exact test's smallest p-value is
-    2^-n), each later one about `growth` times the previous and at least the count that can
-    reach its own level, none above `max_pairs`. `shares` (of q) sum to at most 1: the
-    first look gets `first_share`, the later ones split the rest. Most tests decide at the
-    first look, so spending more there lowers the pairs every test must take (10 instead of
-    11 for 24 tests at q = 0.05, with half of q there); a noisy test that goes on to later
-    looks needs a few more pairs there to reach their smaller levels. A schedule cut short
-    by `max_pairs` leaves the later shares unspent (conservative)."""
+    `counts` are the pair counts of the looks. The first look that tests (the *deciding*
+    look) is at the smallest count that can reach its level ``first_share * q / metrics``
+    at all (the exact test's smallest p-value is 2^-n), each later one about `growth`
+    times the previous and at least the count that can reach its own level, none above
+    `max_pairs`. `shares` (of q) sum to at most 1: the deciding look gets `first_share`,
+    the later ones split the rest. Spending more there lowers the pairs a regression
+    needs (10 instead of 11 for 24 tests at q = 0.05, with half of q there); a noisy test
+    that goes on to later looks needs a few more pairs there to reach their smaller
+    levels. A schedule cut short by `max_pairs` leaves the later shares unspent
+    (conservative).
+
+    When the deciding look needs more than `futility_pairs`, a futility look comes first,
+    at `futility_pairs` with share 0: it can only find a test unchanged (see
+    `is_settled`), which is most tests, so most stop there."""
 
     counts: tuple[int, ...]
     shares: tuple[float, ...]
@@ -374,6 +388,11 @@ class LookSchedule:
     @property
     def looks(self) -> int:
         return len(self.counts)
+
+    @property
+    def deciding(self) -> int:
+        """The index of the first look that spends a share of q (after a futility look)."""
+        return next(index for index, share in enumerate(self.shares) if share > 0)
 
     def share_at(self, pairs: int) -> float:
         """The share spent by the look taken at `pairs` pairs (the last look at or below it;
@@ -392,9 +411,12 @@ class LookSchedule:
         growth: float = 1.5,
         min_pairs: int = 6,
         max_pairs: int = 96,
+        futility_pairs: int | None = 6,
     ) -> LookSchedule:
         if looks < 1 or not 0 < first_share <= 1:
             raise ValueError(f"looks={looks}, first_share={first_share}")
+        if futility_pairs is not None and futility_pairs < 2:
+            raise ValueError(f"futility_pairs={futility_pairs}: an interval needs 2 or more")
         m = max(metrics, 1)
         if looks == 1:
             first_share = 1.0
@@ -412,8 +434,11 @@ class LookSchedule:
             if following == counts[-1]:
                 break
             counts.append(following)
-        shares = (first_share, *(later,) * (len(counts) - 1))
-        return cls(tuple(counts), shares)
+        shares = [first_share, *(later,) * (len(counts) - 1)]
+        if futility_pairs is not None and futility_pairs < counts[0]:
+            counts.insert(0, futility_pairs)
+            shares.insert(0, 0.0)
+        return cls(tuple(counts), tuple(shares))
 
 
 @dataclass(frozen=True, slots=True)

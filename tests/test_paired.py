@@ -130,22 +130,58 @@ def test_every_look_starts_where_the_exact_test_can_reach_its_level(
     could not at the first."""
     schedule = paired.LookSchedule.plan(metrics=metrics, q=0.05, looks=looks)
     assert sum(schedule.shares) <= 1 + 1e-12
-    assert len(schedule.shares) == schedule.looks <= looks
+    deciding = schedule.deciding
+    assert deciding in (0, 1)  # at most one futility look, and it comes first
+    assert schedule.shares[:deciding] == (0.0,) * deciding
+    assert len(schedule.shares) - deciding == schedule.looks - deciding <= looks
     assert list(schedule.counts) == sorted(set(schedule.counts))
-    for count, share in zip(schedule.counts, schedule.shares, strict=True):
+    for count, share in zip(schedule.counts[deciding:], schedule.shares[deciding:], strict=True):
         assert 2.0**-count <= share * 0.05 / metrics
-    first = schedule.counts[0]
-    assert first == 6 or 2.0 ** -(first - 1) > schedule.shares[0] * 0.05 / metrics
+    first = schedule.counts[deciding]
+    assert first == 6 or 2.0 ** -(first - 1) > schedule.shares[deciding] * 0.05 / metrics
+    assert schedule.counts[0] == 6  # the futility look, or a deciding look that early
 
 
 def test_the_first_look_spends_half_and_costs_fewer_pairs() -> None:
-    schedule = paired.LookSchedule.plan(metrics=24, q=0.05)
+    schedule = paired.LookSchedule.plan(metrics=24, q=0.05, futility_pairs=None)
     assert schedule.shares[0] == 0.5
     assert schedule.counts == (10, 15, 23, 35)  # equal shares of four looks: 11, 17, ...
     assert schedule.share_at(schedule.counts[1]) == pytest.approx(0.5 / 3)
     assert schedule.share_at(36) == schedule.share_at(35)
-    assert paired.LookSchedule.plan(metrics=24, first_share=0.95).counts[0] == 9
-    assert paired.LookSchedule.plan(metrics=1000, max_pairs=17).counts == (16, 17)
+    assert paired.LookSchedule.plan(metrics=24, first_share=0.95).counts[1] == 9
+    assert paired.LookSchedule.plan(metrics=1000, max_pairs=17).counts == (6, 16, 17)
+
+
+def test_a_futility_look_comes_first_and_spends_nothing() -> None:
+    schedule = paired.LookSchedule.plan(metrics=24, q=0.05)
+    assert schedule.counts == (6, 10, 15, 23, 35)
+    assert schedule.shares[:2] == (0.0, 0.5)
+    assert schedule.deciding == 1
+    assert schedule.share_at(6) == schedule.share_at(9) == 0.0
+    # Where the deciding look comes as early, there is none.
+    assert paired.LookSchedule.plan(metrics=1, q=0.05).counts[0] == 6
+    assert paired.LookSchedule.plan(metrics=1, q=0.05).deciding == 0
+
+
+def test_a_futility_look_finds_unchanged_and_nothing_else() -> None:
+    """At share 0 no p-value can reach q, an improvement goes on to a look that can state
+    it, and a calm unchanged test stops."""
+    base = [1.0 + i / 100 for i in range(6)]
+    calm = paired.assess_pairs(base, [b * (1.002 if i % 2 else 0.998) for i, b in enumerate(base)],
+                               share=0.0)  # fmt: skip
+    assert calm.p_value == 1.0 and calm.ratio.confidence == pytest.approx(0.90)
+    assert paired.is_settled(calm, 0.1, q=0.05, metrics=24)
+    assert paired.classify_pairs(calm, 0.1)[0] == "unchanged"
+    slower = paired.assess_pairs(base, [b * 1.5 for b in base], share=0.0)
+    assert slower.p_value == 1.0
+    assert not paired.is_settled(slower, 0.1, q=0.05, metrics=24)
+    assert paired.classify_pairs(slower, 0.1)[0] == "unstable"
+    faster = paired.assess_pairs(base, [b * 0.5 for b in base], share=0.0)
+    assert not paired.is_settled(faster, 0.1, q=0.05, metrics=24)
+    assert paired.classify_pairs(faster, 0.1)[0] != "improvement"
+    assert paired.classify_pairs(paired.assess_pairs(base, [b * 0.5 for b in base]), 0.1)[0] == (
+        "improvement"
+    )
 
 
 def test_a_looks_share_sets_its_p_value_and_interval() -> None:

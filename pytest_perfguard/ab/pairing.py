@@ -386,8 +386,8 @@ def _take_looks(
     thresholds: Callable[[Series], float],
 ) -> None:
     """Pairs from `take`, look after look, until every gated metric is settled, the last
-    look, or the budget: `plan.budget` seconds of pairs after the first look (the first
-    look is the least that can decide at all, so it is always taken)."""
+    look, or the budget: `plan.budget` seconds of pairs after the deciding look (the
+    first that can find a regression, so it is always taken)."""
     schedule = plan.schedule()
     pairs_started = plan.clock()
     first_look_done = pairs_started
@@ -396,7 +396,7 @@ def _take_looks(
             base, head = take()
             run.base.append(base)
             run.head.append(head)
-        if index == 0:
+        if index == schedule.deciding:
             first_look_done = plan.clock()
         settled = True
         for series in describe(run.base, run.head):

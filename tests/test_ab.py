@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -690,8 +691,10 @@ def test_plain():
 
 def _counted_session(
     root: Path, base: Path, factor: float
-) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
-    """pytest under callgrind with `--perf-against=base`, the head's work times `factor`."""
+) -> Callable[[], tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]]:
+    """pytest under callgrind with `--perf-against=base`, the head's work times `factor`,
+    started in the background: the function returned waits for it."""
+    root.mkdir(exist_ok=True)
     (root / "countlib.py").write_text(COUNTED_LIBRARY.format(factor=factor))
     (root / "test_counted.py").write_text(COUNTED_TESTS)
     (root / "pytest.ini").write_text("[pytest]\n")
@@ -704,20 +707,29 @@ def _counted_session(
     (root / "tmp").mkdir(exist_ok=True)
     report = root / "report.json"
     report.unlink(missing_ok=True)
-    done = subprocess.run(
-        [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no", "-q",
-            f"--callgrind-out-file={root / 'callgrind.out'}.%p",
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-            f"--perf-against={base}", "--perf-json", str(report),
-        ],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    rows = {}
-    if report.exists():
-        for row in json.loads(report.read_text())["comparisons"]:
-            rows[f"{row['test'].rpartition('::')[2]}:{row['metric']}"] = row
-    return done, rows
+    command = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", "-q",
+        f"--callgrind-out-file={root / 'callgrind.out'}.%p",
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+        f"--perf-against={base}", "--perf-json", str(report),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def wait() -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+        try:
+            stdout, stderr = process.communicate(timeout=600)
+        finally:
+            process.kill()
+        done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        rows = {}
+        if report.exists():
+            for row in json.loads(report.read_text())["comparisons"]:
+                rows[f"{row['test'].rpartition('::')[2]}:{row['metric']}"] = row
+        return done, rows
+
+    return wait
 
 
 @pytest.mark.skipif(
@@ -733,10 +745,12 @@ def test_under_callgrind_both_sides_are_counted_and_one_pair_decides(tmp_path: P
     (base / "countlib.py").write_text(COUNTED_LIBRARY.format(factor=1.0))
     (base / "test_counted.py").write_text(COUNTED_TESTS)
     (base / "pytest.ini").write_text("[pytest]\n")
-    head = tmp_path / "head"
-    head.mkdir()
+    # Two heads against one base, at once (each pairs on one CPU).
+    head, slower_head = tmp_path / "head", tmp_path / "slower"
+    same_session = _counted_session(head, base, 1.0)
+    slower_session = _counted_session(slower_head, base, 3.0)
 
-    same, rows = _counted_session(head, base, 1.0)
+    (same, rows), (slower, slower_rows) = same_session(), slower_session()
     assert same.returncode == 0, same.stdout + same.stderr
     counted = rows["test_counted:instructions"]
     assert (counted["verdict"], counted["pairs"], counted["mode"]) == ("unchanged", 1, "ab")
@@ -745,9 +759,8 @@ def test_under_callgrind_both_sides_are_counted_and_one_pair_decides(tmp_path: P
     assert "instruction counts" in same.stdout
     assert not list((head / "tmp").glob("perfguard-ab-callgrind-*"))
 
-    slower, rows = _counted_session(head, base, 3.0)
     assert slower.returncode == 1, slower.stdout + slower.stderr
-    counted = rows["test_counted:instructions"]
+    counted = slower_rows["test_counted:instructions"]
     assert counted["verdict"] == "regression"
     assert counted["ratio"] == pytest.approx(3.0, rel=0.15)
-    assert not list((head / "tmp").glob("perfguard-ab-callgrind-*"))
+    assert not list((slower_head / "tmp").glob("perfguard-ab-callgrind-*"))

@@ -242,6 +242,13 @@ class CallgrindProject:
         self.out_file = root / "cg" / "callgrind.out"
 
     def run(self, *args: str, factor: float = 1.0, valgrind: tuple[str, ...] = ()) -> Session:
+        return self.start(*args, factor=factor, valgrind=valgrind).result()
+
+    def start(
+        self, *args: str, factor: float = 1.0, valgrind: tuple[str, ...] = (), name: str = "report"
+    ) -> RunningSession:
+        """A session started in the background (sessions that only read the history and
+        the baselines may run at once: each is one process under callgrind, one CPU)."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -256,22 +263,35 @@ class CallgrindProject:
             f"--callgrind-out-file={self.out_file}.%p",
             *valgrind,
         ]
-        report = self.root / "report.json"
+        report = self.root / f"{name}.json"
         report.unlink(missing_ok=True)
         cmd = [*launcher, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-        done = subprocess.run(
+        process = subprocess.Popen(
             [*cmd, "--perf-json", str(report), *args],
             cwd=self.root,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=600,
         )
+        return RunningSession(process, report)
+
+
+@dataclass
+class RunningSession:
+    process: subprocess.Popen[str]
+    report: Path
+
+    def result(self) -> Session:
+        try:
+            output, _ = self.process.communicate(timeout=600)
+        finally:
+            self.process.kill()
         by_test: dict[str, dict[str, dict[str, object]]] = {}
-        if report.exists():
-            for c in json.loads(report.read_text())["comparisons"]:
+        if self.report.exists():
+            for c in json.loads(self.report.read_text())["comparisons"]:
                 by_test.setdefault(c["test"].rpartition("::")[2], {})[c["metric"]] = c
-        return Session(done.returncode, done.stdout + done.stderr, by_test)
+        return Session(self.process.returncode, output, by_test)
 
 
 @dataclass
@@ -292,9 +312,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         "--perf-record", "--perf-update-baselines", "--perf-min-runs", "1", "--perf-instructions"
     )
     assert recorded.returncode == 0, recorded.output
-    clean = project.run("--perf", "--perf-instructions")
-    slowed = project.run("--perf", "--perf-instructions", factor=1.25)
-    clean_again = project.run("--perf", "--perf-instructions")
+    # The three checks only read what the recording stored: they run at once.
+    checks = [
+        project.start("--perf", "--perf-instructions", name="clean"),
+        project.start("--perf", "--perf-instructions", factor=1.25, name="slowed"),
+        project.start("--perf", "--perf-instructions", name="clean_again"),
+    ]
+    clean, slowed, clean_again = (check.result() for check in checks)
     return Scenario(project, recorded, clean, slowed, clean_again)
 
 

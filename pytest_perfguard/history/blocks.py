@@ -154,10 +154,21 @@ def register_sqlite_functions(dbapi_connection: Any) -> None:
     )
 
 
+def _constant(value: str | int) -> Any:
+    """A constant written into the statement: as a bound parameter, each is processed in
+    Python at every execution (the outcome CASE alone had twelve)."""
+    return literal_column(f"'{value}'" if isinstance(value, str) else str(value))
+
+
+def _letter_at(outcomes: Any, position: Any) -> Any:
+    return func.substr(outcomes, position + _constant(1), _constant(1))
+
+
 def outcome_at(outcomes: Any, position: Any) -> ColumnElement[str]:
     """The outcome of the test at `position`, from a block's outcome letters."""
     # A simple CASE: the letter is cut out once, not once per outcome.
-    return case(LETTER_OUTCOMES, value=func.substr(outcomes, position + 1, 1), else_="error")
+    whens = {_constant(letter): _constant(outcome) for letter, outcome in LETTER_OUTCOMES.items()}
+    return case(whens, value=_letter_at(outcomes, position), else_=_constant("error"))
 
 
 FAILED_LETTERS = (OUTCOME_LETTERS["failed"], OUTCOME_LETTERS["error"])
@@ -165,7 +176,8 @@ FAILED_LETTERS = (OUTCOME_LETTERS["failed"], OUTCOME_LETTERS["error"])
 
 def failed_at(outcomes: Any, position: Any) -> ColumnElement[bool]:
     """Whether the test at `position` failed or errored."""
-    return func.substr(outcomes, position + 1, 1).in_(FAILED_LETTERS)
+    letter: ColumnElement[str] = _letter_at(outcomes, position)
+    return letter.in_([_constant(letter) for letter in FAILED_LETTERS])
 
 
 def any_failed() -> TextClause:

@@ -115,6 +115,11 @@ def _copy(
             copy.write_row((base + row[0], run_id, *row[1:]))
 
 
+# Reads of the newest values (a trend with a limit, a baseline, a baselines update) first
+# look in the newest runs only, this many per value asked for: each of those runs is one
+# probe of the (test, run_id) indexes instead of sorting every run that holds the test.
+RECENT_FACTOR = 4
+
 # A condition on the columns both tables share, given the table (or the rows standing for
 # it in a FROM clause, see `of_runs`).
 Where = Callable[[Any], list[ColumnElement[bool]]]

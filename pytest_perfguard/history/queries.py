@@ -56,6 +56,7 @@ from pytest_perfguard.history.blocks import (
 from pytest_perfguard.history.layout import (
     READING_NAMES,
     READINGS,
+    RECENT_FACTOR,
     Where,
     lateral_runs,
     metric_shape,
@@ -543,11 +544,6 @@ def _wide_run_rows(lateral: bool) -> CompoundSelect[Any]:
 def run_exists(conn: Connection, run_id: int) -> bool:
     return bool(conn.scalar(select(exists().where(runs.c.id == run_id))))
 
-
-# A test's values with a limit are first looked for in the newest runs only, this many per
-# value asked for: each of those runs is one probe of the (test, run_id) indexes instead of
-# sorting every run that holds the test (see `_test_values`).
-RECENT_FACTOR = 4
 
 # (run_id, started_at, platform, git_commit, test, metric, value, unit, direction, outcome)
 _TestValue = tuple[int, datetime, str, "str | None", str, str, float, str, str, str]

@@ -16,7 +16,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, func, select
 
 from pytest_perfguard.history.blocks import reading_value
-from pytest_perfguard.history.layout import READINGS, lateral_runs, stored_results
+from pytest_perfguard.history.layout import (
+    READINGS,
+    RECENT_FACTOR,
+    lateral_runs,
+    stored_results,
+)
 from pytest_perfguard.history.models import (
     layout_tests,
     plain_blocks,
@@ -27,8 +32,6 @@ from pytest_perfguard.history.models import (
 )
 from pytest_perfguard.records import MetricSeries
 
-# How many of the newest runs the first pass reads, per requested run.
-RECENT_FACTOR = 4
 # Tests per query of the last pass (bound parameters stay well under every backend's limit).
 _BATCH = 500
 

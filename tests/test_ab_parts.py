@@ -202,6 +202,34 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
     assert len(run.head) == second
 
 
+def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None:
+    """With 24 gated metrics a futility look at 6 pairs comes before the deciding look at
+    10: a test that is not settled at 6 pairs goes on to 10 however long the 6 took (the
+    budget counts after the deciding look)."""
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def call() -> None:
+        now[0] += 0.1
+
+    def never_settled(base: list[Any], head: list[Any]) -> list[series.Series]:
+        wide = [0.8 if i % 2 else 1.3 for i in range(len(head))]
+        flat = [1.0] * len(head)
+        return [series.Series("duration", "s", "lower", "primary", True, None, flat, wide)]
+
+    plan = pairing.PairingPlan(
+        mode="interleave", budget=0.05, q=0.05, metrics=24, cpus=None, clock=clock
+    )
+    schedule = plan.schedule()
+    assert schedule.counts[:2] == (6, 10) and schedule.deciding == 1
+    run = pairing.pair_test(
+        plan, _RecordingWorker(), call, None, never_settled, lambda _: 0.1  # type: ignore[arg-type]
+    )
+    assert len(run.head) == 10  # the deciding look; the budget stops it there
+
+
 def test_the_base_worker_is_started_under_callgrind_with_the_heads_options(
     tmp_path: Path,
 ) -> None:

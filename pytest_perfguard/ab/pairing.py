@@ -419,6 +419,8 @@ def _take_looks(
                 break
         if settled or index + 1 == schedule.looks:
             return
+        if index < schedule.deciding:
+            continue  # the deciding look is always taken (the budget counts from there)
         now = plan.clock()
         per_pair = (now - pairs_started) / len(run.head)
         spent = now - first_look_done

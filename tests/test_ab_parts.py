@@ -170,10 +170,8 @@ def test_a_long_call_is_paired_one_call_a_side(call_seconds: float, calls_a_side
     assert repeats and set(repeats) == {calls_a_side}
 
 
-def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
-    """`--perf-ab-budget` is the time a test may spend on pairs after its first look (as
-    documented): a test whose first look alone outlasts the budget still takes the next
-    look when that look fits. Time here is a clock the test's calls advance, 0.1 s each."""
+def _call_clock() -> tuple[Callable[[], float], Callable[[], None]]:
+    """A clock and a test call that advances it by 0.1 s."""
     now = [0.0]
 
     def clock() -> float:
@@ -182,10 +180,22 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
     def call() -> None:
         now[0] += 0.1
 
-    def never_settled(base: list[Any], head: list[Any]) -> list[series.Series]:
-        wide = [0.8 if i % 2 else 1.3 for i in range(len(head))]
-        flat = [1.0] * len(head)
-        return [series.Series("duration", "s", "lower", "primary", True, None, flat, wide)]
+    return clock, call
+
+
+def never_settled(base: list[Any], head: list[Any]) -> list[series.Series]:
+    """A gated metric whose pairs never decide: half the head's rounds far above, half
+    far below the base's."""
+    wide = [0.8 if i % 2 else 1.3 for i in range(len(head))]
+    flat = [1.0] * len(head)
+    return [series.Series("duration", "s", "lower", "primary", True, None, flat, wide)]
+
+
+def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
+    """`--perf-ab-budget` is the time a test may spend on pairs after its first look (as
+    documented): a test whose first look alone outlasts the budget still takes the next
+    look when that look fits. Time here is a clock the test's calls advance, 0.1 s each."""
+    clock, call = _call_clock()
 
     worker = _RecordingWorker()
     plan = pairing.PairingPlan(
@@ -206,18 +216,7 @@ def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None
     """With 24 gated metrics a futility look at 6 pairs comes before the deciding look at
     10: a test that is not settled at 6 pairs goes on to 10 however long the 6 took (the
     budget counts after the deciding look)."""
-    now = [0.0]
-
-    def clock() -> float:
-        return now[0]
-
-    def call() -> None:
-        now[0] += 0.1
-
-    def never_settled(base: list[Any], head: list[Any]) -> list[series.Series]:
-        wide = [0.8 if i % 2 else 1.3 for i in range(len(head))]
-        flat = [1.0] * len(head)
-        return [series.Series("duration", "s", "lower", "primary", True, None, flat, wide)]
+    clock, call = _call_clock()
 
     plan = pairing.PairingPlan(
         mode="interleave", budget=0.05, q=0.05, metrics=24, cpus=None, clock=clock

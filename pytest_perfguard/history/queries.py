@@ -252,10 +252,11 @@ def _rows_by_generic_plan(conn: Connection, statement: Any, params: dict[str, An
     PostgreSQL plans a prepared statement anew for each call while that looks cheaper than
     one plan for all parameters, and a query by test always looks cheaper so: the marked
     tests' rows (test_results) are few per test, and for a plain test the statistics say
-    none. Planning the union of both with the blocks took 0.9 ms of its 1.6 ms (1 M
-    results, fastest of 200), the generic plan 0.02 ms, and its run is as fast (0.87 ms in
-    all), so these statements are run with it. (psycopg prepares a statement from its
-    fifth call on a connection; before that each is planned once as it runs.)"""
+    none. Planning the union of both with the blocks took 0.9 ms (EXPLAIN ANALYZE) of the
+    1.6 to 1.9 ms a prepared call took (1 M results, fastest of 200); on the generic plan
+    a call took 0.87 ms in all, so these statements are run with it. (psycopg prepares a
+    statement from its fifth call on a connection; before that each is planned once as
+    it runs.)"""
     if conn.dialect.name != "postgresql":
         return _fetch(conn, statement, params)
     conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
@@ -781,17 +782,11 @@ def _holds_test(table: Table | Subquery, metric: str | None) -> ColumnElement[bo
     test has no results or test_results rows, a marked one no block values, and each
     such part took as long as the old code's whole read of that table (1.2 M
     instructions of a last-100 trend's 11.7 M, counted under callgrind)."""
-    if table is results:
-        held = results.alias("held")
-        where = [held.c.test == bindparam("test")]
-        if metric is not None:
-            where.append(held.c.metric == bindparam("metric"))
-    elif table is test_results:
-        held = test_results.alias("held")
-        where = [held.c.test == bindparam("test")]
-    else:  # the blocks' rows: the test in a stored layout
-        held = layout_tests.alias("held")
-        where = [held.c.test == bindparam("test")]
+    # The blocks' rows hold the tests of the stored layouts.
+    held = (table if table in (results, test_results) else layout_tests).alias("held")
+    where = [held.c.test == bindparam("test")]
+    if table is results and metric is not None:
+        where.append(held.c.metric == bindparam("metric"))
     return exists().where(*where)
 
 

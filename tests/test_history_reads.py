@@ -306,3 +306,34 @@ def test_repeated_reads_on_postgresql_keep_their_prepared_statements(pg_url: str
     # The trend's union (newest runs first, then all) and the baseline's statement.
     assert len(generic) >= 2
     assert all(plans >= 3 for plans in generic)
+
+
+@pytest.mark.parametrize("limit", [None, 2, 40])
+def test_trend_and_summary_keep_only_runs_since_the_cut(
+    history_url: str, limit: int | None
+) -> None:
+    """`days` becomes a datetime parameter of the cached statements (converted for each
+    backend as they were compiled); runs on both sides of the cut, in both tables."""
+    now = datetime.now(timezone.utc)
+    with History(history_url) as history:
+        for run_no in range(8):
+            at = now - timedelta(days=7 - run_no, minutes=30)  # a run a day, the last 30 min ago
+            platform = PlatformInfo("linux-x86_64")
+            info = RunInfo(started_at=at, platform=platform, git_commit=f"c{run_no}")
+            rows, plain = session(run_no)
+            history.save_session(info, rows, plain=plain)
+        cut = now - timedelta(days=3)
+        recent = [p for p in reference(history) if p.started_at >= cut]
+        assert 0 < len(recent) < len(reference(history))
+        for test in TESTS:
+            expected = [p for p in recent if p.test == test]
+            if limit is not None:
+                expected = expected[-limit * 3 :]
+            got = history.trend(test, days=3, limit=None if limit is None else limit * 3)
+            assert got == expected, test
+        summaries = history.summary(days=3, last_runs=limit or 40)
+        chosen = sorted({(p.started_at, p.run_id) for p in recent})[-(limit or 40) :]
+        run_ids = {run_id for _, run_id in chosen}
+        assert {(s.test, s.metric) for s in summaries} == {
+            (p.test, p.metric) for p in recent if p.run_id in run_ids
+        }

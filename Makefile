@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The suite is mostly pytest sessions in subprocesses, one CPU each: two xdist workers
+# take it from about 530 s to 320 s on a 2-vCPU machine (2026-11-30).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install lint
 
@@ -28,4 +31,4 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)

@@ -107,7 +107,9 @@ class RusageCollector:
         (`READINGS` order): no object per test but the two floats."""
         usage = getrusage(RUSAGE_SELF)
         cpu_times.append(usage.ru_utime + usage.ru_stime - self._cpu)
-        rss_peaks.append(max(0, usage.ru_maxrss - self._rss) / 1024)
+        # Not max(0, ...): the builtin parses its arguments as keywords, a third of this.
+        grown = usage.ru_maxrss - self._rss
+        rss_peaks.append(grown / 1024 if grown > 0 else 0.0)
 
     def close(self) -> None:
         os.close(self._fd)

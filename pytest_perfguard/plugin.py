@@ -196,8 +196,12 @@ class PerfPlugin:
         log.current = item
         log.current_spec = spec
         if spec is None:
-            for collector in log.collectors:
-                collector.start()
+            plain_collector = log.plain_collector
+            if plain_collector is not None:
+                plain_collector.start()
+            else:
+                for collector in log.collectors:
+                    collector.start()
         else:
             log.current_durations = []
             if spec.rounds > 1 or spec.warmup:

@@ -11,6 +11,12 @@ busy machine inflates less than wall time). The target is a ratio of at most 1.0
     python benchmarks/bench_real_suite.py --suites more-itertools --repeats 6
     python benchmarks/bench_real_suite.py --source 68bf2b9        # the plugin as of a revision
     python benchmarks/bench_real_suite.py --suite-dir more-itertools=/path/to/checkout
+    python benchmarks/bench_real_suite.py --callgrind             # instructions, one run a mode
+
+Wall and CPU time on a shared machine spread by several per cent between runs of one
+command, as much as the effect; ``--callgrind`` counts each mode's instructions instead
+(the pytest process, under ``valgrind --tool=callgrind``, perfguard's own instruction
+counter off so that it measures as on a real CPU). Kernel time is not in the count.
 
 The plugin measured is a copy (the working tree as it is at the start, or ``--source REV``)
 first on PYTHONPATH, so edits made during the run do not reach it. Each suite's own package
@@ -138,10 +144,13 @@ def environment(plugin: Path, suite_root: Path, suite: Suite, workdir: Path) -> 
     return env
 
 
-def run_once(suite_root: Path, suite: Suite, mode: str, env: dict[str, str]) -> tuple[Timing, str]:
+def run_once(
+    suite_root: Path, suite: Suite, mode: str, env: dict[str, str], launcher: tuple[str, ...] = ()
+) -> tuple[Timing, str]:
     history = suite_root / ".perfguard-bench" / "history.db"
     shutil.rmtree(history.parent, ignore_errors=True)
     command = [
+        *launcher,
         sys.executable,
         "-m",
         "pytest",
@@ -154,6 +163,10 @@ def run_once(suite_root: Path, suite: Suite, mode: str, env: dict[str, str]) -> 
     ]
     if mode == "record":
         command += ["--perf-db", str(history)]
+        if launcher:
+            # Under callgrind perfguard counts each test's instructions itself (and zeroes
+            # the totals between tests); blocked, it measures as on a real CPU.
+            command += ["-p", "no:perfguard-instructions"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=suite_root, env=env, capture_output=True, text=True)
@@ -169,6 +182,19 @@ def run_once(suite_root: Path, suite: Suite, mode: str, env: dict[str, str]) -> 
     return Timing(wall, cpu), summary
 
 
+def count_instructions(
+    suite_root: Path, suite: Suite, mode: str, env: dict[str, str], workdir: Path
+) -> int:
+    """The instructions of one run of `mode` (the pytest process), from callgrind's total."""
+    out_file = workdir / f"callgrind.{suite.name}.{mode}.out"
+    launcher = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}")
+    run_once(suite_root, suite, mode, env, launcher)
+    for line in out_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"{out_file}: no instruction total")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES))
@@ -180,6 +206,11 @@ def main() -> None:
         default=[],
         metavar="NAME=PATH",
         help="use this source tree for a suite instead of downloading it",
+    )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count each mode's instructions under callgrind (one run each) instead of timing",
     )
     options = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -197,6 +228,14 @@ def main() -> None:
             env = environment(plugin, root, suite, workdir)
             for mode in MODES:  # warm-up: bytecode, rewritten assertions
                 run_once(root, suite, mode, env)
+            if options.callgrind:
+                counts = {
+                    mode: count_instructions(root, suite, mode, env, workdir) for mode in MODES
+                }
+                ratios.append((name, counts["record"] / counts["bare"], float("nan")))
+                for mode, count in counts.items():
+                    print(f"| {name} | {mode} | {count / 1e6:,.0f} M instructions | - | - |")
+                continue
             timings: dict[str, list[Timing]] = {mode: [] for mode in MODES}
             summaries = {}
             for _ in range(options.repeats):
@@ -223,6 +262,8 @@ def main() -> None:
         print("|---|--:|--:|")
         for name, wall, cpu in ratios:
             print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
+        if options.callgrind:
+            print("(with --callgrind the first ratio is of instructions)")
         print(f"\nload at the end {os.getloadavg()[0]:.2f}; {options.repeats} runs per mode")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -264,7 +264,12 @@ def main() -> None:
             print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
         if options.callgrind:
             print("(with --callgrind the first ratio is of instructions)")
-        print(f"\nload at the end {os.getloadavg()[0]:.2f}; {options.repeats} runs per mode")
+        runs = (
+            "one run per mode under callgrind"
+            if options.callgrind
+            else (f"{options.repeats} runs per mode")
+        )
+        print(f"\nload at the end {os.getloadavg()[0]:.2f}; {runs}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

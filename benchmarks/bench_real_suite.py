@@ -267,7 +267,7 @@ def main() -> None:
         runs = (
             "one run per mode under callgrind"
             if options.callgrind
-            else (f"{options.repeats} runs per mode")
+            else f"{options.repeats} runs per mode"
         )
         print(f"\nload at the end {os.getloadavg()[0]:.2f}; {runs}")
     finally:

@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # The suite is mostly pytest sessions in subprocesses, one CPU each: two xdist workers
-# take it from about 530 s to 320 s on a 2-vCPU machine (2026-11-30).
+# take it from about 530 s to 290-320 s on a 2-vCPU machine (2026-11-30). worksteal: a few
+# tests take 10-40 s, and an idle worker takes over the other's queue.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test install lint
@@ -31,4 +32,4 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

@@ -7,12 +7,14 @@ part of the per-test path runs here by itself, `N` times in a loop, under
 ``valgrind --tool=callgrind``; a run with no iterations is subtracted and the rest divided
 by `N`. The counts are exact and repeat to within a few instructions.
 
-Parts (docs/architecture.md, "Counted", explains which ones no design avoids):
+Parts (docs/architecture.md, "The per-test path, part by part", explains which ones no
+design avoids):
 
 - ``dispatch``: what pluggy spends on two more implementations of a hook that already has
   pytest's own (`pytest_runtest_call` in a real session has 9; ours are a ``tryfirst`` one
   and a ``trylast`` one, see `plugin.PerfPlugin`), with bodies that return at once;
-- ``measure``: the built-in collector's syscalls and both clock reads: writing
+- ``measure``: the built-in collector as a plain test runs it (``start``, then
+  ``stop_into`` appending the two readings) and both clock reads: writing
   ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
 - ``hooks``: the two hook bodies as a plain test runs them (the measuring included),
   called directly with a real `RunLog` of a ``--perf-record`` session;

@@ -196,6 +196,7 @@ class PerfPlugin:
         log.current = item
         log.current_spec = spec
         if spec is None:
+            # Set only when it is the one collector: the loop's iterator, 0.3 k a test, saved.
             plain_collector = log.plain_collector
             if plain_collector is not None:
                 plain_collector.start()

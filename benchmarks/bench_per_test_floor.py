@@ -5,7 +5,8 @@ instructions a test from one suite size or mode to another (where a full garbage
 collection falls, dict layouts), which is as large as the parts looked at here. So each
 part of the per-test path runs here by itself, `N` times in a loop, under
 ``valgrind --tool=callgrind``; a run with no iterations is subtracted and the rest divided
-by `N`. The counts are exact and repeat to within a few instructions.
+by `N`. A count does not move with the machine's load; from one run to the next (another
+working directory, the package installed or on the path) a part moved by up to 0.25 k.
 
 Parts (docs/architecture.md, "The per-test path, part by part", explains which ones no
 design avoids):

@@ -289,6 +289,9 @@ class _FakeWorker:
     def kill(self) -> None:
         self.killed = True
 
+    def pin(self, cpus: list[int]) -> None:
+        self.pinned = cpus
+
 
 def _fake_lane() -> lanes.Lane:
     return lanes.Lane(_FakeWorker(), _FakeWorker("head worker"), [0])  # type: ignore[arg-type]
@@ -360,3 +363,62 @@ def test_a_likely_regression_is_confirmed_in_another_lane_after_the_rest() -> No
     firsts = [lane for test, lane in done if test == "t2"]
     assert len(firsts) == 2 and firsts[0] != firsts[1]  # another lane
     assert [test for test, _ in done].index("t2", 2) >= 2  # after the first pairings
+
+
+COPIED_TESTS = """
+import os
+
+with open("imports", "a") as imports:  # once per process that collects this module
+    imports.write(f"{os.getpid()}\\n")
+
+
+def test_passes():
+    pass
+
+
+def test_exits():
+    os._exit(5)
+"""
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # a zombie answers too
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_worker_with_copies_collects_once_and_reports_a_copys_exit(tmp_path: Path) -> None:
+    """A worker started with two copies imports and collects the tests once and forks the
+    second after collection; each says hello on its own pipes. A copy that dies in a round
+    fails with its exit status, which the started process logs, and after closing no
+    process is left, not even a zombie."""
+    (tmp_path / "test_copied.py").write_text(COPIED_TESTS)
+    started = pairing.WorkerProcess(
+        tmp_path, sys.executable, ["--rootdir", str(tmp_path)], copies=2
+    )
+    try:
+        first, copy = started.copies
+        pids = [worker.wait_hello()["pid"] for worker in (first, copy)]
+        assert pids[0] == started.process.pid != pids[1]
+        assert _parent_of(pids[1]) == pids[0]
+        assert (tmp_path / "imports").read_text().split() == [str(pids[0])]
+        assert [t["id"] for t in copy.wait_hello()["tests"]] == [
+            "test_copied.py::test_passes", "test_copied.py::test_exits"
+        ]  # fmt: skip
+        copy.send({"op": "test", "id": "test_copied.py::test_exits", "next": None})
+        assert copy.recv()["op"] == "ready"
+        copy.send({"op": "round", "cpu": None})
+        with pytest.raises(pairing.WorkerError, match=r"\(copy 1\) exited \(status 5\)"):
+            copy.recv()
+        assert first.wait_hello()["tests"]  # the started one goes on
+    finally:
+        lanes.close_workers(started.copies)
+    assert not any(_exists(pid) for pid in pids)

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .pairing import Mode, PairedRun, WorkerError, WorkerProcess
+from .pairing import Mode, PairedRun, Worker, WorkerError, WorkerProcess
 
 
 @dataclass
@@ -31,18 +31,19 @@ class Lane:
     """A base worker and a head worker on `cpus`; `error` once one of them died or the
     lane could not start."""
 
-    base: WorkerProcess
-    head: WorkerProcess
+    base: Worker
+    head: Worker
     cpus: list[int]
     error: str | None = None
 
     @property
-    def workers(self) -> tuple[WorkerProcess, WorkerProcess]:
+    def workers(self) -> tuple[Worker, Worker]:
         return (self.base, self.head)
 
     def check_hellos(self) -> str | None:
         """Why this lane cannot measure (a worker died, or could not collect or import
-        its checkout's code), or None. Raises nothing."""
+        its checkout's code), or None; a worker that said hello is pinned to the lane's
+        CPUs (a copy is forked on its started process's). Raises nothing."""
         for worker in self.workers:
             try:
                 hello = worker.wait_hello()
@@ -51,6 +52,7 @@ class Lane:
             problems = hello["errors"] or hello["imports"]
             if problems:
                 return f"the {worker.name} could not collect: {problems[0]}"
+            worker.pin(self.cpus)
         return None
 
 
@@ -90,35 +92,24 @@ def lane_cpus(mode: Mode, cpus: Sequence[int], count: int) -> list[list[int]]:
 
 def start_lanes(
     cpus_per_lane: Sequence[list[int]],
-    start_base: Callable[[], WorkerProcess],
+    base: WorkerProcess,
     start_head: Callable[[WorkerProcess], WorkerProcess],
-    first_base: WorkerProcess | None = None,
 ) -> list[Lane]:
-    """A lane on each of `cpus_per_lane`, its workers started (`start_head` gets the base
-    worker whose duet start line the head worker shares) and pinned to the lane's CPUs.
-    `first_base`, already running, becomes the first lane's base worker. Raises
-    WorkerError, after closing what it started."""
-    lanes: list[Lane] = []
-    started: list[WorkerProcess] = []
-    try:
-        for index, cpus in enumerate(cpus_per_lane):
-            if index == 0 and first_base is not None:
-                base = first_base
-            else:
-                base = start_base()
-                started.append(base)
-            head = start_head(base)
-            started.append(head)
-            for worker in (base, head):
-                worker.pin(cpus)
-            lanes.append(Lane(base, head, list(cpus)))
-    except BaseException:
-        close_workers(started)
-        raise
-    return lanes
+    """A lane on each of `cpus_per_lane`: `base`, started with a copy for each lane, and
+    a head worker from `start_head` (given the base worker, whose duet start lines its
+    copies share) make one lane per copy. The two started processes collect on CPUs of
+    different lanes (the first's, the last's); every worker moves to its own lane's CPUs
+    when it says hello. Raises WorkerError (`base` is the caller's to close)."""
+    head = start_head(base)
+    base.pin(cpus_per_lane[0])
+    head.pin(cpus_per_lane[-1])
+    return [
+        Lane(base_copy, head_copy, list(cpus))
+        for base_copy, head_copy, cpus in zip(base.copies, head.copies, cpus_per_lane, strict=True)
+    ]
 
 
-def close_workers(workers: Sequence[WorkerProcess]) -> None:
+def close_workers(workers: Sequence[Worker]) -> None:
     """Ask every worker to quit first, so they tear down side by side, then wait for each
     (killing the ones that do not exit). The first error is raised after all are closed."""
     unique = list({id(w): w for w in workers}.values())

@@ -22,6 +22,7 @@ import os
 import random
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,94 +78,47 @@ def callgrind_launcher(options: Sequence[str], dump_dir: Path) -> list[str]:
     return [found, *own, f"--callgrind-out-file={dump_dir / 'callgrind.base.%p'}"]
 
 
-class WorkerProcess:
+class Worker:
     """A worker: a pytest process rooted in a checkout (see `worker`), the base's or, for
-    lanes and confirmations, the head's (`name` says which in its errors).
+    lanes and confirmations, the head's (`name` says which in its errors). Either the
+    process this one started (`WorkerProcess`) or a copy that process forked after its
+    collection (`WorkerCopy`), each with pipes and a duet start line of its own."""
 
-    With `count` (the head counts instructions under callgrind) it runs under callgrind
-    too and counts its rounds (`callgrind_launcher`); raises WorkerError when it cannot."""
+    name: str
+    channel: round_runner.Channel
+    start_line_path: str
+    start_line: round_runner.StartLine
+    log: IO[str]
+    hello: dict[str, Any] | None
+    pair_number: int
+    _owns_start_line: bool
 
-    def __init__(
-        self,
-        root: Path,
-        python: str,
-        pytest_args: Sequence[str],
-        *,
-        count: bool = False,
-        start_line_path: str | None = None,
-        name: str = "base worker",
-    ) -> None:
-        self.root = root
-        self.name = name
-        launcher: list[str] = []
-        self.dump_dir: Path | None = None
-        if count:
-            options = valgrind.valgrind_options() or []
-            self.dump_dir = Path(tempfile.mkdtemp(prefix="perfguard-ab-callgrind-"))
-            try:
-                launcher = callgrind_launcher(options, self.dump_dir)
-            except WorkerError:
-                shutil.rmtree(self.dump_dir, ignore_errors=True)
-                raise
-        # Closed in `close`: it outlives this method (the worker writes to it all session).
-        self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
-        to_worker_r, to_worker_w = os.pipe()
-        from_worker_r, from_worker_w = os.pipe()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
-        env[round_runner.FDS_ENV] = f"{to_worker_r},{from_worker_w}"
-        # A confirmation's head worker shares its base worker's start line (it plays the
-        # head's part there); only the process that made the file removes it.
-        self._owns_start_line = start_line_path is None
-        if start_line_path is None:
-            shm = Path("/dev/shm")
-            handle, start_line_path = tempfile.mkstemp(
-                prefix="perfguard-ab-", dir=shm if shm.is_dir() else None
-            )
-            os.write(handle, b"\0\0")
-            os.close(handle)
-        self.start_line_path = start_line_path
-        env[round_runner.START_LINE_ENV] = self.start_line_path
-        self.start_line = round_runner.StartLine(self.start_line_path)
-        self.pair_number = 0
-        # The head's PYTHONPATH may point at the head's code; the base resolves its own.
-        env.pop("PYTHONPATH", None)
-        if count:
-            env[round_runner.COUNT_ENV] = valgrind.__file__
-        command = [
-            *launcher, python, "-c", round_runner.BOOTSTRAP, round_runner.__file__, *pytest_args
-        ]
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    def exited(self) -> bool:
+        """Whether the process is known to be gone."""
+        raise NotImplementedError
+
+    def log_lines(self) -> list[str]:
+        """What the worker printed so far, line by line; copies write to the log of the
+        process they were forked from. Read without seeking: lanes' threads read one log
+        at once."""
         try:
-            self.process = subprocess.Popen(
-                command,
-                cwd=root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(to_worker_r, from_worker_w),
-            )
-        except OSError as exc:
-            for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
-                os.close(fd)
-            self.start_line.close()
-            if self._owns_start_line:
-                os.unlink(self.start_line_path)
-            self.log.close()
-            self._remove_dumps()
-            raise WorkerError(f"cannot start {command[0]}: {exc}") from None
-        finally:
-            if hasattr(self, "process"):
-                os.close(to_worker_r)
-                os.close(from_worker_w)
-        self.channel = round_runner.Channel.from_fds(from_worker_r, to_worker_w)
-        self.hello: dict[str, Any] | None = None
+            fd = self.log.fileno()
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+        except (OSError, ValueError):  # closed: the session is ending
+            return []
+        text = data.decode("utf-8", errors="replace")
+        return [line.strip() for line in text.splitlines() if line.strip()]
 
     def log_tail(self, lines: int = 1) -> str:
         """The last meaningful lines the worker printed (its error, usually)."""
-        self.log.flush()
-        self.log.seek(0)
-        text = [line.strip() for line in self.log.read().splitlines() if line.strip()]
-        interesting = [line for line in text if not line.startswith(("=", "_"))]
+        interesting = [
+            line
+            for line in self.log_lines()
+            if not line.startswith(("=", "_", round_runner.COPY_EXITED))
+        ]
         return " | ".join(interesting[-lines:]) if interesting else "no output"
 
     def send(self, message: dict[str, Any]) -> None:
@@ -180,11 +134,7 @@ class WorkerProcess:
             raise self._gone() from None
 
     def _gone(self) -> WorkerError:
-        try:
-            code = self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            code = None
-        return WorkerError(f"the {self.name} exited (status {code}): {self.log_tail()}")
+        raise NotImplementedError
 
     def wait_hello(self) -> dict[str, Any]:
         if self.hello is None:
@@ -196,12 +146,142 @@ class WorkerProcess:
 
     def quit(self) -> None:
         """Ask the worker to tear down and exit (without waiting for it)."""
-        if self.process.poll() is None:
+        if not self.exited():
             with contextlib.suppress(OSError, ValueError):
                 self.channel.send({"op": "quit"})
 
     def close(self) -> None:
         """Ask the worker to finish its teardown and exit; kill it when it does not."""
+        raise NotImplementedError
+
+    def _close_own(self) -> None:
+        self.channel.close()
+        self.start_line.close()
+        if self._owns_start_line:
+            with contextlib.suppress(OSError):
+                os.unlink(self.start_line_path)
+
+    def waiting(self) -> bool:
+        """Whether the worker is still busy with its side (no answer yet, still alive: a
+        process that exited closed its pipe, which reads as ready)."""
+        if self.exited():
+            return False
+        readable, _, _ = select.select([self.channel.reader], [], [], 0)
+        return not readable
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def pin(self, cpus: Sequence[int] | None) -> None:
+        """Keep the whole process (its collection, fixtures, rounds) on `cpus`."""
+        pid = self.pid()
+        if cpus and pid is not None and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):  # it exited already: its recv will say so
+                os.sched_setaffinity(pid, set(cpus))
+
+
+class WorkerProcess(Worker):
+    """The worker process this one starts; with `copies` above one it forks that many
+    less one copies of itself after collecting (`copies` lists them all, this one first),
+    so a checkout is imported and collected once for all lanes.
+
+    `start_lines`: the duet start lines to share, one per copy (a head worker plays the
+    head's part on its base worker's); new ones otherwise, removed by `close`. With
+    `count` (the head counts instructions under callgrind) it runs under callgrind too and
+    counts its rounds (`callgrind_launcher`); raises WorkerError when it cannot."""
+
+    def __init__(
+        self,
+        root: Path,
+        python: str,
+        pytest_args: Sequence[str],
+        *,
+        count: bool = False,
+        start_lines: Sequence[str] | None = None,
+        name: str = "base worker",
+        copies: int = 1,
+    ) -> None:
+        self.root = root
+        self.name = name
+        launcher: list[str] = []
+        self.dump_dir: Path | None = None
+        if count:
+            options = valgrind.valgrind_options() or []
+            self.dump_dir = Path(tempfile.mkdtemp(prefix="perfguard-ab-callgrind-"))
+            try:
+                launcher = callgrind_launcher(options, self.dump_dir)
+            except WorkerError:
+                shutil.rmtree(self.dump_dir, ignore_errors=True)
+                raise
+        # Closed in `close`: it outlives this method (the worker writes to it all session).
+        self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        pipes = [(*os.pipe(), *os.pipe()) for _ in range(copies)]  # to_r, to_w, from_r, from_w
+        worker_ends = [fd for to_r, _, _, from_w in pipes for fd in (to_r, from_w)]
+        lines = (
+            list(start_lines)
+            if start_lines is not None
+            else [_new_start_line() for _ in range(copies)]
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
+        env[round_runner.FDS_ENV] = ";".join(f"{to_r},{from_w}" for to_r, _, _, from_w in pipes)
+        env[round_runner.START_LINE_ENV] = ";".join(lines)
+        # The head's PYTHONPATH may point at the head's code; the base resolves its own.
+        env.pop("PYTHONPATH", None)
+        if count:
+            env[round_runner.COUNT_ENV] = valgrind.__file__
+        command = [
+            *launcher, python, "-c", round_runner.BOOTSTRAP, round_runner.__file__, *pytest_args
+        ]
+        try:
+            self.process = subprocess.Popen(
+                command,
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                pass_fds=worker_ends,
+            )
+        except OSError as exc:
+            for fds in pipes:
+                for fd in fds:
+                    os.close(fd)
+            if start_lines is None:
+                for path in lines:
+                    os.unlink(path)
+            self.log.close()
+            self._remove_dumps()
+            raise WorkerError(f"cannot start {command[0]}: {exc}") from None
+        for fd in worker_ends:
+            os.close(fd)
+        self._owns_start_line = start_lines is None
+        self.start_line_path = lines[0]
+        self.start_line = round_runner.StartLine(lines[0])
+        self.pair_number = 0
+        self.channel = round_runner.Channel.from_fds(pipes[0][2], pipes[0][1])
+        self.hello = None
+        self.copies: list[Worker] = [self]
+        for index in range(1, copies):
+            _, to_w, from_r, _ = pipes[index]
+            self.copies.append(
+                WorkerCopy(self, round_runner.Channel.from_fds(from_r, to_w), lines[index],
+                           owns_start_line=start_lines is None, number=index)
+            )  # fmt: skip
+
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def _gone(self) -> WorkerError:
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        return WorkerError(f"the {self.name} exited (status {code}): {self.log_tail()}")
+
+    def close(self) -> None:
         if self.process.poll() is None:
             self.quit()
             try:
@@ -209,12 +289,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.channel.close()
+        self._close_own()
         self.log.close()
-        self.start_line.close()
-        if self._owns_start_line:
-            with contextlib.suppress(OSError):
-                os.unlink(self.start_line_path)
         self._remove_dumps()
 
     def _remove_dumps(self) -> None:
@@ -222,23 +298,99 @@ class WorkerProcess:
             shutil.rmtree(self.dump_dir, ignore_errors=True)
             self.dump_dir = None
 
-    def waiting(self) -> bool:
-        """Whether the worker is still busy with its side (no answer yet, still alive)."""
-        if self.process.poll() is not None:
-            return False
-        readable, _, _ = select.select([self.channel.reader], [], [], 0)
-        return not readable
-
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 
-    def pin(self, cpus: Sequence[int] | None) -> None:
-        """Keep the whole process (its collection, fixtures, rounds) on `cpus`."""
-        if cpus and hasattr(os, "sched_setaffinity"):
-            with contextlib.suppress(OSError):  # it exited already: its recv will say so
-                os.sched_setaffinity(self.process.pid, set(cpus))
+
+class WorkerCopy(Worker):
+    """A copy of a `WorkerProcess`, forked by it after its collection (see
+    `worker.BaseWorker.take_slot`): its process id arrives with its hello. It is the
+    started process's child, not this one's, so its exit shows as the end of its pipe."""
+
+    def __init__(
+        self,
+        started: WorkerProcess,
+        channel: round_runner.Channel,
+        start_line_path: str,
+        *,
+        owns_start_line: bool,
+        number: int,
+    ) -> None:
+        self.started = started
+        self.number = number
+        self.name = f"{started.name} (copy {number})"
+        self.channel = channel
+        self.log = started.log
+        self.start_line_path = start_line_path
+        self.start_line = round_runner.StartLine(start_line_path)
+        self._owns_start_line = owns_start_line
+        self.pair_number = 0
+        self.hello = None
+        self._closed_pipe = False
+
+    def pid(self) -> int | None:
+        return None if self.hello is None else int(self.hello["pid"])
+
+    def exited(self) -> bool:
+        return self._closed_pipe or (self.hello is None and self.started.exited())
+
+    def _gone(self) -> WorkerError:
+        self._closed_pipe = True
+        if self.hello is None:  # never forked: the started process failed
+            error = self.started._gone()
+            return WorkerError(str(error).replace(self.started.name, self.name, 1))
+        return WorkerError(f"the {self.name} exited (status {self._status()}): {self.log_tail()}")
+
+    def _status(self) -> str | None:
+        """The copy's exit status, as the process that forked it logs it (waiting up to
+        10 s for the line, as `WorkerProcess` waits for its own process)."""
+        prefix = f"{round_runner.COPY_EXITED} {self.number} "
+        deadline = time.monotonic() + 10
+        while True:
+            last_look = time.monotonic() > deadline or self.started.exited()
+            for line in self.log_lines():
+                if line.startswith(prefix):
+                    return line[len(prefix) :]
+            if last_look:
+                return None
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Ask the copy to quit and wait up to 30 s for its pipe to close (it exited);
+        kill it when it does not."""
+        if not self.exited():
+            self.quit()
+            deadline = time.monotonic() + 30
+            with contextlib.suppress(OSError, ValueError):
+                while (left := deadline - time.monotonic()) > 0:
+                    readable, _, _ = select.select([self.channel.reader], [], [], left)
+                    if readable and not self.channel.reader.readline():
+                        self._closed_pipe = True
+                        break
+            if not self._closed_pipe:
+                self.kill()
+        self._close_own()
+
+    def kill(self) -> None:
+        # Only while its pipe is open: the process still holds its end, so the id is
+        # still its own and not a later process's.
+        pid = self.pid()
+        if pid is not None and not self._closed_pipe:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        elif pid is None:
+            self.started.kill()
+
+
+def _new_start_line() -> str:
+    """A two-byte file in shared memory (where there is one) for a duet's start line."""
+    shm = Path("/dev/shm")
+    handle, path = tempfile.mkstemp(prefix="perfguard-ab-", dir=shm if shm.is_dir() else None)
+    os.write(handle, b"\0\0")
+    os.close(handle)
+    return path
 
 
 @dataclass
@@ -287,9 +439,7 @@ class HeadRoundFailed(BaseRoundFailed):
     """The test raised in a round of a head worker (a lane's or a confirmation's)."""
 
 
-def _expect_round(
-    worker: WorkerProcess, failed: type[BaseRoundFailed] = BaseRoundFailed
-) -> Round:
+def _expect_round(worker: Worker, failed: type[BaseRoundFailed] = BaseRoundFailed) -> Round:
     message = worker.recv()
     if message.get("op") == "failed":
         raise failed(message.get("error", "failed"))
@@ -308,7 +458,7 @@ def _two_cpus(plan: PairingPlan) -> tuple[int, int] | None:
 
 def take_pair(
     plan: PairingPlan,
-    worker: WorkerProcess,
+    worker: Worker,
     call: Callable[[], object],
     recorder: Any,
     repeat: int | None = None,
@@ -348,7 +498,7 @@ def take_pair(
 
 
 def counted_pair(
-    plan: PairingPlan, worker: WorkerProcess, call: Callable[[], object], recorder: Any
+    plan: PairingPlan, worker: Worker, call: Callable[[], object], recorder: Any
 ) -> tuple[Round, Round]:
     """One call a side, one after the other, each counted under callgrind."""
     worker.send({"op": "round", "cpu": None, "repeat": 1, "count": True})
@@ -360,7 +510,7 @@ def counted_pair(
     return base, head
 
 
-def _warm_up(plan: PairingPlan, worker: WorkerProcess, call: Callable[[], object]) -> float:
+def _warm_up(plan: PairingPlan, worker: Worker, call: Callable[[], object]) -> float:
     """`plan.warmup` calls a side before pairing (both sides at once); the head's shortest
     warm-up call in seconds (0 without warm-up)."""
     walls = []
@@ -430,7 +580,7 @@ def _take_looks(
 
 def pair_test(
     plan: PairingPlan,
-    worker: WorkerProcess,
+    worker: Worker,
     call: Callable[[], object],
     recorder: Any,
     describe: Callable[[list[Round], list[Round]], list[Series]],
@@ -466,12 +616,12 @@ def pair_test(
     return run
 
 
-def _side_round(side: WorkerProcess, base: WorkerProcess) -> Round:
+def _side_round(side: Worker, base: Worker) -> Round:
     return _expect_round(side, BaseRoundFailed if side is base else HeadRoundFailed)
 
 
 def take_worker_pair(
-    plan: PairingPlan, base: WorkerProcess, head: WorkerProcess, repeat: int
+    plan: PairingPlan, base: Worker, head: Worker, repeat: int
 ) -> tuple[Round, Round]:
     """One pair between two worker processes (a lane's, a confirmation's): in duet both
     start together on the base's start line, the head worker playing the head's part
@@ -494,9 +644,7 @@ def take_worker_pair(
     return rounds[id(base)], rounds[id(head)]
 
 
-def _warm_up_workers(
-    plan: PairingPlan, base: WorkerProcess, head: WorkerProcess, together: bool
-) -> float:
+def _warm_up_workers(plan: PairingPlan, base: Worker, head: Worker, together: bool) -> float:
     """`plan.warmup` calls a side before pairing; the head worker's shortest warm-up call
     in seconds. `together`: both sides at once, unpinned (a confirmation, with the whole
     machine); else one after the other on the CPU the pairs use (a lane: its other CPUs
@@ -520,8 +668,8 @@ def _warm_up_workers(
 
 def pair_in_call_phases(
     plan: PairingPlan,
-    base: WorkerProcess,
-    head: WorkerProcess,
+    base: Worker,
+    head: Worker,
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],
     *,
@@ -559,8 +707,8 @@ def pair_in_call_phases(
 
 def pair_on_workers(
     plan: PairingPlan,
-    base: WorkerProcess,
-    head: WorkerProcess,
+    base: Worker,
+    head: Worker,
     test: str,
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],

@@ -39,6 +39,7 @@ from .pairing import (
     Mode,
     PairedRun,
     PairingPlan,
+    Worker,
     WorkerError,
     WorkerProcess,
     pair_on_workers,
@@ -98,20 +99,23 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     args = _worker_args(config, checkout.path)
     python = python_for_base(settings.against_python)
     lanes: list[Lane] = []
+    copies = count if count > 1 and cpus else 1
     try:
-        worker = WorkerProcess(checkout.path, python, args, count=counter is not None)
+        worker = WorkerProcess(
+            checkout.path, python, args, count=counter is not None, copies=copies
+        )
     except WorkerError as exc:
         checkout.remove()
         raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
-    if count > 1 and cpus:
-        # All lanes start now, beside the head's collection, as the base worker does;
-        # extra ones are closed once collection tells how many tests there are to pair.
+    if copies > 1 and cpus:
+        # The lanes' workers start now, beside the head's collection, as the base worker
+        # does: a head worker with a copy per lane, as the base worker has. Extra lanes
+        # are closed once collection tells how many tests there are to pair.
         try:
             lanes = start_lanes(
                 lane_cpus(mode, cpus, count),
-                lambda: WorkerProcess(checkout.path, python, args),
+                worker,
                 lambda base: _head_worker(config, base),
-                first_base=worker,
             )
         except WorkerError as exc:
             close_workers([worker])
@@ -125,14 +129,16 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
 
 
 def _head_worker(config: pytest.Config, base: WorkerProcess) -> WorkerProcess:
-    """A worker rooted at this checkout (the head's code, this interpreter), sharing the
-    duet start line of `base`, the worker it pairs with."""
+    """A worker rooted at this checkout (the head's code, this interpreter), with as many
+    copies as `base`, the worker it pairs with, each sharing the duet start line of its
+    copy of `base`."""
     return WorkerProcess(
         config.rootpath,
         sys.executable,
         _worker_args(config, config.rootpath),
-        start_line_path=base.start_line_path,
+        start_lines=[copy.start_line_path for copy in base.copies],
         name="head worker",
+        copies=len(base.copies),
     )
 
 
@@ -175,7 +181,7 @@ class ABSession:
         config: pytest.Config,
         settings: PerfSettings,
         checkout: BaseCheckout,
-        worker: WorkerProcess,
+        worker: Worker,
         mode: Mode,
         cpus: list[int] | None,
         platform: PlatformInfo,
@@ -191,7 +197,7 @@ class ABSession:
         self.settings = settings
         self.label = settings.against or ""
         self.checkout = checkout
-        self.worker: WorkerProcess | None = worker
+        self.worker: Worker | None = worker
         self.mode = mode
         self.cpus = cpus
         self.platform = platform

@@ -13,7 +13,11 @@ code.
 
 Protocol: one JSON object per line over two pipes whose descriptors arrive in
 ``PERFGUARD_AB_FDS`` ("read,write"); a duet's rounds start together through a `StartLine`
-(shared memory, ``PERFGUARD_AB_START_LINE``). After collection the worker says ``hello`` (its tests,
+(shared memory, ``PERFGUARD_AB_START_LINE``). Lanes need several workers of one checkout:
+then both variables hold one entry per worker, separated by ";", and after collection this
+process forks a *copy* of itself for each entry after the first (`BaseWorker.take_slot`),
+so the checkout's modules are imported and its tests collected once, not once per lane.
+After collection each worker says ``hello`` on its own pipes (its process id, its tests,
 collection errors, import problems); then it serves ``test`` commands: it runs pytest's own
 test protocol for that item (fixtures set up once, torn down as the item named ``next``
 needs; with ``keep``, as a lane sends it, every fixture above the test function stays until
@@ -31,7 +35,9 @@ import json
 import mmap
 import os
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -46,6 +52,8 @@ COUNT_ENV = "PERFGUARD_AB_COUNT"
 MODULE_NAME = "_perfguard_ab_worker"
 # The answer to a `test` command for a test this worker did not collect.
 NOT_COLLECTED = "not collected here"
+# The line a worker writes to its log when a copy it forked exits: slot and exit status.
+COPY_EXITED = "perfguard-ab: copy exited:"
 VALGRIND_MODULE_NAME = "_perfguard_ab_valgrind"
 BOOTSTRAP = (
     "import importlib.util, sys\n"
@@ -318,13 +326,15 @@ class BaseWorker:
 
     def __init__(
         self,
-        channel: Channel,
-        start_line: StartLine | None,
+        slots: list[tuple[int, int, str]],
         counter: Any = None,
         counter_error: str | None = None,
     ) -> None:
-        self.channel = channel
-        self.start_line = start_line
+        # One (read fd, write fd, start line path) per worker this process becomes.
+        self.slots = slots
+        self.reaper: threading.Thread | None = None  # waits for the copies forked here
+        self.channel: Channel | None = None
+        self.start_line: StartLine | None = None
         self.counter = counter  # counts the base's rounds when both sides run under callgrind
         self.counter_error = counter_error
         self.errors: list[str] = []
@@ -345,10 +355,12 @@ class BaseWorker:
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         from _pytest.runner import runtestprotocol
 
+        channel = self.take_slot(session.config)
         items = {item.nodeid: item for item in session.items}
-        self.channel.send(
+        channel.send(
             {
                 "op": "hello",
+                "pid": os.getpid(),
                 "tests": [
                     {"id": item.nodeid, "marked": item.get_closest_marker("perf") is not None}
                     for item in session.items
@@ -364,7 +376,7 @@ class BaseWorker:
         setup_state = session._setupstate
         while True:
             try:
-                command = self.channel.recv()
+                command = channel.recv()
             except EOFError:
                 break
             if command["op"] == "quit":
@@ -373,8 +385,8 @@ class BaseWorker:
                 continue  # an `end` for a call phase that a failed round already left
             item = items.get(command["id"])
             if item is None:
-                self.channel.send({"op": "unavailable", "error": NOT_COLLECTED})
-                self.channel.send({"op": "done"})
+                channel.send({"op": "unavailable", "error": NOT_COLLECTED})
+                channel.send({"op": "done"})
                 continue
             # Fixtures the previous test kept (`keep`, or a `next` other than this one) and
             # this one does not need are torn down first, as pytest would have done after
@@ -396,14 +408,59 @@ class BaseWorker:
                     (f"{r.when}: {_short(r.longrepr)}" for r in reports if not r.passed),
                     "the test did not run",
                 )
-                self.channel.send({"op": "unavailable", "error": reason})
-            self.channel.send({"op": "done"})
+                channel.send({"op": "unavailable", "error": reason})
+            channel.send({"op": "done"})
             self.current = None
             if self.quitting:
                 break
         if pending:
             setup_state.teardown_exact(None)
         return True
+
+    def take_slot(self, config: pytest.Config) -> Channel:
+        """This process's pipes and start line; with more than one slot, first a copy of
+        this process is forked for each slot after the first. A copy has everything
+        collection made (modules imported, tests collected, nothing set up yet), so a
+        lane's worker costs a fork instead of a second import and collection.
+
+        pytest's capture is stopped around the fork and started again on each side, so
+        that each process captures into files of its own."""
+        slot = 0
+        if len(self.slots) > 1:
+            capture = config.pluginmanager.getplugin("capturemanager")
+            if capture is not None:
+                capture.stop_global_capturing()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            copies: list[tuple[int, int]] = []  # (slot, process id)
+            for index in range(1, len(self.slots)):
+                # Python 3.12 warns about forking a process with threads; any here are the
+                # tests' own (a plugin's), and the copy runs what this process would.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    child = os.fork()
+                if child == 0:
+                    slot, copies = index, []
+                    break
+                copies.append((index, child))
+            if copies:
+                # The log is this process's stdout before capture takes it again.
+                self.reaper = threading.Thread(
+                    target=_report_exits, args=(copies, os.dup(1)), daemon=True
+                )
+                self.reaper.start()
+            if capture is not None:
+                capture.start_global_capturing()
+                capture.suspend_global_capture()
+        for index, (read_fd, write_fd, _) in enumerate(self.slots):
+            if index != slot:
+                os.close(read_fd)
+                os.close(write_fd)
+        read_fd, write_fd, line_path = self.slots[slot]
+        self.slots = []
+        self.channel = Channel.from_fds(read_fd, write_fd)
+        self.start_line = StartLine(line_path) if line_path else None
+        return self.channel
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
@@ -418,10 +475,12 @@ class BaseWorker:
 
     def _serve(self, item: pytest.Function) -> None:
         recorder = item.funcargs.get("perf")
+        channel = self.channel
+        assert channel is not None
         self.ready = True
-        self.channel.send({"op": "ready"})
+        channel.send({"op": "ready"})
         while True:
-            command = self.channel.recv()
+            command = channel.recv()
             received = time.monotonic_ns()
             if command["op"] in ("end", "quit"):
                 # `quit` here: the head is closing while this test is in its call phase
@@ -446,11 +505,25 @@ class BaseWorker:
                     counter=self.counter if command.get("count") else None,
                 )
             except BaseException as exc:
-                self.channel.send({"op": "failed", "error": describe_error(exc)})
+                channel.send({"op": "failed", "error": describe_error(exc)})
                 raise
             result["op"] = "round"
             result["received"] = received
-            self.channel.send(result)
+            channel.send(result)
+
+
+def _report_exits(copies: list[tuple[int, int]], log_fd: int) -> None:
+    """Wait for each copy this process forked and write its exit status to the log, where
+    the head reads it (`COPY_EXITED`): the head did not start the copies, so it cannot
+    wait for them itself. Reaped, a copy leaves no zombie behind."""
+    for slot, pid in copies:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            continue
+        with suppress(OSError):
+            os.write(log_fd, f"{COPY_EXITED} {slot} {os.waitstatus_to_exitcode(status)}\n".encode())
+    os.close(log_fd)
 
 
 def _open_counter(valgrind_module: str) -> tuple[Any, str | None]:
@@ -477,17 +550,19 @@ def _open_counter(valgrind_module: str) -> tuple[Any, str | None]:
 
 
 def main(args: list[str]) -> int:
-    read_fd, write_fd = (int(fd) for fd in os.environ.pop(FDS_ENV).split(","))
-    channel = Channel.from_fds(read_fd, write_fd)
+    pipes = os.environ.pop(FDS_ENV).split(";")
+    lines = os.environ.pop(START_LINE_ENV, "").split(";")
+    slots = []
+    for index, pipe in enumerate(pipes):
+        read_fd, write_fd = (int(fd) for fd in pipe.split(","))
+        slots.append((read_fd, write_fd, lines[index] if index < len(lines) else ""))
     # `python -m pytest` from the base checkout: the checkout first on the path (the
     # bootstrap's `-c` put "" there); a src layout's packages right after it.
     src = Path.cwd() / "src"
     if src.is_dir():
         sys.path.insert(1, str(src))
-    line_path = os.environ.pop(START_LINE_ENV, "")
     counter, counter_error = _open_counter(os.environ.pop(COUNT_ENV, ""))
-    start_line = StartLine(line_path) if line_path else None
-    worker = BaseWorker(channel, start_line, counter, counter_error)
+    worker = BaseWorker(slots, counter, counter_error)
     try:
         code = pytest.main(
             # No terminal: nobody reads the worker's summary, and plugins' summary hooks
@@ -496,5 +571,10 @@ def main(args: list[str]) -> int:
             plugins=[worker, sys.modules[__name__]],
         )
     finally:
-        channel.close()
+        if worker.channel is not None:
+            worker.channel.close()
+        if worker.reaper is not None:
+            # The copies were asked to quit with this process: it exits after them, so
+            # none is left to the system to reap.
+            worker.reaper.join(timeout=60)
     return int(code)

@@ -339,14 +339,16 @@ def test_a_lane_that_cannot_start_takes_nothing() -> None:
         [broken, healthy], ["t1", "t2"], lambda lane, test: pairing.PairedRun()
     )
     assert sorted(results.runs) == ["t1", "t2"]
-    assert all(lane is healthy for lane in results.lanes.values())
+    assert results.started == 1
     assert results.unusable == ["the head worker could not collect: x.py: SyntaxError"]
 
 
-def test_a_likely_regression_is_confirmed_in_another_lane_after_the_rest() -> None:
-    """`confirm_if` queues a second pairing of the test behind the first pairings, for a
-    lane other than the one that paired it."""
+def test_a_likely_regression_is_confirmed_in_fresh_lanes_after_the_rest() -> None:
+    """`confirm_if` starts the confirmation lanes at the first flag (once), and the test
+    is paired again there, on another lane's CPUs, behind the first pairings."""
     one, other = _fake_lane(), _fake_lane()
+    fresh = [_fake_lane(), _fake_lane()]
+    starts: list[int] = []
     done: list[tuple[str, int]] = []
     lock = threading.Lock()
 
@@ -355,14 +357,40 @@ def test_a_likely_regression_is_confirmed_in_another_lane_after_the_rest() -> No
             done.append((test, id(lane)))
         return pairing.PairedRun()
 
+    def start() -> list[lanes.Lane]:
+        starts.append(1)
+        return fresh
+
     results = lanes.run_lanes(
-        [one, other], ["t1", "t2", "t3"], job, confirm_if=lambda test, run: test == "t2"
-    )
-    assert sorted(results.runs) == ["t1", "t2", "t3"]
-    assert list(results.confirmations) == ["t2"]
-    firsts = [lane for test, lane in done if test == "t2"]
-    assert len(firsts) == 2 and firsts[0] != firsts[1]  # another lane
-    assert [test for test, _ in done].index("t2", 2) >= 2  # after the first pairings
+        [one, other], ["t1", "t2", "t3", "t4"], job,
+        confirm_if=lambda test, run: test in ("t1", "t2"), start_confirming=start,
+    )  # fmt: skip
+    assert sorted(results.runs) == ["t1", "t2", "t3", "t4"]
+    assert sorted(results.confirmations) == ["t1", "t2"]
+    assert starts == [1] and results.confirming == fresh
+    # Each confirmed in the fresh lane on the other lane's CPUs.
+    fresh_of = {id(one): id(fresh[1]), id(other): id(fresh[0])}
+    for test in ("t1", "t2"):
+        first, again = (lane for name, lane in done if name == test)
+        assert again == fresh_of[first]
+    order = [test for test, _ in done]
+    assert order.index("t1", 1) >= 4 and order.index("t2", 2) >= 4  # after the first pairings
+
+
+def test_confirmation_lanes_that_cannot_start_leave_the_confirmations_out() -> None:
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
+        return pairing.PairedRun()
+
+    def start() -> list[lanes.Lane]:
+        raise pairing.WorkerError("cannot start python: no such file")
+
+    results = lanes.run_lanes(
+        [_fake_lane(), _fake_lane()], ["t1", "t2"], job,
+        confirm_if=lambda test, run: True, start_confirming=start,
+    )  # fmt: skip
+    assert sorted(results.runs) == ["t1", "t2"]
+    assert results.confirmations == {} and results.started == 2
+    assert results.unusable == ["confirmation lanes: cannot start python: no such file"]
 
 
 COPIED_TESTS = """

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .pairing import Mode, PairedRun, Worker, WorkerError, WorkerProcess
@@ -109,6 +109,13 @@ def start_lanes(
     ]
 
 
+def kill_workers(workers: Sequence[Worker]) -> None:
+    """Kill every worker, the copies before the processes that forked them: those reap
+    their copies, so none is left for the system to reap."""
+    for worker in sorted(workers, key=lambda worker: isinstance(worker, WorkerProcess)):
+        worker.kill()
+
+
 def close_workers(workers: Sequence[Worker]) -> None:
     """Ask every worker to quit first, so they tear down side by side, then wait for each
     (killing the ones that do not exit). The first error is raised after all are closed."""
@@ -128,24 +135,26 @@ def close_workers(workers: Sequence[Worker]) -> None:
 
 @dataclass
 class LaneResults:
-    """Each measured test's pairs and the lane that took them; the confirmations that
-    `run_lanes` queued, paired in another lane; and for tests no lane could measure or
-    confirm, why not."""
+    """Each measured test's pairs; the confirmations that `run_lanes` made, in fresh
+    processes; the confirmation lanes it started for them; and for tests no lane could
+    measure, why not."""
 
     runs: dict[str, PairedRun] = field(default_factory=dict)
-    lanes: dict[str, Lane] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # a lane's worker died on it
     left: list[str] = field(default_factory=list)  # no lane took them (none could)
     confirmations: dict[str, PairedRun] = field(default_factory=dict)
-    # Lanes that could not start: `Lane.check_hellos`' reason each.
+    confirming: list[Lane] = field(default_factory=list)
+    # Lanes that could not start: `Lane.check_hellos`' reason each, or why the
+    # confirmation lanes could not be started.
     unusable: list[str] = field(default_factory=list)
+    started: int = 0  # lanes (not confirmation lanes) whose workers said hello
 
 
 @dataclass(frozen=True)
 class _Job:
     test: str
-    avoid: Lane | None  # the lane that must not take it
     confirm: bool = False
+    lane: int = -1  # a confirmation's: the lane whose pairs flagged it
 
 
 def run_lanes(
@@ -153,33 +162,37 @@ def run_lanes(
     tests: Sequence[str],
     job: Callable[[Lane, str], PairedRun],
     *,
-    avoid: Mapping[str, Lane] | None = None,
     confirm_if: Callable[[str, PairedRun], bool] | None = None,
+    start_confirming: Callable[[], Sequence[Lane]] | None = None,
 ) -> LaneResults:
     """Measure `tests` over the lanes at once: each lane's thread waits for its workers
     to say hello (`Lane.check_hellos`; a lane that cannot start takes nothing), then takes
-    the next test (in the given order) that `avoid` does not keep from it and runs `job`
-    on it, until none is left for it or the lane's worker dies. A lane starts as soon as
-    its own workers are ready.
+    the next test (in the given order) and runs `job` on it, until none is left or the
+    lane's worker dies. A lane starts as soon as its own workers are ready.
 
-    A test whose pairs `confirm_if` flags is queued again behind the others, for a lane
-    other than its own (`LaneResults.confirmations`): the confirmations fill the lanes
-    while the slowest lane finishes its last test, instead of waiting for the session's
-    end. Tests no lane took are `left`; confirmations no lane took are dropped.
+    A test whose pairs `confirm_if` flags is paired again in fresh processes on other
+    CPUs (`LaneResults.confirmations`): the first flag calls `start_confirming` for the
+    confirmation lanes (new workers, one lane for each of `lanes`, on its CPUs), which
+    collect while the lanes go on; each lane's thread, once no first pairing is left,
+    takes the confirmations of the other lanes' tests in its confirmation lane. Tests no
+    lane took are `left`; confirmations no lane could make are dropped (the caller makes
+    them at the end).
 
     On an interrupt (Ctrl-C, or SIGTERM turned into one) every lane's workers are killed,
     which ends their threads' pipe reads, the threads are joined and the interrupt goes
     on."""
-    given = avoid or {}
-    queue = deque(_Job(test, given.get(test)) for test in tests)
+    queue = deque(_Job(test) for test in tests)
     ready = threading.Condition()
     working = [0]  # lanes running a job: each may still queue a confirmation
     results = LaneResults()
+    started: list[bool] = []  # whether start_confirming was called
 
-    def take(lane: Lane) -> _Job | None:
+    def take(index: int, confirming: bool) -> _Job | None:
         with ready:
             while True:
-                found = next((j for j in queue if j.avoid is not lane), None)
+                found = next(
+                    (j for j in queue if not j.confirm or (confirming and j.lane != index)), None
+                )
                 if found is not None:
                     queue.remove(found)
                     working[0] += 1
@@ -188,14 +201,45 @@ def run_lanes(
                     return None
                 ready.wait()
 
-    def drive(lane: Lane) -> None:
-        problem = lane.check_hellos()
-        if problem is not None:
-            lane.error = problem
-            with ready:
-                results.unusable.append(problem)
+    def usable(lane: Lane) -> bool:
+        if lane.error is None:
+            lane.error = lane.check_hellos()
+            if lane.error is not None:
+                with ready:
+                    results.unusable.append(lane.error)
+        return lane.error is None
+
+    def flag(test: str, index: int) -> None:
+        """Queue `test`'s confirmation, starting the confirmation lanes first (with the
+        lock held: no second start)."""
+        if not started:
+            started.append(True)
+            try:
+                results.confirming = list(start_confirming()) if start_confirming else []
+            except WorkerError as exc:
+                results.unusable.append(f"confirmation lanes: {exc}")
+        if results.confirming:
+            queue.append(_Job(test, confirm=True, lane=index))
+
+    def drive(index: int) -> None:
+        first = lanes[index]
+        if not usable(first):
             return
-        while (item := take(lane)) is not None:
+        with ready:
+            results.started += 1
+        confirming = True
+        while (item := take(index, confirming)) is not None:
+            lane = first
+            if item.confirm:
+                lane = results.confirming[index] if index < len(results.confirming) else first
+                if lane is first or not usable(lane):
+                    # Another lane's thread may still confirm it: this one takes no more.
+                    with ready:
+                        queue.appendleft(item)
+                        working[0] -= 1
+                        ready.notify_all()
+                    confirming = False
+                    continue
             try:
                 run = job(lane, item.test)
                 again = not item.confirm and confirm_if is not None and confirm_if(item.test, run)
@@ -203,28 +247,29 @@ def run_lanes(
                 lane.error = str(exc) if isinstance(exc, WorkerError) else repr(exc)
                 # Its other worker may still wait in the test's call phase, where a
                 # `quit` would not reach it: it goes too.
-                for worker in lane.workers:
-                    worker.kill()
+                kill_workers(lane.workers)
                 with ready:
                     if not item.confirm:
                         results.errors[item.test] = lane.error
                     working[0] -= 1
                     ready.notify_all()
+                if item.confirm:
+                    confirming = False
+                    continue
                 return
             with ready:
                 if item.confirm:
                     results.confirmations[item.test] = run
                 else:
                     results.runs[item.test] = run
-                    results.lanes[item.test] = lane
                 if again:
-                    queue.append(_Job(item.test, lane, confirm=True))
+                    flag(item.test, index)
                 working[0] -= 1
                 ready.notify_all()
 
     threads = [
-        threading.Thread(target=drive, args=(lane,), name=f"perfguard-lane-{index}", daemon=True)
-        for index, lane in enumerate(lanes)
+        threading.Thread(target=drive, args=(index,), name=f"perfguard-lane-{index}", daemon=True)
+        for index in range(len(lanes))
     ]
     try:
         for thread in threads:
@@ -232,9 +277,7 @@ def run_lanes(
         for thread in threads:
             thread.join()
     except BaseException:
-        for lane in lanes:
-            for worker in lane.workers:
-                worker.kill()
+        kill_workers([worker for lane in [*lanes, *results.confirming] for worker in lane.workers])
         for thread in threads:
             if thread.ident is not None:  # started
                 thread.join(timeout=30)

@@ -374,14 +374,19 @@ class WorkerCopy(Worker):
         self._close_own()
 
     def kill(self) -> None:
-        # Only while its pipe is open: the process still holds its end, so the id is
-        # still its own and not a later process's.
+        """Kill the copy and wait until the process that forked it has reaped it (it logs
+        the exit), so that no zombie is left for the system to reap; before its hello, the
+        started process goes instead."""
         pid = self.pid()
-        if pid is not None and not self._closed_pipe:
+        if pid is None:
+            self.started.kill()
+        elif not self._closed_pipe:
+            # Only while its pipe is open: the process still holds its end, so the id
+            # is still its own and not a later process's.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        elif pid is None:
-            self.started.kill()
+            self._closed_pipe = True
+            self._status()
 
 
 def _new_start_line() -> str:

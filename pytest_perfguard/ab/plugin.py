@@ -221,9 +221,10 @@ class ABSession:
         self.lane_runs: dict[str, PairedRun] = {}
         self.lane_errors: dict[str, str] = {}  # tests whose lane's worker died
         self.lane_plans: dict[int, PairingPlan] = {}  # by id() of the lane
-        self.lane_of: dict[str, Lane] = {}  # the lane that paired each test
-        # Likely regressions, paired again in another lane while the lanes ran.
+        # Likely regressions, paired again in fresh processes while the lanes ran.
         self.lane_confirmations: dict[str, PairedRun] = {}
+        # The lanes of fresh workers that confirm regressions, once one needed them.
+        self.confirming: list[Lane] = []
         self.pairing = False
         self.ready = False
         self.result: ABResult | None = None
@@ -362,10 +363,11 @@ class ABSession:
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             return  # pytest stops here with "errors during collection"
         results = run_lanes(
-            self.lanes, self.lane_tests, self._pair_in_lane, confirm_if=self._likely_regression
-        )
+            self.lanes, self.lane_tests, self._pair_in_lane,
+            confirm_if=self._likely_regression, start_confirming=self._confirmation_lanes,
+        )  # fmt: skip
         self.lane_runs, self.lane_errors = results.runs, results.errors
-        self.lane_of, self.lane_confirmations = results.lanes, results.confirmations
+        self.lane_confirmations = results.confirmations
         for problem in dict.fromkeys(results.unusable):
             self.messages.append(f"perfguard: a lane could not start: {problem}")
         # What no lane could pair (no lane started), or a head worker did not collect (a
@@ -374,7 +376,7 @@ class ABSession:
         for test, run in list(self.lane_runs.items()):
             if run.head_error == NOT_COLLECTED:
                 del self.lane_runs[test]
-        if len(results.unusable) == len(self.lanes):
+        if results.started == 0:
             self._unpin_base()
         assert self.plan is not None
         self.plan.late_starts += sum(plan.late_starts for plan in self.lane_plans.values())
@@ -469,7 +471,7 @@ class ABSession:
             entry.outcome = outcome
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        confirming = self._confirming_lanes()
+        confirming = self.confirming
         for worker in self.workers:
             if not any(worker in lane.workers for lane in confirming):
                 worker.quit()  # they tear down while the verdicts are made
@@ -528,7 +530,7 @@ class ABSession:
             return None
         found = {t: self.lane_confirmations[t] for t in flagged if t in self.lane_confirmations}
         rest = [test for test in flagged if test not in found]
-        if rest and self._confirming_lanes():
+        if rest and self.lane_runs:
             found.update(self._confirm_in_lanes(rest))
         elif rest:
             found.update(self._confirm_fresh(rest))
@@ -563,24 +565,46 @@ class ABSession:
             close_workers([side for side in (head, base) if side is not None])
         return found
 
-    def _confirming_lanes(self) -> list[Lane]:
-        """The lanes that confirm regressions: those still running, when at least two are
-        (each test is confirmed in a lane other than its own); none otherwise."""
-        live = [lane for lane in self.lanes if lane.error is None] if self.lane_runs else []
-        return live if len(live) >= 2 else []
+    def _confirmation_lanes(self) -> list[Lane]:
+        """The lanes that confirm regressions, started at the first that needs them: a new
+        base worker and a new head worker, each with a copy per lane, on the lanes' CPUs.
+        Fresh processes, not the lanes' copies: whatever made one process of a pair faster
+        than the other (where its data landed in memory) is drawn again. Raises
+        WorkerError."""
+        if self.confirming:
+            return self.confirming
+        base = WorkerProcess(
+            self.checkout.path,
+            python_for_base(self.settings.against_python),
+            self.base_args,
+            copies=len(self.lanes),
+        )
+        try:
+            lanes = start_lanes(
+                [lane.cpus for lane in self.lanes], base, lambda b: _head_worker(self.config, b)
+            )
+        except WorkerError:
+            close_workers(base.copies)
+            raise
+        self.workers += [worker for lane in lanes for worker in lane.workers]
+        self._plan_lanes(lanes)
+        self.confirming = lanes
+        return lanes
 
     def _confirm_in_lanes(self, flagged: list[str]) -> dict[str, PairedRun]:
-        """The confirmations of a session that paired in lanes: each flagged test is paired
-        again in another lane, whose two processes did not take its first pairs, the lanes
-        at once."""
-        lanes = self._confirming_lanes()
-        # A test this process paired with the first lane's base worker avoids that lane.
-        avoid = {test: self.lane_of.get(test, self.lanes[0]) for test in flagged}
-        results = run_lanes(lanes, flagged, self._pair_in_lane, avoid=avoid)
+        """The confirmations of a session that paired in lanes and has flagged tests the
+        lanes did not confirm: in the confirmation lanes, started now if no test needed
+        them while the lanes ran."""
+        try:
+            lanes = self._confirmation_lanes()
+        except WorkerError as exc:
+            self._not_confirmed(str(exc))
+            return {}
+        results = run_lanes(lanes, flagged, self._pair_in_lane)
         if results.errors:
             self._not_confirmed(next(iter(results.errors.values())))
         elif results.left:
-            self._not_confirmed(f"no other lane could pair {results.left[0]}")
+            self._not_confirmed(f"no confirmation lane could pair {results.left[0]}")
         return results.runs
 
     def _not_confirmed(self, why: str) -> None:

@@ -332,7 +332,7 @@ class BaseWorker:
     ) -> None:
         # One (read fd, write fd, start line path) per worker this process becomes.
         self.slots = slots
-        self.reaper: threading.Thread | None = None  # waits for the copies forked here
+        self.reapers: list[threading.Thread] = []  # each waits for a copy forked here
         self.channel: Channel | None = None
         self.start_line: StartLine | None = None
         self.counter = counter  # counts the base's rounds when both sides run under callgrind
@@ -443,12 +443,12 @@ class BaseWorker:
                     slot, copies = index, []
                     break
                 copies.append((index, child))
-            if copies:
+            for copy in copies:
                 # The log is this process's stdout before capture takes it again.
-                self.reaper = threading.Thread(
-                    target=_report_exits, args=(copies, os.dup(1)), daemon=True
-                )
-                self.reaper.start()
+                reaper = threading.Thread(target=_report_exit, args=(*copy, os.dup(1)))
+                reaper.daemon = True
+                reaper.start()
+                self.reapers.append(reaper)
             if capture is not None:
                 capture.start_global_capturing()
                 capture.suspend_global_capture()
@@ -512,18 +512,18 @@ class BaseWorker:
             channel.send(result)
 
 
-def _report_exits(copies: list[tuple[int, int]], log_fd: int) -> None:
-    """Wait for each copy this process forked and write its exit status to the log, where
-    the head reads it (`COPY_EXITED`): the head did not start the copies, so it cannot
-    wait for them itself. Reaped, a copy leaves no zombie behind."""
-    for slot, pid in copies:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            continue
+def _report_exit(slot: int, pid: int, log_fd: int) -> None:
+    """Wait for a copy this process forked and write its exit status to the log, where
+    the head reads it (`COPY_EXITED`): the head did not start the copy, so it cannot wait
+    for it itself. Reaped, the copy leaves no zombie behind."""
+    try:
+        _, status = os.waitpid(pid, 0)
         with suppress(OSError):
             os.write(log_fd, f"{COPY_EXITED} {slot} {os.waitstatus_to_exitcode(status)}\n".encode())
-    os.close(log_fd)
+    except ChildProcessError:
+        pass
+    finally:
+        os.close(log_fd)
 
 
 def _open_counter(valgrind_module: str) -> tuple[Any, str | None]:
@@ -573,8 +573,8 @@ def main(args: list[str]) -> int:
     finally:
         if worker.channel is not None:
             worker.channel.close()
-        if worker.reaper is not None:
+        for reaper in worker.reapers:
             # The copies were asked to quit with this process: it exits after them, so
             # none is left to the system to reap.
-            worker.reaper.join(timeout=60)
+            reaper.join(timeout=60)
     return int(code)

@@ -530,6 +530,53 @@ def test_lanes_pair_their_tests_at_the_same_time(
     assert sorted(p.name for p in meeting.iterdir()) == ["a", "b"]
 
 
+PROCESS_NOTES = """
+import os
+import sys
+
+if "_perfguard_ab_worker" in sys.modules:  # a started worker, collecting
+    with open({path!r}, "a") as notes:
+        notes.write(f"collected {{os.getpid()}}\\n")
+
+
+def pytest_runtest_setup(item):
+    if "_perfguard_ab_worker" in sys.modules:
+        with open({path!r}, "a") as notes:
+            notes.write(f"ran {{os.getpid()}}\\n")
+"""
+
+
+def _processes(notes: Path, what: str) -> set[str]:
+    lines = [line.split() for line in notes.read_text().splitlines()]
+    return {pid for kind, pid in lines if kind == what}
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")
+def test_lanes_collect_once_a_side_and_confirm_in_fresh_processes(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path
+) -> None:
+    """Two lanes: one base and one head worker collect, and each forks the other lane's
+    worker, so four processes run tests. A clean session starts nothing more; a session
+    with regressions starts two fresh workers (and their copies) to confirm them."""
+    notes = tmp_path / "notes"
+    notes.touch()
+    (project / "conftest.py").write_text(PROCESS_NOTES.format(path=str(notes)))
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "notes")
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "2")
+    assert result.ret == 0, result.stdout.str()
+    assert len(_processes(notes, "collected")) == 2
+    assert len(_processes(notes, "ran")) == 4
+    assert _processes(notes, "collected") < _processes(notes, "ran")
+
+    notes.write_text("")
+    (project / "speedlib.py").write_text(LIBRARY.format(factor=3.0))
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "2")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*confirmed in fresh processes*"])
+    assert len(_processes(notes, "collected")) == 4
+
+
 DYING_TESTS = """
 import os
 import sys

@@ -3,13 +3,15 @@
 No pytest here. A *lane* is a base worker and a head worker (a worker process rooted at
 the head's checkout), both kept on CPUs of their own (one in interleave, two in duet),
 pairing there exactly as a confirmation pairs two workers (`pairing.pair_on_workers`).
-Each lane has a driver thread in the head process that starts once its two workers have
-collected, takes the next test from a shared queue, in collection order, and does blocking
-pipe IO with its two workers; rounds are timed inside the workers, so the head process's
-threads only wait, judge looks and send the next command. Collection order keeps each
-worker's tests in the order pytest would run them, so a worker sets each module's and
-class's fixtures up once for its tests (a confirmation, queued behind them, may set one up
-again). A likely regression is queued again for another lane: its confirmation.
+One base and one head worker process are started for all lanes; each forks a copy of
+itself per further lane after collecting (`pairing.WorkerProcess`). Each lane has a driver
+thread in the head process that starts once its two workers have collected, takes the
+next test from a shared queue, in collection order, and does blocking pipe IO with its two
+workers; rounds are timed inside the workers, so the head process's threads only wait,
+judge looks and send the next command. Collection order keeps each worker's tests in the
+order pytest would run them, so a worker sets each module's and class's fixtures up once
+for its tests. A likely regression is queued for its confirmation, in a confirmation lane
+of fresh workers started at the first one.
 
 A worker that dies stops its lane (its other worker is killed): its test gets the
 worker's error, the other lanes go on with the rest. An interrupt of the head kills every

@@ -449,6 +449,7 @@ class BaseWorker:
                 reaper.daemon = True
                 reaper.start()
                 self.reapers.append(reaper)
+            _own_every_page()
             if capture is not None:
                 capture.start_global_capturing()
                 capture.suspend_global_capture()
@@ -510,6 +511,30 @@ class BaseWorker:
             result["op"] = "round"
             result["received"] = received
             channel.send(result)
+
+
+def _own_every_page() -> None:
+    """Give this process its own copy of every page it shares with the processes it was
+    forked from or forked (Linux's MADV_POPULATE_WRITE on each private writable mapping),
+    now rather than at each page's first write. Otherwise the first rounds of a
+    memory-bound test would pay copy-on-write faults (even a read of a Python object writes
+    its reference count), and more of them on the side that touches more memory: measured
+    on a test that chases pointers through 20 MB, a +25 % slowdown read as unchanged.
+    Where the kernel lacks it (before 5.14) the faults come as they come."""
+    try:
+        import ctypes
+
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        with open("/proc/self/maps") as maps:
+            regions = [line.split()[:2] for line in maps]
+    except (OSError, AttributeError):
+        return
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    advice = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # the constant since Python 3.13
+    for addresses, permissions in regions:
+        if permissions[1] == "w" and permissions[3] == "p":
+            start, end = (int(address, 16) for address in addresses.split("-"))
+            madvise(start, end - start, advice)  # fails harmlessly where it cannot
 
 
 def _report_exit(slot: int, pid: int, log_fd: int) -> None:

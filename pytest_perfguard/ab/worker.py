@@ -518,8 +518,8 @@ def _own_every_page() -> None:
     forked from or forked (Linux's MADV_POPULATE_WRITE on each private writable mapping),
     now rather than at each page's first write. Otherwise the first rounds of a
     memory-bound test would pay copy-on-write faults (even a read of a Python object writes
-    its reference count), and more of them on the side that touches more memory: measured
-    on a test that chases pointers through 20 MB, a +25 % slowdown read as unchanged.
+    its reference count), and more of them on the side that touches more memory: a +25 %
+    slowdown of a 0.3 ms pointer chase through 20 MB read as unchanged (docs/ab.md).
     Where the kernel lacks it (before 5.14) the faults come as they come."""
     try:
         import ctypes

@@ -17,6 +17,7 @@ lanes pair every test.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import random
@@ -78,7 +79,7 @@ def callgrind_launcher(options: Sequence[str], dump_dir: Path) -> list[str]:
     return [found, *own, f"--callgrind-out-file={dump_dir / 'callgrind.base.%p'}"]
 
 
-class Worker:
+class Worker(abc.ABC):
     """A worker: a pytest process rooted in a checkout (see `worker`), the base's or, for
     lanes and confirmations, the head's (`name` says which in its errors). Either the
     process this one started (`WorkerProcess`) or a copy that process forked after its
@@ -93,12 +94,13 @@ class Worker:
     pair_number: int
     _owns_start_line: bool
 
+    @abc.abstractmethod
     def pid(self) -> int | None:
-        raise NotImplementedError
+        """The process id, once known."""
 
+    @abc.abstractmethod
     def exited(self) -> bool:
         """Whether the process is known to be gone."""
-        raise NotImplementedError
 
     def log_lines(self) -> list[str]:
         """What the worker printed so far, line by line; copies write to the log of the
@@ -133,8 +135,9 @@ class Worker:
         except (EOFError, OSError, ValueError):
             raise self._gone() from None
 
+    @abc.abstractmethod
     def _gone(self) -> WorkerError:
-        raise NotImplementedError
+        """The error that names how the process ended."""
 
     def wait_hello(self) -> dict[str, Any]:
         if self.hello is None:
@@ -150,9 +153,9 @@ class Worker:
             with contextlib.suppress(OSError, ValueError):
                 self.channel.send({"op": "quit"})
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Ask the worker to finish its teardown and exit; kill it when it does not."""
-        raise NotImplementedError
 
     def _close_own(self) -> None:
         self.channel.close()
@@ -169,8 +172,9 @@ class Worker:
         readable, _, _ = select.select([self.channel.reader], [], [], 0)
         return not readable
 
+    @abc.abstractmethod
     def kill(self) -> None:
-        raise NotImplementedError
+        """Kill the process (no teardown)."""
 
     def pin(self, cpus: Sequence[int] | None) -> None:
         """Keep the whole process (its collection, fixtures, rounds) on `cpus`."""

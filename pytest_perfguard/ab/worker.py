@@ -527,7 +527,7 @@ def _own_every_page() -> None:
         madvise = ctypes.CDLL(None, use_errno=True).madvise
         with open("/proc/self/maps") as maps:
             regions = [line.split()[:2] for line in maps]
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):  # no ctypes, no /proc, no madvise
         return
     madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     advice = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # the constant since Python 3.13

@@ -268,8 +268,9 @@ def likely_regression(
 ) -> bool:
     """Whether one test's pairs, judged alone, show a regression of a gated metric that
     Benjamini-Hochberg could confirm (its look-adjusted p-value at most q). Lanes confirm
-    such a test in another lane while they still run; this only saves time, since which
-    regressions need a confirmation is decided at the end by `judge`, as without lanes."""
+    such a test in their confirmation lanes while they still run; this only saves time,
+    since which regressions need a confirmation is decided at the end by `judge`, as
+    without lanes."""
     if not gated or run.base_error or run.head_error:
         return False
     for s in pair_series(run.base, run.head, spec, gated):

@@ -14,6 +14,10 @@ design avoids):
 - ``dispatch``: what pluggy spends on two more implementations of a hook that already has
   pytest's own (`pytest_runtest_call` in a real session has 9; ours are a ``tryfirst`` one
   and a ``trylast`` one, see `plugin.PerfPlugin`), with bodies that return at once;
+- ``runtest_wrapper``: a design not built (docs/architecture.md, "Correction"): what a
+  closure that wraps an item's ``runtest`` at collection costs over calling ``runtest``
+  directly, its ``try``/``except`` included and its clock reads not (those are in
+  ``measure``); the alternative to ``dispatch``;
 - ``measure``: the built-in collector as a plain test runs it (``start``, then
   ``stop_into`` appending the two readings) and both clock reads: writing
   ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
@@ -47,6 +51,7 @@ from typing import Any
 
 PARTS = (
     "dispatch",
+    "runtest_wrapper",
     "measure",
     "hooks",
     "nodeid",
@@ -104,6 +109,37 @@ def _prepared_dispatch(ours: bool) -> Any:
                 call(item=item)
 
         return call, work
+
+    return prepare
+
+
+class _RuntestItem:
+    def runtest(self) -> None:
+        pass
+
+
+def _wrapped(original: Any) -> Any:
+    def runtest() -> None:
+        try:
+            original()
+        except BaseException:
+            raise
+
+    return runtest
+
+
+def _prepared_wrapper(wrapped: bool) -> Any:
+    def prepare(n: int) -> tuple[object, Any]:
+        items = [_RuntestItem() for _ in range(n)]
+        if wrapped:
+            for item in items:
+                item.runtest = _wrapped(item.runtest)  # type: ignore[method-assign]
+
+        def work() -> None:
+            for item in items:
+                item.runtest()
+
+        return items, work
 
     return prepare
 
@@ -250,6 +286,7 @@ def _collect(n: int) -> list[Any]:
 
 PREPARE: dict[str, Any] = {
     "dispatch": None,  # two counts: with and without ours (see `main`)
+    "runtest_wrapper": None,  # two counts: wrapped and not (see `main`)
     "measure": lambda n: (None, lambda: _measure(n)),
     "hooks": _prepared_hooks,
     "nodeid": _prepared_nodeid,
@@ -273,6 +310,11 @@ def child(parts: list[str], n: int) -> None:
             with_ours = counted(part, n, counter)
             PREPARE["dispatch"] = _prepared_dispatch(False)
             value = (with_ours - counted(part, n, counter)) / n
+        elif part == "runtest_wrapper":
+            PREPARE[part] = _prepared_wrapper(True)
+            wrapped = counted(part, n, counter)
+            PREPARE[part] = _prepared_wrapper(False)
+            value = (wrapped - counted(part, n, counter)) / n
         else:
             value = counted(part, n, counter) / n
         print(f"| {part} | {value:,.0f} |", flush=True)

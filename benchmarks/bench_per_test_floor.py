@@ -11,18 +11,19 @@ working directory, the package installed or on the path) a part moved by up to 0
 Parts (docs/architecture.md, "The per-test path, part by part", explains which ones no
 design avoids):
 
-- ``dispatch``: what pluggy spends on two more implementations of a hook that already has
-  pytest's own (`pytest_runtest_call` in a real session has 9; ours are a ``tryfirst`` one
-  and a ``trylast`` one, see `plugin.PerfPlugin`), with bodies that return at once;
-- ``runtest_wrapper``: a design not built (docs/architecture.md, "Correction"): what a
-  closure that wraps an item's ``runtest`` at collection costs over calling ``runtest``
-  directly, its ``try``/``except`` included and its clock reads not (those are in
-  ``measure``); the alternative to ``dispatch``;
+- ``dispatch``: what the previous design paid (before ``RunLog.wrap_calls``): pluggy's
+  dispatch to two more implementations of a hook that already has pytest's own
+  (`pytest_runtest_call` in a real session has 9; ours were a ``tryfirst`` one and a
+  ``trylast`` one), with bodies that return at once; kept for the comparison;
+- ``runtest_wrapper``: what a closure that wraps an item's ``runtest`` at collection
+  costs over calling ``runtest`` directly (a ``try``/``except`` in it, no clock reads),
+  the shape that replaced ``dispatch``;
 - ``measure``: the built-in collector as a plain test runs it (``start``, then
   ``stop_into`` appending the two readings) and both clock reads: writing
   ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
-- ``hooks``: the two hook bodies as a plain test runs them (the measuring included),
-  called directly with a real `RunLog` of a ``--perf-record`` session;
+- ``call``: a plain test's measured call as it runs, its ``runtest`` wrapped by
+  `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the wrapper,
+  `RunLog.start_call` and `RunLog.end_call`, the measuring included);
 - ``nodeid``: pytest building a test's id string, which nothing else asks for in a quiet
   run, and which a stored result needs;
 - ``markers``: reading a collected item's `perf` markers (`RunLog.read_markers`), once
@@ -35,7 +36,7 @@ design avoids):
   into the columns it stores (execnet's own transfer of the bytes is not counted).
 
     python benchmarks/bench_per_test_floor.py            # all parts, N = 20 000
-    python benchmarks/bench_per_test_floor.py --part hooks --n 5000
+    python benchmarks/bench_per_test_floor.py --part call --n 5000
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ PARTS = (
     "dispatch",
     "runtest_wrapper",
     "measure",
-    "hooks",
+    "call",
     "nodeid",
     "markers",
     "session_end",
@@ -159,13 +160,19 @@ def _measure(n: int) -> None:
     collector.close()
 
 
-class _Item:
-    """What the hook bodies read of an item: its id (already built: `nodeid` counts that)."""
+def _nothing() -> None:
+    pass
 
-    __slots__ = ("nodeid",)
+
+class _Item:
+    """What a measured call reads of an item: its id (already built: `nodeid` counts
+    that), and its `runtest` (a test that does nothing)."""
+
+    __slots__ = ("nodeid", "runtest")
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
+        self.runtest = _nothing
 
 
 def _record_log() -> Any:
@@ -178,18 +185,14 @@ def _record_log() -> Any:
     return log
 
 
-def _prepared_hooks(n: int) -> tuple[object, Any]:
-    from pytest_perfguard.plugin import CallEnd, PerfPlugin
-
+def _prepared_call(n: int) -> tuple[object, Any]:
     log = _record_log()
-    start = PerfPlugin(None, None, log).pytest_runtest_call  # type: ignore[arg-type]
-    end = CallEnd(log).pytest_runtest_call
     items = [_Item(f"test_suite.py::test_param[{i}]") for i in range(n)]
+    log.wrap_calls(items)  # type: ignore[arg-type]
 
     def work() -> None:
         for item in items:
-            start(item)  # type: ignore[arg-type]
-            end(item)  # type: ignore[arg-type]
+            item.runtest()
 
     return [log, items], work
 
@@ -207,19 +210,19 @@ def counted(part: str, n: int, counter: Any) -> int:
 
 
 def _prepared_session_end(n: int) -> tuple[object, Any]:
-    """A log filled by the hook bodies, as a session leaves it; the count is its turning
+    """A log filled by measured calls, as a session leaves it; the count is its turning
     into what the history stores."""
-    log_and_items, fill = _prepared_hooks(n)
+    log_and_items, fill = _prepared_call(n)
     fill()
     log = log_and_items[0]  # type: ignore[index]
     return log_and_items, log.session_results
 
 
 def _worker_outputs(n: int) -> list[dict[str, Any]]:
-    """Two xdist workers' outputs for `n` plain tests, half each, as their hooks left them."""
+    """Two xdist workers' outputs for `n` plain tests, half each, as measured."""
     outputs = []
     for half in (n // 2, n - n // 2):
-        log_and_items, fill = _prepared_hooks(half)
+        log_and_items, fill = _prepared_call(half)
         fill()
         outputs.append(log_and_items[0].worker_output())  # type: ignore[index]
     return outputs
@@ -227,7 +230,7 @@ def _worker_outputs(n: int) -> list[dict[str, Any]]:
 
 def _prepared_xdist_worker(n: int) -> tuple[object, Any]:
     """What a worker does at its session end: its columns put on the wire."""
-    log_and_items, fill = _prepared_hooks(n)
+    log_and_items, fill = _prepared_call(n)
     fill()
     return log_and_items, log_and_items[0].worker_output  # type: ignore[index]
 
@@ -288,7 +291,7 @@ PREPARE: dict[str, Any] = {
     "dispatch": None,  # two counts: with and without ours (see `main`)
     "runtest_wrapper": None,  # two counts: wrapped and not (see `main`)
     "measure": lambda n: (None, lambda: _measure(n)),
-    "hooks": _prepared_hooks,
+    "call": _prepared_call,
     "nodeid": _prepared_nodeid,
     "markers": _prepared_markers,
     "session_end": _prepared_session_end,
@@ -303,7 +306,7 @@ def child(parts: list[str], n: int) -> None:
     counter = open_callgrind_counter()
     assert counter is not None, "not under callgrind"
     _measure(1)
-    _prepared_hooks(1)[1]()  # imports outside the counts
+    _prepared_call(1)[1]()  # imports outside the counts
     for part in parts:
         if part == "dispatch":
             PREPARE["dispatch"] = _prepared_dispatch(True)

@@ -124,7 +124,6 @@ def pytest_configure(config: pytest.Config) -> None:
     log = RunLog(settings)
     config.stash[RUN_LOG_KEY] = log
     config.pluginmanager.register(PerfPlugin(config, context, log), "perfguard-session")
-    config.pluginmanager.register(CallEnd(log), "perfguard-call-end")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -144,14 +143,12 @@ def perf(request: pytest.FixtureRequest) -> PerfRecorder:
 class PerfPlugin:
     """The measuring session's hooks, registered only when perfguard is active.
 
-    A test's call phase is measured between two plain hook implementations: this class's
-    ``tryfirst`` ``pytest_runtest_call`` starts the clock and the collectors, `CallEnd`'s
-    ``trylast`` one stops them once the test function returned. A hook wrapper would be
-    simpler and costs several times as much per test (pluggy's generator machinery); see
-    docs/architecture.md. A call that raises never reaches `CallEnd`: the failure arrives
-    through ``pytest_exception_interact``, and a call that ended in neither (a skip or an
-    xfail inside the test) is dropped when the next one starts. Both read and set the run
-    log's fields inline: they run for every test of the suite.
+    A test's call is measured from inside its own ``runtest``, wrapped at collection
+    (`RunLog.wrap_calls`): no hook runs per test for it. pluggy's dispatch to the two
+    implementations that bracketed the call before cost 7.7 k instructions a test, the
+    wrapper 0.5 k (docs/architecture.md). A call that raises never reaches the wrapper's
+    end: the failure arrives through ``pytest_exception_interact``, and a call that ended
+    in neither (a skip or an xfail inside the test) is dropped when the next one starts.
     """
 
     def __init__(self, config: pytest.Config, context: SessionContext, log: RunLog) -> None:
@@ -173,44 +170,17 @@ class PerfPlugin:
     ) -> None:
         """Parse every `perf` marker once; a bad one is a collection error of its test."""
         bad = self.log.read_markers(items)
-        if not bad:
-            return
-        for item in items:
-            if id(item) in bad:
-                report = pytest.CollectReport(item.nodeid, "failed", bad[id(item)], [])
-                session.ihook.pytest_collectreport(report=report)
-        items[:] = [item for item in items if id(item) not in bad]
+        if bad:
+            for item in items:
+                if id(item) in bad:
+                    report = pytest.CollectReport(item.nodeid, "failed", bad[id(item)], [])
+                    session.ihook.pytest_collectreport(report=report)
+            items[:] = [item for item in items if id(item) not in bad]
+        self.log.wrap_calls(items)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.context.baselined_tests():
             self.log.selected = {item.nodeid for item in session.items}
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> None:
-        log = self.log
-        if log.current is not None:
-            log.drop_current()
-        spec = log.specs.get(id(item)) if log.specs else None
-        if spec is None and not log.measure_plain and id(item) not in log.recorders:
-            return
-        log.current = item
-        log.current_spec = spec
-        if spec is None:
-            # Set only when it is the one collector: the loop's iterator, 0.3 k a test, saved.
-            plain_collector = log.plain_collector
-            if plain_collector is not None:
-                plain_collector.start()
-            else:
-                for collector in log.collectors:
-                    collector.start()
-        else:
-            log.current_durations = []
-            if spec.rounds > 1 or spec.warmup:
-                log.run_extra_rounds(item, spec)
-            else:
-                for collector in log.collectors:
-                    collector.start()
-        log.started = _clock()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_exception_interact(
@@ -299,40 +269,3 @@ class PerfPlugin:
         verbose = self.config.get_verbosity() > 0
         for text, markup in self.result.terminal_lines(verbose):
             terminalreporter.write_line(text, **markup)
-
-
-class CallEnd:
-    """The other end of a measured call (see `PerfPlugin`): pytest calls this ``trylast``
-    implementation after its own ``pytest_runtest_call`` returned, that is after the test
-    function returned without raising."""
-
-    __slots__ = ("log",)
-
-    def __init__(self, log: RunLog) -> None:
-        self.log = log
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> None:
-        end = _clock()
-        log = self.log
-        if log.current is not item:
-            return
-        recorders = log.recorders
-        if log.current_spec is not None or log.rerunning or (recorders and id(item) in recorders):
-            log.end_current(end, "passed")
-            return
-        # The common case, a plain test, inline: it runs for every test of the suite.
-        log.current = None
-        plain, collector = log.plain, log.plain_collector
-        if plain is not None and collector is not None:
-            plain.ids.append(item.nodeid)
-            plain.outcomes.append("passed")
-            plain.durations.append(end - log.started)
-            collector.stop_into(log.plain_cpu_times, log.plain_rss_peaks)
-            return
-        collectors = log.collectors
-        if len(collectors) == 1:
-            readings = collectors[0].stop(1)
-        else:
-            readings = [reading for c in collectors for reading in c.stop(1)]
-        log.runs[item.nodeid] = ("passed", end - log.started, readings)

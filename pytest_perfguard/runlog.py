@@ -5,8 +5,8 @@ re-runs after the main loop (`reruns.py`) and, at session end, `session.py` gets
 Here live the session's measuring state, the rounds of a marked test (warmup, `rounds=`,
 auto rounds within `--perf-rounds-budget`), the recording of each call and the wire format
 xdist workers send their rows in. Nothing here is a hook and nothing here imports the
-plugin module; the two hook implementations around a test's call phase read and set the
-`current*` and `started` fields directly (see `plugin.PerfPlugin` for why).
+plugin module. A measured test's `runtest` is wrapped at collection (`wrap_calls`): the
+wrapper starts and ends the measurement around the test's own call, no hook involved.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -53,11 +53,26 @@ WORKER_OUTPUT_KEY = "perfguard"
 _clock = time.perf_counter
 
 
+def _nothing() -> None:
+    pass
+
+
+def _measured(log: RunLog, item: pytest.Item, call: Callable[[], object]) -> Callable[[], None]:
+    """`item`'s `runtest` measured: `call` (its own) between the log's start and end."""
+
+    def runtest() -> None:
+        log.start_call(item, call)
+        call()
+        log.end_call(item)
+
+    return runtest
+
+
 class RunLog:
     """The measuring state of one session and the logic of a measured call.
 
-    A call is measured from `started` (set by the plugin's start hook once the collectors
-    run) until `end_current` (the plugin's end hook, or the failure of the call) or
+    A call is measured from `started` (set by `start_call` once the collectors run) until
+    `end_call` (its `runtest` returned), `end_current` (the plugin's failure hook) or
     `drop_current` (a call that ended in neither: a skip or an xfail inside the test).
     """
 
@@ -89,7 +104,7 @@ class RunLog:
         self.rounds_budget = settings.rounds_budget
         # A plain test's rows (no marker, no `perf` fixture) are only stored, judged (gate
         # all), reported, calibrated or compared against a base. A session doing none of
-        # that does not measure such a test at all: it pays two hook calls, nothing more.
+        # that does not measure such a test at all: its runtest is not even wrapped.
         self.measure_plain = bool(
             settings.record
             or settings.gate == "all"
@@ -106,8 +121,10 @@ class RunLog:
         self.calibration_passes: list[list[Measurement]] = []
         # Set when the rows were built after the main loop and nothing changed them since.
         self.final_rows: list[Measurement] | None = None
-        # The call being measured, from its start hook until its end or its failure.
+        # The call being measured, from `start_call` until its end or its failure, and
+        # the item's own `runtest` (what its rounds call).
         self.current: pytest.Item | None = None
+        self.current_call: Callable[[], object] = _nothing
         self.current_spec: PerfSpec | None = None
         self.current_durations: list[float] = []
         self.started = 0.0
@@ -159,12 +176,84 @@ class RunLog:
                 bad[id(item)] = f"{item.nodeid}: {exc}"
         return bad
 
+    def wrap_calls(self, items: Sequence[pytest.Item]) -> None:
+        """Measure each item that needs it from inside its own `runtest` (`_measured`):
+        marked items, items using the `perf` fixture, and plain ones when plain tests are
+        measured. The rest keep their `runtest` and pay nothing. Not per-test hook
+        implementations: pluggy's dispatch to two of them cost 7.7 k instructions a test,
+        this call 0.5 k (`benchmarks/bench_per_test_floor.py`)."""
+        specs, measure_plain = self.specs, self.measure_plain
+        for item in items:
+            if (
+                measure_plain
+                or id(item) in specs
+                or "perf" in getattr(item, "fixturenames", ())
+            ):
+                item.runtest = _measured(self, item, item.runtest)  # type: ignore[method-assign]
+
+    def start_call(self, item: pytest.Item, call: Callable[[], object]) -> None:
+        """The measured call of `item` (whose own `runtest` is `call`) starts: the
+        collectors and the clock, after the warmup and all counted rounds but the last
+        for a marked test with rounds."""
+        if self.current is not None:
+            self.drop_current()
+        spec = self.specs.get(id(item)) if self.specs else None
+        if spec is None and not self.measure_plain and id(item) not in self.recorders:
+            return
+        self.current = item
+        self.current_call = call
+        self.current_spec = spec
+        if spec is None:
+            # Set only when it is the one collector: the loop's iterator, 0.3 k a test, saved.
+            plain_collector = self.plain_collector
+            if plain_collector is not None:
+                plain_collector.start()
+            else:
+                for collector in self.collectors:
+                    collector.start()
+        else:
+            self.current_durations = []
+            if spec.rounds > 1 or spec.warmup:
+                self.run_extra_rounds(item, spec)
+            else:
+                for collector in self.collectors:
+                    collector.start()
+        self.started = _clock()
+
+    def end_call(self, item: pytest.Item) -> None:
+        """The measured call of `item` returned: record it. (One that raised ends through
+        `end_current` from the plugin's failure hook; one that skipped or xfailed inside
+        the test is dropped when the next one starts.)"""
+        end = _clock()
+        if self.current is not item:
+            return
+        recorders = self.recorders
+        if self.current_spec is not None or self.rerunning or (recorders and id(item) in recorders):
+            self.end_current(end, "passed")
+            return
+        # The common case, a plain test, inline: it runs for every test of the suite.
+        self.current = None
+        plain, collector = self.plain, self.plain_collector
+        if plain is not None and collector is not None:
+            plain.ids.append(item.nodeid)
+            plain.outcomes.append("passed")
+            plain.durations.append(end - self.started)
+            collector.stop_into(self.plain_cpu_times, self.plain_rss_peaks)
+            return
+        collectors = self.collectors
+        if len(collectors) == 1:
+            readings = collectors[0].stop(1)
+        else:
+            readings = [reading for c in collectors for reading in c.stop(1)]
+        self.runs[item.nodeid] = ("passed", end - self.started, readings)
+
     def run_extra_rounds(self, item: pytest.Item, spec: PerfSpec) -> None:
         """Warmup and all counted rounds but the last, which pytest's own call runs."""
         recorder = self.recorders.get(id(item))
         durations = self.current_durations
+        call = self.current_call
         for _ in range(spec.warmup):
-            item.runtest()
+            call()
         if recorder is not None:
             recorder.reset()
         for collector in self.collectors:
@@ -174,7 +263,7 @@ class RunLog:
                 recorder.round = index
             start = _clock()
             try:
-                item.runtest()
+                call()
             finally:
                 durations.append(_clock() - start)
         if recorder is not None:
@@ -222,13 +311,13 @@ class RunLog:
         `perf.benchmark` already calibrates its own rounds, so its tests are left alone."""
         if recorder is not None and recorder.benchmark_samples:
             return
-        spent, budget = durations[0], self.rounds_budget
+        spent, budget, call = durations[0], self.rounds_budget, self.current_call
         while spent + durations[-1] <= budget and len(durations) < MAX_AUTO_ROUNDS:
             if recorder is not None:
                 recorder.round = len(durations)
             start = _clock()
             try:
-                item.runtest()
+                call()
             finally:
                 durations.append(_clock() - start)
             spent += durations[-1]

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -454,17 +455,24 @@ def pytest_runtest_setup(item):
 """
 
 
-def _still_running(pids_file: Path) -> list[int]:
+def _still_running(pids_file: Path, patience: float = 30.0) -> list[int]:
     """The worker processes (their pids written by WORKER_PIDS) that still exist, reaped
-    or not: a zombie still answers signal 0."""
-    running = []
-    for line in pids_file.read_text().split():
-        try:
-            os.kill(int(line), 0)
-        except ProcessLookupError:
-            continue
-        running.append(int(line))
-    return running
+    or not (a zombie still answers signal 0), after waiting up to `patience` seconds for
+    them to go. The wait is for the one case where the system reaps: a lane's copies
+    whose forking worker died in the test are orphans, and the machine's init reaps them
+    when it gets to it."""
+    deadline = time.monotonic() + patience
+    while True:
+        running = []
+        for line in set(pids_file.read_text().split()):
+            try:
+                os.kill(int(line), 0)
+            except ProcessLookupError:
+                continue
+            running.append(int(line))
+        if not running or time.monotonic() > deadline:
+            return sorted(running)
+        time.sleep(0.05)
 
 
 MEETING_TESTS = """

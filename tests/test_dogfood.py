@@ -54,14 +54,16 @@ def slowed_copy(tmp_path: Path) -> Path:
     (project / "baselines").mkdir()
     shutil.copy(ROOT / "baselines" / "perf_baselines.json", project / "baselines")
     (project / "pytest.ini").write_text("[pytest]\n")
-    plugin = project / "pytest_perfguard" / "plugin.py"
-    source = plugin.read_text("utf-8")
-    # The first line of the hook that starts each measured call.
+    runlog = project / "pytest_perfguard" / "runlog.py"
+    source = runlog.read_text("utf-8")
+    # The first line of the method that starts each measured call.
     call = re.search(
-        r"\n    def pytest_runtest_call\(self, item: pytest\.Item\) -> None:\n", source
+        r"\n    def start_call\(self, item: pytest\.Item, call: Callable\[\[\], object\]\)"
+        r" -> None:\n",
+        source,
     )
-    assert call is not None, "the plugin's per-test hook moved: update the injection point"
-    plugin.write_text(source[: call.end()] + SLOWDOWN + source[call.end() :], "utf-8")
+    assert call is not None, "the plugin's per-test start moved: update the injection point"
+    runlog.write_text(source[: call.end()] + SLOWDOWN + source[call.end() :], "utf-8")
     return project
 
 

@@ -11,8 +11,9 @@ does not move with the runner's CPU, so a hosted runner can gate it::
         --perf-instructions --perf-platform selfperf_callgrind_py3.11
 
 - ``test_a_session_of_plain_tests``: a whole pytest session of 100 empty tests with the plugin
-  measuring and comparing them (``--perf``), in this process: the plugin's per-test path
-  times 100, plus pytest's own (the same on both sides of a change).
+  measuring and comparing them all (``--perf --perf-gate=all``: with the default gate an
+  unmarked test is not measured at all), in this process: the plugin's per-test path times
+  100, plus pytest's own (the same on both sides of a change).
 - ``test_session_end_write``: storing a session of 2 000 results in a SQLite history.
 """
 
@@ -69,7 +70,7 @@ def inner_environment() -> Iterator[None]:
 @pytest.mark.perf(metric="session_of_100_tests", warmup=1)
 def test_a_session_of_plain_tests(inner_suite: Path) -> None:
     args = [str(inner_suite), "-qq", "-p", "no:cacheprovider", "-p", "pytest_perfguard.plugin",
-            "--perf", "--perf-confirm=0"]  # fmt: skip
+            "--perf", "--perf-gate=all", "--perf-confirm=0"]  # fmt: skip
     with inner_environment():
         status = pytest.main(args)
     assert status == 0

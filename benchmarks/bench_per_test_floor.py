@@ -24,8 +24,6 @@ design avoids):
 - ``call``: a plain test's measured call as it runs, its ``runtest`` wrapped by
   `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the wrapper,
   `RunLog.start_call` and `RunLog.end_call`, the measuring included);
-- ``call_unmeasured``: the same in a ``--perf`` session without a report, where a plain
-  test is not measured (the wrapper and both calls, returning at once);
 - ``nodeid``: pytest building a test's id string, which nothing else asks for in a quiet
   run, and which a stored result needs;
 - ``markers``: reading a collected item's `perf` markers (`RunLog.read_markers`), once
@@ -57,7 +55,6 @@ PARTS = (
     "runtest_wrapper",
     "measure",
     "call",
-    "call_unmeasured",
     "nodeid",
     "markers",
     "session_end",
@@ -178,20 +175,18 @@ class _Item:
         self.runtest = _nothing
 
 
-def _record_log(record: bool = True) -> Any:
-    """The run log of a `--perf-record` session (of a `--perf` one without a report when
-    not `record`: plain tests are not measured)."""
+def _record_log() -> Any:
     from pytest_perfguard.collectors import RusageCollector
     from pytest_perfguard.runlog import RunLog
     from pytest_perfguard.settings import PerfSettings
 
-    log = RunLog(PerfSettings(enabled=True, record=record))
+    log = RunLog(PerfSettings(enabled=True, record=True))
     log.use_collectors((RusageCollector(os.open("/proc/self/clear_refs", os.O_WRONLY)),))
     return log
 
 
-def _prepared_call(n: int, log: Any = None) -> tuple[object, Any]:
-    log = _record_log() if log is None else log
+def _prepared_call(n: int) -> tuple[object, Any]:
+    log = _record_log()
     items = [_Item(f"test_suite.py::test_param[{i}]") for i in range(n)]
     log.wrap_calls(items)  # type: ignore[arg-type]
 
@@ -297,7 +292,6 @@ PREPARE: dict[str, Any] = {
     "runtest_wrapper": None,  # two counts: wrapped and not (see `main`)
     "measure": lambda n: (None, lambda: _measure(n)),
     "call": _prepared_call,
-    "call_unmeasured": lambda n: _prepared_call(n, _record_log(record=False)),
     "nodeid": _prepared_nodeid,
     "markers": _prepared_markers,
     "session_end": _prepared_session_end,

@@ -104,7 +104,7 @@ class RunLog:
         self.rounds_budget = settings.rounds_budget
         # A plain test's rows (no marker, no `perf` fixture) are only stored, judged (gate
         # all), reported, calibrated or compared against a base. A session doing none of
-        # that does not measure such a test at all: its wrapped runtest returns at once.
+        # that does not measure such a test at all: its runtest is not even wrapped.
         self.measure_plain = bool(
             settings.record
             or settings.gate == "all"
@@ -177,14 +177,19 @@ class RunLog:
         return bad
 
     def wrap_calls(self, items: Sequence[pytest.Item]) -> None:
-        """Measure each item from inside its own `runtest` (`_measured`), not from per-test
-        hook implementations: pluggy's dispatch to two of them cost 7.4 k instructions a
-        test, this closure 0.5 k (`benchmarks/bench_per_test_floor.py`). Every item, since
-        whether a call is measured is only known when it starts (a test may ask for the
-        `perf` fixture by `request.getfixturevalue`); `start_call` returns at once for
-        the others."""
+        """Measure each item that needs it from inside its own `runtest` (`_measured`):
+        marked items, items using the `perf` fixture, and plain ones when plain tests are
+        measured. The rest keep their `runtest` and pay nothing. Not per-test hook
+        implementations: pluggy's dispatch to two of them cost 7.7 k instructions a test,
+        this call 0.5 k (`benchmarks/bench_per_test_floor.py`)."""
+        specs, measure_plain = self.specs, self.measure_plain
         for item in items:
-            item.runtest = _measured(self, item, item.runtest)  # type: ignore[method-assign]
+            if (
+                measure_plain
+                or id(item) in specs
+                or "perf" in getattr(item, "fixturenames", ())
+            ):
+                item.runtest = _measured(self, item, item.runtest)  # type: ignore[method-assign]
 
     def start_call(self, item: pytest.Item, call: Callable[[], object]) -> None:
         """The measured call of `item` (whose own `runtest` is `call`) starts: the

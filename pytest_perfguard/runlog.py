@@ -179,9 +179,11 @@ class RunLog:
     def wrap_calls(self, items: Sequence[pytest.Item]) -> None:
         """Measure each item that needs it from inside its own `runtest` (`_measured`):
         marked items, items using the `perf` fixture, and plain ones when plain tests are
-        measured. The rest keep their `runtest` and pay nothing. Not per-test hook
-        implementations: pluggy's dispatch to two of them cost 7.7 k instructions a test,
-        this call 0.5 k (`benchmarks/bench_per_test_floor.py`)."""
+        measured. The rest keep their `runtest` and pay nothing: when plain tests are not
+        measured, nothing of an unmarked test is stored, reported or judged, so one that
+        asks for `perf` only at run time (`request.getfixturevalue`) loses nothing. Not
+        per-test hook implementations: pluggy's dispatch to two of them cost 7.4 k
+        instructions a test, this call 0.5 k (`benchmarks/bench_per_test_floor.py`)."""
         specs, measure_plain = self.specs, self.measure_plain
         for item in items:
             if (

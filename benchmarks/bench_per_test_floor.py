@@ -160,19 +160,16 @@ def _measure(n: int) -> None:
     collector.close()
 
 
-def _nothing() -> None:
-    pass
-
-
 class _Item:
     """What a measured call reads of an item: its id (already built: `nodeid` counts
-    that), and its `runtest` (a test that does nothing)."""
-
-    __slots__ = ("nodeid", "runtest")
+    that), and its `runtest` (a test that does nothing). Not slotted: pytest's items
+    keep their attributes in a `__dict__`, where `RunLog.wrap_calls` puts the wrapper."""
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
-        self.runtest = _nothing
+
+    def runtest(self) -> None:
+        pass
 
 
 def _record_log() -> Any:

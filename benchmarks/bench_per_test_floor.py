@@ -15,9 +15,10 @@ design avoids):
   dispatch to two more implementations of a hook that already has pytest's own
   (`pytest_runtest_call` in a real session has 9; ours were a ``tryfirst`` one and a
   ``trylast`` one), with bodies that return at once; kept for the comparison;
-- ``runtest_wrapper``: what a closure that wraps an item's ``runtest`` at collection
-  costs over calling ``runtest`` directly (a ``try``/``except`` in it, no clock reads),
-  the shape that replaced ``dispatch``;
+- ``runtest_wrapper``: what the wrapped ``runtest`` (`RunLog.wrap_calls`: a method
+  binding the item to a bound method of the run log, which calls the item's class's
+  ``runtest``) costs over calling ``runtest`` directly, with nothing measured; the shape
+  that replaced ``dispatch``;
 - ``measure``: the built-in collector as a plain test runs it (``start``, then
   ``stop_into`` appending the two readings) and both clock reads: writing
   ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
@@ -48,6 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 PARTS = (
@@ -119,22 +121,21 @@ class _RuntestItem:
         pass
 
 
-def _wrapped(original: Any) -> Any:
-    def runtest() -> None:
-        try:
-            original()
-        except BaseException:
-            raise
+class _Wrapping:
+    """A `RunLog` as far as `wrap_calls` goes: a method the wrapped `runtest` calls with
+    the item, which calls the item's own."""
 
-    return runtest
+    def measured_call(self, item: Any) -> None:
+        type(item).runtest(item)
 
 
 def _prepared_wrapper(wrapped: bool) -> Any:
     def prepare(n: int) -> tuple[object, Any]:
         items = [_RuntestItem() for _ in range(n)]
         if wrapped:
+            measured = _Wrapping().measured_call
             for item in items:
-                item.runtest = _wrapped(item.runtest)  # type: ignore[method-assign]
+                item.runtest = MethodType(measured, item)  # type: ignore[method-assign]
 
         def work() -> None:
             for item in items:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from operator import itemgetter
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -53,19 +54,14 @@ WORKER_OUTPUT_KEY = "perfguard"
 _clock = time.perf_counter
 
 
-def _nothing() -> None:
+def _nothing(item: pytest.Item) -> None:
     pass
 
 
-def _measured(log: RunLog, item: pytest.Item, call: Callable[[], object]) -> Callable[[], None]:
-    """`item`'s `runtest` measured: `call` (its own) between the log's start and end."""
-
-    def runtest() -> None:
-        log.start_call(item, call)
-        call()
-        log.end_call(item)
-
-    return runtest
+def _calling(runtest: Callable[[], object]) -> Callable[[pytest.Item], object]:
+    """An item's own `runtest` (set on the item, not its class) in the shape `RunLog`
+    calls: with the item."""
+    return lambda item: runtest()
 
 
 class RunLog:
@@ -124,7 +120,9 @@ class RunLog:
         # The call being measured, from `start_call` until its end or its failure, and
         # the item's own `runtest` (what its rounds call).
         self.current: pytest.Item | None = None
-        self.current_call: Callable[[], object] = _nothing
+        self.current_call: Callable[[pytest.Item], object] = _nothing
+        # Items whose `runtest` another plugin set on the item itself: what to call.
+        self.own_runtests: dict[int, Callable[[pytest.Item], object]] = {}
         self.current_spec: PerfSpec | None = None
         self.current_durations: list[float] = []
         self.started = 0.0
@@ -183,18 +181,33 @@ class RunLog:
         measured, nothing of an unmarked test is stored, reported or judged, so one that
         asks for `perf` only at run time (`request.getfixturevalue`) loses nothing. Not
         per-test hook implementations: pluggy's dispatch to two of them cost 7.4 k
-        instructions a test, this call 0.5 k (`benchmarks/bench_per_test_floor.py`)."""
-        specs, measure_plain = self.specs, self.measure_plain
+        instructions a test, this call 0.7 k (`benchmarks/bench_per_test_floor.py`)."""
+        specs, measure_plain, measured = self.specs, self.measure_plain, self.measured_call
         for item in items:
             if (
                 measure_plain
                 or id(item) in specs
                 or "perf" in getattr(item, "fixturenames", ())
             ):
-                item.runtest = _measured(self, item, item.runtest)  # type: ignore[method-assign]
+                own = vars(item).get("runtest")  # another plugin's, set on the item itself
+                if own is not None:
+                    self.own_runtests[id(item)] = _calling(own)
+                # One object an item for the garbage collector to track, the method that
+                # binds the item to `measured_call`: a closure made five (its function,
+                # its cells, the item's bound `runtest`), which every full collection of
+                # a long session walks (docs/architecture.md).
+                item.runtest = MethodType(measured, item)  # type: ignore[method-assign]
 
-    def start_call(self, item: pytest.Item, call: Callable[[], object]) -> None:
-        """The measured call of `item` (whose own `runtest` is `call`) starts: the
+    def measured_call(self, item: pytest.Item) -> None:
+        """`item`'s `runtest` as `wrap_calls` leaves it: its own, measured."""
+        own = self.own_runtests.get(id(item)) if self.own_runtests else None
+        runtest = type(item).runtest if own is None else own
+        self.start_call(item, runtest)
+        runtest(item)
+        self.end_call(item)
+
+    def start_call(self, item: pytest.Item, call: Callable[[pytest.Item], object]) -> None:
+        """The measured call of `item` (whose own `runtest` is `call(item)`) starts: the
         collectors and the clock, after the warmup and all counted rounds but the last
         for a marked test with rounds."""
         if self.current is not None:
@@ -255,7 +268,7 @@ class RunLog:
         durations = self.current_durations
         call = self.current_call
         for _ in range(spec.warmup):
-            call()
+            call(item)
         if recorder is not None:
             recorder.reset()
         for collector in self.collectors:
@@ -265,7 +278,7 @@ class RunLog:
                 recorder.round = index
             start = _clock()
             try:
-                call()
+                call(item)
             finally:
                 durations.append(_clock() - start)
         if recorder is not None:
@@ -319,7 +332,7 @@ class RunLog:
                 recorder.round = len(durations)
             start = _clock()
             try:
-                call()
+                call(item)
             finally:
                 durations.append(_clock() - start)
             spent += durations[-1]

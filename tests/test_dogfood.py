@@ -58,8 +58,8 @@ def slowed_copy(tmp_path: Path) -> Path:
     source = runlog.read_text("utf-8")
     # The first line of the method that starts each measured call.
     call = re.search(
-        r"\n    def start_call\(self, item: pytest\.Item, call: Callable\[\[\], object\]\)"
-        r" -> None:\n",
+        r"\n    def start_call\(self, item: pytest\.Item, call: Callable\[\[pytest\.Item\], "
+        r"object\]\) -> None:\n",
         source,
     )
     assert call is not None, "the plugin's per-test start moved: update the injection point"

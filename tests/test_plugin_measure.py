@@ -583,3 +583,51 @@ def test_inactive_plugin_imports_nothing_heavy(pytester: pytest.Pytester) -> Non
                                            "-p", "no:xdist")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*HEAVY: none*"])
+
+
+def test_a_runtest_another_plugin_set_on_the_item_is_the_one_measured(
+    pytester: pytest.Pytester,
+) -> None:
+    """perfguard wraps an item's `runtest` at collection; one that another plugin put on
+    the item before (not on its class) is what the wrapper calls, and its time is what
+    is measured: a marked test with rounds calls it once per round."""
+    pytester.makeconftest(
+        """
+        import time
+
+        calls = []
+
+        def pytest_itemcollected(item):
+            own = item.runtest
+
+            def runtest():
+                calls.append(item.name)
+                time.sleep(0.02)
+                own()
+
+            item.runtest = runtest
+
+        def pytest_unconfigure(config):
+            print("own runtest calls:", len(calls))
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_plain():
+            pass
+
+        @pytest.mark.perf(rounds=3)
+        def test_marked():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--perf-record")
+    result.assert_outcomes(passed=2)
+    # 1 plain, and 3 rounds of the marked test twice: a recording takes a second pass
+    # of a marked test that has no baseline yet.
+    result.stdout.fnmatch_lines(["own runtest calls: 7"])
+    rows = stored(pytester)
+    assert rows["test_plain"]["duration"].value >= 0.02
+    assert rows["test_marked"]["duration"].value >= 0.02

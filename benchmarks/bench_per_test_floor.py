@@ -279,7 +279,8 @@ def _collect(n: int) -> list[Any]:
 
     if n:
         pytest.main(
-            [str(directory), "-q", "-p", "no:cacheprovider", "-p", "no:perfguard"],
+            [str(directory), "-q", "-p", "no:cacheprovider", "-p", "no:perfguard",
+             "--import-mode=importlib"],  # each call its own suite: no module clash
             plugins=[Keep()],
         )
     return found

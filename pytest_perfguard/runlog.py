@@ -308,7 +308,7 @@ class RunLog:
         self._record(item, spec, durations, recorder, outcome)
 
     def drop_current(self) -> None:
-        """The measured call ended without its end hook or a failure: skipped or xfailed
+        """The measured call ended without `end_call` or a failure: skipped or xfailed
         inside the test."""
         item = self.current
         assert item is not None

@@ -205,7 +205,6 @@ class WorkerProcess(Worker):
         name: str = "base worker",
         copies: int = 1,
     ) -> None:
-        self.root = root
         self.name = name
         launcher: list[str] = []
         self.dump_dir: Path | None = None

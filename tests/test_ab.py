@@ -374,8 +374,13 @@ def test_bad_revision_exits_4_with_one_line(pytester: pytest.Pytester, project: 
 
 
 def test_perf_instructions_outside_callgrind_exits_4_before_any_worktree(
-    pytester: pytest.Pytester, project: Path
+    pytester: pytest.Pytester, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A temporary directory of this test's own: other A/B tests running beside it (xdist)
+    # make worktrees in the shared one.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     before = set(Path(tempfile.gettempdir()).glob("perfguard-base-*"))
     result = _run(pytester, "--perf-against", "HEAD", "--perf-instructions")
     assert result.ret == 4

@@ -13,6 +13,7 @@ test). Only the pytest process is counted (callgrind does not follow children).
     python benchmarks/bench_overhead.py --sizes 200 1200 --kinds mixed   # the suites
     python benchmarks/bench_overhead.py --no-callgrind
     python benchmarks/bench_overhead.py --sizes 200 1200 --linux-collectors   # see below
+    python benchmarks/bench_overhead.py --sizes 200 1200 --counts 5 --modes bare record-existing
 
 Modes: ``bare`` (plugin disabled with -p no:perfguard), ``inactive`` (installed, no flag),
 ``perf`` (--perf: measure and compare), ``record`` (--perf-record into a fresh SQLite DB),
@@ -110,6 +111,7 @@ def pytest_command(directory: Path, mode: str) -> list[str]:
 # `--cold-bytecode` measures that case instead: no cache and nothing written.
 PYCACHE = Path(tempfile.mkdtemp(prefix="perfguard-overhead-pycache-"))
 COLD = "--cold-bytecode" in sys.argv
+COUNTS = int(sys.argv[sys.argv.index("--counts") + 1]) if "--counts" in sys.argv else 1
 
 
 def environment(*, warm_up: bool = False) -> dict[str, str]:
@@ -216,6 +218,10 @@ def main() -> None:
                         help="count the Linux collector (getrusage and clear_refs), which "
                         "valgrind otherwise makes the plugin skip")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--counts", type=int, default=1,
+                        help="callgrind counts of each mode and size; medians are shown "
+                        "(a slope of identical code moves by several thousand "
+                        "instructions a test from one run to the next)")
     parser.add_argument("--kinds", nargs="+", default=["mixed"], choices=KINDS,
                         help="suites: mixed (half plain, half parametrized: the issue's), "
                         "plain, parametrized")
@@ -267,10 +273,24 @@ def print_counts(
     bare_time: float | None,
     workdir: Path,
 ) -> None:
-    counts = {m: {s: count_instructions(suites[s], m, workdir) for s in suites} for m in modes}
-    slope = {m: (c[large][0] - c[small][0]) / (large - small) for m, c in counts.items()}
-    gc_slope = {m: (c[large][1] - c[small][1]) / (large - small) for m, c in counts.items()}
-    fixed = {m: c[small][0] - slope[m] * small for m, c in counts.items()}
+    slopes: dict[str, list[float]] = {m: [] for m in modes}
+    gc_slopes: dict[str, list[float]] = {m: [] for m in modes}
+    fixeds: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(COUNTS):
+        for m in modes:
+            c = {s: count_instructions(suites[s], m, workdir) for s in suites}
+            one = (c[large][0] - c[small][0]) / (large - small)
+            slopes[m].append(one)
+            gc_slopes[m].append((c[large][1] - c[small][1]) / (large - small))
+            fixeds[m].append(c[small][0] - one * small)
+    slope = {m: statistics.median(v) for m, v in slopes.items()}
+    gc_slope = {m: statistics.median(v) for m, v in gc_slopes.items()}
+    fixed = {m: statistics.median(v) for m, v in fixeds.items()}
+    if COUNTS > 1:
+        print(f"Medians of {COUNTS} counts a mode and size; each count's slope a test:")
+        for m in modes:
+            print(f"- {m}: " + ", ".join(f"{v:,.0f}" for v in slopes[m]))
+        print()
     ns_per_instruction = (bare_time * 1e9 / slope["bare"]) if bare_time else None
     print(
         "| mode | instr/test | added instr/test | added, GC apart | added us/test | "

@@ -25,6 +25,9 @@ design avoids):
 - ``call``: a plain test's measured call as it runs, its ``runtest`` wrapped by
   `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the wrapper,
   `RunLog.start_call` and `RunLog.end_call`, the measuring included);
+- ``call_added``: ``call`` less the same loop over the same items with their
+  ``runtest`` not wrapped (what a bare session pays for calling them): what measuring adds
+  to a plain test's call;
 - ``nodeid``: pytest building a test's id string, which nothing else asks for in a quiet
   run, and which a stored result needs;
 - ``markers``: reading a collected item's `perf` markers (`RunLog.read_markers`), once
@@ -57,6 +60,7 @@ PARTS = (
     "runtest_wrapper",
     "measure",
     "call",
+    "call_added",
     "nodeid",
     "markers",
     "session_end",
@@ -195,6 +199,18 @@ def _prepared_call(n: int) -> tuple[object, Any]:
     return [log, items], work
 
 
+def _prepared_unwrapped(n: int) -> tuple[object, Any]:
+    """`_prepared_call`'s loop over the same items, their `runtest` not wrapped: what a
+    bare session pays for the same calls."""
+    items = [_Item(f"test_suite.py::test_param[{i}]") for i in range(n)]
+
+    def work() -> None:
+        for item in items:
+            item.runtest()
+
+    return items, work
+
+
 def counted(part: str, n: int, counter: Any) -> int:
     """The instructions of `n` iterations of `part`, the stretch's own cost subtracted."""
     totals = []
@@ -291,6 +307,7 @@ PREPARE: dict[str, Any] = {
     "runtest_wrapper": None,  # two counts: wrapped and not (see `main`)
     "measure": lambda n: (None, lambda: _measure(n)),
     "call": _prepared_call,
+    "call_added": None,  # two counts: `call` and its loop unwrapped (see `main`)
     "nodeid": _prepared_nodeid,
     "markers": _prepared_markers,
     "session_end": _prepared_session_end,
@@ -312,6 +329,11 @@ def child(parts: list[str], n: int) -> None:
             with_ours = counted(part, n, counter)
             PREPARE["dispatch"] = _prepared_dispatch(False)
             value = (with_ours - counted(part, n, counter)) / n
+        elif part == "call_added":
+            PREPARE[part] = _prepared_call
+            measured = counted(part, n, counter)
+            PREPARE[part] = _prepared_unwrapped
+            value = (measured - counted(part, n, counter)) / n
         elif part == "runtest_wrapper":
             PREPARE[part] = _prepared_wrapper(True)
             wrapped = counted(part, n, counter)

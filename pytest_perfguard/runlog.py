@@ -182,21 +182,59 @@ class RunLog:
         asks for `perf` only at run time (`request.getfixturevalue`) loses nothing. Not
         per-test hook implementations: pluggy's dispatch to two of them cost 7.4 k
         instructions a test, this call 0.7 k (`benchmarks/bench_per_test_floor.py`)."""
-        specs, measure_plain, measured = self.specs, self.measure_plain, self.measured_call
+        specs, measure_plain = self.specs, self.measure_plain
+        measured, measured_plain = self.measured_call, self.measured_plain_call
         for item in items:
-            if (
-                measure_plain
-                or id(item) in specs
-                or "perf" in getattr(item, "fixturenames", ())
-            ):
-                own = vars(item).get("runtest")  # another plugin's, set on the item itself
-                if own is not None:
-                    self.own_runtests[id(item)] = _calling(own)
-                # One object an item for the garbage collector to track, the method that
-                # binds the item to `measured_call`: a closure made five (its function,
-                # its cells, the item's bound `runtest`), which every full collection of
-                # a long session walks (docs/architecture.md).
-                item.runtest = MethodType(measured, item)  # type: ignore[method-assign]
+            own = vars(item).get("runtest")  # another plugin's, set on the item itself
+            if id(item) in specs or "perf" in getattr(item, "fixturenames", ()):
+                call = measured
+            elif measure_plain:
+                call = measured_plain if own is None else measured
+            else:
+                continue
+            if own is not None:
+                self.own_runtests[id(item)] = _calling(own)
+            # One object an item for the garbage collector to track, the method that
+            # binds the item to the call: a closure made five (its function, its cells,
+            # the item's bound `runtest`), which every full collection of a long session
+            # walks (docs/architecture.md).
+            item.runtest = MethodType(call, item)  # type: ignore[method-assign]
+
+    def measured_plain_call(self, item: pytest.Item) -> None:
+        """`measured_call` of a plain test (no marker, no `perf` fixture, its class's
+        `runtest`) while the built-in Linux collector measures alone, its columns
+        appended in place: the path every plain test of a recorded suite takes, without
+        the checks and calls that tell it from a marked test (2.3 k instructions a test,
+        `benchmarks/bench_per_test_floor.py`, part `call`). Anything else the run log is
+        in the middle of (a re-run pass, a `perf` fixture asked for at run time, a call
+        left unfinished by a skip) takes `measured_call`."""
+        plain, collector = self.plain, self.plain_collector
+        if (
+            plain is None
+            or collector is None
+            or self.current is not None
+            or self.recorders
+            or self.rerunning
+        ):
+            self.measured_call(item)
+            return
+        # What a failure's `end_current` reads.
+        self.current = item
+        self.current_spec = None
+        collector.start()
+        self.started = started = _clock()
+        type(item).runtest(item)
+        end = _clock()
+        if self.current is not item:
+            return
+        if self.recorders:  # the test asked for `perf` at run time (getfixturevalue)
+            self.end_current(end, "passed")
+            return
+        self.current = None
+        plain.ids.append(item.nodeid)
+        plain.outcomes.append("passed")
+        plain.durations.append(end - started)
+        collector.stop_into(self.plain_cpu_times, self.plain_rss_peaks)
 
     def measured_call(self, item: pytest.Item) -> None:
         """`item`'s `runtest` as `wrap_calls` leaves it: its own, measured."""
@@ -219,13 +257,8 @@ class RunLog:
         self.current_call = call
         self.current_spec = spec
         if spec is None:
-            # Set only when it is the one collector: the loop's iterator, 0.3 k a test, saved.
-            plain_collector = self.plain_collector
-            if plain_collector is not None:
-                plain_collector.start()
-            else:
-                for collector in self.collectors:
-                    collector.start()
+            for collector in self.collectors:
+                collector.start()
         else:
             self.current_durations = []
             if spec.rounds > 1 or spec.warmup:
@@ -243,18 +276,17 @@ class RunLog:
         if self.current is not item:
             return
         recorders = self.recorders
-        if self.current_spec is not None or self.rerunning or (recorders and id(item) in recorders):
+        if (
+            self.current_spec is not None
+            or self.plain is not None  # into the columns: `measured_plain_call` mostly
+            or self.rerunning
+            or (recorders and id(item) in recorders)
+        ):
             self.end_current(end, "passed")
             return
-        # The common case, a plain test, inline: it runs for every test of the suite.
+        # A plain test measured by other collectors than the built-in Linux one (macOS,
+        # Windows, callgrind), inline: it runs for every test of the suite.
         self.current = None
-        plain, collector = self.plain, self.plain_collector
-        if plain is not None and collector is not None:
-            plain.ids.append(item.nodeid)
-            plain.outcomes.append("passed")
-            plain.durations.append(end - self.started)
-            collector.stop_into(self.plain_cpu_times, self.plain_rss_peaks)
-            return
         collectors = self.collectors
         if len(collectors) == 1:
             readings = collectors[0].stop(1)

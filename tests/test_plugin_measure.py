@@ -296,6 +296,39 @@ def test_call_ends_that_store_nothing_or_a_failure(pytester: pytest.Pytester) ->
     assert rows["test_after_xfail"]["cpu_time"].value >= 0
 
 
+def test_perf_asked_for_inside_a_plain_test(pytester: pytest.Pytester) -> None:
+    """A test that is plain at collection and asks for `perf` in its body or its setup:
+    what it records is stored, and the plain tests around it are stored as usual."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_before():
+            pass
+
+        def test_asks_in_body(request):
+            request.getfixturevalue("perf").record("tokens_per_s", 5.0, direction="higher")
+
+        @pytest.fixture
+        def uses_perf(request):
+            return request.getfixturevalue("perf")
+
+        def test_asks_in_setup(request):
+            request.getfixturevalue("uses_perf").record("mrr", 0.5, direction="higher")
+
+        def test_after():
+            pass
+        """
+    )
+    pytester.runpytest("--perf-record").assert_outcomes(passed=4)
+    rows = stored(pytester)
+    assert rows["test_asks_in_body"]["tokens_per_s"].value == 5.0
+    assert rows["test_asks_in_setup"]["mrr"].value == 0.5
+    assert rows["test_after"]["duration"].outcome == "passed"
+    assert rows["test_before"]["cpu_time"].value >= 0
+    assert "tokens_per_s" not in rows["test_after"]
+
+
 def test_markers_on_classes_modules_and_params(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_module="""

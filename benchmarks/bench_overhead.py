@@ -276,9 +276,21 @@ def print_counts(
     slopes: dict[str, list[float]] = {m: [] for m in modes}
     gc_slopes: dict[str, list[float]] = {m: [] for m in modes}
     fixeds: dict[str, list[float]] = {m: [] for m in modes}
-    for _ in range(COUNTS):
+    for count in range(COUNTS):
+        # Each count in directories of new random names: the slope of identical code moves
+        # by several thousand instructions a test with the paths' strings (their hashes
+        # place dict entries and method-cache slots), so counts in one place would repeat
+        # one draw of that.
+        here = suites
+        if count:
+            here = {
+                size: Path(shutil.copytree(
+                    suite, Path(tempfile.mkdtemp(dir=workdir)) / suite.name
+                ))
+                for size, suite in suites.items()
+            }  # fmt: skip
         for m in modes:
-            c = {s: count_instructions(suites[s], m, workdir) for s in suites}
+            c = {s: count_instructions(here[s], m, workdir) for s in here}
             one = (c[large][0] - c[small][0]) / (large - small)
             slopes[m].append(one)
             gc_slopes[m].append((c[large][1] - c[small][1]) / (large - small))

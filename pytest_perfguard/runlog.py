@@ -185,7 +185,16 @@ class RunLog:
         specs, measure_plain = self.specs, self.measure_plain
         measured, measured_plain = self.measured_call, self.measured_plain_call
         for item in items:
-            own = vars(item).get("runtest")  # another plugin's, set on the item itself
+            # Another plugin's `runtest`, set on the item itself. Not `vars(item)`: in
+            # CPython 3.11 that makes a dict object of the item's attributes (inline
+            # values until then), one more object an item for the garbage collector.
+            bound = item.runtest
+            own = (
+                None
+                if getattr(bound, "__self__", None) is item
+                and getattr(bound, "__func__", None) is type(item).runtest
+                else bound
+            )
             if id(item) in specs or "perf" in getattr(item, "fixturenames", ()):
                 call = measured
             elif measure_plain:

@@ -251,6 +251,43 @@ def test_plain_runs_keep_no_object_per_test_for_the_garbage_collector(
     assert recording - bare < 40, (bare, recording)  # 0.1 an object a test at most
 
 
+def test_measured_items_keep_no_object_each_for_the_garbage_collector(
+    pytester: pytest.Pytester,
+) -> None:
+    """Wrapping the measured items' `runtest` at collection leaves one object per item
+    for every full collection of the session to walk (the method binding the item), and
+    no more: between 100 and 400 collected items, a recording session's tracked objects
+    grow by one an item over pytest's alone (two when each item's attributes were made a
+    dict object by `vars(item)`)."""
+    pytester.makeconftest(
+        """
+        import gc
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_finish(session):
+            gc.collect()
+            print("tracked:", len(gc.get_objects()))
+        """
+    )
+    for name, size in (("test_small", 100), ("test_large", 400)):
+        pytester.makepyfile(
+            **{name: f"import pytest\n\n@pytest.mark.parametrize('n', range({size}))\n"
+               "def test_param(n):\n    pass\n"}
+        )  # fmt: skip
+
+    def tracked(path: str, *args: str) -> int:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--co", path, *args)
+        line = next(x for x in result.outlines if x.startswith("tracked:"))
+        return int(line.split(":")[1])
+
+    def growth(*args: str) -> int:
+        return tracked("test_large.py", *args) - tracked("test_small.py", *args)
+
+    bare, recording = growth("-p", "no:perfguard"), growth("--perf-record")
+    assert recording - bare <= 300 + 30, (bare, recording)  # 1.1 objects an item at most
+
+
 def test_call_ends_that_store_nothing_or_a_failure(pytester: pytest.Pytester) -> None:
     """Every way a call phase can end: the measured call is closed each time, and the next
     test is measured as usual (the plain test after each one)."""

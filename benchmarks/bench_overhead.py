@@ -80,6 +80,9 @@ LINUX_COLLECTORS = "--linux-collectors" in sys.argv
 
 
 def pytest_command(directory: Path, mode: str) -> list[str]:
+    """The pytest run of `directory` in `mode`, to be run in `directory`: `python -m`
+    puts the working directory first on sys.path, and from a checkout of this repository
+    that would import its `pytest_perfguard` in place of the installed one."""
     args = [
         sys.executable,
         "-m",
@@ -144,6 +147,7 @@ def prepare(directory: Path, mode: str) -> None:
             capture_output=True,
             env=environment(warm_up=True),
             check=False,
+            cwd=directory,
         )
     clean(directory)
 
@@ -158,7 +162,9 @@ def count_instructions(directory: Path, mode: str, out_dir: Path) -> tuple[int, 
         f"--callgrind-out-file={out_file}",
         *pytest_command(directory, mode),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, env=environment(), check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=environment(), check=False, cwd=directory
+    )
     if done.returncode not in (0, 1):
         raise SystemExit(f"{mode} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     text = out_file.read_text(encoding="utf-8", errors="replace")
@@ -179,7 +185,11 @@ def wall_time(directory: Path, mode: str, repeats: int) -> float:
         prepare(directory, mode)
         start = time.perf_counter()
         subprocess.run(
-            pytest_command(directory, mode), capture_output=True, env=environment(), check=False
+            pytest_command(directory, mode),
+            capture_output=True,
+            env=environment(),
+            check=False,
+            cwd=directory,
         )
         times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -198,6 +208,7 @@ def peak_rss_mb(directory: Path, mode: str) -> float:
         text=True,
         env=environment(),
         check=False,
+        cwd=directory,
     )
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 

@@ -32,6 +32,8 @@ design avoids):
   run, and which a stored result needs;
 - ``markers``: reading a collected item's `perf` markers (`RunLog.read_markers`), once
   per item in every process that collects;
+- ``wrap``: wrapping a collected plain item's ``runtest`` (`RunLog.wrap_calls`), once
+  per item in every process that collects;
 - ``session_end``: the run log turned into columns (`RunLog.session_results`), per test;
   storing the columns is `bench_plain_storage.py`'s (about 2.9 k a test into a history
   that knows the suite, 8.8 k in another order, as xdist's workers return them);
@@ -63,6 +65,7 @@ PARTS = (
     "call_added",
     "nodeid",
     "markers",
+    "wrap",
     "session_end",
     "xdist_worker",
     "xdist_controller",
@@ -270,6 +273,13 @@ def _prepared_markers(n: int) -> tuple[object, Any]:
     return (items, log), lambda: log.read_markers(items)
 
 
+def _prepared_wrap(n: int) -> tuple[object, Any]:
+    """Wrapping the `runtest` of `n` collected plain items (`RunLog.wrap_calls`), once
+    per item in every process that collects, as a recording session does."""
+    items, log = _collect(n), _record_log()
+    return (items, log), lambda: log.wrap_calls(items)
+
+
 def _prepared_nodeid(n: int) -> tuple[object, Any]:
     items = _collect(n)
     return items, lambda: [item.nodeid for item in items]
@@ -310,6 +320,7 @@ PREPARE: dict[str, Any] = {
     "call_added": None,  # two counts: `call` and its loop unwrapped (see `main`)
     "nodeid": _prepared_nodeid,
     "markers": _prepared_markers,
+    "wrap": _prepared_wrap,
     "session_end": _prepared_session_end,
     "xdist_worker": _prepared_xdist_worker,
     "xdist_controller": _prepared_xdist_controller,

@@ -185,24 +185,27 @@ class RunLog:
         specs, measure_plain = self.specs, self.measure_plain
         measured, measured_plain = self.measured_call, self.measured_plain_call
         for item in items:
+            if id(item) in specs:
+                call = measured
+            elif measure_plain:
+                # A test using `perf` too: its recorder, set up by then, sends its call
+                # on to `measured_call`.
+                call = measured_plain
+            elif "perf" in getattr(item, "fixturenames", ()):
+                call = measured
+            else:
+                continue
             # Another plugin's `runtest`, set on the item itself. Not `vars(item)`: in
             # CPython 3.11 that makes a dict object of the item's attributes (inline
             # values until then), one more object an item for the garbage collector.
             bound = item.runtest
-            own = (
-                None
-                if getattr(bound, "__self__", None) is item
-                and getattr(bound, "__func__", None) is type(item).runtest
-                else bound
-            )
-            if id(item) in specs or "perf" in getattr(item, "fixturenames", ()):
+            if not (
+                isinstance(bound, MethodType)
+                and bound.__self__ is item
+                and bound.__func__ is type(item).runtest
+            ):
+                self.own_runtests[id(item)] = _calling(bound)
                 call = measured
-            elif measure_plain:
-                call = measured_plain if own is None else measured
-            else:
-                continue
-            if own is not None:
-                self.own_runtests[id(item)] = _calling(own)
             # One object an item for the garbage collector to track, the method that
             # binds the item to the call: a closure made five (its function, its cells,
             # the item's bound `runtest`), which every full collection of a long session

@@ -28,7 +28,7 @@ try:  # hashlib's own source of it, without loading OpenSSL's bindings (2 ms)
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover
     from hashlib import blake2b
-from pytest_perfguard.results import Measurement, PlainRuns, TestOutcome
+from pytest_perfguard.results import Measurement, PlainRuns, TestOutcome, packed_doubles
 
 # The built-in readings with a column in test_results: (metric, unit, kind), in the order a
 # test's rows list them. Direction is always "lower"; threshold, samples and error are None.
@@ -101,7 +101,7 @@ class PlainBlock:
             first_position=self.first_position,
             stride=self.stride,
             columns=tuple(
-                None if column is None else array("d", pick(column)) for column in self.columns
+                None if column is None else _double_array(pick(column)) for column in self.columns
             ),
         )
 
@@ -186,6 +186,12 @@ def _plain_columns(plain: PlainRuns) -> list[list[float] | None] | None:
     return columns
 
 
+def _double_array(values: Sequence[float]) -> array[float]:
+    doubles = array("d")
+    doubles.frombytes(packed_doubles(values))  # see `packed_doubles`: not array("d", values)
+    return doubles
+
+
 def _plain_block(
     plain: PlainRuns,
     columns: list[list[float] | None],
@@ -210,8 +216,8 @@ def _plain_block(
         first_position=position,
         stride=per_test,
         columns=(
-            array("d", plain.durations),
-            *(None if column is None else array("d", column) for column in columns),
+            _double_array(plain.durations),
+            *(None if column is None else _double_array(column) for column in columns),
         ),
     )
     in_columns = sum(column is not None for column in columns)

@@ -56,12 +56,9 @@ def slowed_copy(tmp_path: Path) -> Path:
     (project / "pytest.ini").write_text("[pytest]\n")
     runlog = project / "pytest_perfguard" / "runlog.py"
     source = runlog.read_text("utf-8")
-    # The first line of the method that starts each measured call.
-    call = re.search(
-        r"\n    def start_call\(self, item: pytest\.Item, call: Callable\[\[pytest\.Item\], "
-        r"object\]\) -> None:\n",
-        source,
-    )
+    # The first line of the method each plain test's measured call goes through (the
+    # self-suite's inner session measures plain tests: `--perf-gate=all`).
+    call = re.search(r"\n    def measured_plain_call\(self, item: pytest\.Item\) -> None:\n", source)
     assert call is not None, "the plugin's per-test start moved: update the injection point"
     runlog.write_text(source[: call.end()] + SLOWDOWN + source[call.end() :], "utf-8")
     return project

@@ -58,7 +58,9 @@ def slowed_copy(tmp_path: Path) -> Path:
     source = runlog.read_text("utf-8")
     # The first line of the method each plain test's measured call goes through (the
     # self-suite's inner session measures plain tests: `--perf-gate=all`).
-    call = re.search(r"\n    def measured_plain_call\(self, item: pytest\.Item\) -> None:\n", source)
+    call = re.search(
+        r"\n    def measured_plain_call\(self, item: pytest\.Item\) -> None:\n", source
+    )
     assert call is not None, "the plugin's per-test start moved: update the injection point"
     runlog.write_text(source[: call.end()] + SLOWDOWN + source[call.end() :], "utf-8")
     return project

@@ -221,12 +221,12 @@ class RunLog:
         Anything else the run log is in the middle of (a re-run pass, a `perf` fixture
         asked for, a call left unfinished by a skip, other collectors) takes
         `measured_call`."""
-        plain, collector = self.plain, self.plain_collector
+        plain, collector, recorders = self.plain, self.plain_collector, self.recorders
         if (
             plain is None
             or collector is None
             or self.current is not None
-            or self.recorders
+            or (recorders and id(item) in recorders)  # `perf` set up: its recorder's there
             or self.rerunning
         ):
             self.measured_call(item)
@@ -240,7 +240,7 @@ class RunLog:
         end = _clock()
         if self.current is not item:
             return
-        if self.recorders:  # the test asked for `perf` at run time (getfixturevalue)
+        if recorders and id(item) in recorders:  # `perf` asked for in the test's body
             self.end_current(end, "passed")
             return
         self.current = None

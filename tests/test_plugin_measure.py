@@ -251,7 +251,7 @@ def test_plain_runs_keep_no_object_per_test_for_the_garbage_collector(
     assert recording - bare < 40, (bare, recording)  # 0.1 an object a test at most
 
 
-def test_measured_items_keep_no_object_each_for_the_garbage_collector(
+def test_measured_items_keep_one_object_each_for_the_garbage_collector(
     pytester: pytest.Pytester,
 ) -> None:
     """Wrapping the measured items' `runtest` at collection leaves one object per item

@@ -216,7 +216,7 @@ class RunLog:
         """`measured_call` of a plain test (no marker, no `perf` fixture, its class's
         `runtest`) while the built-in Linux collector measures alone, its columns
         appended in place: the path every plain test of a recorded suite takes, without
-        the checks and calls that tell it from a marked test (13.2 k -> 11.3 k
+        the checks and calls that tell it from a marked test (13.2 k -> 10.9 k
         instructions a test, `benchmarks/bench_per_test_floor.py`, part `call_added`).
         Anything else the run log is in the middle of (a re-run pass, a `perf` fixture
         asked for, a call left unfinished by a skip, other collectors) takes

@@ -114,7 +114,6 @@ def pytest_command(directory: Path, mode: str) -> list[str]:
 # `--cold-bytecode` measures that case instead: no cache and nothing written.
 PYCACHE = Path(tempfile.mkdtemp(prefix="perfguard-overhead-pycache-"))
 COLD = "--cold-bytecode" in sys.argv
-COUNTS = int(sys.argv[sys.argv.index("--counts") + 1]) if "--counts" in sys.argv else 1
 
 
 def environment(*, warm_up: bool = False) -> dict[str, str]:
@@ -258,7 +257,9 @@ def main() -> None:
                 else None
             )
             if not options.no_callgrind and shutil.which("valgrind"):
-                print_counts(options.modes, suites, small, large, bare_time, workdir)
+                print_counts(
+                    options.modes, suites, small, large, bare_time, workdir, options.counts
+                )
             print(
                 "\n| mode | wall s (small) | wall s (large) | wall us/test (slope) | "
                 "peak RSS MB (large) |"
@@ -283,11 +284,12 @@ def print_counts(
     large: int,
     bare_time: float | None,
     workdir: Path,
+    counts: int,
 ) -> None:
     slopes: dict[str, list[float]] = {m: [] for m in modes}
     gc_slopes: dict[str, list[float]] = {m: [] for m in modes}
     fixeds: dict[str, list[float]] = {m: [] for m in modes}
-    for count in range(COUNTS):
+    for count in range(counts):
         # Each count in directories of new random names: the slope of identical code moves
         # by several thousand instructions a test with the paths' strings (their hashes
         # place dict entries and method-cache slots), so counts in one place would repeat
@@ -309,8 +311,8 @@ def print_counts(
     slope = {m: statistics.median(v) for m, v in slopes.items()}
     gc_slope = {m: statistics.median(v) for m, v in gc_slopes.items()}
     fixed = {m: statistics.median(v) for m, v in fixeds.items()}
-    if COUNTS > 1:
-        print(f"Medians of {COUNTS} counts a mode and size; each count's slope a test:")
+    if counts > 1:
+        print(f"Medians of {counts} counts a mode and size; each count's slope a test:")
         for m in modes:
             print(f"- {m}: " + ", ".join(f"{v:,.0f}" for v in slopes[m]))
         print()

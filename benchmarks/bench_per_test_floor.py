@@ -23,8 +23,8 @@ design avoids):
   ``stop_into`` appending the two readings) and both clock reads: writing
   ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
 - ``call``: a plain test's measured call as it runs, its ``runtest`` wrapped by
-  `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the wrapper,
-  `RunLog.start_call` and `RunLog.end_call`, the measuring included);
+  `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the wrapper and
+  `RunLog.measured_plain_call`, the measuring included);
 - ``call_added``: ``call`` less the same loop over the same items with their
   ``runtest`` not wrapped (what a bare session pays for calling them): what measuring adds
   to a plain test's call;
@@ -35,8 +35,8 @@ design avoids):
 - ``wrap``: wrapping a collected plain item's ``runtest`` (`RunLog.wrap_calls`), once
   per item in every process that collects;
 - ``session_end``: the run log turned into columns (`RunLog.session_results`), per test;
-  storing the columns is `bench_plain_storage.py`'s (about 2.9 k a test into a history
-  that knows the suite, 8.8 k in another order, as xdist's workers return them);
+  storing the columns is `bench_plain_storage.py`'s (about 2.8 k a test into a history
+  that knows the suite, 8.4 k in another order, as xdist's workers return them);
 - ``xdist_worker``: an xdist worker's columns put on the wire (`RunLog.worker_output`);
 - ``xdist_controller``: the controller reading two workers' outputs back and joining them
   into the columns it stores (execnet's own transfer of the bytes is not counted).

@@ -291,7 +291,7 @@ class RunLog:
         recorders = self.recorders
         if (
             self.current_spec is not None
-            or self.plain is not None  # into the columns: `measured_plain_call` mostly
+            or self.plain is not None  # the columns: `_record` appends a plain run there
             or self.rerunning
             or (recorders and id(item) in recorders)
         ):

@@ -345,7 +345,7 @@ def test_a_lane_that_cannot_start_takes_nothing() -> None:
 
 def test_a_likely_regression_is_confirmed_in_fresh_lanes_after_the_rest() -> None:
     """`confirm_if` starts the confirmation lanes at the first flag (once), and the test
-    is paired again there, on another lane's CPUs, behind the first pairings."""
+    is paired again there, in fresh processes, behind the first pairings."""
     one, other = _fake_lane(), _fake_lane()
     fresh = [_fake_lane(), _fake_lane()]
     starts: list[int] = []
@@ -368,13 +368,43 @@ def test_a_likely_regression_is_confirmed_in_fresh_lanes_after_the_rest() -> Non
     assert sorted(results.runs) == ["t1", "t2", "t3", "t4"]
     assert sorted(results.confirmations) == ["t1", "t2"]
     assert starts == [1] and results.confirming == fresh
-    # Each confirmed in the fresh lane on the other lane's CPUs.
-    fresh_of = {id(one): id(fresh[1]), id(other): id(fresh[0])}
     for test in ("t1", "t2"):
         first, again = (lane for name, lane in done if name == test)
-        assert again == fresh_of[first]
+        assert first in (id(one), id(other)) and again in {id(lane) for lane in fresh}
     order = [test for test, _ in done]
     assert order.index("t1", 1) >= 4 and order.index("t2", 2) >= 4  # after the first pairings
+
+
+def test_one_lanes_flags_are_confirmed_in_every_confirmation_lane_at_once() -> None:
+    """Two flags of the same lane: each confirmation lane takes one, and they pair at the
+    same time (they meet at a barrier), rather than one confirmation lane taking both,
+    one after the other, while the other idles."""
+    one, other = _fake_lane(), _fake_lane()
+    fresh = [_fake_lane(), _fake_lane()]
+    other_started = threading.Event()
+    paired_in_one: list[str] = []
+    barrier = threading.Barrier(2, timeout=30)
+    confirmed_in: dict[str, int] = {}
+
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
+        if lane in fresh:
+            confirmed_in[test] = id(lane)
+            barrier.wait()
+            return pairing.PairedRun()
+        if lane is other:
+            other_started.set()
+            return pairing.PairedRun()
+        paired_in_one.append(test)
+        if len(paired_in_one) == 2:  # both flags are lane one's
+            assert other_started.wait(timeout=30)
+        return pairing.PairedRun(seconds=1.0 if len(paired_in_one) <= 2 else 0.0)
+
+    results = lanes.run_lanes(
+        [one, other], ["t1", "t2", "t3", "t4"], job,
+        confirm_if=lambda test, run: run.seconds == 1.0, start_confirming=lambda: fresh,
+    )  # fmt: skip
+    assert sorted(results.confirmations) == sorted(paired_in_one[:2])
+    assert sorted(confirmed_in.values()) == sorted(id(lane) for lane in fresh)
 
 
 def test_confirmation_lanes_that_cannot_start_leave_the_confirmations_out() -> None:

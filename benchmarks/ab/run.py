@@ -39,13 +39,14 @@ _spec.loader.exec_module(verdicts)
 
 THRESHOLD = verdicts.THRESHOLD
 SUITE = "test_verdict_suite.py"
-CONFIGS = ("duet", "interleave", "interleave1", "stored")
+CONFIGS = ("duet", "interleave", "interleave1", "interleave-other", "stored")
 # The A/B configurations' options: the mode, and for `interleave1` one lane (the head
 # process pairing with one base worker, as before lanes); the others get the default lanes.
 AB_ARGS = {
     "duet": ["--perf-ab-mode", "duet"],
     "interleave": ["--perf-ab-mode", "interleave"],
     "interleave1": ["--perf-ab-mode", "interleave", "--perf-ab-lanes", "1"],
+    "interleave-other": ["--perf-ab-mode", "interleave"],
 }
 RECORD_RUNS = 5
 
@@ -67,8 +68,10 @@ def write_suite(directory: Path, slow: list[str], factor: float) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def pytest_run(directory: Path, *args: str) -> tuple[int, float, str]:
+def pytest_run(directory: Path, *args: str, python: str | None = None) -> tuple[int, float, str]:
     cmd = verdicts.pytest_cmd(directory, "--perf-platform", verdicts.PLATFORM, *args)
+    if python:
+        cmd[0] = python
     env = verdicts.base_env()
     # Bytecode cached as on a user's machine (pytest keeps its assertion-rewritten modules
     # there): with PYTHONDONTWRITEBYTECODE inherited, every process of a run compiles
@@ -122,7 +125,12 @@ def record_stored(directory: Path, log: Path) -> None:
 
 
 def run_config(
-    config: str, work: Path, slow: list[str], factor: float, budget: float | None = None
+    config: str,
+    work: Path,
+    slow: list[str],
+    factor: float,
+    budget: float | None = None,
+    other_python: str | None = None,
 ) -> dict[str, Any]:
     report = work / f"{config}.json"
     report.unlink(missing_ok=True)
@@ -138,6 +146,7 @@ def run_config(
         rc, secs, text = pytest_run(
             directory, f"--perf-against={work / 'base'}", *AB_ARGS[config],
             *budget_args, *threshold,
+            python=other_python if config == "interleave-other" else None,
         )  # fmt: skip
     if not report.exists():
         raise SystemExit(f"{config}: no report (rc {rc}):\n{text[-3000:]}")
@@ -180,7 +189,7 @@ def run(args: argparse.Namespace) -> None:
             for config in order:
                 if (args.condition, trial, config) in finished:
                     continue
-                result = run_config(config, work, slow, args.factor, args.budget)
+                result = run_config(config, work, slow, args.factor, args.budget, args.other_python)
                 row = {
                     "condition": args.condition,
                     "trial": trial,
@@ -264,8 +273,18 @@ def main() -> None:
     parser.add_argument("--out", default="ab-results.jsonl")
     parser.add_argument("--work", default=None, help="kept between runs (resume); default: temp")
     parser.add_argument("--seed", default="ab")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="--perf-ab-budget for the A/B configurations (default: the plugin's)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="--perf-ab-budget for the A/B configurations (default: the plugin's)",
+    )
+    parser.add_argument(
+        "--other-python",
+        metavar="PYTHON",
+        help="the interpreter of config interleave-other: another version of "
+        "pytest-perfguard installed in a venv of its own, side by side",
+    )
     parser.add_argument("--summary", metavar="JSONL", help="print the table of a results file")
     args = parser.parse_args()
     if args.summary:
@@ -275,6 +294,8 @@ def main() -> None:
     unknown = set(args.configs) - set(CONFIGS)
     if unknown:
         raise SystemExit(f"unknown configs {sorted(unknown)}; choose from {CONFIGS}")
+    if "interleave-other" in args.configs and not args.other_python:
+        raise SystemExit("config interleave-other needs --other-python")
     temporary = args.work is None
     if temporary:
         args.work = tempfile.mkdtemp(prefix="ab-bench-")

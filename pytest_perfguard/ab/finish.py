@@ -257,6 +257,20 @@ def judge(
     return comparison, head_rows, base_rows
 
 
+# The confirmations are a family of their own, judged with Benjamini-Hochberg among
+# themselves; each confirmation's looks are planned for one metric. The first pairing
+# already holds the session's false discoveries to q when pairs are exchangeable; what a
+# confirmation adds is a new draw of the two processes, whose difference no number of
+# pairs would average out. So it needs only the pairs that one test at level q needs: 6
+# for a clear +25 % (2^-6 / 0.5 <= 0.05), not the 10 that 24 metrics' first look needs.
+CONFIRMATION_METRICS = 1
+
+
+def confirmation_schedule(q: float) -> paired.LookSchedule:
+    """The looks of a confirmation's pairs (`CONFIRMATION_METRICS`)."""
+    return paired.LookSchedule.plan(metrics=CONFIRMATION_METRICS, q=q)
+
+
 def likely_regression(
     run: PairedRun,
     spec: PerfSpec | None,
@@ -297,6 +311,7 @@ def _confirm(
     """Judge the confirmations' pairs of the flagged metrics (Benjamini-Hochberg among
     them) and keep a regression only where its confirmation is one too. Requiring two
     independent pairings to agree can only remove alarms, never add them."""
+    schedule = confirmation_schedule(summary.q)
     batch: list[tuple[tuple[str, str], paired.PairedAssessment, float]] = []
     for key, verdict in decided.items():
         test, metric = key
@@ -314,9 +329,8 @@ def _confirm(
             continue
         try:
             assessment = paired.assess_pairs(
-                s.base, s.head, s.direction, q=summary.q,
-                share=summary.schedule.share_at(len(s.base)),
-            )  # fmt: skip
+                s.base, s.head, s.direction, q=summary.q, share=schedule.share_at(len(s.base))
+            )
         except ValueError:
             continue
         batch.append((key, assessment, verdict.threshold))

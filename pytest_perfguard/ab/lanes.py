@@ -172,11 +172,11 @@ def run_lanes(
     the next test (in the given order) and runs `job` on it, until none is left or the
     lane's worker dies. A lane starts as soon as its own workers are ready.
 
-    A test whose pairs `confirm_if` flags is paired again in fresh processes on other
-    CPUs (`LaneResults.confirmations`): the first flag calls `start_confirming` for the
+    A test whose pairs `confirm_if` flags is paired again in fresh processes
+    (`LaneResults.confirmations`): the first flag calls `start_confirming` for the
     confirmation lanes (new workers, one lane for each of `lanes`, on its CPUs), which
     collect while the lanes go on; each lane's thread, once no first pairing is left,
-    takes the confirmations of the other lanes' tests in its confirmation lane. Tests no
+    takes the confirmations in its confirmation lane, the other lanes' tests first. Tests no
     lane took are `left`; confirmations no lane could make are dropped (the caller makes
     them at the end).
 
@@ -192,9 +192,11 @@ def run_lanes(
     def take(index: int, confirming: bool) -> _Job | None:
         with ready:
             while True:
-                found = next(
-                    (j for j in queue if not j.confirm or (confirming and j.lane != index)), None
-                )
+                found = next((j for j in queue if not j.confirm), None)
+                if found is None and confirming and queue:
+                    # Another lane's flags first; then its own, so that no confirmation
+                    # lane idles while another has several to make.
+                    found = next((j for j in queue if j.lane != index), queue[0])
                 if found is not None:
                     queue.remove(found)
                     working[0] += 1

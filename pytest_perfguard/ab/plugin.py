@@ -32,7 +32,15 @@ from ..results import PlatformInfo, TestOutcome
 from ..settings import PerfSettings
 from ..valgrind import CallgrindCounter, CallgrindError, open_callgrind_counter, valgrind_tool
 from .base import BaseCheckout, BaseError, resolve_base
-from .finish import ABResult, ABSummary, PairedTest, finish_ab, judge, likely_regression
+from .finish import (
+    CONFIRMATION_METRICS,
+    ABResult,
+    ABSummary,
+    PairedTest,
+    finish_ab,
+    judge,
+    likely_regression,
+)
 from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
 from .pairing import (
     MODES,
@@ -347,12 +355,14 @@ class ABSession:
         if self.worker is not None:
             self.worker.pin(self.cpus)
 
-    def _plan_lanes(self, lanes: list[Lane]) -> None:
-        """Each lane pairs by a plan of its own: its CPUs, its random draws, its counts."""
+    def _plan_lanes(self, lanes: list[Lane], *, confirming: bool = False) -> None:
+        """Each lane pairs by a plan of its own: its CPUs, its random draws, its counts;
+        a confirmation lane's looks are a confirmation's (`CONFIRMATION_METRICS`)."""
         assert self.plan is not None
+        metrics = CONFIRMATION_METRICS if confirming else self.plan.metrics
         for lane in lanes:
             self.lane_plans[id(lane)] = replace(
-                self.plan, cpus=lane.cpus, rng=random.Random(), late_starts=0
+                self.plan, cpus=lane.cpus, rng=random.Random(), late_starts=0, metrics=metrics
             )
 
     @pytest.hookimpl(tryfirst=True)
@@ -380,6 +390,18 @@ class ABSession:
             self._unpin_base()
         assert self.plan is not None
         self.plan.late_starts += sum(plan.late_starts for plan in self.lane_plans.values())
+        if all(test in self.lane_runs or test in self.lane_errors for test in self.order):
+            self._quit_workers()
+
+    def _quit_workers(self) -> None:
+        """Every test is paired and every flag the lanes raised confirmed: the workers
+        tear down (fixtures, their process's exit) while this process runs the tests once
+        for their outcomes, instead of after it. `close` waits for them. A regression
+        that still needs a confirmation at the end gets new confirmation lanes."""
+        for worker in self.workers:
+            worker.quit()
+        self.worker = None
+        self.confirming = []
 
     def _pair_in_lane(self, lane: Lane, test: str) -> PairedRun:
         """One test's pairs between a lane's two workers (in the lane's thread)."""
@@ -543,6 +565,7 @@ class ABSession:
         base: WorkerProcess | None = None
         head: WorkerProcess | None = None
         found: dict[str, PairedRun] = {}
+        plan = replace(self.plan, metrics=CONFIRMATION_METRICS)
         try:
             base = WorkerProcess(
                 self.checkout.path, python_for_base(self.settings.against_python), self.base_args
@@ -554,9 +577,9 @@ class ABSession:
                     raise WorkerError((hello["errors"] or hello["imports"])[0])
             for index, test in enumerate(flagged):
                 entry = self.tests[test]
-                self.plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
+                plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
                 found[test] = pair_on_workers(
-                    self.plan, base, head, test, *self._judging(entry.spec, entry.gated),
+                    plan, base, head, test, *self._judging(entry.spec, entry.gated),
                     following=flagged[index + 1] if index + 1 < len(flagged) else None,
                 )  # fmt: skip
         except WorkerError as exc:
@@ -587,7 +610,7 @@ class ABSession:
             close_workers(base.copies)
             raise
         self.workers += [worker for lane in lanes for worker in lane.workers]
-        self._plan_lanes(lanes)
+        self._plan_lanes(lanes, confirming=True)
         self.confirming = lanes
         return lanes
 

@@ -287,6 +287,93 @@ def test_with_lanes_a_difference_of_the_lanes_processes_is_not_confirmed_in_fres
         assert 0.8 < float(confirmed.group(1)) < 1.25
 
 
+TEARDOWN_CONFTEST = """
+import atexit
+import os
+import sys
+
+import pytest
+
+IN_WORKER = "_perfguard_ab_worker" in sys.modules
+FLAGS = {flags!r}
+
+
+def flag(name):
+    with open(os.path.join(FLAGS, f"{{name}}-{{os.getpid()}}"), "w"):
+        pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_resource():
+    yield
+    if IN_WORKER:
+        flag("torn-down")
+
+
+if IN_WORKER:  # registered before the copies are forked: they inherit it
+    atexit.register(flag, "atexit")
+"""
+
+TEARDOWN_TESTS = """
+import glob
+import os
+import time
+
+import pytest
+
+from conftest import FLAGS, IN_WORKER
+
+
+def spin(ms):
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.perf
+def test_a():
+    spin(1)
+
+
+@pytest.mark.perf
+def test_b():
+    spin(1)
+
+
+def test_runs_once_the_lanes_are_done():
+    # In the head's own loop, after the lanes paired test_a and test_b.
+    if IN_WORKER:
+        return
+    deadline = time.monotonic() + 60
+    while len(glob.glob(os.path.join(FLAGS, "torn-down-*"))) < 4:
+        assert time.monotonic() < deadline, "the lanes' workers were not told to quit"
+        time.sleep(0.02)
+"""
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")
+def test_lane_workers_tear_down_while_the_head_runs_its_tests_and_run_atexit(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """Once the lanes have paired every test, their workers (two processes and their
+    copies) tear their session down while the head runs its loop, not after it; each
+    exits without freeing its objects one by one, but runs its atexit functions."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    base = tmp_path / "base-checkout"
+    base.mkdir()
+    for root in (pytester.path, base):
+        (root / "conftest.py").write_text(TEARDOWN_CONFTEST.format(flags=str(flags)))
+        (root / "test_teardown.py").write_text(TEARDOWN_TESTS)
+    result = _run(
+        pytester, f"--perf-against={base}", "--perf-ab-lanes", "2", "--perf-threshold", "0.5"
+    )
+    assert result.ret == 0, result.stdout.str()
+    torn_down = {path.name.rpartition("-")[2] for path in flags.glob("torn-down-*")}
+    exited = {path.name.rpartition("-")[2] for path in flags.glob("atexit-*")}
+    assert len(torn_down) >= 4 and exited == torn_down
+
+
 def test_duet_lanes_pair_and_fail_a_slower_head(
     pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

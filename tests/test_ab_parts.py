@@ -480,3 +480,44 @@ def test_a_worker_with_copies_collects_once_and_reports_a_copys_exit(tmp_path: P
     finally:
         lanes.close_workers(started.copies)
     assert not any(_exists(pid) for pid in pids)
+
+
+def _rounds(seconds: list[float]) -> list[series.Round]:
+    return [series.Round(s, s, 0, {}) for s in seconds]
+
+
+def test_six_clear_pairs_in_fresh_processes_confirm_a_regression() -> None:
+    """A confirmation is judged as a family of its own, its looks planned for one metric:
+    six pairs all 30 % slower confirm a regression that the session's first pairing found
+    among 24 metrics (whose first look that tests needs 10 pairs)."""
+    from datetime import datetime, timezone
+
+    from pytest_perfguard import paired
+    from pytest_perfguard.ab.finish import ABSummary, PairedTest, judge
+    from pytest_perfguard.results import PlatformInfo
+
+    def paired_run(pairs: int, ratio: float) -> pairing.PairedRun:
+        base_times = [0.010 * (1 + 0.001 * i) for i in range(pairs)]
+        return pairing.PairedRun(_rounds(base_times), _rounds([t * ratio for t in base_times]))
+
+    summary = ABSummary(
+        base_label="main", base_commit=None, mode="interleave", platform=PlatformInfo("box"),
+        threshold=0.1, q=0.05, schedule=paired.LookSchedule.plan(metrics=24, q=0.05),
+        started_at=datetime.now(timezone.utc), rootdir=Path("."), args=[], run_type="manual",
+        notes="",
+    )  # fmt: skip
+    assert summary.schedule.counts[:2] == (6, 10)  # a futility look, then the first test
+    tests = {"t.py::test_a": PairedTest(None, True, paired_run(10, 1.3))}
+    unconfirmed, _, _ = judge(tests, [], [], summary, False)
+    assert [v.kind for v in unconfirmed.verdicts] == ["regression"]
+
+    confirmations = {"t.py::test_a": paired_run(6, 1.3)}
+    confirmed, _, _ = judge(tests, [], [], summary, False, confirmations)
+    (verdict,) = confirmed.verdicts
+    assert verdict.kind == "regression", verdict.detail
+    assert "confirmed in fresh processes: ratio 1.300" in verdict.detail
+
+    confirmations = {"t.py::test_a": paired_run(6, 1.0)}
+    cleared, _, _ = judge(tests, [], [], summary, False, confirmations)
+    (verdict,) = cleared.verdicts
+    assert verdict.kind == "unstable" and "not confirmed in fresh processes" in verdict.detail

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,16 @@ def gated_verdicts(report: Path) -> dict[str, str]:
     }
 
 
+def notes(report: Path) -> dict[str, str]:
+    """The detail of each verdict other than unchanged (ratios, pairs, confirmations)."""
+    comparisons = json.loads(report.read_text())["comparisons"]
+    return {
+        c["test"].rpartition("::test_")[2]: c.get("detail", "")
+        for c in comparisons
+        if c["gated"] and c["verdict"] != "unchanged"
+    }
+
+
 class Hogs:
     """Background load: `cpu` = three busy loops (more than the two cores), `mem` = one
     process copying 256 MB buffers back and forth (memory bandwidth)."""
@@ -150,7 +161,7 @@ def run_config(
         )  # fmt: skip
     if not report.exists():
         raise SystemExit(f"{config}: no report (rc {rc}):\n{text[-3000:]}")
-    return {"rc": rc, "secs": secs, "verdicts": gated_verdicts(report)}
+    return {"rc": rc, "secs": secs, "verdicts": gated_verdicts(report), "notes": notes(report)}
 
 
 def load_average() -> float:
@@ -261,7 +272,36 @@ def summary(path: Path) -> str:
             f"{c['det']}/{c['inj']} ({c['det'] / max(c['inj'], 1):.0%}) | {c['unstable']} | "
             f"{secs:.1f} | {load:.1f} | {' | '.join(by_kind)} |"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *time_ratios(rows)])
+
+
+def time_ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """Per configuration and condition: each trial's A/B seconds over the stored gate's in
+    the same trial (c clean, s slowed), their median, and the ratio of the sums."""
+    trials: dict[tuple[str, float, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in rows:
+        trials[(row["condition"], row["factor"], row["trial"])][row["config"]] = row
+    series: dict[tuple[str, float, str], list[tuple[float, float, bool]]] = defaultdict(list)
+    for (condition, factor, _), configs in sorted(trials.items()):
+        stored = configs.get("stored")
+        if stored is None:
+            continue
+        for config, row in configs.items():
+            if config != "stored":
+                key = (condition, factor, config)
+                series[key].append((row["secs"], stored["secs"], bool(row["slow"])))
+    lines = []
+    for (condition, factor, config), runs in sorted(series.items()):
+        ratios = [ab / stored for ab, stored, _ in runs]
+        each = ", ".join(f"{r:.2f}{'s' if slowed else 'c'}" for r, (*_, slowed) in zip(
+            ratios, runs, strict=True
+        ))  # fmt: skip
+        total = sum(ab for ab, _, _ in runs) / sum(stored for _, stored, _ in runs)
+        lines.append(
+            f"- {condition} +{factor - 1:.0%} {config}: x stored {each}; median "
+            f"{statistics.median(ratios):.2f}x, sums {total:.2f}x"
+        )
+    return lines
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from ..compare import Comparison
 from ..measure import PerfSpec
 from ..results import Measurement, PlatformInfo, RunInfo, TestOutcome, Verdict
 from ..runinfo import GitState, build_run_info, git_state
-from .pairing import PairedRun
+from .pairing import PairedRun, PairingPlan
 from .series import Series, pair_series
 
 Markup = dict[str, bool]
@@ -263,12 +263,20 @@ def judge(
 # confirmation adds is a new draw of the two processes, whose difference no number of
 # pairs would average out. So it needs only the pairs that one test at level q needs: 6
 # for a clear +25 % (2^-6 / 0.5 <= 0.05), not the 10 that 24 metrics' first look needs.
+# A fifth look lets a noisy confirmation go on to 32 pairs, as far as a first pairing's
+# last look (35 for 24 metrics).
 CONFIRMATION_METRICS = 1
+CONFIRMATION_LOOKS = 5
+
+
+def confirmation_plan(plan: PairingPlan) -> PairingPlan:
+    """How a confirmation takes its pairs: `plan`'s, its looks a confirmation's."""
+    return replace(plan, metrics=CONFIRMATION_METRICS, looks=CONFIRMATION_LOOKS)
 
 
 def confirmation_schedule(q: float) -> paired.LookSchedule:
-    """The looks of a confirmation's pairs (`CONFIRMATION_METRICS`)."""
-    return paired.LookSchedule.plan(metrics=CONFIRMATION_METRICS, q=q)
+    """The looks of a confirmation's pairs: 6, 9, 14, 21 and 32 at q = 0.05."""
+    return paired.LookSchedule.plan(metrics=CONFIRMATION_METRICS, q=q, looks=CONFIRMATION_LOOKS)
 
 
 def likely_regression(

@@ -409,6 +409,7 @@ class PairingPlan:
     budget: float  # seconds per test, beyond its first look
     q: float
     metrics: int  # gated metrics expected in the session (sizes the first look)
+    looks: int = 4  # planned looks (`paired.LookSchedule.plan`)
     warmup: int = 1  # per side, before the first pair
     block: int = 3  # calls a side per pair; the best of them is the side's value
     # A test whose warm-up call takes this long makes one call a side per pair: the cache a
@@ -424,7 +425,7 @@ class PairingPlan:
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
 
     def schedule(self) -> paired.LookSchedule:
-        return paired.LookSchedule.plan(metrics=self.metrics, q=self.q)
+        return paired.LookSchedule.plan(metrics=self.metrics, q=self.q, looks=self.looks)
 
 
 @dataclass

@@ -33,10 +33,10 @@ from ..settings import PerfSettings
 from ..valgrind import CallgrindCounter, CallgrindError, open_callgrind_counter, valgrind_tool
 from .base import BaseCheckout, BaseError, resolve_base
 from .finish import (
-    CONFIRMATION_METRICS,
     ABResult,
     ABSummary,
     PairedTest,
+    confirmation_plan,
     finish_ab,
     judge,
     likely_regression,
@@ -357,12 +357,12 @@ class ABSession:
 
     def _plan_lanes(self, lanes: list[Lane], *, confirming: bool = False) -> None:
         """Each lane pairs by a plan of its own: its CPUs, its random draws, its counts;
-        a confirmation lane's looks are a confirmation's (`CONFIRMATION_METRICS`)."""
+        a confirmation lane's looks are a confirmation's (`finish.confirmation_plan`)."""
         assert self.plan is not None
-        metrics = CONFIRMATION_METRICS if confirming else self.plan.metrics
+        plan = confirmation_plan(self.plan) if confirming else self.plan
         for lane in lanes:
             self.lane_plans[id(lane)] = replace(
-                self.plan, cpus=lane.cpus, rng=random.Random(), late_starts=0, metrics=metrics
+                plan, cpus=lane.cpus, rng=random.Random(), late_starts=0
             )
 
     @pytest.hookimpl(tryfirst=True)
@@ -565,7 +565,7 @@ class ABSession:
         base: WorkerProcess | None = None
         head: WorkerProcess | None = None
         found: dict[str, PairedRun] = {}
-        plan = replace(self.plan, metrics=CONFIRMATION_METRICS)
+        plan = confirmation_plan(self.plan)
         try:
             base = WorkerProcess(
                 self.checkout.path, python_for_base(self.settings.against_python), self.base_args

@@ -15,16 +15,17 @@ design avoids):
   dispatch to two more implementations of a hook that already has pytest's own
   (`pytest_runtest_call` in a real session has 9; ours were a ``tryfirst`` one and a
   ``trylast`` one), with bodies that return at once; kept for the comparison;
-- ``runtest_wrapper``: what the wrapped ``runtest`` (`RunLog.wrap_calls`: a method
-  binding the item to a bound method of the run log, which calls the item's class's
-  ``runtest``) costs over calling ``runtest`` directly, with nothing measured; the shape
-  that replaced ``dispatch``;
+- ``runtest_wrapper``: what the replaced ``runtest`` (`RunLog._measure_class`: the
+  item's class's ``runtest`` replaced by a function, `RunLog.plain_runtest`, that checks
+  the item's session and calls the original) costs over calling ``runtest`` directly,
+  with nothing measured; the shape that replaced ``dispatch`` (a method set on each item
+  until 2026-12-01);
 - ``measure``: the built-in collector as a plain test runs it (``start``, then
   ``stop_into`` appending the two readings) and both clock reads: writing
   ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
-- ``call``: a plain test's measured call as it runs, its ``runtest`` wrapped by
-  `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the wrapper and
-  `RunLog.measured_plain_call`, the measuring included);
+- ``call``: a plain test's measured call as it runs, its class's ``runtest`` replaced by
+  `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the replacement
+  is `RunLog.plain_runtest`'s, the measuring included);
 - ``call_added``: ``call`` less the same loop over the same items with their
   ``runtest`` not wrapped (what a bare session pays for calling them): what measuring adds
   to a plain test's call;
@@ -32,8 +33,8 @@ design avoids):
   run, and which a stored result needs;
 - ``markers``: reading a collected item's `perf` markers (`RunLog.read_markers`), once
   per item in every process that collects;
-- ``wrap``: wrapping a collected plain item's ``runtest`` (`RunLog.wrap_calls`), once
-  per item in every process that collects;
+- ``wrap``: `RunLog.wrap_calls` over collected plain items (the check for a ``runtest``
+  of the item's own, and its class noted), once per item in every process that collects;
 - ``session_end``: the run log turned into columns (`RunLog.session_results`), per test;
   storing the columns is `bench_plain_storage.py`'s (about 2.8 k a test into a history
   that knows the suite, 8.4 k in another order, as xdist's workers return them);
@@ -54,7 +55,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import MethodType
 from typing import Any
 
 PARTS = (
@@ -123,26 +123,29 @@ def _prepared_dispatch(ours: bool) -> Any:
     return prepare
 
 
-class _RuntestItem:
-    def runtest(self) -> None:
-        pass
-
-
-class _Wrapping:
-    """A `RunLog` as far as `wrap_calls` goes: a method the wrapped `runtest` calls with
-    the item, which calls the item's own."""
-
-    def measured_call(self, item: Any) -> None:
-        type(item).runtest(item)
+_SESSION = object()  # what a measured call checks an item's `session` against
 
 
 def _prepared_wrapper(wrapped: bool) -> Any:
     def prepare(n: int) -> tuple[object, Any]:
-        items = [_RuntestItem() for _ in range(n)]
-        if wrapped:
-            measured = _Wrapping().measured_call
-            for item in items:
-                item.runtest = MethodType(measured, item)  # type: ignore[method-assign]
+        class RuntestItem:
+            def __init__(self) -> None:
+                self.session = _SESSION
+
+            def runtest(self) -> None:
+                pass
+
+        items = [RuntestItem() for _ in range(n)]
+        if wrapped:  # the shape of `RunLog.plain_runtest`, measuring nothing
+            original = RuntestItem.runtest
+
+            def runtest(item: Any) -> None:
+                if item.session is not _SESSION:
+                    original(item)
+                    return
+                original(item)
+
+            RuntestItem.runtest = runtest  # type: ignore[method-assign]
 
         def work() -> None:
             for item in items:
@@ -175,6 +178,7 @@ class _Item:
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
+        self.session = _SESSION
 
     def runtest(self) -> None:
         pass
@@ -192,7 +196,10 @@ def _record_log() -> Any:
 
 def _prepared_call(n: int) -> tuple[object, Any]:
     log = _record_log()
-    items = [_Item(f"test_suite.py::test_param[{i}]") for i in range(n)]
+    # A class of its own: a run log measures plain items through their class's `runtest`,
+    # and the runs of this part in one process must not measure each other's.
+    item_class = type("Item", (_Item,), {})
+    items = [item_class(f"test_suite.py::test_param[{i}]") for i in range(n)]
     log.wrap_calls(items)  # type: ignore[arg-type]
 
     def work() -> None:

@@ -58,6 +58,10 @@ def _nothing(item: pytest.Item) -> None:
     pass
 
 
+# What a class's own dict held for `runtest` before `_measure_class`: nothing.
+_ABSENT = object()
+
+
 def _calling(runtest: Callable[[], object]) -> Callable[[pytest.Item], object]:
     """An item's own `runtest` (set on the item, not its class) in the shape `RunLog`
     calls: with the item."""
@@ -123,6 +127,11 @@ class RunLog:
         self.current_call: Callable[[pytest.Item], object] = _nothing
         # Items whose `runtest` another plugin set on the item itself: what to call.
         self.own_runtests: dict[int, Callable[[pytest.Item], object]] = {}
+        # The item classes whose `runtest` this session replaced (`_measure_class`): each
+        # class, what its own dict held before (or _ABSENT), and the replacement; and
+        # each replacement's original, what a measured call runs.
+        self.patched_classes: list[tuple[type, object, Callable[[pytest.Item], None]]] = []
+        self.class_originals: dict[object, Callable[[pytest.Item], object]] = {}
         self.current_spec: PerfSpec | None = None
         self.current_durations: list[float] = []
         self.started = 0.0
@@ -175,22 +184,25 @@ class RunLog:
         return bad
 
     def wrap_calls(self, items: Sequence[pytest.Item]) -> None:
-        """Measure each item that needs it from inside its own `runtest` (`_measured`):
-        marked items, items using the `perf` fixture, and plain ones when plain tests are
-        measured. The rest keep their `runtest` and pay nothing: when plain tests are not
-        measured, nothing of an unmarked test is stored, reported or judged, so one that
-        asks for `perf` only at run time (`request.getfixturevalue`) loses nothing. Not
-        per-test hook implementations: pluggy's dispatch to two of them cost 7.4 k
-        instructions a test, this call 0.7 k (`benchmarks/bench_per_test_floor.py`)."""
+        """Measure each item that needs it from inside its own `runtest`: marked items and
+        items using the `perf` fixture (`measured_call`, a method set on each), and plain
+        ones when plain tests are measured (`plain_runtest`, their class's `runtest` for
+        the session, `_measure_class`). The rest keep their
+        `runtest` and pay nothing: when plain tests are not measured, nothing of an
+        unmarked test is stored, reported or judged, so one that asks for `perf` only at
+        run time (`request.getfixturevalue`) loses nothing. Not per-test hook
+        implementations: pluggy's dispatch to two of them cost 7.4 k instructions a test,
+        this call 0.7 k (`benchmarks/bench_per_test_floor.py`)."""
         specs, measure_plain = self.specs, self.measure_plain
-        measured, measured_plain = self.measured_call, self.measured_plain_call
+        measured = self.measured_call
+        plain_classes: dict[type, pytest.Item] = {}
         for item in items:
             if specs and id(item) in specs:  # 0.5 k an item: skipped in a suite without markers
-                call = measured
+                call: Callable[[pytest.Item], None] | None = measured
             elif measure_plain:
                 # A test using `perf` too: its recorder, set up by then, sends its call
                 # on to `measured_call`.
-                call = measured_plain
+                call = None
             elif "perf" in getattr(item, "fixturenames", ()):
                 call = measured
             else:
@@ -206,53 +218,97 @@ class RunLog:
             ):
                 self.own_runtests[id(item)] = _calling(bound)
                 call = measured
+            if call is None:
+                plain_classes.setdefault(type(item), item)
+                continue
             # One object an item for the garbage collector to track, the method that
-            # binds the item to the call: a closure made five (its function, its cells,
-            # the item's bound `runtest`), which every full collection of a long session
-            # walks (docs/architecture.md).
+            # binds the item to the call (docs/architecture.md); plain items, most of a
+            # suite, go through their class instead and cost none.
             item.runtest = MethodType(call, item)  # type: ignore[method-assign]
+        for cls, item in plain_classes.items():
+            self._measure_class(cls, item.session)
 
-    def measured_plain_call(self, item: pytest.Item) -> None:
-        """`measured_call` of a plain test (no marker, no `perf` fixture, its class's
-        `runtest`) while the built-in Linux collector measures alone, its columns
-        appended in place: the path every plain test of a recorded suite takes, without
-        the checks and calls that tell it from a marked test (13.2 k -> 10.9 k
-        instructions a test, `benchmarks/bench_per_test_floor.py`, part `call_added`).
-        Anything else the run log is in the middle of (a re-run pass, a `perf` fixture
-        asked for, a call left unfinished by a skip, other collectors) takes
-        `measured_call`."""
-        plain, collector, recorders = self.plain, self.plain_collector, self.recorders
-        if (
-            plain is None
-            or collector is None
-            or self.current is not None
-            or (recorders and id(item) in recorders)  # `perf` set up: its recorder's there
-            or self.rerunning
-        ):
-            self.measured_call(item)
-            return
-        # What a failure's `end_current` reads.
-        self.current = item
-        self.current_spec = None
-        collector.start()
-        self.started = started = _clock()
-        type(item).runtest(item)
-        end = _clock()
-        if self.current is not item:
-            return
-        if recorders and id(item) in recorders:  # `perf` asked for in the test's body
-            self.end_current(end, "passed")
-            return
-        self.current = None
-        plain.ids.append(item.nodeid)
-        plain.outcomes.append("passed")
-        plain.durations.append(end - started)
-        collector.stop_into(self.plain_cpu_times, self.plain_rss_peaks)
+    def _measure_class(self, cls: type, session: pytest.Session) -> None:
+        """Replace `cls.runtest`, for this session, by `plain_runtest`'s function, which
+        measures the calls of this session's items and passes any other session's
+        (pytester's in-process runs share pytest's classes) to the original.
+        `restore_classes` undoes it. Not a method set on each item: that is an object
+        per item, which every full collection of a long session walks, and making and
+        setting it cost 1.3 k instructions a test (docs/architecture.md)."""
+        original = cls.runtest  # type: ignore[attr-defined]
+        if original in self.class_originals:
+            return  # a subclass of a class replaced already, or replaced twice: measured
+        runtest = self.plain_runtest(session, original)
+        self.patched_classes.append((cls, cls.__dict__.get("runtest", _ABSENT), runtest))
+        self.class_originals[runtest] = original
+        cls.runtest = runtest  # type: ignore[attr-defined]
+
+    def restore_classes(self) -> None:
+        """Put back every `runtest` that `_measure_class` replaced (latest first), where
+        nobody replaced it again since; safe to call more than once."""
+        for cls, before, runtest in reversed(self.patched_classes):
+            if cls.__dict__.get("runtest") is not runtest:
+                continue  # replaced on top of ours: ours passes other sessions' calls on
+            if before is _ABSENT:
+                delattr(cls, "runtest")
+            else:
+                cls.runtest = before  # type: ignore[attr-defined]
+        self.patched_classes = []
+
+    def plain_runtest(
+        self, session: pytest.Session, original: Callable[[pytest.Item], object]
+    ) -> Callable[[pytest.Item], None]:
+        """The `runtest` of a class whose items are plain tests (no marker, no `perf`
+        fixture, their class's `runtest`), the path every plain test of a recorded suite
+        takes. While the built-in Linux collector measures alone, it measures the call
+        and appends to the session's columns in place, without the checks and calls that
+        tell a plain test from a marked one (13.2 k -> 10.9 k instructions a test,
+        `benchmarks/bench_per_test_floor.py`, part `call_added`; a function of the run
+        log's, not a method, which would be one more call). Anything else the run log is
+        in the middle of (a re-run pass, a `perf` fixture asked for, a call left
+        unfinished by a skip, other collectors) takes `measured_call`."""
+        log = self
+
+        def runtest(item: pytest.Item) -> None:
+            if item.session is not session:
+                original(item)
+                return
+            plain, collector, recorders = log.plain, log.plain_collector, log.recorders
+            if (
+                plain is None
+                or collector is None
+                or log.current is not None
+                or (recorders and id(item) in recorders)  # `perf` set up: its recorder's
+                or log.rerunning
+            ):
+                log.measured_call(item)
+                return
+            # What a failure's `end_current` reads.
+            log.current = item
+            log.current_spec = None
+            collector.start()
+            log.started = started = _clock()
+            original(item)
+            end = _clock()
+            if log.current is not item:
+                return
+            if recorders and id(item) in recorders:  # `perf` asked for in the test's body
+                log.end_current(end, "passed")
+                return
+            log.current = None
+            plain.ids.append(item.nodeid)
+            plain.outcomes.append("passed")
+            plain.durations.append(end - started)
+            collector.stop_into(log.plain_cpu_times, log.plain_rss_peaks)
+
+        return runtest
 
     def measured_call(self, item: pytest.Item) -> None:
         """`item`'s `runtest` as `wrap_calls` leaves it: its own, measured."""
         own = self.own_runtests.get(id(item)) if self.own_runtests else None
         runtest = type(item).runtest if own is None else own
+        if self.class_originals:  # the class's, as `_measure_class` found it
+            runtest = self.class_originals.get(runtest, runtest)
         self.start_call(item, runtest)
         runtest(item)
         self.end_call(item)
@@ -483,9 +539,11 @@ class RunLog:
         return rows, plain
 
     def close(self) -> None:
-        """The tests are over: drop a call left unfinished, close the collectors."""
+        """The tests are over: drop a call left unfinished, put the item classes'
+        `runtest` back, close the collectors."""
         if self.current is not None:
             self.drop_current()
+        self.restore_classes()
         for collector in self.collectors:
             close = getattr(collector, "close", None)
             if close is not None:

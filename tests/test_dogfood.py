@@ -27,7 +27,7 @@ PLATFORM = "selfperf_callgrind_py3.11"
 SESSION = "benchmarks/selfperf/test_selfperf.py::test_a_session_of_plain_tests"
 WRITE = "benchmarks/selfperf/test_selfperf.py::test_session_end_write"
 # The busy loop: about a million instructions on every test's call, before the test runs.
-SLOWDOWN = "        for _ in range(50_000):\n            pass\n"
+SLOWDOWN = "            for _ in range(50_000):\n                pass\n"
 
 needs_callgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None or valgrind.unsupported_platform() is not None,
@@ -56,11 +56,10 @@ def slowed_copy(tmp_path: Path) -> Path:
     (project / "pytest.ini").write_text("[pytest]\n")
     runlog = project / "pytest_perfguard" / "runlog.py"
     source = runlog.read_text("utf-8")
-    # The first line of the method each plain test's measured call goes through (the
-    # self-suite's inner session measures plain tests: `--perf-gate=all`).
-    call = re.search(
-        r"\n    def measured_plain_call\(self, item: pytest\.Item\) -> None:\n", source
-    )
+    # The first line of the function each plain test's measured call goes through, its
+    # class's `runtest` (`RunLog.plain_runtest`; the self-suite's inner session measures
+    # plain tests: `--perf-gate=all`).
+    call = re.search(r"\n        def runtest\(item: pytest\.Item\) -> None:\n", source)
     assert call is not None, "the plugin's per-test start moved: update the injection point"
     runlog.write_text(source[: call.end()] + SLOWDOWN + source[call.end() :], "utf-8")
     return project

@@ -122,6 +122,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         config.pluginmanager.register(counting, "perfguard-instructions")
     log = RunLog(settings)
+    # The item classes' `runtest` back even where the session end never ran (`close` puts
+    # it back there first).
+    config.add_cleanup(log.restore_classes)
     config.stash[RUN_LOG_KEY] = log
     config.pluginmanager.register(PerfPlugin(config, context, log), "perfguard-session")
 

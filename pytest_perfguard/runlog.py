@@ -6,7 +6,10 @@ Here live the session's measuring state, the rounds of a marked test (warmup, `r
 auto rounds within `--perf-rounds-budget`), the recording of each call and the wire format
 xdist workers send their rows in. Nothing here is a hook and nothing here imports the
 plugin module. A measured test's `runtest` is wrapped at collection (`wrap_calls`): the
-wrapper starts and ends the measurement around the test's own call, no hook involved.
+wrapper starts and ends the measurement around the test's own call, no hook involved. A
+marked test's wrapper is a method set on the item; plain tests are measured through their
+class, whose `runtest` is replaced for the session (`plain_runtest`) and put back at its end
+(`restore_classes`).
 """
 
 from __future__ import annotations

@@ -174,7 +174,8 @@ def _measure(n: int) -> None:
 class _Item:
     """What a measured call reads of an item: its id (already built: `nodeid` counts
     that), and its `runtest` (a test that does nothing). Not slotted: pytest's items
-    keep their attributes in a `__dict__`, where `RunLog.wrap_calls` puts the wrapper."""
+    keep their attributes in a `__dict__`; `RunLog.wrap_calls` replaces their class's `runtest`
+    (`_prepared_call` gives each run a class of its own)."""
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid

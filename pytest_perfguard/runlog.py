@@ -190,12 +190,12 @@ class RunLog:
         """Measure each item that needs it from inside its own `runtest`: marked items and
         items using the `perf` fixture (`measured_call`, a method set on each), and plain
         ones when plain tests are measured (`plain_runtest`, their class's `runtest` for
-        the session, `_measure_class`). The rest keep their
-        `runtest` and pay nothing: when plain tests are not measured, nothing of an
-        unmarked test is stored, reported or judged, so one that asks for `perf` only at
-        run time (`request.getfixturevalue`) loses nothing. Not per-test hook
-        implementations: pluggy's dispatch to two of them cost 7.4 k instructions a test,
-        this call 0.7 k (`benchmarks/bench_per_test_floor.py`)."""
+        the session, `_measure_class`). The rest keep their `runtest` and pay nothing:
+        when plain tests are not measured, nothing of an unmarked test is stored,
+        reported or judged, so one that asks for `perf` only at run time
+        (`request.getfixturevalue`) loses nothing. Not per-test hook implementations:
+        pluggy's dispatch to two of them cost 7.4 k instructions a test, the replaced
+        `runtest` 0.6 k (`benchmarks/bench_per_test_floor.py`, `runtest_wrapper`)."""
         specs, measure_plain = self.specs, self.measure_plain
         measured = self.measured_call
         plain_classes: dict[type, pytest.Item] = {}
@@ -265,11 +265,11 @@ class RunLog:
         fixture, their class's `runtest`), the path every plain test of a recorded suite
         takes. While the built-in Linux collector measures alone, it measures the call
         and appends to the session's columns in place, without the checks and calls that
-        tell a plain test from a marked one (13.2 k -> 10.9 k instructions a test,
-        `benchmarks/bench_per_test_floor.py`, part `call_added`; a function of the run
-        log's, not a method, which would be one more call). Anything else the run log is
-        in the middle of (a re-run pass, a `perf` fixture asked for, a call left
-        unfinished by a skip, other collectors) takes `measured_call`."""
+        tell a plain test from a marked one (13.2 k -> 11.0 k instructions a test,
+        `benchmarks/bench_per_test_floor.py`, part `call_added`; a function made by the
+        run log, not a method of it, which would be one more call: 11.3 k). Anything
+        else the run log is in the middle of (a re-run pass, a `perf` fixture asked for,
+        a call left unfinished by a skip, other collectors) takes `measured_call`."""
         log = self
 
         def runtest(item: pytest.Item) -> None:

@@ -168,19 +168,26 @@ def test_three_times_slower_head_fails_with_the_ab_header(
     assert _worktrees(project) == 1
 
 
-OFFSET_TESTS = """
+# Test modules' known amount of work (they import `time`).
+SPIN = """
+def spin(ms):
+    # A known amount of work, set by the thread's CPU clock: preemption does not shorten it.
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+"""
+
+OFFSET_TESTS = (
+    """
 import sys
 import time
 
 import pytest
 
 
-def spin(ms):
-    # A known amount of work, set by the thread's CPU clock: preemption does not shorten it.
-    end = time.thread_time() + ms / 1000
-    while time.thread_time() < end:
-        pass
-
+"""
+    + SPIN
+    + """
 
 @pytest.mark.perf
 def test_slower_in_this_process_only():
@@ -188,6 +195,7 @@ def test_slower_in_this_process_only():
     # difference between processes, with the same code on both sides.
     spin(2 if "_perfguard_ab_worker" in sys.modules else 6)
 """
+)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -215,7 +223,8 @@ def test_a_difference_between_processes_is_not_confirmed_in_fresh_ones(
     assert 0.8 < float(confirmed.group(1)) < 1.25  # what the fresh processes saw
 
 
-OFFSET_LANE_TESTS = """
+OFFSET_LANE_TESTS = (
+    """
 import os
 import sys
 import time
@@ -242,11 +251,9 @@ def first_head_worker():
 SLOW = first_head_worker()
 
 
-def spin(ms):
-    end = time.thread_time() + ms / 1000
-    while time.thread_time() < end:
-        pass
-
+"""
+    + SPIN
+    + """
 
 @pytest.mark.perf
 def test_x():
@@ -257,6 +264,7 @@ def test_x():
 def test_y():
     spin(6 if SLOW else 2)
 """
+)
 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")
@@ -314,7 +322,8 @@ if IN_WORKER:  # registered before the copies are forked: they inherit it
     atexit.register(flag, "atexit")
 """
 
-TEARDOWN_TESTS = """
+TEARDOWN_TESTS = (
+    """
 import glob
 import os
 import time
@@ -324,11 +333,9 @@ import pytest
 from conftest import FLAGS, IN_WORKER
 
 
-def spin(ms):
-    end = time.thread_time() + ms / 1000
-    while time.thread_time() < end:
-        pass
-
+"""
+    + SPIN
+    + """
 
 @pytest.mark.perf
 def test_a():
@@ -349,6 +356,7 @@ def test_runs_once_the_lanes_are_done():
         assert time.monotonic() < deadline, "the lanes' workers were not told to quit"
         time.sleep(0.02)
 """
+)
 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")

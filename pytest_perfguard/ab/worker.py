@@ -556,7 +556,7 @@ def exit_now(code: int) -> NoReturn:
     """Exit as the interpreter would, less the freeing of every object it still holds:
     the session is over (pytest tore its fixtures down), the threads are joined and the
     atexit functions run (`weakref.finalize`, temporary directories, coverage), and the
-    streams are flushed. Freeing the suite's data object by object took 70-80 ms of CPU
+    streams are flushed. Freeing the suite's data object by object took 65-85 ms of CPU
     per worker here (a 512 k-element list), and a session with lanes and confirmations
     ends eight workers on the CPUs the head's own loop and report need; the kernel frees
     the pages at once."""

@@ -57,6 +57,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PARTS = (
     "dispatch",
     "runtest_wrapper",
@@ -172,14 +174,19 @@ def _measure(n: int) -> None:
 
 
 class _Item:
-    """What a measured call reads of an item: its id (already built: `nodeid` counts
-    that), and its `runtest` (a test that does nothing). Not slotted: pytest's items
-    keep their attributes in a `__dict__`; `RunLog.wrap_calls` replaces their class's `runtest`
+    """What a measured call reads of an item: its id, kept as pytest 9 keeps it (a
+    `NodeId` whose string is already built: `nodeid` counts the building), and its
+    `runtest` (a test that does nothing). Not slotted: pytest's items keep their
+    attributes in a `__dict__`; `RunLog.wrap_calls` replaces their class's `runtest`
     (`_prepared_call` gives each run a class of its own)."""
 
     def __init__(self, nodeid: str) -> None:
-        self.nodeid = nodeid
+        from _pytest.nodeid import NodeId
+
+        self._id = NodeId.parse(nodeid)
         self.session = _SESSION
+
+    nodeid = pytest.Item.nodeid  # pytest's property, as a test's id is read
 
     def runtest(self) -> None:
         pass
@@ -295,7 +302,7 @@ def _prepared_nodeid(n: int) -> tuple[object, Any]:
 
 def _collect(n: int) -> list[Any]:
     """`n` real, freshly collected pytest items whose ids were never asked for."""
-    import pytest
+
 
     directory = Path(tempfile.mkdtemp(prefix="perfguard-floor-"))
     (directory / "test_suite.py").write_text(

@@ -102,7 +102,7 @@ class PlainRuns:
     trials). xdist workers send them the same way (:meth:`to_wire`).
     """
 
-    __slots__ = ("durations", "ids", "outcomes", "readings")
+    __slots__ = ("_distinct", "durations", "ids", "outcomes", "readings")
 
     def __init__(self, readings: Sequence[tuple[str, str]] = ()) -> None:
         self.ids: list[str] = []
@@ -110,9 +110,23 @@ class PlainRuns:
         self.durations: list[float] = []
         # (metric, unit, one value per test), in the order the collectors read them.
         self.readings: list[tuple[str, str, list[float]]] = [(m, u, []) for m, u in readings]
+        # The ids list last found distinct, and its length then.
+        self._distinct: tuple[list[str], int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def has_distinct_ids(self) -> bool:
+        """Whether no test appears twice (a rerun plugin runs one again). The session end
+        asks, then the history's writer: a set of a suite's ids costs 0.3-0.6 k
+        instructions a test, so the answer is kept until more runs are appended."""
+        ids, count = self.ids, len(self.ids)
+        checked = self._distinct
+        if checked is None or checked[0] is not ids or checked[1] != count:
+            if len(set(ids)) != count:
+                return False
+            self._distinct = (ids, count)
+        return True
 
     def layout(self) -> list[tuple[str, str]]:
         return [(metric, unit) for metric, unit, _ in self.readings]

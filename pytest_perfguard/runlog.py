@@ -65,6 +65,21 @@ def _nothing(item: pytest.Item) -> None:
 _ABSENT = object()
 
 
+def reads_cached_node_ids(item: pytest.Item) -> bool:
+    """Whether `item`'s id can be read as `item._id._str_cache` (pytest 9's `NodeId`,
+    whose string is built once): 0.13 k instructions against 1.4 k for the `nodeid`
+    property, which calls `NodeId.__str__` each time (`benchmarks/bench_per_test_floor.py`,
+    part `call_added`). Checked on a real item, so an older or newer pytest, or an item
+    class of another plugin's with its own `nodeid`, takes the property instead."""
+    if type(item).nodeid is not pytest.Item.nodeid:
+        return False
+    try:
+        cached = item._id._str_cache
+    except AttributeError:
+        return False
+    return cached is None or (isinstance(cached, str) and cached == item.nodeid)
+
+
 def _calling(runtest: Callable[[], object]) -> Callable[[pytest.Item], object]:
     """An item's own `runtest` (set on the item, not its class) in the shape `RunLog`
     calls: with the item."""
@@ -164,19 +179,28 @@ class RunLog:
         specs = self.specs
         inherited: dict[int, bool] = {}  # id(parent) -> a perf marker above the item
         bad: dict[int, str] = {}
+        # Items come grouped by parent: the last one's answer first (0.7 k instructions
+        # an item less than the dict's, `bench_per_test_floor.py`, part `markers`).
+        last_parent: object = _ABSENT
+        last_marked = False
         for item in items:
             for mark in item.own_markers:
                 if mark.name == "perf":
                     break
             else:
                 parent = item.parent
-                marked = inherited.get(id(parent))
-                if marked is None:
-                    marked = inherited[id(parent)] = (
-                        parent is not None and parent.get_closest_marker("perf") is not None
-                    )
-                if not marked:
-                    continue
+                if parent is last_parent:
+                    if not last_marked:
+                        continue
+                else:
+                    marked = inherited.get(id(parent))
+                    if marked is None:
+                        marked = inherited[id(parent)] = (
+                            parent is not None and parent.get_closest_marker("perf") is not None
+                        )
+                    last_parent, last_marked = parent, marked
+                    if not marked:
+                        continue
             marker = item.get_closest_marker("perf")
             if marker is None or not isinstance(item, pytest.Function):
                 continue
@@ -199,6 +223,8 @@ class RunLog:
         specs, measure_plain = self.specs, self.measure_plain
         measured = self.measured_call
         plain_classes: dict[type, pytest.Item] = {}
+        last_class: type | None = None
+        class_runtest: object = None
         for item in items:
             if specs and id(item) in specs:  # 0.5 k an item: skipped in a suite without markers
                 call: Callable[[pytest.Item], None] | None = measured
@@ -210,28 +236,31 @@ class RunLog:
                 call = measured
             else:
                 continue
-            # Another plugin's `runtest`, set on the item itself. Not `vars(item)`: in
-            # CPython 3.11 that makes a dict object of the item's attributes (inline
-            # values until then), one more object an item for the garbage collector.
+            # Another plugin's `runtest`, set on the item itself: anything but the class's
+            # function bound. Not `vars(item)`: in CPython 3.11 that makes a dict object
+            # of the item's attributes (inline values until then), one more object an
+            # item for the garbage collector. (Not `isinstance` and `__self__` as well:
+            # 0.6 k instructions an item more, `bench_per_test_floor.py`, part `wrap`,
+            # for a method of the same class bound to another item.)
+            cls = type(item)
+            if cls is not last_class:
+                last_class, class_runtest = cls, cls.runtest
             bound = item.runtest
-            if not (
-                isinstance(bound, MethodType)
-                and bound.__self__ is item
-                and bound.__func__ is type(item).runtest
-            ):
+            if getattr(bound, "__func__", None) is not class_runtest:
                 self.own_runtests[id(item)] = _calling(bound)
                 call = measured
             if call is None:
-                plain_classes.setdefault(type(item), item)
+                if cls not in plain_classes:
+                    plain_classes[cls] = item
                 continue
             # One object an item for the garbage collector to track, the method that
             # binds the item to the call (docs/architecture.md); plain items, most of a
             # suite, go through their class instead and cost none.
             item.runtest = MethodType(call, item)  # type: ignore[method-assign]
         for cls, item in plain_classes.items():
-            self._measure_class(cls, item.session)
+            self._measure_class(cls, item)
 
-    def _measure_class(self, cls: type, session: pytest.Session) -> None:
+    def _measure_class(self, cls: type, item: pytest.Item) -> None:
         """Replace `cls.runtest`, for this session, by `plain_runtest`'s function, which
         measures the calls of this session's items and passes any other session's
         (pytester's in-process runs share pytest's classes) to the original.
@@ -241,7 +270,7 @@ class RunLog:
         original = cls.runtest  # type: ignore[attr-defined]
         if original in self.class_originals:
             return  # a subclass of a class replaced already, or replaced twice: measured
-        runtest = self.plain_runtest(session, original)
+        runtest = self.plain_runtest(item.session, original, reads_cached_node_ids(item))
         self.patched_classes.append((cls, cls.__dict__.get("runtest", _ABSENT), runtest))
         self.class_originals[runtest] = original
         cls.runtest = runtest  # type: ignore[attr-defined]
@@ -259,7 +288,10 @@ class RunLog:
         self.patched_classes = []
 
     def plain_runtest(
-        self, session: pytest.Session, original: Callable[[pytest.Item], object]
+        self,
+        session: pytest.Session,
+        original: Callable[[pytest.Item], object],
+        cached_ids: bool = False,
     ) -> Callable[[pytest.Item], None]:
         """The `runtest` of a class whose items are plain tests (no marker, no `perf`
         fixture, their class's `runtest`), the path every plain test of a recorded suite
@@ -269,7 +301,9 @@ class RunLog:
         `benchmarks/bench_per_test_floor.py`, part `call_added`; a function made by the
         run log, not a method of it, which would be one more call: 11.3 k). Anything
         else the run log is in the middle of (a re-run pass, a `perf` fixture asked for,
-        a call left unfinished by a skip, other collectors) takes `measured_call`."""
+        a call left unfinished by a skip, other collectors) takes `measured_call`.
+        `cached_ids`: read the item's id where pytest keeps it built
+        (`reads_cached_node_ids`)."""
         log = self
 
         def runtest(item: pytest.Item) -> None:
@@ -299,7 +333,10 @@ class RunLog:
                 log.end_current(end, "passed")
                 return
             log.current = None
-            plain.ids.append(item.nodeid)
+            # pytest built the id before the call (`pytest_runtest_logstart` reports it).
+            plain.ids.append(
+                (item._id._str_cache or item.nodeid) if cached_ids else item.nodeid
+            )
             plain.outcomes.append("passed")
             plain.durations.append(end - started)
             collector.stop_into(log.plain_cpu_times, log.plain_rss_peaks)
@@ -594,7 +631,7 @@ class RunLog:
         them."""
         kept = self.plain
         if kept is not None:
-            if len(set(kept.ids)) == len(kept.ids) and self.runs.keys().isdisjoint(kept.ids):
+            if kept.has_distinct_ids() and (not self.runs or self.runs.keys().isdisjoint(kept.ids)):
                 return measurements_of(self.runs, self.estimator), kept
             self.fold_plain()
         ids: list[str] = []

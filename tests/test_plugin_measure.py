@@ -9,6 +9,7 @@ import pytest
 
 from pytest_perfguard.api import History
 from pytest_perfguard.results import Measurement
+from pytest_perfguard.runlog import reads_cached_node_ids
 
 pytest_plugins = ["pytester"]
 
@@ -702,6 +703,65 @@ def test_a_runtest_another_plugin_set_on_the_item_is_the_one_measured(
     rows = stored(pytester)
     assert rows["test_plain"]["duration"].value >= 0.02
     assert rows["test_marked"]["duration"].value >= 0.02
+
+
+def test_plain_tests_are_stored_under_the_ids_pytest_reports(pytester: pytest.Pytester) -> None:
+    """A plain test's id is read where pytest 9 keeps it built (`reads_cached_node_ids`);
+    an item class with a `nodeid` of its own is read through that instead."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        class Renamed(pytest.Function):
+            @property
+            def nodeid(self):
+                return "renamed::" + self.name
+
+        def pytest_pycollect_makeitem(collector, name, obj):
+            if name == "test_renamed":
+                return [Renamed.from_parent(collector, name=name, callobj=obj)]
+
+        def pytest_collection_finish(session):
+            with open("ids.txt", "w", encoding="utf-8") as ids:
+                ids.writelines(item.nodeid + "\\n" for item in session.items)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", ["a b", "ü", 3])
+        def test_param(n):
+            pass
+
+        def test_renamed():
+            pass
+
+        class TestGroup:
+            def test_method(self):
+                pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--perf-record")
+    result.assert_outcomes(passed=5)
+    reported = set((pytester.path / "ids.txt").read_text(encoding="utf-8").splitlines())
+    with History(pytester.path / ".perfguard" / "history.db", create=False) as history:
+        detail = history.get_run(history.recent_runs(limit=1)[0].id)
+    assert {row.test for row in detail.measurements} == reported
+    assert "renamed::test_renamed" in reported
+
+
+def test_reads_cached_node_ids_only_where_pytest_keeps_them(pytester: pytest.Pytester) -> None:
+    items, _ = pytester.inline_genitems(pytester.makepyfile("def test_one(): pass"))
+    assert reads_cached_node_ids(items[0]) is hasattr(items[0], "_id")
+
+    class Elsewhere(pytest.Item):
+        nodeid = "elsewhere"
+
+        def runtest(self) -> None:
+            pass
+
+    assert not reads_cached_node_ids(Elsewhere.__new__(Elsewhere))
 
 
 def test_plain_items_are_measured_through_their_class_only_for_their_session(

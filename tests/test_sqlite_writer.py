@@ -302,6 +302,24 @@ def test_plain_runs_are_stored_as_their_rows_would_be(
         ] * 2
 
 
+def test_plain_runs_with_a_test_twice_are_stored_as_rows(history_url: str) -> None:
+    plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")])
+    assert plain.has_distinct_ids()
+    plain.ids[3] = plain.ids[0]  # the list changed in place: asked again, not remembered
+    plain.ids = list(plain.ids)
+    assert not plain.has_distinct_ids()
+    with History(history_url) as history:
+        run_id = history.save_session(_run(), ROWS, plain=plain)
+        assert history.get_run(run_id).measurements == [*ROWS, *plain.measurements()]
+
+
+def test_distinct_ids_are_asked_again_after_more_runs() -> None:
+    plain = _plain([("cpu_time", "s")], tests=2)
+    assert plain.has_distinct_ids()
+    assert plain.extend(_plain([("cpu_time", "s")], tests=1))
+    assert not plain.has_distinct_ids()
+
+
 def test_a_non_finite_plain_value_is_refused_by_name(tmp_path: Path) -> None:
     plain = _plain([("cpu_time", "s"), ("rss_peak_mb", "MB")])
     plain.readings[1][2][3] = float("inf")

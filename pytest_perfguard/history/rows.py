@@ -148,7 +148,7 @@ def session_rows(
     block = None
     if plain:
         columns = _plain_columns(plain)
-        if columns is None or len(set(plain.ids)) != len(plain):
+        if columns is None or not plain.has_distinct_ids():
             # Readings in an order the columns cannot hold, or a test run twice (a layout
             # holds each test once): stored as rows, order kept.
             more_wide, more_narrow = split_rows(plain.measurements(), len(measurements))

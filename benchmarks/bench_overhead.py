@@ -14,6 +14,7 @@ test). Only the pytest process is counted (callgrind does not follow children).
     python benchmarks/bench_overhead.py --no-callgrind
     python benchmarks/bench_overhead.py --sizes 200 1200 --linux-collectors   # see below
     python benchmarks/bench_overhead.py --sizes 200 1200 --counts 5 --modes bare record-existing
+    python benchmarks/bench_overhead.py ... --source 35be8eb   # a revision, in this venv
 
 Modes: ``bare`` (plugin disabled with -p no:perfguard), ``inactive`` (installed, no flag),
 ``perf`` (--perf: measure and compare), ``record`` (--perf-record into a fresh SQLite DB),
@@ -39,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_real_suite import plugin_copy
 from linux_collectors import LINUX_COLLECTORS_CONFTEST
 
 # Other plugins installed with the test extra would add their own per-test cost to every mode.
@@ -114,12 +116,17 @@ def pytest_command(directory: Path, mode: str) -> list[str]:
 # `--cold-bytecode` measures that case instead: no cache and nothing written.
 PYCACHE = Path(tempfile.mkdtemp(prefix="perfguard-overhead-pycache-"))
 COLD = "--cold-bytecode" in sys.argv
+# `--source`: the plugin measured is a copy first on PYTHONPATH (a revision, or the working
+# tree), so that two versions run in one venv.
+PLUGIN_PATH: Path | None = None
 
 
-def environment(*, warm_up: bool = False) -> dict[str, str]:
+def environment(*, warm_up: bool = False, seed: int = 0) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFGUARD", "PYTEST_"))}
     env.pop("ENABLE_PERFORMANCE_RECORDING", None)
-    env["PYTHONHASHSEED"] = "0"
+    env["PYTHONHASHSEED"] = str(seed)
+    if PLUGIN_PATH is not None:
+        env["PYTHONPATH"] = str(PLUGIN_PATH)
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     if warm_up and not COLD:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -151,8 +158,11 @@ def prepare(directory: Path, mode: str) -> None:
     clean(directory)
 
 
-def count_instructions(directory: Path, mode: str, out_dir: Path) -> tuple[int, int]:
-    """(instructions of the whole pytest process, those spent in garbage collection)."""
+def count_instructions(
+    directory: Path, mode: str, out_dir: Path, seed: int = 0
+) -> tuple[int, int, int]:
+    """(instructions of the whole pytest process, those spent in garbage collection, those
+    spent on misses of CPython's type cache), with hash seed `seed`."""
     prepare(directory, mode)
     out_file = out_dir / f"callgrind.{directory.name}.{mode}.out"
     command = [
@@ -162,8 +172,9 @@ def count_instructions(directory: Path, mode: str, out_dir: Path) -> tuple[int, 
         *pytest_command(directory, mode),
     ]
     done = subprocess.run(
-        command, capture_output=True, text=True, env=environment(), check=False, cwd=directory
-    )
+        command, capture_output=True, text=True, env=environment(seed=seed), check=False,
+        cwd=directory,
+    )  # fmt: skip
     if done.returncode not in (0, 1):
         raise SystemExit(f"{mode} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     text = out_file.read_text(encoding="utf-8", errors="replace")
@@ -174,8 +185,11 @@ def count_instructions(directory: Path, mode: str, out_dir: Path) -> tuple[int, 
         ["callgrind_annotate", "--inclusive=yes", str(out_file)],
         capture_output=True, text=True, check=False,
     ).stdout  # fmt: skip
-    collected = re.search(r"^\s*([\d,]+) .*gc_collect_main", annotated, re.MULTILINE)
-    return int(match.group(1)), int(collected.group(1).replace(",", "")) if collected else 0
+    def inclusive(function: str) -> int:
+        found = re.search(rf"^\s*([\d,]+) .*:{function} ", annotated, re.MULTILINE)
+        return int(found.group(1).replace(",", "")) if found else 0
+
+    return int(match.group(1)), inclusive("gc_collect_main"), inclusive("find_name_in_mro")
 
 
 def wall_time(directory: Path, mode: str, repeats: int) -> float:
@@ -235,11 +249,21 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["mixed"], choices=KINDS,
                         help="suites: mixed (half plain, half parametrized: the issue's), "
                         "plain, parametrized")
+    parser.add_argument(
+        "--source", metavar="REV",
+        help="the plugin as of this git revision ('worktree': the working tree), a copy first "
+        "on PYTHONPATH, instead of the installed one",
+    )  # fmt: skip
     options = parser.parse_args()
     small, large = (200, 600) if options.quick else (500, 2000)
     if options.sizes:
         small, large = options.sizes
     workdir = Path(tempfile.mkdtemp(prefix="perfguard-overhead-"))
+    global PLUGIN_PATH
+    if options.source:
+        revision = None if options.source == "worktree" else options.source
+        PLUGIN_PATH, described = plugin_copy(revision, workdir)
+        print(f"plugin: {described}")
     try:
         for kind in options.kinds:
             suites = {}
@@ -288,12 +312,17 @@ def print_counts(
 ) -> None:
     slopes: dict[str, list[float]] = {m: [] for m in modes}
     gc_slopes: dict[str, list[float]] = {m: [] for m in modes}
+    cache_slopes: dict[str, list[float]] = {m: [] for m in modes}
     fixeds: dict[str, list[float]] = {m: [] for m in modes}
     for count in range(counts):
-        # Each count in directories of new random names: the slope of identical code moves
-        # by several thousand instructions a test with the paths' strings (their hashes
-        # place dict entries and method-cache slots), so counts in one place would repeat
-        # one draw of that.
+        # Each count in directories of new random names and with its own hash seed: the
+        # slope of identical code moves by several thousand instructions a test with where
+        # objects land in memory. CPython's type cache (4 096 slots) is indexed by a type's
+        # version tag and the *address* of the attribute's name, so which of pytest's
+        # per-test lookups collide and miss it (each miss walks the type's MRO: about 300
+        # instructions) is a draw of the process's layout: 4 to 12 k instructions a test
+        # for the same code, counted apart as "type-cache misses". Counts under one layout
+        # would repeat one draw of that.
         here = suites
         if count:
             here = {
@@ -303,34 +332,52 @@ def print_counts(
                 for size, suite in suites.items()
             }  # fmt: skip
         for m in modes:
-            c = {s: count_instructions(here[s], m, workdir) for s in here}
+            c = {s: count_instructions(here[s], m, workdir, seed=count) for s in here}
             one = (c[large][0] - c[small][0]) / (large - small)
             slopes[m].append(one)
             gc_slopes[m].append((c[large][1] - c[small][1]) / (large - small))
+            cache_slopes[m].append((c[large][2] - c[small][2]) / (large - small))
             fixeds[m].append(c[small][0] - one * small)
     slope = {m: statistics.median(v) for m, v in slopes.items()}
     gc_slope = {m: statistics.median(v) for m, v in gc_slopes.items()}
+    # Each count's slope less its own collections and misses, then the median.
+    steady_slope = {
+        m: statistics.median(
+            s - g - c for s, g, c in zip(slopes[m], gc_slopes[m], cache_slopes[m], strict=True)
+        )
+        for m in modes
+    }
+    cache_slope = {m: statistics.median(v) for m, v in cache_slopes.items()}
     fixed = {m: statistics.median(v) for m, v in fixeds.items()}
     if counts > 1:
         print(f"Medians of {counts} counts a mode and size; each count's slope a test:")
         for m in modes:
             print(f"- {m}: " + ", ".join(f"{v:,.0f}" for v in slopes[m]))
+            print(
+                "  GC, type-cache misses: "
+                + ", ".join(
+                    f"{g:,.0f} {c:,.0f}" for g, c in zip(gc_slopes[m], cache_slopes[m], strict=True)
+                )
+            )
         print()
     ns_per_instruction = (bare_time * 1e9 / slope["bare"]) if bare_time else None
     print(
-        "| mode | instr/test | added instr/test | added, GC apart | added us/test | "
-        "added fixed instr | added fixed ms |"
+        "| mode | instr/test | added instr/test | added, GC apart | added, GC and type-cache "
+        "misses apart | added us/test | added fixed instr | added fixed ms |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for mode in modes:
         added = slope[mode] - slope["bare"]
         added_gc = gc_slope[mode] - gc_slope["bare"]
+        added_steady = steady_slope[mode] - steady_slope["bare"]
+        added_cache = cache_slope[mode] - cache_slope["bare"]
         added_fixed = fixed[mode] - fixed["bare"]
         us = added * ns_per_instruction / 1000 if ns_per_instruction else float("nan")
         ms = added_fixed * ns_per_instruction / 1e6 if ns_per_instruction else float("nan")
         print(
             f"| {mode} | {slope[mode]:,.0f} | {added:,.0f} | "
-            f"{added - added_gc:,.0f} + GC {added_gc:,.0f} | {us:.2f} | "
+            f"{added - added_gc:,.0f} + GC {added_gc:,.0f} | "
+            f"{added_steady:,.0f} (misses {added_cache:+,.0f}) | {us:.2f} | "
             f"{added_fixed:,.0f} | {ms:.1f} |"
         )
     if ns_per_instruction and bare_time:

@@ -20,9 +20,10 @@ design avoids):
   the item's session and calls the original) costs over calling ``runtest`` directly,
   with nothing measured; the shape that replaced ``dispatch`` (a method set on each item
   until 2026-12-01);
-- ``measure``: the built-in collector as a plain test runs it (``start``, then
-  ``stop_into`` appending the two readings) and both clock reads: writing
-  ``/proc/self/clear_refs``, two ``getrusage``, two ``perf_counter``;
+- ``measure``: the built-in collector's work as a plain test does it (inline in
+  `RunLog.plain_runtest`: the reset, a ``getrusage`` at each end, the two readings
+  appended) and both clock reads: writing ``/proc/self/clear_refs``, two ``getrusage``,
+  two ``perf_counter``;
 - ``call``: a plain test's measured call as it runs, its class's ``runtest`` replaced by
   `RunLog.wrap_calls` with a real `RunLog` of a ``--perf-record`` session (the replacement
   is `RunLog.plain_runtest`'s, the measuring included);
@@ -159,18 +160,23 @@ def _prepared_wrapper(wrapped: bool) -> Any:
 
 
 def _measure(n: int) -> None:
-    from pytest_perfguard.collectors import RusageCollector
+    """A plain test's measuring as `RunLog.plain_runtest` does it inline."""
+    from resource import RUSAGE_SELF, getrusage
 
-    collector = RusageCollector(os.open("/proc/self/clear_refs", os.O_WRONLY))
-    clock = time.perf_counter
+    fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
+    clock, write = time.perf_counter, os.write
     cpu_times: list[float] = []
     rss_peaks: list[float] = []
     for _ in range(n):
-        collector.start()
+        write(fd, b"5")
+        before = getrusage(RUSAGE_SELF)
         clock()
         clock()
-        collector.stop_into(cpu_times, rss_peaks)  # as a plain test's end does
-    collector.close()
+        after = getrusage(RUSAGE_SELF)
+        cpu_times.append(after[0] + after[1] - before[0] - before[1])
+        grown = after[2] - before[2]
+        rss_peaks.append(grown / 1024 if grown > 0 else 0.0)
+    os.close(fd)
 
 
 class _Item:

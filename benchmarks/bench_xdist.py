@@ -222,6 +222,10 @@ class Count:
     controller: int  # the pytest process started (the xdist controller)
     processes: int  # out files summed, git/uname children included
     spread: int = 0  # max - min of the totals over repeated runs
+    # Spent on misses of CPython's type cache (`find_name_in_mro`, inclusive), every process:
+    # a draw of each process's memory layout (bench_overhead.py explains), 4-12 k a test.
+    misses: int = 0
+    steady: int = 0  # total - misses (per field median over repeated runs)
 
 
 def prepare_history(directory: Path, mode: str, workers: int, env: dict[str, str]) -> None:
@@ -254,7 +258,7 @@ def count_instructions(
     )
     stdout, stderr = process.communicate()
     check(subprocess.CompletedProcess(command, process.returncode, stdout, stderr), mode, n_tests)
-    total = controller = 0
+    total = controller = misses = 0
     files = sorted(out.glob("callgrind.out.*"))
     parts = [path.name for path in files if not re.fullmatch(r"callgrind\.out\.\d+", path.name)]
     if parts:
@@ -269,12 +273,18 @@ def count_instructions(
             raise SystemExit(f"no instruction total in {path}")
         instructions = int(match.group(1))
         total += instructions
+        annotated = subprocess.run(
+            ["callgrind_annotate", "--inclusive=yes", str(path)],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        missed = re.search(r"^\s*([\d,]+) .*:find_name_in_mro ", annotated, re.MULTILINE)
+        misses += int(missed.group(1).replace(",", "")) if missed else 0
         # valgrind runs the program in its own process: the controller's pid is ours.
         if path.name == f"callgrind.out.{process.pid}":
             controller = instructions
     if not controller:
         raise SystemExit(f"no out file for the controller (pid {process.pid}) in {out}")
-    return Count(total, controller, len(files))
+    return Count(total, controller, len(files), misses=misses, steady=total - misses)
 
 
 @dataclass(frozen=True)
@@ -292,6 +302,8 @@ def median_count(runs: Sequence[Count]) -> Count:
         int(statistics.median(c.controller for c in runs)),
         max(c.processes for c in runs),
         max(c.total for c in runs) - min(c.total for c in runs),
+        int(statistics.median(c.misses for c in runs)),
+        int(statistics.median(c.steady for c in runs)),
     )
 
 
@@ -371,6 +383,7 @@ def report_callgrind(
         m: {
             "all": slope_and_fixed(small, large, c[small].total, c[large].total),
             "controller": slope_and_fixed(small, large, c[small].controller, c[large].controller),
+            "steady": slope_and_fixed(small, large, c[small].steady, c[large].steady),
         }
         for m, c in counts.items()
     }
@@ -391,18 +404,19 @@ def report_callgrind(
     if added:
         print("\n### Added by perfguard, against bare pytest in the same mode\n")
         print(
-            "| mode | added instr/test | added us/test | of which controller | "
-            "added fixed instr/session | added fixed ms/session |"
+            "| mode | added instr/test | type-cache misses apart | added us/test | "
+            "of which controller | added fixed instr/session | added fixed ms/session |"
         )
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for mode in added:
             bare = fit[bare_of(mode)]
             per_test = fit[mode]["all"][0] - bare["all"][0]
+            steady = fit[mode]["steady"][0] - bare["steady"][0]
             fixed = fit[mode]["all"][1] - bare["all"][1]
             on_controller = fit[mode]["controller"][0] - bare["controller"][0]
             print(
-                f"| {mode} | {per_test:,.0f} | {us(per_test)} | {on_controller:,.0f} | "
-                f"{fixed:,.0f} | {ms(fixed)} |"
+                f"| {mode} | {per_test:,.0f} | {steady:,.0f} | {us(per_test)} | "
+                f"{on_controller:,.0f} | {fixed:,.0f} | {ms(fixed)} |"
             )
     if "serial-bare" in counts and "xdist-bare" in counts:
         per_test = fit["xdist-bare"]["all"][0] - fit["serial-bare"]["all"][0]
@@ -487,7 +501,9 @@ def main() -> None:
                 write_suite(directory, size, linux_collectors=options.linux_collectors)
                 start = time.perf_counter()
                 out = workdir / f"cg_{mode}_{size}_{repeat}"
-                count = count_instructions(directory, mode, size, options.workers, out, env)
+                # Each repeat with its own hash seed: another draw of the processes' layout.
+                seeded = {**env, "PYTHONHASHSEED": str(repeat)}
+                count = count_instructions(directory, mode, size, options.workers, out, seeded)
                 print(
                     f"  callgrind {mode} {size}: {count.total:,} instructions "
                     f"({time.perf_counter() - start:.0f} s)",

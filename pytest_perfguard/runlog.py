@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .collectors import RUSAGE_SELF as _RUSAGE_SELF
 from .collectors import RusageCollector
+from .collectors import getrusage as _getrusage
 from .measure import (
     BenchmarkBudget,
     Confirmation,
@@ -55,6 +57,7 @@ MAX_AUTO_ROUNDS = 50
 WORKER_OUTPUT_KEY = "perfguard"
 
 _clock = time.perf_counter
+_write = os.write
 
 
 def _nothing(item: pytest.Item) -> None:
@@ -320,26 +323,34 @@ class RunLog:
             ):
                 log.measured_call(item)
                 return
-            # What a failure's `end_current` reads.
-            log.current = item
-            log.current_spec = None
-            collector.start()
-            log.started = started = _clock()
-            original(item)
+            # `collector.start()` and `stop`, inline (see `RusageCollector`).
+            _write(collector.fd, b"5")
+            before = _getrusage(_RUSAGE_SELF)
+            started = _clock()
+            try:
+                original(item)
+            except BaseException:
+                # Where a failure's `end_current`, or the next call's `drop_current` after
+                # a skip, finds the call: set only then (zero-cost in CPython 3.11).
+                log.current, log.current_spec, log.started = item, None, started
+                collector.started(before)
+                raise
             end = _clock()
-            if log.current is not item:
-                return
             if recorders and id(item) in recorders:  # `perf` asked for in the test's body
+                log.current, log.current_spec, log.started = item, None, started
+                collector.started(before)
                 log.end_current(end, "passed")
                 return
-            log.current = None
+            after = _getrusage(_RUSAGE_SELF)
             # pytest built the id before the call (`pytest_runtest_logstart` reports it).
             plain.ids.append(
                 (item._id._str_cache or item.nodeid) if cached_ids else item.nodeid
             )
             plain.outcomes.append("passed")
             plain.durations.append(end - started)
-            collector.stop_into(log.plain_cpu_times, log.plain_rss_peaks)
+            log.plain_cpu_times.append(after[0] + after[1] - before[0] - before[1])
+            grown = after[2] - before[2]
+            log.plain_rss_peaks.append(grown / 1024 if grown > 0 else 0.0)
 
         return runtest
 

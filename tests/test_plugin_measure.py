@@ -410,12 +410,31 @@ def test_rss_peak_sees_memory_freed_before_the_test_returns(pytester: pytest.Pyt
 
         def test_nothing():
             pass
+
+        def test_alloc_then_fail():
+            block = bytearray(50 * 1024 * 1024)
+            for offset in range(0, len(block), 4096):
+                block[offset] = 1
+            del block  # not in the failure's report: its repr would take more memory
+            assert False
+
+        def test_spin_then_fail():
+            import time
+            deadline = time.process_time() + 0.1
+            while time.process_time() < deadline:
+                pass
+            assert False
         """
     )
-    pytester.runpytest("--perf-record").assert_outcomes(passed=2)
+    pytester.runpytest("--perf-record").assert_outcomes(passed=2, failed=2)
     rows = stored(pytester)
     assert 45 <= rows["test_alloc_and_free"]["rss_peak_mb"].value <= 70
     assert rows["test_nothing"]["rss_peak_mb"].value < 5
+    # A failure ends its measurement elsewhere (the plugin's failure hook): the same readings.
+    assert 45 <= rows["test_alloc_then_fail"]["rss_peak_mb"].value <= 70
+    assert rows["test_alloc_then_fail"]["duration"].outcome == "failed"
+    assert 0.1 <= rows["test_spin_then_fail"]["cpu_time"].value < 1.0
+    assert rows["test_spin_then_fail"]["rss_peak_mb"].value < 5
 
 
 @pytest.mark.parametrize(

@@ -252,15 +252,15 @@ def insert_block(conn: Connection, run_id: int, block: PlainBlock) -> None:
     """Store a run's block in its chunks, and its layout when new (every backend but
     SQLite, which `rows.insert_sqlite_rows` writes)."""
 
-    def find(column: str, digest: str) -> tuple[int, str] | None:
+    def find(column: str, digest: str) -> tuple[int, str, str] | None:
         query = (
-            select(test_layouts.c.id, test_layouts.c.tests)
+            select(test_layouts.c.id, test_layouts.c.tests, test_layouts.c.digest)
             .where(test_layouts.c[column] == digest)
             .order_by(test_layouts.c.id)
             .limit(1)
         )
         row = conn.execute(query).first()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], row[2])
 
     layout_id, block = layout_of(block, find, lambda: _new_layout(conn, block))
     shared = {

@@ -225,7 +225,8 @@ class Count:
     # Spent on misses of CPython's type cache (`find_name_in_mro`, inclusive), every process:
     # a draw of each process's memory layout (bench_overhead.py explains), 4-12 k a test.
     misses: int = 0
-    steady: int = 0  # total - misses (per field median over repeated runs)
+    gc: int = 0  # in the garbage collector (`gc_collect_main`, inclusive), every process
+    steady: int = 0  # total - misses - gc (per field median over repeated runs)
 
 
 def prepare_history(directory: Path, mode: str, workers: int, env: dict[str, str]) -> None:
@@ -258,7 +259,7 @@ def count_instructions(
     )
     stdout, stderr = process.communicate()
     check(subprocess.CompletedProcess(command, process.returncode, stdout, stderr), mode, n_tests)
-    total = controller = misses = 0
+    total = controller = misses = collected = 0
     files = sorted(out.glob("callgrind.out.*"))
     parts = [path.name for path in files if not re.fullmatch(r"callgrind\.out\.\d+", path.name)]
     if parts:
@@ -279,12 +280,17 @@ def count_instructions(
         ).stdout  # fmt: skip
         missed = re.search(r"^\s*([\d,]+) .*:find_name_in_mro ", annotated, re.MULTILINE)
         misses += int(missed.group(1).replace(",", "")) if missed else 0
+        in_gc = re.search(r"^\s*([\d,]+) .*:gc_collect_main ", annotated, re.MULTILINE)
+        collected += int(in_gc.group(1).replace(",", "")) if in_gc else 0
         # valgrind runs the program in its own process: the controller's pid is ours.
         if path.name == f"callgrind.out.{process.pid}":
             controller = instructions
     if not controller:
         raise SystemExit(f"no out file for the controller (pid {process.pid}) in {out}")
-    return Count(total, controller, len(files), misses=misses, steady=total - misses)
+    return Count(
+        total, controller, len(files), misses=misses, gc=collected,
+        steady=total - misses - collected,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -303,6 +309,7 @@ def median_count(runs: Sequence[Count]) -> Count:
         max(c.processes for c in runs),
         max(c.total for c in runs) - min(c.total for c in runs),
         int(statistics.median(c.misses for c in runs)),
+        int(statistics.median(c.gc for c in runs)),
         int(statistics.median(c.steady for c in runs)),
     )
 
@@ -404,7 +411,7 @@ def report_callgrind(
     if added:
         print("\n### Added by perfguard, against bare pytest in the same mode\n")
         print(
-            "| mode | added instr/test | type-cache misses apart | added us/test | "
+            "| mode | added instr/test | GC and type-cache misses apart | added us/test | "
             "of which controller | added fixed instr/session | added fixed ms/session |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|")

@@ -231,6 +231,12 @@ class PerfPlugin:
                 gc.enable()
 
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._results(session, exitstatus)
+        # Nothing per test outlives the session end: pytest's last full collections (at
+        # unconfigure) would traverse it all again, in every process.
+        self.log.forget_runs()
+
+    def _results(self, session: pytest.Session, exitstatus: int) -> None:
         log = self.log
         if _is_worker(self.config):
             from .runlog import WORKER_OUTPUT_KEY
@@ -258,12 +264,6 @@ class PerfPlugin:
         )
         if self.result.fail_session and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        # Nothing per test outlives the session end: pytest's last full collections (at
-        # unconfigure) would traverse it all again.
-        log.runs = {}
-        log.plain = None
-        log.worker_rows = []
-        log.final_rows = None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.result is None:

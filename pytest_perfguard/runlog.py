@@ -672,6 +672,14 @@ class RunLog:
                 others = self.runs
         return measurements_of(others, self.estimator), plain
 
+    def forget_runs(self) -> None:
+        """Drop every test's runs once the session end has used them."""
+        self.runs = {}
+        self.plain = None
+        self.worker_rows = []
+        self.worker_plain = PlainRuns()
+        self.final_rows = None
+
     def add_worker_output(self, output: dict[str, Any]) -> None:
         """A worker's `worker_output`, on the controller."""
         self.worker_rows.extend(map(Measurement.from_row, json.loads(output["rows"])))

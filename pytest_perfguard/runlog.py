@@ -299,10 +299,12 @@ class RunLog:
         """The `runtest` of a class whose items are plain tests (no marker, no `perf`
         fixture, their class's `runtest`), the path every plain test of a recorded suite
         takes. While the built-in Linux collector measures alone, it measures the call
-        and appends to the session's columns in place, without the checks and calls that
-        tell a plain test from a marked one (13.2 k -> 11.0 k instructions a test,
+        with the collector's work written out (`RusageCollector.start` and `stop`) and
+        appends to the session's columns in place, without the checks and calls that tell
+        a plain test from a marked one and without the run log's state unless the call
+        ends elsewhere (13.2 k -> 11.0 k -> 9.6 k instructions a test,
         `benchmarks/bench_per_test_floor.py`, part `call_added`; a function made by the
-        run log, not a method of it, which would be one more call: 11.3 k). Anything
+        run log, not a method of it, which would be one more call). Anything
         else the run log is in the middle of (a re-run pass, a `perf` fixture asked for,
         a call left unfinished by a skip, other collectors) takes `measured_call`.
         `cached_ids`: read the item's id where pytest keeps it built

@@ -306,6 +306,12 @@ def test_repeated_reads_on_postgresql_keep_their_prepared_statements(pg_url: str
     # The trend's union (newest runs first, then all) and the baseline's statement.
     assert len(generic) >= 2
     assert all(plans >= 3 for plans in generic)
+    # The generic plan is set for the read's transaction only: the next read on the
+    # pooled connection plans as PostgreSQL chooses.
+    mode = history._store.read(  # type: ignore[union-attr]
+        lambda conn: conn.exec_driver_sql("SHOW plan_cache_mode").scalar()
+    )
+    assert mode == "auto"
 
 
 @pytest.mark.parametrize("limit", [None, 2, 40])

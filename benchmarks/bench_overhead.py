@@ -320,7 +320,7 @@ def print_counts(
         # objects land in memory. CPython's type cache (4 096 slots) is indexed by a type's
         # version tag and the *address* of the attribute's name, so which of pytest's
         # per-test lookups collide and miss it (each miss walks the type's MRO: about 300
-        # instructions) is a draw of the process's layout: 4 to 12 k instructions a test
+        # instructions) is a draw of the process's layout: 4 to 18 k instructions a test
         # for the same code, counted apart as "type-cache misses". Counts under one layout
         # would repeat one draw of that.
         here = suites

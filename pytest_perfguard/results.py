@@ -118,8 +118,9 @@ class PlainRuns:
 
     def has_distinct_ids(self) -> bool:
         """Whether no test appears twice (a rerun plugin runs one again). The session end
-        asks, then the history's writer: a set of a suite's ids costs 0.3-0.6 k
-        instructions a test, so the answer is kept until more runs are appended."""
+        asks, then the history's writer: a set of a suite's ids costs up to 0.6 k
+        instructions a test (hashing new strings included), so the answer is kept until
+        more runs are appended."""
         ids, count = self.ids, len(self.ids)
         checked = self._distinct
         if checked is None or checked[0] is not ids or checked[1] != count:

@@ -332,15 +332,13 @@ class RunLog:
             try:
                 original(item)
             except BaseException:
-                # Where a failure's `end_current`, or the next call's `drop_current` after
-                # a skip, finds the call: set only then (zero-cost in CPython 3.11).
-                log.current, log.current_spec, log.started = item, None, started
-                collector.started(before)
+                # A failure's `end_current`, or the next call's `drop_current` after a
+                # skip, finds the call there (an `except` is zero-cost in CPython 3.11).
+                log.hand_over(item, started, collector, before)
                 raise
             end = _clock()
             if recorders and id(item) in recorders:  # `perf` asked for in the test's body
-                log.current, log.current_spec, log.started = item, None, started
-                collector.started(before)
+                log.hand_over(item, started, collector, before)
                 log.end_current(end, "passed")
                 return
             after = _getrusage(_RUSAGE_SELF)
@@ -355,6 +353,15 @@ class RunLog:
             log.plain_rss_peaks.append(grown / 1024 if grown > 0 else 0.0)
 
         return runtest
+
+    def hand_over(
+        self, item: pytest.Item, started: float, collector: RusageCollector, usage: Any
+    ) -> None:
+        """A plain call that `plain_runtest` measured without the run log's state, as
+        `start_call` would have left it: the call in progress, its start, the collector's
+        reading after the reset."""
+        self.current, self.current_spec, self.started = item, None, started
+        collector.started(usage)
 
     def measured_call(self, item: pytest.Item) -> None:
         """`item`'s `runtest` as `wrap_calls` leaves it: its own, measured."""

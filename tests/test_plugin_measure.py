@@ -724,7 +724,7 @@ def test_a_runtest_another_plugin_set_on_the_item_is_the_one_measured(
     assert rows["test_marked"]["duration"].value >= 0.02
 
 
-def test_plain_tests_are_stored_under_the_ids_pytest_reports(pytester: pytest.Pytester) -> None:
+def test_plain_tests_are_stored_under_their_items_ids(pytester: pytest.Pytester) -> None:
     """A plain test's id is read where pytest 9 keeps it built (`reads_cached_node_ids`);
     an item class with a `nodeid` of its own is read through that instead."""
     pytester.makeconftest(

@@ -330,6 +330,15 @@ def decide_pairs_session(
     return decisions
 
 
+def decide_pairs_alone(
+    assessment: PairedAssessment, threshold: float, *, q: float = 0.05
+) -> PairedDecision:
+    """One metric judged on its own at `q`, with no family to share `q` with (a
+    confirmation in fresh processes: the first pairing already held the session's false
+    discoveries to `q`)."""
+    return decide_pairs_session([assessment], [threshold], q=q)[0]
+
+
 def decide_exact(
     base: float, head: float, direction: Direction, threshold: float
 ) -> PairedDecision:

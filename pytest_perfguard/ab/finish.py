@@ -257,14 +257,18 @@ def judge(
     return comparison, head_rows, base_rows
 
 
-# The confirmations are a family of their own, judged with Benjamini-Hochberg among
-# themselves; each confirmation's looks are planned for one metric. The first pairing
-# already holds the session's false discoveries to q when pairs are exchangeable; what a
-# confirmation adds is a new draw of the two processes, whose difference no number of
-# pairs would average out. So it needs only the pairs that one test at level q needs: 6
-# for a clear +25 % (2^-6 / 0.5 <= 0.05), not the 10 that 24 metrics' first look needs.
-# A fifth look lets a noisy confirmation go on to 32 pairs, as far as a first pairing's
-# last look (35 for 24 metrics).
+# Each confirmation is judged on its own at q, its looks planned for one metric. The
+# first pairing already holds the session's false discoveries to q when pairs are
+# exchangeable (Benjamini-Hochberg over the session's gated metrics); what a confirmation
+# adds is a new draw of the two processes, whose difference no number of pairs would
+# average out, and a regression stands only where both pairings show it. So it needs only
+# the pairs that one test at level q needs: 6 for a clear +25 % (2^-6 / 0.5 <= 0.05), not
+# the 10 that 24 metrics' first look needs. Not Benjamini-Hochberg among the
+# confirmations: a confirmation that stops at its first look (p = 2^-6 / 0.5 = 0.031)
+# would then stand only if at least 5 in 8 of the others did as well, so a flag that did
+# not confirm took clear confirmations down with it. A fifth look lets a noisy
+# confirmation go on to 32 pairs, as far as a first pairing's last look (35 for 24
+# metrics).
 CONFIRMATION_METRICS = 1
 CONFIRMATION_LOOKS = 5
 
@@ -316,9 +320,9 @@ def _confirm(
     confirmations: Mapping[str, PairedRun],
     summary: ABSummary,
 ) -> None:
-    """Judge the confirmations' pairs of the flagged metrics (Benjamini-Hochberg among
-    them) and keep a regression only where its confirmation is one too. Requiring two
-    independent pairings to agree can only remove alarms, never add them."""
+    """Judge the confirmations' pairs of the flagged metrics, each on its own, and keep a
+    regression only where its confirmation is one too. Requiring two independent
+    pairings to agree can only remove alarms, never add them."""
     schedule = confirmation_schedule(summary.q)
     batch: list[tuple[tuple[str, str], paired.PairedAssessment, float]] = []
     for key, verdict in decided.items():
@@ -342,12 +346,8 @@ def _confirm(
         except ValueError:
             continue
         batch.append((key, assessment, verdict.threshold))
-    if not batch:
-        return
-    decisions = paired.decide_pairs_session(
-        [a for _, a, _ in batch], [t for _, _, t in batch], q=summary.q
-    )
-    for (key, _, _), decision in zip(batch, decisions, strict=True):
+    for key, assessment, threshold in batch:
+        decision = paired.decide_pairs_alone(assessment, threshold, q=summary.q)
         verdict = decided[key]
         if decision.kind == "regression":
             detail = f"{verdict.detail}; confirmed in fresh processes: {decision.detail}"

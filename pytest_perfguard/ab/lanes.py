@@ -167,19 +167,10 @@ def run_lanes(
     confirm_if: Callable[[str, PairedRun], bool] | None = None,
     start_confirming: Callable[[], Sequence[Lane]] | None = None,
 ) -> LaneResults:
-    """`LanesRun` started and joined: every test measured before it returns."""
-    run = LanesRun(lanes, tests, job, confirm_if=confirm_if, start_confirming=start_confirming)
-    run.start()
-    return run.join()
-
-
-class LanesRun:
-    """Measure `tests` over the lanes at once, in threads of this process: each lane's
-    thread waits for its workers to say hello (`Lane.check_hellos`; a lane that cannot
-    start takes nothing), then takes the next test (in the given order) and runs `job` on
-    it, until none is left or the lane's worker dies. A lane starts as soon as its own
-    workers are ready. The caller goes on meanwhile: `wait_for` a test's pairs, `join`
-    for all of them.
+    """Measure `tests` over the lanes at once: each lane's thread waits for its workers
+    to say hello (`Lane.check_hellos`; a lane that cannot start takes nothing), then takes
+    the next test (in the given order) and runs `job` on it, until none is left or the
+    lane's worker dies. A lane starts as soon as its own workers are ready.
 
     A test whose pairs `confirm_if` flags is paired again in fresh processes
     (`LaneResults.confirmations`): the first flag calls `start_confirming` for the
@@ -189,90 +180,18 @@ class LanesRun:
     lane took are `left`; confirmations no lane could make are dropped (the caller makes
     them at the end).
 
-    On an interrupt (Ctrl-C, or SIGTERM turned into one) while the caller waits, every
-    lane's workers are killed, which ends their threads' pipe reads, the threads are
-    joined and the interrupt goes on. `when_done` is called with the results by the last
-    lane's thread to end, so that the caller need not wait for that moment."""
+    On an interrupt (Ctrl-C, or SIGTERM turned into one) every lane's workers are killed,
+    which ends their threads' pipe reads, the threads are joined and the interrupt goes
+    on."""
+    queue = deque(_Job(test) for test in tests)
+    ready = threading.Condition()
+    working = [0]  # lanes running a job: each may still queue a confirmation
+    results = LaneResults()
+    started: list[bool] = []  # whether start_confirming was called
 
-    def __init__(
-        self,
-        lanes: Sequence[Lane],
-        tests: Sequence[str],
-        job: Callable[[Lane, str], PairedRun],
-        *,
-        confirm_if: Callable[[str, PairedRun], bool] | None = None,
-        start_confirming: Callable[[], Sequence[Lane]] | None = None,
-        when_done: Callable[[LaneResults], None] | None = None,
-    ) -> None:
-        self.lanes = lanes
-        self.when_done = when_done
-        self.job = job
-        self.confirm_if = confirm_if
-        self.start_confirming = start_confirming
-        self.queue = deque(_Job(test) for test in tests)
-        self.ready = threading.Condition()
-        self.working = 0  # lanes running a job: each may still queue a confirmation
-        self.running = 0  # lane threads not yet ended
-        self.results = LaneResults()
-        self.confirmation_started = False
-        self.threads = [
-            threading.Thread(
-                target=self._drive, args=(index,), name=f"perfguard-lane-{index}", daemon=True
-            )
-            for index in range(len(lanes))
-        ]
-
-    def start(self) -> None:
-        self.running = len(self.threads)
-        for thread in self.threads:
-            thread.start()
-
-    def wait_for(self, test: str) -> None:
-        """Until `test` is measured (or its lane's worker died on it), or every lane has
-        ended. An interrupt kills the workers first (`abort`)."""
-        results = self.results
-        try:
-            with self.ready:
-                while test not in results.runs and test not in results.errors and self.running:
-                    self.ready.wait()
-        except BaseException:
-            self.abort()
-            raise
-
-    def stop(self) -> None:
-        """Take no further test for its first pairing (the session stops early: `-x`,
-        `--maxfail`); what a lane is measuring, and the confirmations, go on."""
-        with self.ready:
-            kept = [job for job in self.queue if job.confirm]
-            self.results.left += [job.test for job in self.queue if not job.confirm]
-            self.queue = deque(kept)
-            self.ready.notify_all()
-
-    def join(self) -> LaneResults:
-        """Wait for every lane's thread; the results, with the tests no lane took."""
-        try:
-            for thread in self.threads:
-                thread.join()
-        except BaseException:
-            self.abort()
-            raise
-        left = [item.test for item in self.queue if not item.confirm]
-        self.results.left = list(dict.fromkeys([*self.results.left, *left]))
-        return self.results
-
-    def abort(self) -> None:
-        """Kill every lane's workers, which ends their threads' pipe reads, and join the
-        threads."""
-        lanes = [*self.lanes, *self.results.confirming]
-        kill_workers([worker for lane in lanes for worker in lane.workers])
-        for thread in self.threads:
-            if thread.ident is not None:  # started
-                thread.join(timeout=30)
-
-    def _take(self, index: int, confirming: bool) -> _Job | None:
-        with self.ready:
+    def take(index: int, confirming: bool) -> _Job | None:
+        with ready:
             while True:
-                queue = self.queue
                 found = next((j for j in queue if not j.confirm), None)
                 if found is None and confirming and queue:
                     # Another lane's flags first; then its own, so that no confirmation
@@ -280,92 +199,92 @@ class LanesRun:
                     found = next((j for j in queue if j.lane != index), queue[0])
                 if found is not None:
                     queue.remove(found)
-                    self.working += 1
+                    working[0] += 1
                     return found
-                if self.working == 0 or self.confirm_if is None:
+                if working[0] == 0 or confirm_if is None:
                     return None
-                self.ready.wait()
+                ready.wait()
 
-    def _usable(self, lane: Lane) -> bool:
+    def usable(lane: Lane) -> bool:
         if lane.error is None:
             lane.error = lane.check_hellos()
             if lane.error is not None:
-                with self.ready:
-                    self.results.unusable.append(lane.error)
+                with ready:
+                    results.unusable.append(lane.error)
         return lane.error is None
 
-    def _flag(self, test: str, index: int) -> None:
+    def flag(test: str, index: int) -> None:
         """Queue `test`'s confirmation, starting the confirmation lanes first (with the
         lock held: no second start)."""
-        results = self.results
-        if not self.confirmation_started:
-            self.confirmation_started = True
+        if not started:
+            started.append(True)
             try:
-                start = self.start_confirming
-                results.confirming = list(start()) if start else []
+                results.confirming = list(start_confirming()) if start_confirming else []
             except WorkerError as exc:
                 results.unusable.append(f"confirmation lanes: {exc}")
         if results.confirming:
-            self.queue.append(_Job(test, confirm=True, lane=index))
+            queue.append(_Job(test, confirm=True, lane=index))
 
-    def _drive(self, index: int) -> None:
-        try:
-            self._drive_lane(index)
-        finally:
-            with self.ready:
-                self.running -= 1
-                last = self.running == 0
-                self.ready.notify_all()
-            if last and self.when_done is not None:
-                self.when_done(self.results)
-
-    def _drive_lane(self, index: int) -> None:
-        first = self.lanes[index]
-        results = self.results
-        if not self._usable(first):
+    def drive(index: int) -> None:
+        first = lanes[index]
+        if not usable(first):
             return
-        with self.ready:
+        with ready:
             results.started += 1
         confirming = True
-        while (item := self._take(index, confirming)) is not None:
+        while (item := take(index, confirming)) is not None:
             lane = first
             if item.confirm:
                 lane = results.confirming[index] if index < len(results.confirming) else first
-                if lane is first or not self._usable(lane):
+                if lane is first or not usable(lane):
                     # Another lane's thread may still confirm it: this one takes no more.
-                    with self.ready:
-                        self.queue.appendleft(item)
-                        self.working -= 1
-                        self.ready.notify_all()
+                    with ready:
+                        queue.appendleft(item)
+                        working[0] -= 1
+                        ready.notify_all()
                     confirming = False
                     continue
             try:
-                run = self.job(lane, item.test)
-                again = (
-                    not item.confirm
-                    and self.confirm_if is not None
-                    and self.confirm_if(item.test, run)
-                )
+                run = job(lane, item.test)
+                again = not item.confirm and confirm_if is not None and confirm_if(item.test, run)
             except Exception as exc:  # WorkerError, or a bug: either way the lane is done
                 lane.error = str(exc) if isinstance(exc, WorkerError) else repr(exc)
                 # Its other worker may still wait in the test's call phase, where a
                 # `quit` would not reach it: it goes too.
                 kill_workers(lane.workers)
-                with self.ready:
+                with ready:
                     if not item.confirm:
                         results.errors[item.test] = lane.error
-                    self.working -= 1
-                    self.ready.notify_all()
+                    working[0] -= 1
+                    ready.notify_all()
                 if item.confirm:
                     confirming = False
                     continue
                 return
-            with self.ready:
+            with ready:
                 if item.confirm:
                     results.confirmations[item.test] = run
                 else:
                     results.runs[item.test] = run
                 if again:
-                    self._flag(item.test, index)
-                self.working -= 1
-                self.ready.notify_all()
+                    flag(item.test, index)
+                working[0] -= 1
+                ready.notify_all()
+
+    threads = [
+        threading.Thread(target=drive, args=(index,), name=f"perfguard-lane-{index}", daemon=True)
+        for index in range(len(lanes))
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        kill_workers([worker for lane in [*lanes, *results.confirming] for worker in lane.workers])
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(timeout=30)
+        raise
+    results.left = [item.test for item in queue if not item.confirm]
+    return results

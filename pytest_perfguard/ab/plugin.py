@@ -41,16 +41,7 @@ from .finish import (
     judge,
     likely_regression,
 )
-from .lanes import (
-    Lane,
-    LaneResults,
-    LanesRun,
-    close_workers,
-    lane_count,
-    lane_cpus,
-    run_lanes,
-    start_lanes,
-)
+from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
 from .pairing import (
     MODES,
     Mode,
@@ -76,10 +67,6 @@ from .worker import NOT_COLLECTED
 # time quiet and the same under load. Interleave compares calls taken moments apart on
 # one CPU.
 DEFAULT_MODE: Mode = "interleave"
-
-# The GIL's switch interval while the lanes pair beside the loop (Python's default is
-# 5 ms): a lane's thread waiting for the GIL holds up its two workers.
-LANES_SWITCH_INTERVAL = 0.0001
 
 
 def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession:
@@ -239,9 +226,6 @@ class ABSession:
         # Every worker process this session started, for `close`.
         self.workers = [worker, *(w for lane in self.lanes for w in lane.workers)]
         self.lane_tests: list[str] = []  # what the lanes pair, in collection order
-        self.lanes_run: LanesRun | None = None  # pairing while the loop runs the tests
-        self.lanes_done = False  # joined, and what they did taken in
-        self.switch_interval = sys.getswitchinterval()  # restored once the lanes are done
         self.lane_runs: dict[str, PairedRun] = {}
         self.lane_errors: dict[str, str] = {}  # tests whose lane's worker died
         self.lane_plans: dict[int, PairingPlan] = {}  # by id() of the lane
@@ -383,50 +367,15 @@ class ABSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        """With lanes, start pairing every test they can; the normal loop runs the tests
-        meanwhile, each once the lanes have paired it (`pytest_pyfunc_call`)."""
+        """With lanes, pair every test they can before the normal loop runs the tests."""
         if not self.lanes or not self.lane_tests or session.config.option.collectonly:
             return
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             return  # pytest stops here with "errors during collection"
-        self.lanes_run = LanesRun(
+        results = run_lanes(
             self.lanes, self.lane_tests, self._pair_in_lane,
             confirm_if=self._likely_regression, start_confirming=self._confirmation_lanes,
-            when_done=self._lanes_ended,
         )  # fmt: skip
-        # The lanes' own dicts: the loop reads each test's pairs as they come.
-        self.lane_runs = self.lanes_run.results.runs
-        self.lane_errors = self.lanes_run.results.errors
-        # The lanes' threads share this process's GIL with the loop: each pair's commands
-        # and answers wait for it, up to the switch interval (5 ms) each time the loop's
-        # test holds it, which left the lanes' workers idle between rounds.
-        self.switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(LANES_SWITCH_INTERVAL)
-        self.lanes_run.start()
-
-    def _wait_for_lanes(self, test: str) -> None:
-        """Until the lanes have paired `test`; until they are all done when they could
-        not (no lane started, or the head worker did not collect it), since this process
-        then pairs it with the base worker, which is a lane's."""
-        lanes_run = self.lanes_run
-        if lanes_run is None or self.lanes_done:
-            return
-        lanes_run.wait_for(test)
-        results = lanes_run.results
-        run = results.runs.get(test)
-        if test in results.errors or (run is not None and run.head_error != NOT_COLLECTED):
-            return
-        self._finish_lanes()
-
-    def _finish_lanes(self) -> None:
-        """Join the lanes (once) and take in what they did."""
-        if self.lanes_run is None or self.lanes_done:
-            return
-        self.lanes_done = True
-        try:
-            results = self.lanes_run.join()
-        finally:
-            sys.setswitchinterval(self.switch_interval)
         self.lane_runs, self.lane_errors = results.runs, results.errors
         self.lane_confirmations = results.confirmations
         for problem in dict.fromkeys(results.unusable):
@@ -441,21 +390,13 @@ class ABSession:
             self._unpin_base()
         assert self.plan is not None
         self.plan.late_starts += sum(plan.late_starts for plan in self.lane_plans.values())
-
-    def _lanes_ended(self, results: LaneResults) -> None:
-        """In the last lane's thread as it ends: when every test is paired (none is left
-        for this process to pair with the base worker), the workers go."""
-        if all(
-            test in results.errors
-            or (test in results.runs and results.runs[test].head_error != NOT_COLLECTED)
-            for test in self.order
-        ):
+        if all(test in self.lane_runs or test in self.lane_errors for test in self.order):
             self._quit_workers()
 
     def _quit_workers(self) -> None:
         """Every test is paired and every flag the lanes raised confirmed: the workers
-        tear down (fixtures, their process's exit) while this process finishes its loop
-        and its reports, instead of after them. `close` waits for them. A regression
+        tear down (fixtures, their process's exit) while this process runs the tests once
+        for their outcomes, instead of after it. `close` waits for them. A regression
         that still needs a confirmation at the end gets new confirmation lanes."""
         for worker in self.workers:
             worker.quit()
@@ -496,7 +437,6 @@ class ABSession:
         nodeid = pyfuncitem.nodeid
         if nodeid not in self.order:
             return None  # new: runs once, as usual
-        self._wait_for_lanes(nodeid)
         spec, gated = self.specs.get(nodeid), self.gated[nodeid]
         if nodeid in self.lane_runs:  # paired in a lane: this is the head's outcome
             self.tests[nodeid] = PairedTest(spec, gated, self.lane_runs[nodeid])
@@ -553,12 +493,6 @@ class ABSession:
             entry.outcome = outcome
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.lanes_run is not None and not self.lanes_done:
-            if exitstatus == pytest.ExitCode.INTERRUPTED:
-                self.lanes_run.abort()
-            elif session.shouldstop or session.shouldfail:
-                self.lanes_run.stop()  # -x, --maxfail: no verdict for tests not run
-            self._finish_lanes()
         confirming = self.confirming
         for worker in self.workers:
             if not any(worker in lane.workers for lane in confirming):
@@ -710,10 +644,6 @@ class ABSession:
 
     def close(self) -> None:
         """Stop the workers and remove the worktree; safe to call more than once."""
-        if self.lanes_run is not None and not self.lanes_done:
-            self.lanes_done = True
-            self.lanes_run.abort()  # the session ended before its finish (an error)
-            sys.setswitchinterval(self.switch_interval)
         workers, self.workers, self.worker = self.workers, [], None
         try:
             close_workers(workers)

@@ -324,8 +324,7 @@ def _confirm(
     regression only where its confirmation is one too. Requiring two independent
     pairings to agree can only remove alarms, never add them."""
     schedule = confirmation_schedule(summary.q)
-    batch: list[tuple[tuple[str, str], paired.PairedAssessment, float]] = []
-    for key, verdict in decided.items():
+    for key, verdict in list(decided.items()):
         test, metric = key
         run = confirmations.get(test)
         if verdict.kind != "regression" or run is None:
@@ -345,10 +344,7 @@ def _confirm(
             )
         except ValueError:
             continue
-        batch.append((key, assessment, verdict.threshold))
-    for key, assessment, threshold in batch:
-        decision = paired.decide_pairs_alone(assessment, threshold, q=summary.q)
-        verdict = decided[key]
+        decision = paired.decide_pairs_alone(assessment, verdict.threshold, q=summary.q)
         if decision.kind == "regression":
             detail = f"{verdict.detail}; confirmed in fresh processes: {decision.detail}"
             decided[key] = replace(verdict, detail=detail)

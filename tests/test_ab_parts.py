@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_perfguard.ab import base, lanes, pairing, series, worker
 from pytest_perfguard.measure import PerfSpec
@@ -548,3 +550,37 @@ def test_a_clear_confirmation_stands_whatever_the_other_confirmations_show() -> 
     decided, _, _ = judge(tests, [], [], summary, False, confirmations)
     kinds = {v.test: v.kind for v in decided.verdicts}
     assert kinds == {name: "regression" if i < 3 else "unstable" for i, name in enumerate(names)}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.7, 1.6), st.integers(6, 24), st.floats(0.7, 1.6), st.integers(6, 20)
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_confirmations_only_ever_remove_regressions(
+    tests_drawn: list[tuple[float, int, float, int]],
+) -> None:
+    """Whatever the first pairings and their confirmations read, the regressions with the
+    confirmations are among those without them: confirming can only remove alarms."""
+    from pytest_perfguard.ab.finish import PairedTest, judge
+
+    summary = _ab_summary()
+    names = [f"t.py::test_{i}" for i in range(len(tests_drawn))]
+    tests = {
+        name: PairedTest(None, True, _paired_run(pairs, ratio))
+        for name, (ratio, pairs, _, _) in zip(names, tests_drawn, strict=True)
+    }
+    confirmations = {
+        name: _paired_run(pairs, ratio)
+        for name, (_, _, ratio, pairs) in zip(names, tests_drawn, strict=True)
+    }
+    without, _, _ = judge(tests, [], [], summary, False)
+    with_them, _, _ = judge(tests, [], [], summary, False, confirmations)
+    flagged = {v.test for v in without.verdicts if v.kind == "regression"}
+    confirmed = {v.test for v in with_them.verdicts if v.kind == "regression"}
+    assert confirmed <= flagged

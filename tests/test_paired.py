@@ -202,10 +202,10 @@ def test_settled_means_decided() -> None:
 
 
 def test_an_estimate_within_half_the_threshold_stops_at_a_look_that_tests() -> None:
-    """Wide pairs whose estimate is within half the threshold: at a look that tests they
-    are settled (only "unchanged" or "unstable" could come of more pairs; here
-    "unstable"), at the futility look they are not; an estimate past half the threshold
-    with the same spread goes on."""
+    """Wide pairs whose estimate is within half the threshold: at a look that tests, from
+    10 pairs, they are settled (only "unchanged" or "unstable" could come of more pairs;
+    here "unstable"); at the futility look, or with fewer pairs, they are not; an
+    estimate past half the threshold with the same spread goes on."""
     wide = [0.8 if i % 2 else 1.3 for i in range(10)]  # about +2 %, reaching past 10 %
     tests_here = paired.assess_pairs([1.0] * 10, wide, share=0.5)
     assert abs(tests_here.change) <= 0.05 and tests_here.reach > 0.1
@@ -213,6 +213,9 @@ def test_an_estimate_within_half_the_threshold_stops_at_a_look_that_tests() -> N
     assert paired.classify_pairs(tests_here, 0.1)[0] == "unstable"
     futility = paired.assess_pairs([1.0] * 10, wide, share=0.0)
     assert not paired.is_settled(futility, 0.1, q=0.05, metrics=24)
+    early = paired.assess_pairs([1.0] * 9, wide[:9], share=0.5)
+    assert abs(early.change) <= 0.05 and early.reach > 0.1
+    assert not paired.is_settled(early, 0.1, q=0.05, metrics=1)
     further = [0.8 if i % 2 else 1.45 for i in range(10)]  # about +8 %
     going_on = paired.assess_pairs([1.0] * 10, further, share=0.5)
     assert going_on.change > 0.05

@@ -107,10 +107,17 @@ class Hogs:
     process copying 256 MB buffers back and forth (memory bandwidth)."""
 
     def __init__(self, kind: str) -> None:
-        code = {
-            "cpu": "while True: pass",
-            "mem": "a = bytearray(256 << 20)\nwhile True:\n    b = bytes(a)\n    a[:] = b",
+        # Each load process stops by itself once the harness is gone (killed, so that its
+        # `finally` never ran): it checks its parent between bursts of work.
+        work = {
+            "cpu": "for _ in range(1_000_000): pass",
+            "mem": "b = bytes(a)\n    a[:] = b",
         }[kind]
+        buffer = "bytearray(256 << 20)" if kind == "mem" else "None"
+        code = (
+            f"import os\nparent = {os.getpid()}\na = {buffer}\n"
+            f"while os.getppid() == parent:\n    {work}\n"
+        )
         count = 3 if kind == "cpu" else 1
         self.processes = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
 

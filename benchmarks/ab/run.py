@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -69,7 +70,14 @@ def write_suite(directory: Path, slow: list[str], factor: float) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def pytest_run(directory: Path, *args: str, python: str | None = None) -> tuple[int, float, str]:
+def pytest_run(
+    directory: Path, *args: str, python: str | None = None
+) -> tuple[int, float, float, str]:
+    """Exit status, wall seconds, CPU seconds and output of one pytest run. The CPU seconds
+    are the run's process and every process it waited for (its workers, and their copies,
+    which the workers reap): what the run took from the machine, whatever the number of
+    CPUs it spread over. The load processes are this harness's children too, but they are
+    reaped only after the condition's last run."""
     cmd = verdicts.pytest_cmd(directory, "--perf-platform", verdicts.PLATFORM, *args)
     if python:
         cmd[0] = python
@@ -80,7 +88,11 @@ def pytest_run(directory: Path, *args: str, python: str | None = None) -> tuple[
     # whose workers each collect, pays up to five times and the stored gate once.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(directory.parent / "pycache")
-    return verdicts.timed(cmd, directory, env)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rc, secs, text = verdicts.timed(cmd, directory, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return rc, secs, cpu, text
 
 
 def gated_verdicts(report: Path) -> dict[str, str]:
@@ -131,7 +143,7 @@ def record_stored(directory: Path, log: Path) -> None:
     """The stored gate's baselines: RECORD_RUNS recorded runs of the base, then an update."""
     write_suite(directory, [], 1.0)
     for _ in range(RECORD_RUNS):
-        rc, _, text = pytest_run(directory, "--perf-record", "--perf-threshold", str(THRESHOLD))
+        rc, _, _, text = pytest_run(directory, "--perf-record", "--perf-threshold", str(THRESHOLD))
         if rc not in (0, 1):
             raise SystemExit(f"record run failed ({rc}):\n{text}")
     pytest_run(
@@ -156,19 +168,22 @@ def run_config(
     if config == "stored":
         directory = work / "stored"
         write_suite(directory, slow, factor)
-        rc, secs, text = pytest_run(directory, "--perf", *threshold)
+        rc, secs, cpu, text = pytest_run(directory, "--perf", *threshold)
     else:
         directory = work / "head"
         write_suite(directory, slow, factor)
         budget_args = [] if budget is None else ["--perf-ab-budget", str(budget)]
-        rc, secs, text = pytest_run(
+        rc, secs, cpu, text = pytest_run(
             directory, f"--perf-against={work / 'base'}", *AB_ARGS[config],
             *budget_args, *threshold,
             python=other_python if config == "interleave-other" else None,
         )  # fmt: skip
     if not report.exists():
         raise SystemExit(f"{config}: no report (rc {rc}):\n{text[-3000:]}")
-    return {"rc": rc, "secs": secs, "verdicts": gated_verdicts(report), "notes": notes(report)}
+    return {
+        "rc": rc, "secs": secs, "cpu": cpu, "verdicts": gated_verdicts(report),
+        "notes": notes(report),
+    }  # fmt: skip
 
 
 def load_average() -> float:
@@ -284,31 +299,48 @@ def summary(path: Path) -> str:
 
 def time_ratios(rows: list[dict[str, Any]]) -> list[str]:
     """Per configuration and condition: each trial's A/B seconds over the stored gate's in
-    the same trial (c clean, s slowed), their median, and the ratio of the sums."""
+    the same trial (c clean, s slowed), their median, the ratio of the sums, the medians of
+    the clean and the slowed trials apart, and (rows since 2026-12-01, 16:00) the same
+    medians of the CPU seconds' ratios."""
     trials: dict[tuple[str, float, int], dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
         trials[(row["condition"], row["factor"], row["trial"])][row["config"]] = row
-    series: dict[tuple[str, float, str], list[tuple[float, float, bool]]] = defaultdict(list)
+    series: dict[tuple[str, float, str], list[tuple[dict[str, Any], dict[str, Any]]]]
+    series = defaultdict(list)
     for (condition, factor, _), configs in sorted(trials.items()):
         stored = configs.get("stored")
         if stored is None:
             continue
         for config, row in configs.items():
             if config != "stored":
-                key = (condition, factor, config)
-                series[key].append((row["secs"], stored["secs"], bool(row["slow"])))
+                series[(condition, factor, config)].append((row, stored))
     lines = []
     for (condition, factor, config), runs in sorted(series.items()):
-        ratios = [ab / stored for ab, stored, _ in runs]
-        each = ", ".join(f"{r:.2f}{'s' if slowed else 'c'}" for r, (*_, slowed) in zip(
-            ratios, runs, strict=True
-        ))  # fmt: skip
-        total = sum(ab for ab, _, _ in runs) / sum(stored for _, stored, _ in runs)
-        lines.append(
-            f"- {condition} +{factor - 1:.0%} {config}: x stored {each}; median "
-            f"{statistics.median(ratios):.2f}x, sums {total:.2f}x"
+        ratios = [row["secs"] / stored["secs"] for row, stored in runs]
+        each = ", ".join(
+            f"{ratio:.2f}{'s' if row['slow'] else 'c'}"
+            for ratio, (row, _) in zip(ratios, runs, strict=True)
         )
+        total = sum(row["secs"] for row, _ in runs) / sum(stored["secs"] for _, stored in runs)
+        apart = _clean_and_slowed(runs, "secs")
+        line = (
+            f"- {condition} +{factor - 1:.0%} {config}: x stored {each}; median "
+            f"{statistics.median(ratios):.2f}x, sums {total:.2f}x; {apart}"
+        )
+        if all("cpu" in row and "cpu" in stored for row, stored in runs):
+            line += f"; CPU seconds: {_clean_and_slowed(runs, 'cpu')}"
+        lines.append(line)
     return lines
+
+
+def _clean_and_slowed(runs: list[tuple[dict[str, Any], dict[str, Any]]], key: str) -> str:
+    """The median ratio to the stored gate of `key` in the clean trials and in the slowed."""
+    parts = []
+    for label, slowed in (("clean", False), ("slowed", True)):
+        ratios = [row[key] / stored[key] for row, stored in runs if bool(row["slow"]) == slowed]
+        if ratios:
+            parts.append(f"{label} {statistics.median(ratios):.2f}x")
+    return ", ".join(parts)
 
 
 def main() -> None:

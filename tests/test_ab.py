@@ -677,10 +677,12 @@ def test_lanes_collect_once_a_side_and_confirm_in_fresh_processes(
 ) -> None:
     """Two lanes: one base and one head worker collect, and each forks the other lane's
     worker, so four processes run tests. A clean session starts nothing more; a session
-    with regressions starts two fresh workers (and their copies) to confirm them."""
+    with regressions starts two fresh workers (and their copies) to confirm them, which
+    import the paired tests' modules and not the rest of the suite."""
     notes = tmp_path / "notes"
     notes.touch()
     (project / "conftest.py").write_text(PROCESS_NOTES.format(path=str(notes)))
+    (project / "test_other.py").write_text(OTHER_MODULE.format(path=str(notes)))
     _git(project, "add", ".")
     _git(project, "commit", "-q", "-m", "notes")
     result = _run(pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "2")
@@ -688,13 +690,32 @@ def test_lanes_collect_once_a_side_and_confirm_in_fresh_processes(
     assert len(_processes(notes, "collected")) == 2
     assert len(_processes(notes, "ran")) == 4
     assert _processes(notes, "collected") < _processes(notes, "ran")
+    assert _processes(notes, "imported") == _processes(notes, "collected")
 
     notes.write_text("")
     (project / "speedlib.py").write_text(LIBRARY.format(factor=3.0))
     result = _run(pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "2")
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*confirmed in fresh processes*"])
-    assert len(_processes(notes, "collected")) == 4
+    collected = _processes(notes, "collected")
+    assert len(collected) == 4
+    assert len(_processes(notes, "imported")) == 2 and _processes(notes, "imported") < collected
+
+
+# A module of unmarked tests: every worker of the lanes imports it (they collect what the
+# head collects), a confirmation's fresh workers do not.
+OTHER_MODULE = """
+import os
+import sys
+
+if "_perfguard_ab_worker" in sys.modules:
+    with open({path!r}, "a") as notes:
+        notes.write(f"imported {{os.getpid()}}\\n")
+
+
+def test_unmarked():
+    pass
+"""
 
 
 DYING_TESTS = """

@@ -80,6 +80,29 @@ def test_worker_args_map_the_heads_paths_into_the_base(tmp_path: Path) -> None:
     assert nothing[-2:] == ["-k", "perfguard_ab_selects_nothing"]
 
 
+def test_confirmation_args_name_the_paired_tests_files_once_each(tmp_path: Path) -> None:
+    tests = [
+        "tests/test_a.py::test_x",
+        "tests/test_a.py::Test::test_y[1-2]",
+        "tests/sub/test_b.py::test_z",
+    ]
+    args = pairing.confirmation_args(tests, tmp_path, "fast", "perf")
+    assert args == [
+        "--rootdir", str(tmp_path), "tests/test_a.py", "tests/sub/test_b.py",
+        "-k", "fast", "-m", "perf",
+    ]  # fmt: skip
+    assert pairing.confirmation_args(tests[:1], tmp_path, "", "") == [
+        "--rootdir", str(tmp_path), "tests/test_a.py",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("outside", ["../elsewhere/test_c.py::test_w", "/abs/test_d.py::test_v"])
+def test_confirmation_args_give_way_to_a_test_outside_the_rootdir(
+    tmp_path: Path, outside: str
+) -> None:
+    assert pairing.confirmation_args(["tests/test_a.py::test_x", outside], tmp_path, "", "") is None
+
+
 def _round(wall: float, cpu: float, **records: list[float]) -> series.Round:
     return series.Round(wall, cpu, 0, {k: [v, "tok/s", "higher", None] for k, v in records.items()})
 

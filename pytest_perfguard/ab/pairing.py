@@ -784,6 +784,28 @@ def worker_args(
     return out
 
 
+def confirmation_args(
+    tests: Sequence[str], root: Path, keyword: str, markexpr: str
+) -> list[str] | None:
+    """A confirmation worker's pytest arguments for a checkout at `root`: the files that
+    hold `tests` (node ids, relative to the rootdir), in their order, with the head's
+    -k / -m selection, so that a fresh process imports and collects the paired tests'
+    modules rather than the whole suite; None when a test's file lies outside the rootdir
+    (then the lanes' arguments, `worker_args`, serve)."""
+    files: dict[str, None] = {}
+    for test in tests:
+        path = test.partition("::")[0]
+        if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+            return None
+        files[path] = None
+    out = ["--rootdir", str(root), *files]
+    if keyword:
+        out += ["-k", keyword]
+    if markexpr:
+        out += ["-m", markexpr]
+    return out
+
+
 def python_for_base(python: str | None) -> str:
     return python or sys.executable
 

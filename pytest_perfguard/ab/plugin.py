@@ -50,6 +50,7 @@ from .pairing import (
     Worker,
     WorkerError,
     WorkerProcess,
+    confirmation_args,
     pair_on_workers,
     pair_test,
     python_for_base,
@@ -136,18 +137,30 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     )  # fmt: skip
 
 
-def _head_worker(config: pytest.Config, base: WorkerProcess) -> WorkerProcess:
+def _head_worker(
+    config: pytest.Config, base: WorkerProcess, args: list[str] | None = None
+) -> WorkerProcess:
     """A worker rooted at this checkout (the head's code, this interpreter), with as many
     copies as `base`, the worker it pairs with, each sharing the duet start line of its
-    copy of `base`."""
+    copy of `base`; `args` its pytest arguments (by default this session's test paths and
+    selection, `_worker_args`)."""
     return WorkerProcess(
         config.rootpath,
         sys.executable,
-        _worker_args(config, config.rootpath),
+        _worker_args(config, config.rootpath) if args is None else args,
         start_lines=[copy.start_line_path for copy in base.copies],
         name="head worker",
         copies=len(base.copies),
     )
+
+
+def _confirmation_args(config: pytest.Config, root: Path, tests: list[str]) -> list[str]:
+    """A confirmation worker's pytest arguments for a checkout at `root`: the files of the
+    paired `tests` (`confirmation_args`), else this session's test paths (`_worker_args`)."""
+    narrow = confirmation_args(
+        tests, root, config.option.keyword or "", config.option.markexpr or ""
+    )
+    return _worker_args(config, root) if narrow is None else narrow
 
 
 def _worker_args(config: pytest.Config, root: Path) -> list[str]:
@@ -568,9 +581,13 @@ class ABSession:
         plan = confirmation_plan(self.plan)
         try:
             base = WorkerProcess(
-                self.checkout.path, python_for_base(self.settings.against_python), self.base_args
+                self.checkout.path,
+                python_for_base(self.settings.against_python),
+                _confirmation_args(self.config, self.checkout.path, self.order),
             )
-            head = _head_worker(self.config, base)
+            head = _head_worker(
+                self.config, base, _confirmation_args(self.config, self.config.rootpath, self.order)
+            )
             for side in (base, head):
                 hello = side.wait_hello()
                 if hello["errors"] or hello["imports"]:
@@ -599,12 +616,15 @@ class ABSession:
         base = WorkerProcess(
             self.checkout.path,
             python_for_base(self.settings.against_python),
-            self.base_args,
+            _confirmation_args(self.config, self.checkout.path, self.order),
             copies=len(self.lanes),
         )
+        head_args = _confirmation_args(self.config, self.config.rootpath, self.order)
         try:
             lanes = start_lanes(
-                [lane.cpus for lane in self.lanes], base, lambda b: _head_worker(self.config, b)
+                [lane.cpus for lane in self.lanes],
+                base,
+                lambda b: _head_worker(self.config, b, head_args),
             )
         except WorkerError:
             close_workers(base.copies)

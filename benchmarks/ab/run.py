@@ -57,10 +57,34 @@ def names() -> list[str]:
     return [name for name, *_ in verdicts.test_names()]
 
 
-def write_suite(directory: Path, slow: list[str], factor: float) -> None:
+# A module of unmarked tests (`--unmarked`): some work at import, as a real suite's test
+# modules import their project, and a few quick tests.
+UNMARKED_MODULE = """
+TABLE = sum(i * i for i in range(100_000))
+
+
+def test_one():
+    assert TABLE
+
+
+def test_two():
+    assert TABLE > 1
+
+
+def test_three():
+    pass
+"""
+
+
+def write_suite(directory: Path, slow: list[str], factor: float, unmarked: int = 0) -> None:
     """The verdict harness's suite with the slowdown in the code, not in the environment
-    (the base worker inherits the head's environment)."""
+    (the base worker inherits the head's environment); with `unmarked`, that many modules
+    of unmarked tests beside it."""
     verdicts.write_suite(directory, "perfguard")
+    for index in range(unmarked):
+        module = directory / f"test_unmarked_{index:03}.py"
+        if not module.exists():
+            module.write_text(UNMARKED_MODULE, encoding="utf-8")
     path = directory / SUITE
     text = path.read_text(encoding="utf-8")
     text = text.replace(
@@ -139,9 +163,9 @@ class Hogs:
             process.wait()
 
 
-def record_stored(directory: Path, log: Path) -> None:
+def record_stored(directory: Path, log: Path, unmarked: int = 0) -> None:
     """The stored gate's baselines: RECORD_RUNS recorded runs of the base, then an update."""
-    write_suite(directory, [], 1.0)
+    write_suite(directory, [], 1.0, unmarked)
     for _ in range(RECORD_RUNS):
         rc, _, _, text = pytest_run(directory, "--perf-record", "--perf-threshold", str(THRESHOLD))
         if rc not in (0, 1):
@@ -161,17 +185,18 @@ def run_config(
     factor: float,
     budget: float | None = None,
     other_python: str | None = None,
+    unmarked: int = 0,
 ) -> dict[str, Any]:
     report = work / f"{config}.json"
     report.unlink(missing_ok=True)
     threshold = ["--perf-threshold", str(THRESHOLD), "--perf-json", str(report)]
     if config == "stored":
         directory = work / "stored"
-        write_suite(directory, slow, factor)
+        write_suite(directory, slow, factor, unmarked)
         rc, secs, cpu, text = pytest_run(directory, "--perf", *threshold)
     else:
         directory = work / "head"
-        write_suite(directory, slow, factor)
+        write_suite(directory, slow, factor, unmarked)
         budget_args = [] if budget is None else ["--perf-ab-budget", str(budget)]
         rc, secs, cpu, text = pytest_run(
             directory, f"--perf-against={work / 'base'}", *AB_ARGS[config],
@@ -195,7 +220,7 @@ def run(args: argparse.Namespace) -> None:
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     log = work / "runs.log"
-    write_suite(work / "base", [], 1.0)
+    write_suite(work / "base", [], 1.0, args.unmarked)
     done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     finished = {(d["condition"], d["trial"], d["config"]) for d in done}
     rng = random.Random(f"{args.seed}-{args.condition}")
@@ -209,7 +234,7 @@ def run(args: argparse.Namespace) -> None:
         # hosted: baselines recorded on a quiet machine, checks under load; else same load.
         hogs = Hogs(hogs_kind) if hogs_kind and args.condition != "hosted" else None
         try:
-            record_stored(stored_dir, log)
+            record_stored(stored_dir, log, args.unmarked)
         finally:
             if hogs:
                 hogs.stop()
@@ -222,13 +247,16 @@ def run(args: argparse.Namespace) -> None:
             for config in order:
                 if (args.condition, trial, config) in finished:
                     continue
-                result = run_config(config, work, slow, args.factor, args.budget, args.other_python)
+                result = run_config(
+                    config, work, slow, args.factor, args.budget, args.other_python, args.unmarked
+                )
                 row = {
                     "condition": args.condition,
                     "trial": trial,
                     "config": config,
                     "factor": args.factor,
                     "slow": slow,
+                    "unmarked": args.unmarked,
                     "load": load_average(),
                     **result,
                 }
@@ -352,6 +380,13 @@ def main() -> None:
     parser.add_argument("--out", default="ab-results.jsonl")
     parser.add_argument("--work", default=None, help="kept between runs (resume); default: temp")
     parser.add_argument("--seed", default="ab")
+    parser.add_argument(
+        "--unmarked",
+        type=int,
+        default=0,
+        help="modules of unmarked tests beside the suite (3 tests each, 5 ms of work at "
+        "import), as in a real suite; the A/B configurations pair only the marked tests",
+    )
     parser.add_argument(
         "--budget",
         type=float,

@@ -132,8 +132,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
             raise pytest.UsageError(f"--perf-against {label}: {exc}") from None
     return ABSession(
         config, settings, checkout, worker, mode, cpus, platform, db_url,
-        "; ".join(n for n in (note, lanes_note) if n), counter=counter, base_args=args,
-        lanes=lanes,
+        "; ".join(n for n in (note, lanes_note) if n), counter=counter, lanes=lanes,
     )  # fmt: skip
 
 
@@ -210,7 +209,6 @@ class ABSession:
         note: str,
         *,
         counter: CallgrindCounter | None = None,
-        base_args: list[str] | None = None,
         lanes: list[Lane] | None = None,
     ) -> None:
         assert mode in MODES
@@ -233,7 +231,6 @@ class ABSession:
         self.tests: dict[str, PairedTest] = {}
         self.plan: PairingPlan | None = None
         self.counter = counter  # both sides count instructions (under callgrind)
-        self.base_args = base_args or []  # the base worker's pytest arguments
         self.messages: list[str] = []  # for the A/B summary: lanes given up, confirmations
         self.lanes = lanes or []  # empty: the head process pairs with `worker`
         # Every worker process this session started, for `close`.

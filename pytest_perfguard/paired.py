@@ -38,6 +38,11 @@ rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
   most the threshold: a change of the threshold's size is excluded;
 - **unstable**: neither, and that bound still reaches past the threshold after the
   budget's pairs: noise hides a change of that size (never fails).
+
+A **confirmation** (a flagged regression paired again in fresh processes) bears the
+regression out when its own estimate is past the threshold and its own test, alone at q,
+says the head is slower (`decide_confirmation`); its interval's better bound need not be
+past half the threshold, which the first pairing has shown.
 """
 
 from __future__ import annotations
@@ -278,15 +283,18 @@ def assess_pairs(
 WITHIN_HALF_FROM = 10
 
 
-def is_settled(a: PairedAssessment, threshold: float, *, q: float, metrics: int) -> bool:
+def is_settled(
+    a: PairedAssessment, threshold: float, *, q: float, metrics: int, confirming: bool = False
+) -> bool:
     """Whether taking more pairs can no longer change this metric's verdict much: a
     regression that Benjamini-Hochberg will confirm whatever the other metrics show
-    (p <= q / metrics), an interval that excludes a regression of the threshold's size, or,
-    at a look that tests and from `WITHIN_HALF_FROM` pairs, an estimate within half the
-    threshold. Stopping never adds false alarms: the p-value already pays for every
-    planned look, and "unchanged" and "unstable" only end the pairs early. At a futility
-    look (no share of q) an estimate past the threshold's improvement goes on to a look
-    that can state it."""
+    (p <= q / metrics; `confirming`: one that bears out a flagged regression, as
+    `decide_confirmation` judges it), an interval that excludes a regression of the
+    threshold's size, or, at a look that tests and from `WITHIN_HALF_FROM` pairs, an
+    estimate within half the threshold. Stopping never adds false alarms: the p-value
+    already pays for every planned look, and "unchanged" and "unstable" only end the pairs
+    early. At a futility look (no share of q) an estimate past the threshold's improvement
+    goes on to a look that can state it."""
     if a.reach <= threshold + _EPSILON:
         return a.share > 0 or a.change >= -threshold - _EPSILON
     within_half = abs(a.change) <= threshold / 2 + _EPSILON
@@ -298,7 +306,7 @@ def is_settled(a: PairedAssessment, threshold: float, *, q: float, metrics: int)
     return (
         a.change > threshold + _EPSILON
         and a.p_value <= q / max(metrics, 1)
-        and a.better > threshold / 2
+        and (confirming or a.better > threshold / 2)
     )
 
 
@@ -344,13 +352,24 @@ def decide_pairs_session(
     return decisions
 
 
-def decide_pairs_alone(
+def decide_confirmation(
     assessment: PairedAssessment, threshold: float, *, q: float = 0.05
 ) -> PairedDecision:
-    """One metric judged on its own at `q`, with no family to share `q` with (a
-    confirmation in fresh processes: the first pairing already held the session's false
-    discoveries to `q`)."""
-    return decide_pairs_session([assessment], [threshold], q=q)[0]
+    """A confirmation's pairs of a flagged regression, in fresh processes, judged on their
+    own: "regression" (the flag borne out) when the estimate is past the threshold and the
+    look-adjusted p-value at most `q`, with no family to share `q` with (the first pairing
+    already held the session's false discoveries to `q`) and no bound on the interval: the
+    first pairing's interval showed the change's size, and what a confirmation adds is a
+    new draw of both processes, which must see the head slower by more than the threshold.
+    Otherwise the verdict the rule gives these pairs (unchanged, unstable, improvement).
+    It only ever decides whether a regression stands, never makes one."""
+    a, t = assessment, threshold
+    if a.change > t + _EPSILON and a.p_value <= q:
+        interval = f"[{a.ratio.low:.3f}, {a.ratio.high:.3f}]"
+        detail = f"ratio {a.ratio.estimate:.3f} {interval}, {a.pairs} pairs, q={a.p_value:.2g}"
+        return PairedDecision("regression", a, t, a.p_value, detail)
+    kind, detail = classify_pairs(a, t, q=q)
+    return PairedDecision(kind, a, t, a.p_value, detail)
 
 
 def decide_exact(

@@ -556,6 +556,31 @@ def test_six_clear_pairs_in_fresh_processes_confirm_a_regression() -> None:
     assert verdict.kind == "unstable" and "not confirmed in fresh processes" in verdict.detail
 
 
+def test_a_noisy_confirmation_past_the_threshold_bears_a_regression_out() -> None:
+    """Fresh processes read the flagged test 1.01-1.30 times slower, six pairs: estimate
+    +15 %, the head slower by its own test, the interval's lower bound 1.01. The
+    regression stands (as a first pairing these pairs would be "unstable"); fresh pairs
+    reading 1.01-1.09 slower do not bear it out."""
+    from pytest_perfguard.ab.finish import PairedTest, judge
+
+    summary = _ab_summary()
+    tests = {"t.py::test_a": PairedTest(None, True, _paired_run(10, 1.3))}
+    base_times = [0.010] * 6
+    noisy = pairing.PairedRun(
+        _rounds(base_times), _rounds([0.010 * r for r in (1.01, 1.02, 1.15, 1.2, 1.25, 1.3)])
+    )
+    decided, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": noisy})
+    (verdict,) = decided.verdicts
+    assert verdict.kind == "regression", verdict.detail
+    assert "confirmed in fresh processes: ratio 1.150 [1.010, 1.300], 6 pairs" in verdict.detail
+    small = pairing.PairedRun(
+        _rounds(base_times), _rounds([0.010 * r for r in (1.01, 1.02, 1.05, 1.06, 1.08, 1.09)])
+    )
+    decided, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": small})
+    (verdict,) = decided.verdicts
+    assert verdict.kind == "unstable" and "not confirmed in fresh processes" in verdict.detail
+
+
 def test_a_clear_confirmation_stands_whatever_the_other_confirmations_show() -> None:
     """Five tests flagged; three are confirmed by six pairs all 25 % slower, two read
     unchanged in fresh processes. Each confirmation is judged on its own: the three stay

@@ -222,6 +222,30 @@ def test_an_estimate_within_half_the_threshold_stops_at_a_look_that_tests() -> N
     assert not paired.is_settled(going_on, 0.1, q=0.05, metrics=24)
 
 
+def test_a_confirmation_needs_its_estimate_past_the_threshold_and_its_test_not_the_bound() -> None:
+    """Six fresh pairs, all slower, estimate +15 %, interval [1.01, 1.30]: as a first
+    pairing that is "unstable" (the better bound is not past half the threshold); as a
+    confirmation of a flagged regression it bears the regression out, and its pairs are
+    settled there. An estimate within the threshold, or one slower pair less (p past q),
+    does not confirm."""
+    base = [1.0] * 6
+    wide = paired.assess_pairs(base, [1.01, 1.02, 1.15, 1.2, 1.25, 1.3], share=0.5)
+    assert wide.better < 0.05 and wide.p_value <= 0.05
+    assert paired.classify_pairs(wide, 0.1)[0] == "unstable"
+    assert not paired.is_settled(wide, 0.1, q=0.05, metrics=1)
+    confirmed = paired.decide_confirmation(wide, 0.1, q=0.05)
+    assert confirmed.kind == "regression"
+    assert confirmed.detail == "ratio 1.150 [1.010, 1.300], 6 pairs, q=0.031"
+    assert paired.is_settled(wide, 0.1, q=0.05, metrics=1, confirming=True)
+    small = paired.assess_pairs(base, [1.01, 1.02, 1.05, 1.06, 1.08, 1.09], share=0.5)
+    assert small.p_value <= 0.05 and small.change < 0.1
+    assert paired.decide_confirmation(small, 0.1, q=0.05).kind != "regression"
+    one_faster = paired.assess_pairs(base, [0.99, 1.02, 1.15, 1.2, 1.25, 1.3], share=0.5)
+    assert one_faster.change > 0.1 and one_faster.p_value > 0.05
+    assert paired.decide_confirmation(one_faster, 0.1, q=0.05).kind == "unstable"
+    assert not paired.is_settled(one_faster, 0.1, q=0.05, metrics=1, confirming=True)
+
+
 def test_paired_verdict_rows_say_ab() -> None:
     decision = paired.decide_pairs_session(
         [paired.assess_pairs([1.0] * 8, [2.0] * 8)], [0.1], q=0.05

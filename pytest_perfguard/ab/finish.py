@@ -275,7 +275,9 @@ CONFIRMATION_LOOKS = 5
 
 def confirmation_plan(plan: PairingPlan) -> PairingPlan:
     """How a confirmation takes its pairs: `plan`'s, its looks a confirmation's."""
-    return replace(plan, metrics=CONFIRMATION_METRICS, looks=CONFIRMATION_LOOKS)
+    return replace(
+        plan, metrics=CONFIRMATION_METRICS, looks=CONFIRMATION_LOOKS, confirming=True
+    )
 
 
 def confirmation_schedule(q: float) -> paired.LookSchedule:
@@ -344,7 +346,7 @@ def _confirm(
             )
         except ValueError:
             continue
-        decision = paired.decide_pairs_alone(assessment, verdict.threshold, q=summary.q)
+        decision = paired.decide_confirmation(assessment, verdict.threshold, q=summary.q)
         if decision.kind == "regression":
             detail = f"{verdict.detail}; confirmed in fresh processes: {decision.detail}"
             decided[key] = replace(verdict, detail=detail)

@@ -420,6 +420,9 @@ class PairingPlan:
     # The head's `valgrind.CallgrindCounter` when both sides count instructions: then one
     # counted pair decides (a count is deterministic) and no time is compared.
     counter: valgrind.CallgrindCounter | None = None
+    # A confirmation's pairs: a test is settled once they bear its regression out
+    # (`paired.decide_confirmation`), with no bound on the interval.
+    confirming: bool = False
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.perf_counter  # the budget, warm-up and pairing time
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
@@ -572,8 +575,9 @@ def _take_looks(
             except ValueError:
                 continue
             if not paired.is_settled(
-                assessment, thresholds(series), q=plan.q, metrics=plan.metrics
-            ):
+                assessment, thresholds(series), q=plan.q, metrics=plan.metrics,
+                confirming=plan.confirming,
+            ):  # fmt: skip
                 settled = False
                 break
         if settled or index + 1 == schedule.looks:

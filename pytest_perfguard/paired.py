@@ -310,6 +310,11 @@ def is_settled(
     )
 
 
+def _basis(a: PairedAssessment) -> str:
+    """What a verdict's note says of its pairs: the ratio, its interval, how many."""
+    return f"ratio {a.ratio.estimate:.3f} [{a.ratio.low:.3f}, {a.ratio.high:.3f}], {a.pairs} pairs"
+
+
 def classify_pairs(
     a: PairedAssessment, threshold: float, *, q_value: float | None = None, q: float = 0.05
 ) -> tuple[PairedKind, str]:
@@ -317,8 +322,7 @@ def classify_pairs(
     BH-adjusted p-value (its own p-value when None: a session of one metric)."""
     qv = a.p_value if q_value is None else q_value
     t = threshold
-    interval = f"[{a.ratio.low:.3f}, {a.ratio.high:.3f}]"
-    basis = f"ratio {a.ratio.estimate:.3f} {interval}, {a.pairs} pairs"
+    basis = _basis(a)
     if a.change > t + _EPSILON and qv <= q and a.better > t / 2:
         return "regression", f"{basis}, q={qv:.2g}"
     if a.change < -t - _EPSILON and a.worse < -t / 2 and a.share > 0:
@@ -365,9 +369,7 @@ def decide_confirmation(
     It only ever decides whether a regression stands, never makes one."""
     a, t = assessment, threshold
     if a.change > t + _EPSILON and a.p_value <= q:
-        interval = f"[{a.ratio.low:.3f}, {a.ratio.high:.3f}]"
-        detail = f"ratio {a.ratio.estimate:.3f} {interval}, {a.pairs} pairs, q={a.p_value:.2g}"
-        return PairedDecision("regression", a, t, a.p_value, detail)
+        return PairedDecision("regression", a, t, a.p_value, f"{_basis(a)}, q={a.p_value:.2g}")
     kind, detail = classify_pairs(a, t, q=q)
     return PairedDecision(kind, a, t, a.p_value, detail)
 

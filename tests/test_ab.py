@@ -854,12 +854,23 @@ def test_record_stores_both_sides_linked(pytester: pytest.Pytester, project: Pat
 
 
 def test_against_python_names_a_missing_interpreter(
-    pytester: pytest.Pytester, project: Path
+    pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start_lines = set(Path("/dev/shm").glob("perfguard-ab-*"))
+    # The start lines this session makes (files in /dev/shm), not the whole directory's:
+    # other tests' sessions make theirs there at the same time under xdist.
+    from pytest_perfguard.ab import pairing as ab_pairing
+
+    made: list[str] = []
+    new_start_line = ab_pairing._new_start_line
+
+    def recorded() -> str:
+        made.append(new_start_line())
+        return made[-1]
+
+    monkeypatch.setattr(ab_pairing, "_new_start_line", recorded)
     result = _run(pytester, "--perf-against", "HEAD", "--perf-against-python", "/nonexistent/py")
     assert result.ret == 4
-    assert set(Path("/dev/shm").glob("perfguard-ab-*")) <= start_lines  # nothing left
+    assert made and not [path for path in made if Path(path).exists()]  # nothing left
     errors = [line for line in result.stderr.lines if line.strip()]
     assert len(errors) == 1, errors
     assert "/nonexistent/py" in errors[0]

@@ -326,7 +326,7 @@ def _confirm(
     regression only where its confirmation is one too. Requiring two independent
     pairings to agree can only remove alarms, never add them."""
     schedule = confirmation_schedule(summary.q)
-    for key, verdict in list(decided.items()):
+    for key, verdict in decided.items():
         test, metric = key
         run = confirmations.get(test)
         if verdict.kind != "regression" or run is None:

@@ -23,12 +23,15 @@ from . import hookspecs
 from ._version import __version__
 from .config import OPTIONS, ConfigError, Option, is_active
 from .measure import PerfRecorder
+from .rootdir_check import rootdir_moved_by_option
 
 if TYPE_CHECKING:
     from .runlog import RunLog
     from .session import CalibrationResult, SessionContext, SessionResult
 
 RUN_LOG_KEY = pytest.StashKey["RunLog"]()
+# The options that take a value: given apart from its flag, an existing path moves the rootdir.
+VALUE_FLAGS = tuple(option.flag for option in OPTIONS if not option.is_flag)
 
 _clock = time.perf_counter
 
@@ -89,6 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "perf(metric='duration', direction='lower', threshold=None, unit='s', rounds=1, "
         "warmup=0): a performance test, measured and gated by pytest-perfguard",
     )
+    moved = rootdir_moved_by_option(config, VALUE_FLAGS)
+    if moved:
+        raise pytest.UsageError(f"perfguard: {moved}")
     cli, ini = _cli_values(config), _ini_values(config)
     if not is_active(cli, os.environ, ini, config.rootpath):
         return

@@ -39,7 +39,7 @@ def test_runs_become_trials(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     db = tmp_path / "h.db"
-    args = ["-p", "no:cacheprovider", "--perf-db", str(db), "--perf-experiment", "chunk sweep"]
+    args = ["-p", "no:cacheprovider", f"--perf-db={db}", "--perf-experiment", "chunk sweep"]
     monkeypatch.setenv("CHUNK", "512")
     first = suite.runpytest_subprocess(*args, "--perf-param", "chunk=512", "--perf-param",
                                        "model=gpt-4o,temperature=0.5")  # fmt: skip

@@ -44,7 +44,8 @@ def _dump(self, lane, test):
     run = _pair_in_lane(self, lane, test)
     ratios = [h.busy_time / b.busy_time for b, h in zip(run.base, run.head)]
     if ratios:
-        sys.__stderr__.write(f"ratio {test.rpartition('::test_')[2]} {statistics.median(ratios):.4f}\\n")
+        name = test.rpartition("::test_")[2]
+        sys.__stderr__.write(f"ratio {name} {statistics.median(ratios):.4f}\\n")
     return run
 
 ab_plugin.ABSession._pair_in_lane = _dump

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -488,6 +488,25 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_FIELD: dict[str, Option] = {option.field: option for option in OPTIONS}
+
+
+def without_own_options(args: Sequence[str]) -> list[str]:
+    """`args` (pytest's, as in `PYTEST_ADDOPTS`) without perfguard's options and their
+    values: for a pytest that runs with perfguard blocked (an A/B worker), where they would
+    be unrecognised arguments."""
+    flags = {option.flag: option.is_flag for option in OPTIONS}
+    kept: list[str] = []
+    skip_value = False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+            continue
+        flag, equals, _ = arg.partition("=")
+        if flag in flags:
+            skip_value = not equals and not flags[flag]
+            continue
+        kept.append(arg)
+    return kept
 
 # Who runs the process, by the variable each service sets; ordered, the first set one names
 # it (GitHub sets CI too). RunPod hosts machines, not CI jobs: it names a platform (the

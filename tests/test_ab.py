@@ -468,6 +468,36 @@ def test_zero_lanes_exit_4_naming_the_setting(
     assert _worktrees(project) == 1
 
 
+def test_perfguard_options_in_pytest_addopts_stay_out_of_the_workers(
+    pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers run with perfguard blocked: its options in `PYTEST_ADDOPTS`, which they
+    inherit, would be unrecognised there. The user's other options still apply on both
+    sides."""
+    monkeypatch.setenv(
+        "PYTEST_ADDOPTS", "--perf-threshold 0.5 --perf-report=report.md --perf -p no:doctest"
+    )
+    result = _run(pytester, "--perf-against", "HEAD")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*measured side by side on *", "*no performance regressions*"])
+    assert (project / "report.md").exists()
+
+
+def test_a_worker_usage_error_names_the_error(
+    pytester: pytest.Pytester, project: Path, tmp_path: Path
+) -> None:
+    """The line that ends the session is the worker's error, not the inifile and rootdir
+    lines pytest prints after it."""
+    base = Path(_base_arg(project, "dir", tmp_path))
+    (base / "pytest.ini").write_text("[pytest]\naddopts = --no-such-option\n")
+    result = _run(pytester, f"--perf-against={base}")
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert "exited (status 4)" in errors[0], errors
+    assert "unrecognized arguments: --no-such-option" in errors[0], errors
+
+
 def test_bad_revision_exits_4_with_one_line(pytester: pytest.Pytester, project: Path) -> None:
     before = set(Path(tempfile.gettempdir()).glob("perfguard-base-*"))
     result = _run(pytester, "--perf-against", "no-such-branch")

@@ -16,6 +16,7 @@ from pytest_perfguard.config import (
     parse_positive_int,
     parse_run_type,
     parse_threshold,
+    without_own_options,
 )
 from pytest_perfguard.settings import PerfSettings, resolve
 
@@ -211,3 +212,12 @@ def test_settings_are_frozen_and_know_their_fields() -> None:
         PerfSettings(gates="all")  # type: ignore[call-arg]
     assert PerfSettings().labels == {} and PerfSettings().labels is not PerfSettings().labels
     assert dataclasses.replace(settings, confirm=0).confirm_runs == 0
+
+
+def test_without_own_options_keeps_the_users_other_options() -> None:
+    args = [
+        "-p", "no:cacheprovider", "--perf-threshold", "0.1", "--perf", "-x",
+        "--perf-json=r.json", "--perf-gate", "all", "-k", "fast", "--perfect", "--perf-record",
+    ]  # fmt: skip
+    assert without_own_options(args) == ["-p", "no:cacheprovider", "-x", "-k", "fast", "--perfect"]
+    assert without_own_options([]) == []

@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from .. import paired, valgrind
+from ..config import without_own_options
 from . import worker as round_runner
 from .series import Round, Series
 
@@ -115,13 +117,20 @@ class Worker(abc.ABC):
         return [line.strip() for line in text.splitlines() if line.strip()]
 
     def log_tail(self, lines: int = 1) -> str:
-        """The last meaningful lines the worker printed (its error, usually)."""
+        """The last meaningful lines the worker printed (its error, usually). For one line,
+        the last that names an error, where there is one: pytest follows a usage error
+        with its inifile and rootdir."""
         interesting = [
             line
             for line in self.log_lines()
             if not line.startswith(("=", "_", round_runner.COPY_EXITED))
         ]
-        return " | ".join(interesting[-lines:]) if interesting else "no output"
+        if not interesting:
+            return "no output"
+        errors = [line for line in interesting if "error:" in line.lower()]
+        if lines == 1 and errors:
+            return errors[-1]
+        return " | ".join(interesting[-lines:])
 
     def send(self, message: dict[str, Any]) -> None:
         try:
@@ -230,6 +239,12 @@ class WorkerProcess(Worker):
         env[round_runner.START_LINE_ENV] = ";".join(lines)
         # The head's PYTHONPATH may point at the head's code; the base resolves its own.
         env.pop("PYTHONPATH", None)
+        addopts = env.get("PYTEST_ADDOPTS")
+        if addopts:
+            # The user's other options apply on both sides; perfguard's own would be
+            # unrecognised where perfguard is blocked.
+            with contextlib.suppress(ValueError):  # unbalanced quotes: pytest says so
+                env["PYTEST_ADDOPTS"] = shlex.join(without_own_options(shlex.split(addopts)))
         if count:
             env[round_runner.COUNT_ENV] = valgrind.__file__
         command = [

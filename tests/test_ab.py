@@ -468,6 +468,27 @@ def test_zero_lanes_exit_4_naming_the_setting(
     assert _worktrees(project) == 1
 
 
+def test_tests_the_head_leaves_out_are_not_reported_removed(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    """A test deselected or in an ignored directory exists in the head; the base worker
+    collects it, but it is not "removed" (it was, before 2026-12-01)."""
+    (project / "sub").mkdir()
+    (project / "sub" / "test_sub.py").write_text(
+        "import pytest\n\n@pytest.mark.perf\ndef test_sub():\n    pass\n"
+    )
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "a test in sub/")
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-threshold", "0.5", "--perf-json=report.json",
+        "--ignore=sub", "--deselect", "test_speed.py::test_one_ms",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
+    assert set(rows) == {"test_speed.py::test_two_ms"}, rows
+    assert "missing" not in result.stdout.str()
+
+
 def test_perfguard_options_in_pytest_addopts_stay_out_of_the_workers(
     pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -80,6 +80,23 @@ def test_worker_args_map_the_heads_paths_into_the_base(tmp_path: Path) -> None:
     assert nothing[-2:] == ["-k", "perfguard_ab_selects_nothing"]
 
 
+def test_worker_args_carry_the_heads_ignores_into_the_base(tmp_path: Path) -> None:
+    """--ignore and --ignore-glob, relative to where the head was invoked (here its tests/
+    directory), become relative to the worker's directory, the base's root; one outside
+    the head's root is dropped."""
+    head, checkout = tmp_path / "head", tmp_path / "base"
+    for root in (head, checkout):
+        (root / "tests" / "slow").mkdir(parents=True)
+    args = pairing.worker_args(
+        ["."], head / "tests", head, checkout, "", "",
+        ignore=["slow", str(tmp_path / "elsewhere")], ignore_glob=["slow/*", "*_big.py"],
+    )  # fmt: skip
+    assert args == [
+        "--rootdir", str(checkout), "tests",
+        "--ignore=tests/slow", "--ignore-glob=tests/slow/*", "--ignore-glob=tests/*_big.py",
+    ]  # fmt: skip
+
+
 def test_confirmation_args_name_the_paired_tests_files_once_each(tmp_path: Path) -> None:
     tests = [
         "tests/test_a.py::test_x",

@@ -780,9 +780,13 @@ def worker_args(
     base_root: Path,
     keyword: str,
     markexpr: str,
+    *,
+    ignore: Sequence[str] = (),
+    ignore_glob: Sequence[str] = (),
 ) -> list[str]:
     """The base worker's pytest arguments: the head's test paths that exist in the base
-    (the same place relative to each root), and the head's -k / -m selection."""
+    (the same place relative to each root), the head's -k / -m selection, and its
+    --ignore / --ignore-glob (so that what the head leaves out is not "removed")."""
     chosen = []
     for arg in args:
         path_part, sep, rest = arg.partition("::")
@@ -800,6 +804,13 @@ def worker_args(
         out += ["-k", keyword]
     if markexpr:
         out += ["-m", markexpr]
+    for option, paths in (("--ignore", ignore), ("--ignore-glob", ignore_glob)):
+        for path in paths:
+            # Lexically, not resolved: a glob names no file. Relative to the worker's
+            # directory, the base's root, as the head's were to its invocation directory.
+            where = Path(os.path.normpath(invocation_dir / path))
+            with contextlib.suppress(ValueError):
+                out.append(f"{option}={where.relative_to(head_root)}")
     return out
 
 

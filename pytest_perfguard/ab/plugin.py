@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -172,6 +172,8 @@ def _worker_args(config: pytest.Config, root: Path) -> list[str]:
         root,
         config.option.keyword or "",
         config.option.markexpr or "",
+        ignore=config.option.ignore or (),
+        ignore_glob=config.option.ignore_glob or (),
     )
 
 
@@ -228,6 +230,8 @@ class ABSession:
         self.order: list[str] = []  # paired tests in run order
         self.new: list[tuple[str, PerfSpec | None, bool]] = []
         self.removed: list[str] = []
+        # Tests this session deselected (--deselect, --lf, a plugin): not "removed".
+        self.deselected: set[str] = set()
         self.tests: dict[str, PairedTest] = {}
         self.plan: PairingPlan | None = None
         self.counter = counter  # both sides count instructions (under callgrind)
@@ -296,6 +300,9 @@ class ABSession:
                 session.ihook.pytest_collectreport(report=report)
             items[:] = [item for item in items if item.nodeid not in bad]
 
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        self.deselected.update(item.nodeid for item in items)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         label = self.label
         assert self.worker is not None
@@ -329,7 +336,9 @@ class ABSession:
                 self.new.append((nodeid, self.specs.get(nodeid), True))
         gate_all = self.settings.gate == "all"
         self.removed = [
-            t for t, marked in in_base.items() if (marked or gate_all) and t not in head_ids
+            t
+            for t, marked in in_base.items()
+            if (marked or gate_all) and t not in head_ids and t not in self.deselected
         ]
         self.plan = PairingPlan(
             mode=self.mode,

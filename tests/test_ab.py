@@ -489,6 +489,28 @@ def test_tests_the_head_leaves_out_are_not_reported_removed(
     assert "missing" not in result.stdout.str()
 
 
+def test_a_test_that_passes_once_only_is_not_compared_and_says_why(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    """Pairs call a test many times with one setup of its fixtures. One that asserts on
+    what it captured passes once and fails when called again: it passes (its own run in
+    this process), is not compared, and the verdict says it failed on a repeated call
+    rather than blaming the base's code."""
+    (project / "test_once.py").write_text(
+        "import logging, pytest\n\n@pytest.mark.perf\ndef test_logs_once(caplog):\n"
+        "    logging.getLogger('x').warning('w')\n    assert len(caplog.records) == 1\n"
+    )
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "a test that passes once")
+    result = _run(pytester, "--perf-against", "HEAD", "--perf-json=report.json", "test_once.py")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=1)
+    rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
+    row = rows["test_once.py::test_logs_once"]
+    assert row["verdict"] == "skipped_failed"
+    assert "called again with the same fixtures, after 1 call: AssertionError" in row["detail"]
+
+
 def test_perfguard_options_in_pytest_addopts_stay_out_of_the_workers(
     pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -481,6 +481,7 @@ class BaseWorker:
         assert channel is not None
         self.ready = True
         channel.send({"op": "ready"})
+        calls = 0  # of the test function, with these fixtures
         while True:
             command = channel.recv()
             received = time.monotonic_ns()
@@ -507,11 +508,22 @@ class BaseWorker:
                     counter=self.counter if command.get("count") else None,
                 )
             except BaseException as exc:
-                channel.send({"op": "failed", "error": describe_error(exc)})
+                error = describe_error(exc)
+                if calls:
+                    # Pairs call a test many times with one setup of its fixtures; one that
+                    # passes once and not again (it asserts on what it captured, or on a
+                    # file it made) cannot be paired, and its code is not at fault.
+                    error = f"called again with the same fixtures, after {_calls(calls)}: {error}"
+                channel.send({"op": "failed", "error": error})
                 raise
+            calls += command.get("warm", 0) + command.get("repeat", 1)
             result["op"] = "round"
             result["received"] = received
             channel.send(result)
+
+
+def _calls(count: int) -> str:
+    return f"{count} call" if count == 1 else f"{count} calls"
 
 
 def _own_every_page() -> None:

@@ -303,11 +303,11 @@ def is_settled(
         # which fails; a regression or an improvement (or a confirmation that bears one
         # out) needs the estimate past the threshold, where this one is not.
         return True
-    return _shows_regression(a, threshold, a.p_value, q / max(metrics, 1), confirming=confirming)
+    return shows_regression(a, threshold, a.p_value, q / max(metrics, 1), confirming=confirming)
 
 
-def _shows_regression(
-    a: PairedAssessment, threshold: float, p: float, level: float, *, confirming: bool
+def shows_regression(
+    a: PairedAssessment, threshold: float, p: float, level: float, *, confirming: bool = False
 ) -> bool:
     """The regression rule, in one place: the estimate past the threshold, `p` (the
     look-adjusted or BH-adjusted p-value) at most `level`, and, unless the pairs confirm
@@ -333,7 +333,7 @@ def classify_pairs(
     qv = a.p_value if q_value is None else q_value
     t = threshold
     basis = _basis(a)
-    if _shows_regression(a, t, qv, q, confirming=False):
+    if shows_regression(a, t, qv, q, confirming=False):
         return "regression", f"{basis}, q={qv:.2g}"
     if a.change < -t - _EPSILON and a.worse < -t / 2 and a.share > 0:
         return "improvement", basis
@@ -378,7 +378,7 @@ def decide_confirmation(
     Otherwise the verdict the rule gives these pairs (unchanged, unstable, improvement).
     It only ever decides whether a regression stands, never makes one."""
     a, t = assessment, threshold
-    if _shows_regression(a, t, a.p_value, q, confirming=True):
+    if shows_regression(a, t, a.p_value, q, confirming=True):
         return PairedDecision("regression", a, t, a.p_value, f"{_basis(a)}, q={a.p_value:.2g}")
     kind, detail = classify_pairs(a, t, q=q)
     return PairedDecision(kind, a, t, a.p_value, detail)

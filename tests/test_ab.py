@@ -489,25 +489,32 @@ def test_tests_the_head_leaves_out_are_not_reported_removed(
     assert "missing" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("lanes", ["1", "2"])
 def test_a_test_that_passes_once_only_is_not_compared_and_says_why(
-    pytester: pytest.Pytester, project: Path
+    pytester: pytest.Pytester, project: Path, lanes: str
 ) -> None:
     """Pairs call a test many times with one setup of its fixtures. One that asserts on
-    what it captured passes once and fails when called again: it passes (its own run in
-    this process), is not compared, and the verdict says it failed on a repeated call
-    rather than blaming the base's code."""
-    (project / "test_once.py").write_text(
-        "import logging, pytest\n\n@pytest.mark.perf\ndef test_logs_once(caplog):\n"
-        "    logging.getLogger('x').warning('w')\n    assert len(caplog.records) == 1\n"
-    )
+    what it captured passes once and fails when called again: it passes (its first call,
+    in this process, whether this process pairs it or a lane does), is not compared, and
+    the verdict says it failed on a repeated call rather than blaming either side's code."""
+    test = "import logging, pytest\n\n@pytest.mark.perf\ndef test_logs_once(caplog):\n"
+    test += "    logging.getLogger('x').warning('w')\n    assert len(caplog.records) {}\n"
+    # The base's version repeats; the head's does not, so the head side fails first.
+    (project / "test_once.py").write_text(test.format(">= 1"))
     _git(project, "add", ".")
-    _git(project, "commit", "-q", "-m", "a test that passes once")
-    result = _run(pytester, "--perf-against", "HEAD", "--perf-json=report.json", "test_once.py")
+    _git(project, "commit", "-q", "-m", "a test")
+    (project / "test_once.py").write_text(test.format("== 1"))
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-json=report.json", "--perf-threshold", "0.5",
+        "--perf-ab-lanes", lanes,
+    )  # fmt: skip
     assert result.ret == 0, result.stdout.str()
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=4)
     rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
     row = rows["test_once.py::test_logs_once"]
     assert row["verdict"] == "skipped_failed"
+    where = "failed on head" if lanes == "1" or not TWO_CPUS else "failed in the head's worker"
+    assert row["detail"].startswith(where), row["detail"]
     assert "called again with the same fixtures, after 1 call: AssertionError" in row["detail"]
 
 

@@ -147,7 +147,13 @@ def judge(
         head_rows += _rows(test, series, entry.spec, entry.outcome, "head")
         base_rows += _rows(test, series, entry.spec, "passed", "base")
         run = entry.run
-        if entry.outcome != "passed" or run.base_error or run.head_error or not series:
+        if (
+            entry.outcome != "passed"
+            or run.base_error
+            or run.head_error
+            or run.repeat_error
+            or not series
+        ):
             reason = (
                 f"test {entry.outcome} on head: not compared"
                 if entry.outcome != "passed"
@@ -155,6 +161,8 @@ def judge(
                 if run.base_error
                 else f"failed in the head's worker process: {run.head_error}"
                 if run.head_error
+                else f"failed on head: {run.repeat_error}"
+                if run.repeat_error
                 else entry.error or "no pairs were taken"
             )
             own = series[0] if series else None
@@ -299,7 +307,7 @@ def likely_regression(
     such a test in their confirmation lanes while they still run; this only saves time,
     since which regressions need a confirmation is decided at the end by `judge`, as
     without lanes."""
-    if not gated or run.base_error or run.head_error:
+    if not gated or run.base_error or run.head_error or run.repeat_error:
         return False
     for s in pair_series(run.base, run.head, spec, gated):
         if not s.gated or s.exact:
@@ -311,7 +319,7 @@ def likely_regression(
             )
         except ValueError:
             continue
-        if a.change > limit and a.p_value <= q and a.better > limit / 2:
+        if paired.shows_regression(a, limit, a.p_value, q):
             return True
     return False
 

@@ -455,6 +455,9 @@ class PairedRun:
     base_error: str | None = None
     # The test failed in a head *worker* (lanes, confirmations), not in the head process.
     head_error: str | None = None
+    # In the head process: its first call passed and a later one, with the same fixtures,
+    # raised (the test does not repeat); its outcome stays the first call's.
+    repeat_error: str | None = None
     seconds: float = 0.0
 
 
@@ -621,6 +624,7 @@ def pair_test(
     run = PairedRun()
     started = plan.clock()
     own_cpus = set(plan.cpus) if plan.cpus else None
+    repeat = 0  # calls a side per pair, once the warm-up has passed
     try:
         repeat = _calls_a_side(plan, _warm_up(plan, worker, call))
         if plan.counter is not None:
@@ -634,6 +638,16 @@ def pair_test(
             )  # fmt: skip
     except BaseRoundFailed as exc:
         run.base_error = str(exc)
+    except Exception as exc:
+        if not repeat or not plan.warmup:
+            raise  # the test's first call: its failure is the test's
+        # Pairs are perfguard's calls, not the test's: one that passed once keeps that
+        # outcome, and goes uncompared (a lane's head worker reports it the same way).
+        calls = plan.warmup + len(run.head) * repeat
+        run.repeat_error = (
+            f"called again with the same fixtures, after {calls} call"
+            f"{'' if calls == 1 else 's'}: {round_runner.describe_error(exc)}"
+        )
     finally:
         round_runner.unpin(own_cpus)
         run.seconds = plan.clock() - started

@@ -201,6 +201,27 @@ class PerfRecorder:
         self.benchmark_samples: list[float] = []
         self.round = 0
 
+    def checkpoint(self) -> tuple[dict[str, int], int, dict[str, str]]:
+        """What has been recorded so far, for `rollback`."""
+        counts = {name: len(record.values) for name, record in self.records.items()}
+        return counts, len(self.step_records), dict(self.step_errors)
+
+    def rollback(self, checkpoint: tuple[dict[str, int], int, dict[str, str]]) -> None:
+        """Forget what the current round recorded since `checkpoint` (a round that raised
+        and does not count)."""
+        counts, steps, errors = checkpoint
+        for name in list(self.records):
+            if name in counts:
+                del self.records[name].values[counts[name] :]
+            else:
+                del self.records[name]
+        for name in list(self.steps):
+            del self.steps[name][self.round :]
+            if not self.steps[name]:
+                del self.steps[name]
+        del self.step_records[steps:]
+        self.step_errors = errors
+
     def reset(self) -> None:
         """Forget what warmup rounds recorded."""
         self.records.clear()

@@ -460,11 +460,8 @@ class RunLog:
             if outcome == "passed" and spec.auto_rounds and self.rounds_budget:
                 try:
                     self._run_auto_rounds(item, durations, recorder)
-                except BaseException as exc:
-                    failed: TestOutcome = (
-                        "skipped" if isinstance(exc, pytest.skip.Exception) else "failed"
-                    )
-                    self._record(item, spec, durations, recorder, failed)
+                except BaseException:  # an interrupt: the test's failures end the rounds
+                    self._record(item, spec, durations, recorder, "failed")
                     raise
         self._record(item, spec, durations, recorder, outcome)
 
@@ -484,18 +481,27 @@ class RunLog:
     ) -> None:
         """More calls of a marked test without rounds=, while the next fits the budget.
 
-        `perf.benchmark` already calibrates its own rounds, so its tests are left alone."""
+        `perf.benchmark` already calibrates its own rounds, so its tests are left alone.
+        These calls are perfguard's, not asked for by the test: one that raises (a test
+        that asserts on what it captured passes once only) ends them, and the test keeps
+        its first call's outcome and the rounds before; what the failed call recorded is
+        dropped. (The collectors' readings span it: a partial call more of CPU time.)"""
         if recorder is not None and recorder.benchmark_samples:
             return
         spent, budget, call = durations[0], self.rounds_budget, self.current_call
         while spent + durations[-1] <= budget and len(durations) < MAX_AUTO_ROUNDS:
             if recorder is not None:
                 recorder.round = len(durations)
+                checkpoint = recorder.checkpoint()
             start = _clock()
             try:
                 call(item)
-            finally:
-                durations.append(_clock() - start)
+            except (Exception, pytest.fail.Exception, pytest.skip.Exception):
+                if recorder is not None:
+                    recorder.rollback(checkpoint)
+                    recorder.round = len(durations) - 1
+                return
+            durations.append(_clock() - start)
             spent += durations[-1]
 
     def _record(

@@ -825,3 +825,41 @@ def test_plain_items_are_measured_through_their_class_only_for_their_session(
         "test_outer.py::test_outer"
     ]
     assert pytest.Function.__dict__["runtest"] is original
+
+
+def test_an_extra_call_that_raises_keeps_the_first_calls_outcome(
+    pytester: pytest.Pytester,
+) -> None:
+    """Without `rounds=`, the extra calls within the rounds budget are perfguard's: one that
+    raises (the test asserts on what `caplog` captured, so it passes once only) ends them,
+    the test passes as its first call did, and what the failed call recorded is not
+    stored. With `rounds=`, asked for by the test, a failing round fails it."""
+    pytester.makepyfile(
+        """
+        import logging
+        import pytest
+
+        @pytest.mark.perf
+        def test_logs_once(caplog, perf):
+            perf.record("items", 7.0 + len(caplog.records), direction="higher")
+            with perf.measure("log"):
+                logging.getLogger("x").warning("w")
+            assert len(caplog.records) == 1
+
+        @pytest.mark.perf(rounds=2)
+        def test_asks_for_two(caplog):
+            logging.getLogger("x").warning("w")
+            assert len(caplog.records) == 1
+        """
+    )
+    # No confirm re-run, which would pool a second run's samples into these.
+    result = pytester.runpytest("--perf-record", "--perf-rounds-budget", "1", "--perf-confirm", "0")
+    result.assert_outcomes(passed=1, failed=1)
+    rows = stored(pytester)
+    once = rows["test_logs_once"]
+    assert once["duration"].outcome == "passed"
+    # One call counted: a single value is stored without a samples list.
+    assert once["duration"].samples == ()
+    assert (once["items"].value, once["items"].samples) == (7.0, ())
+    assert once["step:log"].samples == ()
+    assert {m.outcome for m in rows["test_asks_for_two"].values()} == {"failed"}

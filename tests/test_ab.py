@@ -518,6 +518,29 @@ def test_a_test_that_passes_once_only_is_not_compared_and_says_why(
     assert "called again with the same fixtures, after 1 call: AssertionError" in row["detail"]
 
 
+@pytest.mark.parametrize("lanes", ["1", "2"])
+def test_the_heads_import_mode_reaches_the_workers(
+    pytester: pytest.Pytester, project: Path, lanes: str
+) -> None:
+    """Two test modules of one name in directories without `__init__.py` collect only in
+    importlib mode. Given on the command line, the head's import mode reaches the base
+    worker and the lanes' workers, which would otherwise fail to collect (exit 4)."""
+    for sub in ("a", "b"):
+        (project / sub).mkdir()
+        (project / sub / "test_same.py").write_text(
+            f"import pytest\n\n@pytest.mark.perf\ndef test_{sub}():\n    sum(range(1000))\n"
+        )
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "two modules of one name")
+    result = _run(
+        pytester, "--import-mode=importlib", "--perf-against", "HEAD", "--perf-threshold", "0.5",
+        "--perf-ab-lanes", lanes, "a", "b",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*measured side by side on *"])
+
+
 def test_perfguard_options_in_pytest_addopts_stay_out_of_the_workers(
     pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

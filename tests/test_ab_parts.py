@@ -97,6 +97,21 @@ def test_worker_args_carry_the_heads_ignores_into_the_base(tmp_path: Path) -> No
     ]  # fmt: skip
 
 
+def test_forwarded_options_are_the_heads_collection_and_run_options() -> None:
+    args = [
+        "--import-mode", "importlib", "-o", "python_files=check_*.py", "-Werror", "-q",
+        "--override-ini=xfail_strict=true", "-p", "no:randomly", "-pno:cacheprovider",
+        "-p", "myplugin", "--strict-markers", "-k", "fast", "--pythonwarnings", "ignore",
+        "--perf-against", "main", "-v",
+    ]  # fmt: skip
+    assert pairing.forwarded_options(args) == [
+        "--import-mode=importlib", "--override-ini=python_files=check_*.py",
+        "--pythonwarnings=error", "--override-ini=xfail_strict=true", "-p", "no:randomly",
+        "-p", "no:cacheprovider", "--strict-markers", "--pythonwarnings=ignore",
+    ]  # fmt: skip
+    assert pairing.forwarded_options(["--import-mode=append", "-o"]) == ["--import-mode=append"]
+
+
 def test_confirmation_args_name_the_paired_tests_files_once_each(tmp_path: Path) -> None:
     tests = [
         "tests/test_a.py::test_x",

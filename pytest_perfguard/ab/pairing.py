@@ -828,6 +828,46 @@ def worker_args(
     return out
 
 
+# pytest's own options that change what is collected or how it runs, as the command line
+# gave them: a worker applies its checkout's ini file and inherits PYTEST_ADDOPTS, but not
+# the head's command line. Each maps its spellings to the one the worker gets.
+_FORWARDED_VALUES = {
+    "--import-mode": "--import-mode",
+    "-o": "--override-ini",
+    "--override-ini": "--override-ini",
+    "-W": "--pythonwarnings",
+    "--pythonwarnings": "--pythonwarnings",
+}
+_FORWARDED_FLAGS = frozenset({"--strict-markers", "--strict-config", "--strict", "--noconftest"})
+
+
+def forwarded_options(args: Sequence[str]) -> list[str]:
+    """The head's command-line options a worker needs to collect and run its tests as the
+    head does: `--import-mode`, `-o`, `-W`, the strict flags, and `-p no:NAME` (only a
+    plugin switched off: one switched on may live where the worker cannot import it);
+    each value option as one `--option=value` argument."""
+    out: list[str] = []
+    tokens = iter(args)
+    for arg in tokens:
+        short = not arg.startswith("--")
+        if arg in _FORWARDED_FLAGS:
+            out.append(arg)
+        elif arg == "-p" or (short and arg.startswith("-p") and len(arg) > 2):
+            name = next(tokens, "") if arg == "-p" else arg[2:]
+            if name.startswith("no:"):
+                out += ["-p", name]
+        elif arg in _FORWARDED_VALUES:
+            value = next(tokens, None)
+            if value is not None:
+                out.append(f"{_FORWARDED_VALUES[arg]}={value}")
+        elif not short and arg.partition("=")[0] in _FORWARDED_VALUES and "=" in arg:
+            flag, _, value = arg.partition("=")
+            out.append(f"{_FORWARDED_VALUES[flag]}={value}")
+        elif short and arg[:2] in ("-o", "-W") and len(arg) > 2:
+            out.append(f"{_FORWARDED_VALUES[arg[:2]]}={arg[2:]}")
+    return out
+
+
 def confirmation_args(
     tests: Sequence[str], root: Path, keyword: str, markexpr: str
 ) -> list[str] | None:

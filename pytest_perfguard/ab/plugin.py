@@ -51,6 +51,7 @@ from .pairing import (
     WorkerError,
     WorkerProcess,
     confirmation_args,
+    forwarded_options,
     pair_on_workers,
     pair_test,
     python_for_base,
@@ -159,7 +160,9 @@ def _confirmation_args(config: pytest.Config, root: Path, tests: list[str]) -> l
     narrow = confirmation_args(
         tests, root, config.option.keyword or "", config.option.markexpr or ""
     )
-    return _worker_args(config, root) if narrow is None else narrow
+    if narrow is None:
+        return _worker_args(config, root)
+    return [*narrow, *forwarded_options(config.invocation_params.args)]
 
 
 def _worker_args(config: pytest.Config, root: Path) -> list[str]:
@@ -174,7 +177,7 @@ def _worker_args(config: pytest.Config, root: Path) -> list[str]:
         config.option.markexpr or "",
         ignore=config.option.ignore or (),
         ignore_glob=config.option.ignore_glob or (),
-    )
+    ) + forwarded_options(config.invocation_params.args)
 
 
 def _open_counter(label: str, required: bool) -> CallgrindCounter | None:

@@ -72,8 +72,11 @@ def rootdir_moved_by_option(config: pytest.Config, flags: Iterable[str]) -> str 
     taken = _rootdir_for(config, [*paths, *(value for _, value in given)])
     if without is None or taken != config.rootpath or without == taken:
         return None
+    from .history.urls import mask_secrets  # lazy: only for the error
+
     flag, value = given[0]
-    return (
+    # A value of --perf-db could be a URL with a password (if a directory so named existed).
+    return mask_secrets(
         f"pytest read {value}, the value of {flag}, as a test path when it chose its rootdir "
         f"({taken} instead of {without}): write {flag}={value}"
     )

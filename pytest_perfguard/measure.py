@@ -187,6 +187,11 @@ class _Record:
     threshold: float | None
 
 
+# A recorder's state for `PerfRecorder.rollback`: each record's count of values, the count
+# of step records, the step errors.
+RecorderCheckpoint = tuple[dict[str, int], int, dict[str, str]]
+
+
 class PerfRecorder:
     """The `perf` fixture: custom metrics, timed steps and micro-benchmarks inside a test."""
 
@@ -201,12 +206,12 @@ class PerfRecorder:
         self.benchmark_samples: list[float] = []
         self.round = 0
 
-    def checkpoint(self) -> tuple[dict[str, int], int, dict[str, str]]:
+    def checkpoint(self) -> RecorderCheckpoint:
         """What has been recorded so far, for `rollback`."""
         counts = {name: len(record.values) for name, record in self.records.items()}
         return counts, len(self.step_records), dict(self.step_errors)
 
-    def rollback(self, checkpoint: tuple[dict[str, int], int, dict[str, str]]) -> None:
+    def rollback(self, checkpoint: RecorderCheckpoint) -> None:
         """Forget what the current round recorded since `checkpoint` (a round that raised
         and does not count)."""
         counts, steps, errors = checkpoint

@@ -644,10 +644,7 @@ def pair_test(
         # Pairs are perfguard's calls, not the test's: one that passed once keeps that
         # outcome, and goes uncompared (a lane's head worker reports it the same way).
         calls = plan.warmup + len(run.head) * repeat
-        run.repeat_error = (
-            f"called again with the same fixtures, after {calls} call"
-            f"{'' if calls == 1 else 's'}: {round_runner.describe_error(exc)}"
-        )
+        run.repeat_error = round_runner.repeated_call_error(calls, exc)
     finally:
         round_runner.unpin(own_cpus)
         run.seconds = plan.clock() - started
@@ -838,7 +835,7 @@ _FORWARDED_VALUES = {
     "-W": "--pythonwarnings",
     "--pythonwarnings": "--pythonwarnings",
 }
-_FORWARDED_FLAGS = frozenset({"--strict-markers", "--strict-config", "--strict", "--noconftest"})
+_FORWARDED_FLAGS = frozenset({"--strict-markers", "--strict-config", "--noconftest"})
 
 
 def forwarded_options(args: Sequence[str]) -> list[str]:
@@ -849,22 +846,19 @@ def forwarded_options(args: Sequence[str]) -> list[str]:
     out: list[str] = []
     tokens = iter(args)
     for arg in tokens:
-        short = not arg.startswith("--")
+        long = arg.startswith("--")
+        flag, equals, value = arg.partition("=") if long else (arg[:2], "", arg[2:])
         if arg in _FORWARDED_FLAGS:
             out.append(arg)
-        elif arg == "-p" or (short and arg.startswith("-p") and len(arg) > 2):
-            name = next(tokens, "") if arg == "-p" else arg[2:]
+        elif flag == "-p":
+            name = value or next(tokens, "")
             if name.startswith("no:"):
                 out += ["-p", name]
-        elif arg in _FORWARDED_VALUES:
-            value = next(tokens, None)
-            if value is not None:
-                out.append(f"{_FORWARDED_VALUES[arg]}={value}")
-        elif not short and arg.partition("=")[0] in _FORWARDED_VALUES and "=" in arg:
-            flag, _, value = arg.partition("=")
-            out.append(f"{_FORWARDED_VALUES[flag]}={value}")
-        elif short and arg[:2] in ("-o", "-W") and len(arg) > 2:
-            out.append(f"{_FORWARDED_VALUES[arg[:2]]}={arg[2:]}")
+        elif flag in _FORWARDED_VALUES and (long or flag in ("-o", "-W")):
+            if not (equals or value):
+                value = next(tokens, "")
+            if value:
+                out.append(f"{_FORWARDED_VALUES[flag]}={value}")
     return out
 
 

@@ -508,12 +508,7 @@ class BaseWorker:
                     counter=self.counter if command.get("count") else None,
                 )
             except BaseException as exc:
-                error = describe_error(exc)
-                if calls:
-                    # Pairs call a test many times with one setup of its fixtures; one that
-                    # passes once and not again (it asserts on what it captured, or on a
-                    # file it made) cannot be paired, and its code is not at fault.
-                    error = f"called again with the same fixtures, after {_calls(calls)}: {error}"
+                error = repeated_call_error(calls, exc) if calls else describe_error(exc)
                 channel.send({"op": "failed", "error": error})
                 raise
             calls += command.get("warm", 0) + command.get("repeat", 1)
@@ -522,8 +517,13 @@ class BaseWorker:
             channel.send(result)
 
 
-def _calls(count: int) -> str:
-    return f"{count} call" if count == 1 else f"{count} calls"
+def repeated_call_error(calls: int, exc: BaseException) -> str:
+    """Why a test that passed `calls` calls failed the next, with the same fixtures. Pairs
+    call a test many times with one setup of its fixtures; one that passes once and not
+    again (it asserts on what it captured, or on a file it made) cannot be paired, and
+    neither side's code is at fault."""
+    done = f"{calls} call" if calls == 1 else f"{calls} calls"
+    return f"called again with the same fixtures, after {done}: {describe_error(exc)}"
 
 
 def _own_every_page() -> None:

@@ -29,6 +29,12 @@ above zero.
   gated metric is already unchanged (its 90 % interval excludes a change of the
   threshold's size). Stopping there never adds a false alarm; it is where most unchanged
   tests stop, on 6 pairs instead of the 10 that 24 gated metrics need to show a regression.
+- **Early futility look** (`LookSchedule.plan(early_futility_pairs=4)`, as A/B sessions
+  plan their first pairings): one more futility look, at 4 pairs, too few for the exact
+  interval, reads the t interval of the pairs' mean log-ratio (`mean_ratio_interval`).
+  Like the other it spends nothing and can only stop a test as unchanged, so its
+  assumption of normal log-ratios can cost a test its early stop (it goes on to 6
+  pairs), never add a false alarm.
 The rule, with ``change`` the estimated ratio's relative change, worse positive
 (``ratio - 1`` for ``direction="lower"``, ``1 - ratio`` for ``"higher"``, as the stored
 rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
@@ -66,6 +72,12 @@ Alternative = Literal["greater", "less"]
 # above this many non-zero pairs the normal approximation is as good.
 EXACT_LIMIT = 200
 REACH_CONFIDENCE = 0.90
+# Below this many pairs the exact signed-rank 90 % interval is the pairs' whole range or
+# does not exist; a futility look there uses the t interval of the pairs' mean log-ratio.
+EXACT_REACH_FROM = 6
+# One-sided 95 % quantiles of Student's t by degrees of freedom: the bounds of a two-sided
+# 90 % interval (`REACH_CONFIDENCE`) of a mean of 2 to 5 pairs.
+_T_95 = {1: 6.313752, 2: 2.919986, 3: 2.353363, 4: 2.131847}
 _EPSILON = 1e-9
 _NORMAL = NormalDist()
 _counts_by_n: list[list[int]] = [[1]]
@@ -210,6 +222,25 @@ def hodges_lehmann_pairs(
     return RatioInterval(ratio(centre), low, high, confidence)
 
 
+def mean_ratio_interval(base: Sequence[float], head: Sequence[float]) -> RatioInterval:
+    """head/base over 2 to 5 pairs: the mean of the pairs' log-ratios with its t interval at
+    `REACH_CONFIDENCE`, exponentiated; what a futility look with too few pairs for the
+    exact interval reads (it can only stop a test as unchanged, so its assumption of
+    normal log-ratios can cost a test its early stop, never add a false alarm)."""
+    diffs, logged = _log_ratios(base, head)
+    n = len(diffs)
+    if n - 1 not in _T_95:
+        raise ValueError(f"a mean interval of {n} pairs: 2 to {len(_T_95) + 1} only")
+    mean = sum(diffs) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = _T_95[n - 1] * sd / math.sqrt(n)
+
+    def ratio(d: float) -> float:
+        return math.exp(d) if logged else 1 + d
+
+    return RatioInterval(ratio(mean), ratio(mean - half), ratio(mean + half), REACH_CONFIDENCE)
+
+
 def oriented_change(ratio: float, direction: Direction) -> float:
     """A ratio head/base as a relative change, worse positive (the stored rule's sense)."""
     return ratio - 1 if direction == "lower" else 1 - ratio
@@ -255,7 +286,10 @@ def assess_pairs(
     if not 0 <= share <= 1:
         raise ValueError(f"a look's share of q must be in [0, 1], got {share}")
     diffs, _ = _log_ratios(base, head)
-    plain = hodges_lehmann_pairs(base, head, REACH_CONFIDENCE)
+    if share == 0 and len(diffs) < EXACT_REACH_FROM:
+        plain = mean_ratio_interval(base, head)
+    else:
+        plain = hodges_lehmann_pairs(base, head, REACH_CONFIDENCE)
     if share == 0:  # a futility look: it tests nothing, and shows the plain interval
         ratio, raw = plain, 1.0
     else:
@@ -434,7 +468,9 @@ class LookSchedule:
 
     When the deciding look needs more than `futility_pairs`, a futility look comes first,
     at `futility_pairs` with share 0: it can only find a test unchanged (see
-    `is_settled`), which is most tests, so most stop there."""
+    `is_settled`), which is most tests, so most stop there. `early_futility_pairs` adds
+    one more before it, fewer pairs than the exact interval needs, read through the t
+    interval of the pairs' mean log-ratio (`mean_ratio_interval`)."""
 
     counts: tuple[int, ...]
     shares: tuple[float, ...]
@@ -466,11 +502,16 @@ class LookSchedule:
         min_pairs: int = 6,
         max_pairs: int = 96,
         futility_pairs: int | None = 6,
+        early_futility_pairs: int | None = None,
     ) -> LookSchedule:
         if looks < 1 or not 0 < first_share <= 1:
             raise ValueError(f"looks={looks}, first_share={first_share}")
-        if futility_pairs is not None and futility_pairs < 2:
-            raise ValueError(f"futility_pairs={futility_pairs}: an interval needs 2 or more")
+        for name, value in (
+            ("futility_pairs", futility_pairs),
+            ("early_futility_pairs", early_futility_pairs),
+        ):
+            if value is not None and value < 2:
+                raise ValueError(f"{name}={value}: an interval needs 2 or more")
         m = max(metrics, 1)
         if looks == 1:
             first_share = 1.0
@@ -489,9 +530,10 @@ class LookSchedule:
                 break
             counts.append(following)
         shares = [first_share, *(later,) * (len(counts) - 1)]
-        if futility_pairs is not None and futility_pairs < counts[0]:
-            counts.insert(0, futility_pairs)
-            shares.insert(0, 0.0)
+        for futile in (futility_pairs, early_futility_pairs):
+            if futile is not None and futile < counts[0]:
+                counts.insert(0, futile)
+                shares.insert(0, 0.0)
         return cls(tuple(counts), tuple(shares))
 
 

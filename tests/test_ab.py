@@ -749,7 +749,7 @@ def test_lanes_pair_their_tests_at_the_same_time(
     for test in ("test_a", "test_b"):
         row = rows[f"test_speed.py::{test}"]
         assert row["verdict"] in ("unchanged", "unstable"), row
-        assert row["pairs"] >= 6, row
+        assert row["pairs"] >= 4, row  # at least the first (futility) look
     assert sorted(p.name for p in meeting.iterdir()) == ["a", "b"]
 
 

@@ -259,7 +259,10 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
     plan = pairing.PairingPlan(
         mode="interleave", budget=0.35, q=0.05, metrics=1, cpus=None, clock=clock
     )
-    first, second, third = plan.schedule().counts[:3]
+    schedule = plan.schedule()
+    # An early futility look at 4 pairs, then the deciding look at 6 and the later ones.
+    assert schedule.counts[: schedule.deciding] == (4,)
+    first, second, third = schedule.counts[schedule.deciding :][:3]
     assert (first, second, third) == (6, 9, 14)
     run = pairing.pair_test(
         plan, worker, call, None, never_settled, lambda _: 0.1  # type: ignore[arg-type]
@@ -271,8 +274,8 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
 
 
 def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None:
-    """With 24 gated metrics a futility look at 6 pairs comes before the deciding look at
-    10: a test that is not settled at 6 pairs goes on to 10 however long the 6 took (the
+    """With 24 gated metrics futility looks at 4 and 6 pairs come before the deciding look
+    at 10: a test that is not settled at 6 pairs goes on to 10 however long the 6 took (the
     budget counts after the deciding look)."""
     clock, call = _call_clock()
 
@@ -280,7 +283,7 @@ def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None
         mode="interleave", budget=0.05, q=0.05, metrics=24, cpus=None, clock=clock
     )
     schedule = plan.schedule()
-    assert schedule.counts[:2] == (6, 10) and schedule.deciding == 1
+    assert schedule.counts[:3] == (4, 6, 10) and schedule.deciding == 2
     run = pairing.pair_test(
         plan, _RecordingWorker(), call, None, never_settled, lambda _: 0.1  # type: ignore[arg-type]
     )
@@ -665,3 +668,21 @@ def test_confirmations_only_ever_remove_regressions(
     flagged = {v.test for v in without.verdicts if v.kind == "regression"}
     confirmed = {v.test for v in with_them.verdicts if v.kind == "regression"}
     assert confirmed <= flagged
+
+
+def test_a_steady_test_stops_at_the_early_futility_look() -> None:
+    """Pairs that read the same on both sides settle at 4 pairs, the early futility look,
+    whatever the session's number of metrics; without the early look, at 6."""
+
+    def steady(base: list[Any], head: list[Any]) -> list[series.Series]:
+        same = [1.0] * len(head)
+        return [series.Series("duration", "s", "lower", "primary", True, None, same, same)]
+
+    for early, pairs in ((4, 4), (None, 6)):
+        plan = pairing.PairingPlan(
+            mode="interleave", budget=1.0, q=0.05, metrics=24, cpus=None, early_futility=early
+        )
+        run = pairing.pair_test(
+            plan, _RecordingWorker(), lambda: None, None, steady, lambda _: 0.1  # type: ignore[arg-type]
+        )
+        assert len(run.head) == pairs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 
 import pytest
 from hypothesis import given, settings
@@ -322,3 +323,41 @@ def test_a_count_is_decided_by_one_pair_at_the_threshold(
 def test_a_count_of_zero_in_the_base_gives_no_ratio() -> None:
     with pytest.raises(ValueError, match="no ratio"):
         paired.decide_exact(0.0, 10.0, "lower", 0.1)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_the_mean_interval_is_the_t_interval_of_the_log_ratios(n: int) -> None:
+    rng = random.Random(n)
+    base = [rng.uniform(1.0, 2.0) for _ in range(n)]
+    head = [b * math.exp(rng.gauss(0.02, 0.05)) for b in base]
+    diffs = [math.log(h / b) for b, h in zip(base, head, strict=True)]
+    low, high = scipy_stats.t.interval(
+        paired.REACH_CONFIDENCE, n - 1, loc=statistics.mean(diffs),
+        scale=scipy_stats.sem(diffs),
+    )  # fmt: skip
+    mine = paired.mean_ratio_interval(base, head)
+    assert mine.estimate == pytest.approx(math.exp(statistics.mean(diffs)), rel=1e-12)
+    assert (mine.low, mine.high) == (
+        pytest.approx(math.exp(low), rel=1e-6), pytest.approx(math.exp(high), rel=1e-6)
+    )
+    with pytest.raises(ValueError, match="2 to 5"):
+        paired.mean_ratio_interval([1.0] * 6, [1.0] * 6)
+
+
+def test_an_early_futility_look_comes_before_the_exact_one_and_only_finds_unchanged() -> None:
+    schedule = paired.LookSchedule.plan(metrics=24, q=0.05, early_futility_pairs=4)
+    assert schedule.counts[:3] == (4, 6, 10)
+    assert schedule.shares[:2] == (0.0, 0.0) and schedule.deciding == 2
+    # Four tight pairs near 1: the t interval excludes a change of the threshold's size.
+    tight = paired.assess_pairs([1.0] * 4, [1.01, 0.99, 1.0, 1.005], share=0.0)
+    assert tight.reach < 0.1 and tight.p_value == 1.0
+    assert paired.is_settled(tight, 0.1, q=0.05, metrics=24)
+    assert paired.classify_pairs(tight, 0.1)[0] == "unchanged"
+    # Four pairs of a doubled head: no regression at a look that tests nothing; it goes on.
+    doubled = paired.assess_pairs([1.0] * 4, [2.0, 2.1, 1.9, 2.05], share=0.0)
+    assert doubled.p_value == 1.0
+    assert not paired.is_settled(doubled, 0.1, q=0.05, metrics=24)
+    assert paired.classify_pairs(doubled, 0.1)[0] != "regression"
+    # Four wide pairs around 1: not settled either (the exact look at 6 decides).
+    wide = paired.assess_pairs([1.0] * 4, [0.8, 1.25, 0.9, 1.15], share=0.0)
+    assert not paired.is_settled(wide, 0.1, q=0.05, metrics=24)

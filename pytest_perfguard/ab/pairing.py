@@ -425,6 +425,8 @@ class PairingPlan:
     q: float
     metrics: int  # gated metrics expected in the session (sizes the first look)
     looks: int = 4  # planned looks (`paired.LookSchedule.plan`)
+    # A futility look before the exact one at 6 pairs (`paired.mean_ratio_interval`).
+    early_futility: int | None = 4
     warmup: int = 1  # per side, before the first pair
     block: int = 3  # calls a side per pair; the best of them is the side's value
     # A test whose warm-up call takes this long makes one call a side per pair: the cache a
@@ -443,7 +445,10 @@ class PairingPlan:
     late_starts: int = 0  # duet pairs whose starts lay apart (a side was descheduled)
 
     def schedule(self) -> paired.LookSchedule:
-        return paired.LookSchedule.plan(metrics=self.metrics, q=self.q, looks=self.looks)
+        return paired.LookSchedule.plan(
+            metrics=self.metrics, q=self.q, looks=self.looks,
+            early_futility_pairs=self.early_futility,
+        )  # fmt: skip
 
 
 @dataclass

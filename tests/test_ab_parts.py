@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_perfguard.ab import base, lanes, pairing, series, worker
+from pytest_perfguard.ab import base, finish, lanes, pairing, series, worker
 from pytest_perfguard.measure import PerfSpec
 
 
@@ -686,3 +686,13 @@ def test_a_steady_test_stops_at_the_early_futility_look() -> None:
             plan, _RecordingWorker(), lambda: None, None, steady, lambda _: 0.1  # type: ignore[arg-type]
         )
         assert len(run.head) == pairs
+
+
+def test_a_confirmation_takes_its_pairs_at_the_looks_it_is_judged_at() -> None:
+    """The schedule a confirmation's pairs follow is the one `judge` reads them with: no
+    early futility look (a confirmation's first look tests), whatever the first pairing's."""
+    plan = pairing.PairingPlan(mode="interleave", budget=1.0, q=0.05, metrics=24, cpus=None)
+    assert plan.schedule().counts[0] == 4
+    confirming = finish.confirmation_plan(plan)
+    assert confirming.schedule() == finish.confirmation_schedule(plan.q)
+    assert confirming.schedule().counts[0] == 6

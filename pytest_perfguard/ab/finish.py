@@ -282,9 +282,14 @@ CONFIRMATION_LOOKS = 5
 
 
 def confirmation_plan(plan: PairingPlan) -> PairingPlan:
-    """How a confirmation takes its pairs: `plan`'s, its looks a confirmation's."""
+    """How a confirmation takes its pairs: `plan`'s, its looks a confirmation's
+    (`confirmation_schedule`: no futility look, its first look tests)."""
     return replace(
-        plan, metrics=CONFIRMATION_METRICS, looks=CONFIRMATION_LOOKS, confirming=True
+        plan,
+        metrics=CONFIRMATION_METRICS,
+        looks=CONFIRMATION_LOOKS,
+        early_futility=None,
+        confirming=True,
     )
 
 

@@ -212,29 +212,49 @@ def _busy_for(
     return call
 
 
-@pytest.mark.parametrize(("call_seconds", "calls_a_side"), [(0.0, 3), (0.012, 1)])
-def test_a_long_call_is_paired_one_call_a_side(call_seconds: float, calls_a_side: int) -> None:
-    """Blocks of three calls a side for short tests; one for a test whose warm-up call takes
-    `long_call` or more (it dominates the pairing time, and its own cache dominates it)."""
+@pytest.mark.parametrize(
+    ("call_seconds", "warmup", "calls_a_side", "rounds"),
+    [
+        (0.0, 0, 3, [1] + [3] * 4),  # the first pair warms up, and is dropped
+        (0.012, 0, 1, [1] * 4),  # the first pair is the first of the four
+        (0.0, 2, 3, [3] * 4),  # the marker's warm-up calls, then blocks
+        (0.012, 2, 1, [1] * 4),
+    ],
+)
+def test_a_long_call_is_paired_one_call_a_side(
+    call_seconds: float, warmup: int, calls_a_side: int, rounds: list[int]
+) -> None:
+    """Blocks of three calls a side for short tests; one for a test whose call takes
+    `long_call` or more (it dominates the pairing time, and its own cache dominates it).
+    Without the marker's `warmup=`, the first pair, one call a side, tells which: a long
+    call's is kept, a short call's is a warm-up."""
     worker = _RecordingWorker()
-    plan = pairing.PairingPlan(mode="interleave", budget=0.0, q=0.05, metrics=1, cpus=None)
+    plan = pairing.PairingPlan(
+        mode="interleave", budget=0.0, q=0.05, metrics=1, cpus=None, warmup=warmup
+    )
     flat = [series.Series("duration", "s", "lower", "primary", True, None, [1.0] * 12, [1.0] * 12)]
-    pairing.pair_test(
+    run = pairing.pair_test(
         plan, worker, _busy_for(call_seconds), None,  # type: ignore[arg-type]
         lambda base, head: flat, lambda _: 0.1,
     )  # fmt: skip
-    repeats = [m["repeat"] for m in worker.sent if "repeat" in m]
-    assert repeats and set(repeats) == {calls_a_side}
+    assert [m["repeat"] for m in worker.sent if "repeat" in m] == rounds
+    assert sum("warm" in m for m in worker.sent) == warmup
+    assert len(run.head) == len(run.base) == 4  # the early futility look
+    assert set(rounds[-4:]) == {calls_a_side}
 
 
 def _call_clock() -> tuple[Callable[[], float], Callable[[], None]]:
-    """A clock and a test call that advances it by 0.1 s."""
+    """A clock and a test call that advances it by 0.1 s. The call also spins past
+    `long_call` on the real clock, which times the head's rounds, so that its first pair
+    reads as a long call's: one call a side per pair."""
     now = [0.0]
+    spin = _busy_for(pairing.PairingPlan.long_call + 0.001)
 
     def clock() -> float:
         return now[0]
 
     def call() -> None:
+        spin()
         now[0] += 0.1
 
     return clock, call
@@ -267,9 +287,9 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
     run = pairing.pair_test(
         plan, worker, call, None, never_settled, lambda _: 0.1  # type: ignore[arg-type]
     )
-    # One call a side (the warm-up call took 0.1 s, a long call), the base's answered at
-    # once: 0.1 s a pair. The first look (0.7 s with the warm-up) is past the budget; the
-    # second (0.3 s more) fits in it; the third (0.5 s more) would not.
+    # One call a side (a long call, its first pair kept), the base's answered at once:
+    # 0.1 s a pair. The first look (0.6 s) is past the budget; the second (0.3 s more)
+    # fits in it; the third (0.5 s more) would not.
     assert len(run.head) == second
 
 

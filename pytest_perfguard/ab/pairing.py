@@ -427,7 +427,9 @@ class PairingPlan:
     looks: int = 4  # planned looks (`paired.LookSchedule.plan`)
     # A futility look before the exact one at 6 pairs (`paired.mean_ratio_interval`).
     early_futility: int | None = 4
-    warmup: int = 1  # per side, before the first pair
+    # Calls a side before the first pair (the marker's `warmup=`); 0: the first pair, one
+    # call a side, stands in for the warm-up (`_first_pair`).
+    warmup: int = 0
     block: int = 3  # calls a side per pair; the best of them is the side's value
     # A test whose warm-up call takes this long makes one call a side per pair: the cache a
     # block's first call warms is a negligible share of such a call, and three would triple
@@ -545,11 +547,13 @@ def counted_pair(
     return base, head
 
 
-def _warm_up(plan: PairingPlan, worker: Worker, call: Callable[[], object]) -> float:
-    """`plan.warmup` calls a side before pairing (both sides at once); the head's shortest
-    warm-up call in seconds (0 without warm-up)."""
+def _warm_up(
+    plan: PairingPlan, worker: Worker, call: Callable[[], object], calls: int | None = None
+) -> float:
+    """`calls` (`plan.warmup` by default) calls a side before pairing (both sides at once);
+    the head's shortest warm-up call in seconds (0 without warm-up)."""
     walls = []
-    for _ in range(plan.warmup):
+    for _ in range(plan.warmup if calls is None else calls):
         worker.send({"op": "round", "cpu": None, "warm": 0})
         start = plan.clock()
         call()
@@ -563,18 +567,40 @@ def _calls_a_side(plan: PairingPlan, warm_up_call: float) -> int:
     return 1 if warm_up_call >= plan.long_call else plan.block
 
 
+def _first_pair(
+    plan: PairingPlan, run: PairedRun, take: Callable[[int], tuple[Round, Round]]
+) -> int:
+    """Without warm-up calls, a first pair of one call a side, in random order, tells the
+    call's length; the calls a side per pair that follow.
+
+    A long call's first pair is kept as the first of its pairs, whose block is that one
+    call: a separate warm-up call a side would be a seventh of the fewest calls such a test
+    makes (6 pairs), and these tests take most of the pairing time. What a first call pays
+    more (a cold cache, a lazy import) lands on both sides of that one pair, and the pairs'
+    statistics weigh one pair as one of four or more. A short call's first pair is
+    dropped: it has warmed both sides as a warm-up would, and blocks follow."""
+    base, head = take(1)
+    repeat = _calls_a_side(plan, head.wall)
+    if repeat == 1:
+        run.base.append(base)
+        run.head.append(head)
+    return repeat
+
+
 def _take_looks(
     plan: PairingPlan,
     run: PairedRun,
     take: Callable[[], tuple[Round, Round]],
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],
+    pairs_started: float | None = None,
 ) -> None:
     """Pairs from `take`, look after look, until every gated metric is settled, the last
     look, or the budget: `plan.budget` seconds of pairs after the deciding look (the
-    first that can find a regression, so it is always taken)."""
+    first that can find a regression, so it is always taken). `pairs_started`: when the
+    pairs already in `run` began (now when None)."""
     schedule = plan.schedule()
-    pairs_started = plan.clock()
+    pairs_started = plan.clock() if pairs_started is None else pairs_started
     first_look_done = pairs_started
     for index, count in enumerate(schedule.counts):
         while len(run.head) < count:
@@ -631,24 +657,36 @@ def pair_test(
     own_cpus = set(plan.cpus) if plan.cpus else None
     repeat = 0  # calls a side per pair, once the warm-up has passed
     try:
-        repeat = _calls_a_side(plan, _warm_up(plan, worker, call))
         if plan.counter is not None:
+            # A count has no noise to spread over pairs, but a first call's lazy work would
+            # be counted: one warm-up call a side at least.
+            _warm_up(plan, worker, call, max(plan.warmup, 1))
             base, head = counted_pair(plan, worker, call, recorder)
             run.base.append(base)
             run.head.append(head)
         else:
+            pairs_started = None
+            if plan.warmup:
+                repeat = _calls_a_side(plan, _warm_up(plan, worker, call))
+            else:
+                pairs_started = plan.clock()
+                repeat = _first_pair(
+                    plan, run, lambda calls: take_pair(plan, worker, call, recorder, calls)
+                )
             _take_looks(
                 plan, run, lambda: take_pair(plan, worker, call, recorder, repeat),
-                describe, thresholds,
+                describe, thresholds, pairs_started,
             )  # fmt: skip
     except BaseRoundFailed as exc:
         run.base_error = str(exc)
     except Exception as exc:
-        if not repeat or not plan.warmup:
+        if not repeat:
             raise  # the test's first call: its failure is the test's
         # Pairs are perfguard's calls, not the test's: one that passed once keeps that
         # outcome, and goes uncompared (a lane's head worker reports it the same way).
-        calls = plan.warmup + len(run.head) * repeat
+        # Its calls: the warm-up's or the first pair's (kept as a pair when long), pairs.
+        dropped_first = 0 if plan.warmup or repeat == 1 else 1
+        calls = plan.warmup + dropped_first + len(run.head) * repeat
         run.repeat_error = round_runner.repeated_call_error(calls, exc)
     finally:
         round_runner.unpin(own_cpus)
@@ -730,10 +768,17 @@ def pair_in_call_phases(
     started = plan.clock()
     in_call = [base, head]
     try:
-        repeat = _calls_a_side(plan, _warm_up_workers(plan, base, head, warm_together))
+        pairs_started = None
+        if plan.warmup:
+            repeat = _calls_a_side(plan, _warm_up_workers(plan, base, head, warm_together))
+        else:
+            pairs_started = plan.clock()
+            repeat = _first_pair(
+                plan, run, lambda calls: take_worker_pair(plan, base, head, calls)
+            )
         _take_looks(
             plan, run, lambda: take_worker_pair(plan, base, head, repeat),
-            describe, thresholds,
+            describe, thresholds, pairs_started,
         )  # fmt: skip
     except HeadRoundFailed as exc:
         run.head_error = str(exc)

@@ -429,7 +429,7 @@ class ABSession:
         """One test's pairs between a lane's two workers (in the lane's thread)."""
         plan = self.lane_plans[id(lane)]
         spec, gated = self.specs.get(test), self.gated[test]
-        plan.warmup = spec.warmup if spec is not None and spec.warmup else 1
+        plan.warmup = spec.warmup if spec is not None else 0
         return pair_on_workers(
             plan, lane.base, lane.head, test, *self._judging(spec, gated),
             keep=True, warm_together=False,
@@ -479,10 +479,7 @@ class ABSession:
                 entry.run.base_error = answer.get("error", "did not run")
                 pyfuncitem.runtest()
                 return True
-            if spec is not None and spec.warmup:
-                plan.warmup = spec.warmup
-            else:
-                plan.warmup = 1
+            plan.warmup = spec.warmup if spec is not None else 0
             try:
                 entry.run = pair_test(
                     plan,
@@ -603,7 +600,7 @@ class ABSession:
                     raise WorkerError((hello["errors"] or hello["imports"])[0])
             for index, test in enumerate(flagged):
                 entry = self.tests[test]
-                plan.warmup = entry.spec.warmup if entry.spec and entry.spec.warmup else 1
+                plan.warmup = entry.spec.warmup if entry.spec else 0
                 found[test] = pair_on_workers(
                     plan, base, head, test, *self._judging(entry.spec, entry.gated),
                     following=flagged[index + 1] if index + 1 < len(flagged) else None,

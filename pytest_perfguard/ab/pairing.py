@@ -574,17 +574,33 @@ def _first_pair(
     call's length; the calls a side per pair that follow.
 
     A long call's first pair is kept as the first of its pairs, whose block is that one
-    call: a separate warm-up call a side would be a seventh of the fewest calls such a test
-    makes (6 pairs), and these tests take most of the pairing time. What a first call pays
-    more (a cold cache, a lazy import) lands on both sides of that one pair, and the pairs'
-    statistics weigh one pair as one of four or more. A short call's first pair is
-    dropped: it has warmed both sides as a warm-up would, and blocks follow."""
+    call: a separate warm-up call a side would be a fifth of the fewest calls such a test
+    makes (4 pairs, the early futility look), and these tests take most of the pairing
+    time. What a first call pays more (a cold cache, a lazy import) lands on both sides of
+    that one pair, and the pairs' statistics weigh one pair as one of four or more. A short
+    call's first pair is dropped: it has warmed both sides as a warm-up would, and blocks
+    follow."""
     base, head = take(1)
     repeat = _calls_a_side(plan, head.wall)
     if repeat == 1:
         run.base.append(base)
         run.head.append(head)
     return repeat
+
+
+def _start(
+    plan: PairingPlan,
+    run: PairedRun,
+    warm_up: Callable[[], float],
+    take: Callable[[int], tuple[Round, Round]],
+) -> tuple[int, float | None]:
+    """The marker's warm-up calls (`warm_up`, returning the head's shortest call), or else
+    the first pair (`_first_pair`): the calls a side per pair, and when the pairs in `run`
+    began (None: none yet)."""
+    if plan.warmup:
+        return _calls_a_side(plan, warm_up()), None
+    started = plan.clock()
+    return _first_pair(plan, run, take), started
 
 
 def _take_looks(
@@ -665,14 +681,10 @@ def pair_test(
             run.base.append(base)
             run.head.append(head)
         else:
-            pairs_started = None
-            if plan.warmup:
-                repeat = _calls_a_side(plan, _warm_up(plan, worker, call))
-            else:
-                pairs_started = plan.clock()
-                repeat = _first_pair(
-                    plan, run, lambda calls: take_pair(plan, worker, call, recorder, calls)
-                )
+            repeat, pairs_started = _start(
+                plan, run, lambda: _warm_up(plan, worker, call),
+                lambda calls: take_pair(plan, worker, call, recorder, calls),
+            )  # fmt: skip
             _take_looks(
                 plan, run, lambda: take_pair(plan, worker, call, recorder, repeat),
                 describe, thresholds, pairs_started,
@@ -768,14 +780,10 @@ def pair_in_call_phases(
     started = plan.clock()
     in_call = [base, head]
     try:
-        pairs_started = None
-        if plan.warmup:
-            repeat = _calls_a_side(plan, _warm_up_workers(plan, base, head, warm_together))
-        else:
-            pairs_started = plan.clock()
-            repeat = _first_pair(
-                plan, run, lambda calls: take_worker_pair(plan, base, head, calls)
-            )
+        repeat, pairs_started = _start(
+            plan, run, lambda: _warm_up_workers(plan, base, head, warm_together),
+            lambda calls: take_worker_pair(plan, base, head, calls),
+        )  # fmt: skip
         _take_looks(
             plan, run, lambda: take_worker_pair(plan, base, head, repeat),
             describe, thresholds, pairs_started,

@@ -58,7 +58,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
+from statistics import NormalDist, fmean, stdev
 from typing import Any, Literal
 
 from .results import Direction, Verdict, VerdictKind
@@ -231,9 +231,8 @@ def mean_ratio_interval(base: Sequence[float], head: Sequence[float]) -> RatioIn
     n = len(diffs)
     if n - 1 not in _T_95:
         raise ValueError(f"a mean interval of {n} pairs: 2 to {len(_T_95) + 1} only")
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = _T_95[n - 1] * sd / math.sqrt(n)
+    mean = fmean(diffs)
+    half = _T_95[n - 1] * stdev(diffs, mean) / math.sqrt(n)
 
     def ratio(d: float) -> float:
         return math.exp(d) if logged else 1 + d

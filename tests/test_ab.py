@@ -407,6 +407,83 @@ def test_duet_lanes_pair_and_fail_a_slower_head(
         assert rows[f"test_speed.py::{test}"]["verdict"] == "regression"
 
 
+JOIN_TESTS = (
+    """
+import os
+import sys
+import time
+
+import pytest
+
+FLAGS = {flags!r}
+FACTOR = {factor}
+calls = 0
+
+
+"""
+    + SPIN
+    + """
+
+@pytest.mark.perf
+def test_long():
+    # After its first pair, a lane's head worker waits here until another lane has
+    # joined (the head process marks it): the pairs cannot end before one does.
+    global calls
+    calls += 1
+    if "_perfguard_ab_worker" in sys.modules and calls > 1 and FACTOR > 1:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(FLAGS, "joined")):
+            assert time.monotonic() < deadline, "no lane joined"
+            time.sleep(0.005)
+    spin(12 * FACTOR)
+
+
+@pytest.mark.perf
+def test_short():
+    spin(1)
+"""
+)
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="two lanes need two CPUs")
+def test_a_lane_with_nothing_left_joins_a_long_test_and_the_verdict_stands(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One lane pairs test_long (three times slower in the head), the other test_short
+    and then joins test_long with its own workers: the pairs of both lanes make one
+    verdict, a regression, at one of the looks' pair counts."""
+    plugin = importlib.import_module("pytest_perfguard.ab.plugin")
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    joined: list[str] = []
+    real_join = plugin.join_pairs
+
+    def recording_join(*args: Any) -> None:
+        joined.append(args[3])
+        (flags / "joined").touch()
+        real_join(*args)
+
+    monkeypatch.setattr(plugin, "join_pairs", recording_join)
+    base = tmp_path / "base-checkout"
+    base.mkdir()
+    (base / "test_join.py").write_text(JOIN_TESTS.format(flags=str(flags), factor=1))
+    (pytester.path / "test_join.py").write_text(JOIN_TESTS.format(flags=str(flags), factor=3))
+    result = _run(
+        pytester, f"--perf-against={base}", "--perf-ab-lanes", "2", "--perf-json", "report.json"
+    )
+    assert result.ret == 1, result.stdout.str()
+    assert set(joined) == {"test_join.py::test_long"}
+    rows = {
+        r["test"]: r
+        for r in json.loads((pytester.path / "report.json").read_text())["comparisons"]
+        if r["gated"] and r["metric"] == "duration"
+    }
+    long = rows["test_join.py::test_long"]
+    assert long["verdict"] == "regression"
+    looks = plugin.PairingPlan(mode="interleave", budget=2, q=0.05, metrics=2).schedule()
+    assert long["pairs"] in looks.counts
+
+
 @pytest.mark.parametrize(("mode", "lanes"), LANES)
 def test_tests_on_one_side_only_are_reported_and_never_fail(
     pytester: pytest.Pytester, project: Path, mode: str, lanes: str

@@ -1,6 +1,6 @@
-"""The early futility look replayed on recorded pairings: which tests would stop at 4 pairs
-(the t interval of the mean log-ratio, `paired.mean_ratio_interval`) and which at 6 (the
-exact signed-rank interval), clean and slowed apart.
+"""The early futility looks replayed on recorded pairings: which tests would stop at 3 and
+at 4 pairs (the t interval of the mean log-ratio, `paired.mean_ratio_interval`) and which at
+6 (the exact signed-rank interval), clean and slowed apart.
 
     python benchmarks/ab/futility_replay.py [pairings.jsonl]
 
@@ -34,26 +34,25 @@ def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name(
         "pairings-2026-12-01.jsonl"
     )
-    counts: dict[tuple[str, bool], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    # tests, stopped at 3, at 4, at 6, at 3 or 4 (the looks A/B sessions take), at 4 but not 3
+    counts: dict[tuple[str, bool], list[int]] = defaultdict(lambda: [0] * 6)
     for line in path.read_text().splitlines():
         row = json.loads(line)
         d = row["log_ratios"]
         if len(d) < 6:
             continue
         cell = counts[(row["condition"], row["slowed"])]
-        at4, at6 = stops(d, 4), stops(d, 6)
-        cell[0] += 1
-        cell[1] += at4
-        cell[2] += at6
-        cell[3] += at4 and not at6
+        at3, at4, at6 = stops(d, 3), stops(d, 4), stops(d, 6)
+        for index, value in enumerate((True, at3, at4, at6, at3 or at4, at4 and not at3)):
+            cell[index] += value
     print(
-        "| condition | tests | pairings | stopped at 4 (t) | stopped at 6 (exact) "
-        "| at 4, not at 6 |"
+        "| condition | tests | pairings | stopped at 3 (t) | at 4 (t) | at 6 (exact) "
+        "| at 3 or 4 | at 4, not at 3 |"
     )
-    print("|---|---|--:|--:|--:|--:|")
-    for (condition, slowed), (n, at4, at6, only4) in sorted(counts.items()):
+    print("|---|---|--:|--:|--:|--:|--:|--:|")
+    for (condition, slowed), cell in sorted(counts.items()):
         kind = "slowed +25 %" if slowed else "clean"
-        print(f"| {condition} | {kind} | {n} | {at4} | {at6} | {only4} |")
+        print(f"| {condition} | {kind} | " + " | ".join(str(value) for value in cell) + " |")
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ above zero.
   gated metric is already unchanged (its 90 % interval excludes a change of the
   threshold's size). Stopping there never adds a false alarm; it is where most unchanged
   tests stop, on 6 pairs instead of the 10 that 24 gated metrics need to show a regression.
-- **Early futility looks** (`LookSchedule.plan(early_futility_pairs=(3, 4))`, as A/B
-  sessions plan their first pairings): more futility looks, at 3 and 4 pairs, too few for
-  the exact interval, read the t interval of the pairs' mean log-ratio
-  (`mean_ratio_interval`). Like the other they spend nothing and can only stop a test as
-  unchanged, so their assumption of normal log-ratios can cost a test its early stop (it
-  goes on to the next look), never add a false alarm.
+- **Early futility look** (`LookSchedule.plan(early_futility_pairs=4)`, as A/B sessions
+  plan their first pairings): one more futility look, at 4 pairs, too few for the exact
+  interval, reads the t interval of the pairs' mean log-ratio (`mean_ratio_interval`).
+  Like the other it spends nothing and can only stop a test as unchanged, so its
+  assumption of normal log-ratios can cost a test its early stop (it goes on to 6
+  pairs), never add a false alarm.
 The rule, with ``change`` the estimated ratio's relative change, worse positive
 (``ratio - 1`` for ``direction="lower"``, ``1 - ratio`` for ``"higher"``, as the stored
 rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
@@ -468,7 +468,7 @@ class LookSchedule:
     When the deciding look needs more than `futility_pairs`, a futility look comes first,
     at `futility_pairs` with share 0: it can only find a test unchanged (see
     `is_settled`), which is most tests, so most stop there. `early_futility_pairs` adds
-    more before it, at fewer pairs than the exact interval needs, read through the t
+    one more before it, fewer pairs than the exact interval needs, read through the t
     interval of the pairs' mean log-ratio (`mean_ratio_interval`)."""
 
     counts: tuple[int, ...]
@@ -501,14 +501,16 @@ class LookSchedule:
         min_pairs: int = 6,
         max_pairs: int = 96,
         futility_pairs: int | None = 6,
-        early_futility_pairs: Sequence[int] = (),
+        early_futility_pairs: int | None = None,
     ) -> LookSchedule:
         if looks < 1 or not 0 < first_share <= 1:
             raise ValueError(f"looks={looks}, first_share={first_share}")
-        futile_counts = [] if futility_pairs is None else [futility_pairs]
-        futile_counts += early_futility_pairs
-        if any(value < 2 for value in futile_counts):
-            raise ValueError(f"futility looks at {futile_counts} pairs: an interval needs 2")
+        for name, value in (
+            ("futility_pairs", futility_pairs),
+            ("early_futility_pairs", early_futility_pairs),
+        ):
+            if value is not None and value < 2:
+                raise ValueError(f"{name}={value}: an interval needs 2 or more")
         m = max(metrics, 1)
         if looks == 1:
             first_share = 1.0
@@ -527,8 +529,8 @@ class LookSchedule:
                 break
             counts.append(following)
         shares = [first_share, *(later,) * (len(counts) - 1)]
-        for futile in sorted(set(futile_counts), reverse=True):
-            if futile < counts[0]:
+        for futile in (futility_pairs, early_futility_pairs):
+            if futile is not None and futile < counts[0]:
                 counts.insert(0, futile)
                 shares.insert(0, 0.0)
         return cls(tuple(counts), tuple(shares))

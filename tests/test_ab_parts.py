@@ -215,10 +215,10 @@ def _busy_for(
 @pytest.mark.parametrize(
     ("call_seconds", "warmup", "calls_a_side", "rounds"),
     [
-        (0.0, 0, 3, [1] + [3] * 3),  # the first pair warms up, and is dropped
-        (0.012, 0, 1, [1] * 3),  # the first pair is the first of the three
-        (0.0, 2, 3, [3] * 3),  # the marker's warm-up calls, then blocks
-        (0.012, 2, 1, [1] * 3),
+        (0.0, 0, 3, [1] + [3] * 4),  # the first pair warms up, and is dropped
+        (0.012, 0, 1, [1] * 4),  # the first pair is the first of the four
+        (0.0, 2, 3, [3] * 4),  # the marker's warm-up calls, then blocks
+        (0.012, 2, 1, [1] * 4),
     ],
 )
 def test_a_long_call_is_paired_one_call_a_side(
@@ -239,8 +239,8 @@ def test_a_long_call_is_paired_one_call_a_side(
     )  # fmt: skip
     assert [m["repeat"] for m in worker.sent if "repeat" in m] == rounds
     assert sum("warm" in m for m in worker.sent) == warmup
-    assert len(run.head) == len(run.base) == 3  # the first early futility look
-    assert set(rounds[-3:]) == {calls_a_side}
+    assert len(run.head) == len(run.base) == 4  # the early futility look
+    assert set(rounds[-4:]) == {calls_a_side}
 
 
 def _call_clock() -> tuple[Callable[[], float], Callable[[], None]]:
@@ -280,8 +280,8 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
         mode="interleave", budget=0.35, q=0.05, metrics=1, cpus=None, clock=clock
     )
     schedule = plan.schedule()
-    # Early futility looks at 3 and 4 pairs, then the deciding look at 6 and the later ones.
-    assert schedule.counts[: schedule.deciding] == (3, 4)
+    # An early futility look at 4 pairs, then the deciding look at 6 and the later ones.
+    assert schedule.counts[: schedule.deciding] == (4,)
     first, second, third = schedule.counts[schedule.deciding :][:3]
     assert (first, second, third) == (6, 9, 14)
     run = pairing.pair_test(
@@ -294,7 +294,7 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
 
 
 def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None:
-    """With 24 gated metrics futility looks at 3, 4 and 6 pairs come before the deciding look
+    """With 24 gated metrics futility looks at 4 and 6 pairs come before the deciding look
     at 10: a test that is not settled at 6 pairs goes on to 10 however long the 6 took (the
     budget counts after the deciding look)."""
     clock, call = _call_clock()
@@ -303,7 +303,7 @@ def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None
         mode="interleave", budget=0.05, q=0.05, metrics=24, cpus=None, clock=clock
     )
     schedule = plan.schedule()
-    assert schedule.counts[:4] == (3, 4, 6, 10) and schedule.deciding == 3
+    assert schedule.counts[:3] == (4, 6, 10) and schedule.deciding == 2
     run = pairing.pair_test(
         plan, _RecordingWorker(), call, None, never_settled, lambda _: 0.1  # type: ignore[arg-type]
     )
@@ -814,15 +814,14 @@ def test_confirmations_only_ever_remove_regressions(
 
 
 def test_a_steady_test_stops_at_the_early_futility_look() -> None:
-    """Pairs that read the same on both sides settle at 3 pairs, the first early futility
-    look, whatever the session's number of metrics; with only the look at 4, at 4; without
-    early looks, at 6."""
+    """Pairs that read the same on both sides settle at 4 pairs, the early futility look,
+    whatever the session's number of metrics; without the early look, at 6."""
 
     def steady(base: list[Any], head: list[Any]) -> list[series.Series]:
         same = [1.0] * len(head)
         return [series.Series("duration", "s", "lower", "primary", True, None, same, same)]
 
-    for early, pairs in (((3, 4), 3), ((4,), 4), ((), 6)):
+    for early, pairs in ((4, 4), (None, 6)):
         plan = pairing.PairingPlan(
             mode="interleave", budget=1.0, q=0.05, metrics=24, cpus=None, early_futility=early
         )
@@ -836,7 +835,7 @@ def test_a_confirmation_takes_its_pairs_at_the_looks_it_is_judged_at() -> None:
     """The schedule a confirmation's pairs follow is the one `judge` reads them with: no
     early futility look (a confirmation's first look tests), whatever the first pairing's."""
     plan = pairing.PairingPlan(mode="interleave", budget=1.0, q=0.05, metrics=24, cpus=None)
-    assert plan.schedule().counts[:2] == (3, 4)
+    assert plan.schedule().counts[0] == 4
     confirming = finish.confirmation_plan(plan)
     assert confirming.schedule() == finish.confirmation_schedule(plan.q)
     assert confirming.schedule().counts[0] == 6

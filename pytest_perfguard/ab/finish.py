@@ -288,7 +288,7 @@ def confirmation_plan(plan: PairingPlan) -> PairingPlan:
         plan,
         metrics=CONFIRMATION_METRICS,
         looks=CONFIRMATION_LOOKS,
-        early_futility=(),
+        early_futility=None,
         confirming=True,
     )
 

@@ -426,8 +426,8 @@ class PairingPlan:
     q: float
     metrics: int  # gated metrics expected in the session (sizes the first look)
     looks: int = 4  # planned looks (`paired.LookSchedule.plan`)
-    # Futility looks before the exact one at 6 pairs (`paired.mean_ratio_interval`).
-    early_futility: tuple[int, ...] = (3, 4)
+    # A futility look before the exact one at 6 pairs (`paired.mean_ratio_interval`).
+    early_futility: int | None = 4
     # Calls a side before the first pair (the marker's `warmup=`); 0: the first pair, one
     # call a side, stands in for the warm-up (`_first_pair`).
     warmup: int = 0

@@ -386,7 +386,7 @@ def test_lanes_run_at_once_and_a_dead_lane_leaves_its_tests_to_the_others() -> N
     first: set[int] = set()
     dead = _fake_lane()
 
-    def job(lane: lanes.Lane, test: str, shared: object = None) -> pairing.PairedRun:
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
         if id(lane) not in first:
             first.add(id(lane))
             barrier.wait()
@@ -403,7 +403,7 @@ def test_lanes_run_at_once_and_a_dead_lane_leaves_its_tests_to_the_others() -> N
 
 
 def test_tests_no_lane_could_take_are_left() -> None:
-    def job(lane: lanes.Lane, test: str, shared: object = None) -> pairing.PairedRun:
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
         raise pairing.WorkerError("the head worker exited (status 1): boom")
 
     results = lanes.run_lanes([_fake_lane()], ["t1", "t2"], job)
@@ -417,7 +417,7 @@ def test_a_lane_that_cannot_start_takes_nothing() -> None:
     broken.head.wait_hello = lambda: failing  # type: ignore[method-assign]
     healthy = _fake_lane()
     results = lanes.run_lanes(
-        [broken, healthy], ["t1", "t2"], lambda lane, test, shared: pairing.PairedRun()
+        [broken, healthy], ["t1", "t2"], lambda lane, test: pairing.PairedRun()
     )
     assert sorted(results.runs) == ["t1", "t2"]
     assert results.started == 1
@@ -433,7 +433,7 @@ def test_a_likely_regression_is_confirmed_in_fresh_lanes_after_the_rest() -> Non
     done: list[tuple[str, int]] = []
     lock = threading.Lock()
 
-    def job(lane: lanes.Lane, test: str, shared: object = None) -> pairing.PairedRun:
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
         with lock:
             done.append((test, id(lane)))
         return pairing.PairedRun()
@@ -467,7 +467,7 @@ def test_one_lanes_flags_are_confirmed_in_every_confirmation_lane_at_once() -> N
     barrier = threading.Barrier(2, timeout=30)
     confirmed_in: dict[str, int] = {}
 
-    def job(lane: lanes.Lane, test: str, shared: object = None) -> pairing.PairedRun:
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
         if lane in fresh:
             confirmed_in[test] = id(lane)
             barrier.wait()
@@ -489,7 +489,7 @@ def test_one_lanes_flags_are_confirmed_in_every_confirmation_lane_at_once() -> N
 
 
 def test_confirmation_lanes_that_cannot_start_leave_the_confirmations_out() -> None:
-    def job(lane: lanes.Lane, test: str, shared: object = None) -> pairing.PairedRun:
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
         return pairing.PairedRun()
 
     def start() -> list[lanes.Lane]:
@@ -502,129 +502,6 @@ def test_confirmation_lanes_that_cannot_start_leave_the_confirmations_out() -> N
     assert sorted(results.runs) == ["t1", "t2"]
     assert results.confirmations == {} and results.started == 2
     assert results.unusable == ["confirmation lanes: cannot start python: no such file"]
-
-
-def _pair(ratio: float = 1.0) -> tuple[series.Round, series.Round]:
-    return series.Round(0.01, 0.01, 0, {}), series.Round(0.01 * ratio, 0.01 * ratio, 0, {})
-
-
-def test_shared_pairs_give_each_look_exactly_its_count_from_both_lanes() -> None:
-    """The owner asks for 4 pairs, then 6; a joining lane takes some of each (it waits on
-    an event until the owner has taken one, so both take pairs), every look sees exactly
-    its count, and the joining lane leaves once the owner closes."""
-    run = pairing.PairedRun()
-    shared = pairing.SharedPairs()
-    shared.open(run, 1)
-    joined_took: list[int] = []
-    owner_took = threading.Event()
-
-    def joining() -> None:
-        assert owner_took.wait(timeout=30)
-        while shared.reserve():
-            joined_took.append(len(run.head))
-            shared.add(_pair(2.0))
-
-    def owner_take() -> tuple[series.Round, series.Round]:
-        owner_took.set()
-        time.sleep(0.002)  # the joining lane gets its turns meanwhile
-        return _pair()
-
-    thread = threading.Thread(target=joining)
-    thread.start()
-    seen = []
-    for count in (4, 6):
-        shared.fill(count, owner_take)
-        seen.append(len(run.head))
-    shared.close()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert seen == [4, 6] and len(run.base) == 6
-    assert joined_took, "the joining lane took no pair"
-    assert sum(1 for head in run.head if head.wall > 0.015) == len(joined_took)
-    shared.add(_pair())  # after close: nothing more lands in the run
-    assert len(run.head) == 6
-
-
-def test_a_pair_a_joining_lane_could_not_take_goes_to_the_owner() -> None:
-    run = pairing.PairedRun()
-    shared = pairing.SharedPairs()
-    shared.open(run, 1)
-    shared.target = 3  # the owner asked for 3; the joining lane reserved one and died
-    assert shared.reserve()
-    shared.release()
-    shared.fill(3, _pair)
-    assert len(run.head) == 3
-
-
-def test_a_round_that_raises_in_a_joining_lane_ends_the_owners_pairs() -> None:
-    run = pairing.PairedRun()
-    shared = pairing.SharedPairs()
-    shared.open(run, 1)
-    shared.target = 2
-    assert shared.reserve()
-    shared.release(pairing.HeadRoundFailed("called again with the same fixtures: boom"))
-    with pytest.raises(pairing.HeadRoundFailed, match="boom"):
-        shared.fill(4, _pair)
-    assert not shared.reserve()  # nobody else takes more
-
-
-def test_only_a_long_test_whose_pairs_go_on_can_be_joined() -> None:
-    shared = pairing.SharedPairs()
-    assert not shared.joinable()  # the owner's first pair not taken yet
-    shared.open(pairing.PairedRun(), 3)
-    assert not shared.joinable()  # a short call: blocks of three, over soon
-    shared.open(pairing.PairedRun(), 1)
-    assert shared.joinable()
-    shared.close()
-    assert not shared.joinable()
-
-
-def test_a_lane_with_nothing_left_joins_the_test_another_lane_still_pairs() -> None:
-    """Lane one pairs t1, a long test, until a lane joins it; the other lane pairs t2 and
-    then joins t1 with its own workers, which ends it."""
-    one, other = _fake_lane(), _fake_lane()
-    joins: list[tuple[str, int]] = []
-
-    def job(lane: lanes.Lane, test: str, shared: pairing.SharedPairs) -> pairing.PairedRun:
-        run = pairing.PairedRun()
-        if test == "t1":
-            shared.open(run, 1)
-            shared.fill(6, _pair)
-            deadline = time.monotonic() + 30
-            while not joins:
-                assert time.monotonic() < deadline, "no lane joined"
-                shared.fill(len(run.head) + 1, _pair)
-        return run
-
-    def join(lane: lanes.Lane, test: str, shared: pairing.SharedPairs) -> None:
-        joins.append((test, id(lane)))
-
-    results = lanes.run_lanes([one, other], ["t1", "t2"], job, join=join)
-    assert sorted(results.runs) == ["t1", "t2"]
-    assert len(joins) == 1 and joins[0][0] == "t1"
-
-
-def test_a_lane_whose_worker_dies_while_joining_stops_and_the_owner_finishes() -> None:
-    one, other = _fake_lane(), _fake_lane()
-    joined = threading.Event()
-
-    def job(lane: lanes.Lane, test: str, shared: pairing.SharedPairs) -> pairing.PairedRun:
-        run = pairing.PairedRun()
-        if test == "t1":
-            shared.open(run, 1)
-            assert joined.wait(timeout=30)
-            shared.fill(6, _pair)
-        return run
-
-    def join(lane: lanes.Lane, test: str, shared: pairing.SharedPairs) -> None:
-        joined.set()
-        raise pairing.WorkerError("the head worker (copy 1) exited (status -9): no output")
-
-    results = lanes.run_lanes([one, other], ["t1", "t2"], job, join=join)
-    assert len(results.runs["t1"].head) == 6 and "t2" in results.runs
-    dead = next(lane for lane in (one, other) if lane.error)
-    assert "copy 1" in (dead.error or "")
-    assert all(worker.killed for worker in dead.workers)  # type: ignore[attr-defined]
 
 
 COPIED_TESTS = """

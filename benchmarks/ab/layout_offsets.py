@@ -40,8 +40,8 @@ from pytest_perfguard.ab import plugin as ab_plugin
 
 _pair_in_lane = ab_plugin.ABSession._pair_in_lane
 
-def _dump(self, lane, test, shared=None):
-    run = _pair_in_lane(self, lane, test, shared)
+def _dump(self, lane, test):
+    run = _pair_in_lane(self, lane, test)
     ratios = [h.busy_time / b.busy_time for b, h in zip(run.base, run.head)]
     if ratios:
         name = test.rpartition("::test_")[2]

@@ -48,31 +48,18 @@ def _phase(what: str) -> None:
 
 
 _pair_in_lane = ab_plugin.ABSession._pair_in_lane
-_join_in_lane = ab_plugin.ABSession._join_in_lane
 _confirmation_lanes = ab_plugin.ABSession._confirmation_lanes
 
 
-def _lane_kind(self: Any, lane: Any) -> str:
-    return "C" if any(lane is other for other in self.confirming) else "L"
-
-
-def _timed_pair_in_lane(self: Any, lane: Any, test: str, shared: Any = None) -> Any:
+def _timed_pair_in_lane(self: Any, lane: Any, test: str) -> Any:
     start = time.perf_counter() - T0
-    run = _pair_in_lane(self, lane, test, shared)
+    run = _pair_in_lane(self, lane, test)
+    kind = "C" if any(lane is other for other in self.confirming) else "L"
     _write(
-        f"pair  {_lane_kind(self, lane)}{lane.cpus} {start:7.3f}-"
-        f"{time.perf_counter() - T0:7.3f}s  {test.rpartition('::')[2]}  {len(run.head)} pairs\n"
+        f"pair  {kind}{lane.cpus} {start:7.3f}-{time.perf_counter() - T0:7.3f}s  "
+        f"{test.rpartition('::')[2]}  {len(run.head)} pairs\n"
     )
     return run
-
-
-def _timed_join_in_lane(self: Any, lane: Any, test: str, shared: Any) -> None:
-    start = time.perf_counter() - T0
-    _join_in_lane(self, lane, test, shared)
-    _write(
-        f"join  {_lane_kind(self, lane)}{lane.cpus} {start:7.3f}-"
-        f"{time.perf_counter() - T0:7.3f}s  {test.rpartition('::')[2]}\n"
-    )
 
 
 def _timed_confirmation_lanes(self: Any) -> Any:
@@ -82,7 +69,6 @@ def _timed_confirmation_lanes(self: Any) -> Any:
 
 
 ab_plugin.ABSession._pair_in_lane = _timed_pair_in_lane  # type: ignore[method-assign]
-ab_plugin.ABSession._join_in_lane = _timed_join_in_lane  # type: ignore[method-assign]
 ab_plugin.ABSession._confirmation_lanes = _timed_confirmation_lanes  # type: ignore[method-assign]
 atexit.register(_phase, "exit")
 

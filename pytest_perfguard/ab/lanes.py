@@ -11,9 +11,7 @@ workers; rounds are timed inside the workers, so the head process's threads only
 judge looks and send the next command. Collection order keeps each worker's tests in the
 order pytest would run them, so a worker sets each module's and class's fixtures up once
 for its tests. A likely regression is queued for its confirmation, in a confirmation lane
-of fresh workers started at the first one. A lane with nothing of its own left joins a
-long test another lane is still pairing (`pairing.SharedPairs`), so that the last long
-test does not keep the other lanes idle.
+of fresh workers started at the first one.
 
 A worker that dies stops its lane (its other worker is killed): its test gets the
 worker's error, the other lanes go on with the rest. An interrupt of the head kills every
@@ -27,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .pairing import Mode, PairedRun, SharedPairs, Worker, WorkerError, WorkerProcess
+from .pairing import Mode, PairedRun, Worker, WorkerError, WorkerProcess
 
 
 @dataclass
@@ -164,9 +162,8 @@ class _Job:
 def run_lanes(
     lanes: Sequence[Lane],
     tests: Sequence[str],
-    job: Callable[[Lane, str, SharedPairs], PairedRun],
+    job: Callable[[Lane, str], PairedRun],
     *,
-    join: Callable[[Lane, str, SharedPairs], None] | None = None,
     confirm_if: Callable[[str, PairedRun], bool] | None = None,
     start_confirming: Callable[[], Sequence[Lane]] | None = None,
 ) -> LaneResults:
@@ -183,28 +180,16 @@ def run_lanes(
     lane took are `left`; confirmations no lane could make are dropped (the caller makes
     them at the end).
 
-    A lane with nothing of its own left joins (`join`) a test another lane is still
-    pairing, when `SharedPairs.joinable` allows: a first pairing with its own workers, a
-    confirmation with its confirmation lane's; the earliest started first.
-
     On an interrupt (Ctrl-C, or SIGTERM turned into one) every lane's workers are killed,
     which ends their threads' pipe reads, the threads are joined and the interrupt goes
     on."""
     queue = deque(_Job(test) for test in tests)
     ready = threading.Condition()
-    working = [0]  # lanes running a job: each may still queue a confirmation or be joined
-    active: dict[_Job, SharedPairs] = {}  # jobs being paired, in the order they started
+    working = [0]  # lanes running a job: each may still queue a confirmation
     results = LaneResults()
     started: list[bool] = []  # whether start_confirming was called
 
-    def notify() -> None:
-        with ready:
-            ready.notify_all()
-
-    def take(
-        index: int, confirming: bool, joined: set[_Job]
-    ) -> tuple[_Job, SharedPairs | None] | None:
-        """The next job, with its pairs when it is one to join."""
+    def take(index: int, confirming: bool) -> _Job | None:
         with ready:
             while True:
                 found = next((j for j in queue if not j.confirm), None)
@@ -215,13 +200,8 @@ def run_lanes(
                 if found is not None:
                     queue.remove(found)
                     working[0] += 1
-                    return found, None
-                if join is not None:
-                    for item, shared in active.items():
-                        usable_family = confirming or not item.confirm
-                        if usable_family and item not in joined and shared.joinable():
-                            return item, shared
-                if working[0] == 0 or (confirm_if is None and join is None):
+                    return found
+                if working[0] == 0 or confirm_if is None:
                     return None
                 ready.wait()
 
@@ -245,12 +225,6 @@ def run_lanes(
         if results.confirming:
             queue.append(_Job(test, confirm=True, lane=index))
 
-    def fail(lane: Lane, exc: Exception) -> None:
-        lane.error = str(exc) if isinstance(exc, WorkerError) else repr(exc)
-        # Its other worker may still wait in the test's call phase, where a `quit` would
-        # not reach it: it goes too.
-        kill_workers(lane.workers)
-
     def drive(index: int) -> None:
         first = lanes[index]
         if not usable(first):
@@ -258,55 +232,36 @@ def run_lanes(
         with ready:
             results.started += 1
         confirming = True
-        joined: set[_Job] = set()
-        while (taken := take(index, confirming, joined)) is not None:
-            item, joining = taken
+        while (item := take(index, confirming)) is not None:
             lane = first
             if item.confirm:
                 lane = results.confirming[index] if index < len(results.confirming) else first
                 if lane is first or not usable(lane):
                     # Another lane's thread may still confirm it: this one takes no more.
-                    if joining is None:
-                        with ready:
-                            queue.appendleft(item)
-                            working[0] -= 1
-                            ready.notify_all()
+                    with ready:
+                        queue.appendleft(item)
+                        working[0] -= 1
+                        ready.notify_all()
                     confirming = False
                     continue
-            if joining is not None:
-                joined.add(item)
-                assert join is not None
-                try:
-                    join(lane, item.test, joining)
-                except Exception as exc:
-                    fail(lane, exc)
-                    if item.confirm:
-                        confirming = False
-                        continue
-                    return
-                continue
-            shared = SharedPairs(notify)
-            with ready:
-                active[item] = shared
             try:
-                run = job(lane, item.test, shared)
+                run = job(lane, item.test)
                 again = not item.confirm and confirm_if is not None and confirm_if(item.test, run)
             except Exception as exc:  # WorkerError, or a bug: either way the lane is done
-                shared.close()
-                fail(lane, exc)
+                lane.error = str(exc) if isinstance(exc, WorkerError) else repr(exc)
+                # Its other worker may still wait in the test's call phase, where a
+                # `quit` would not reach it: it goes too.
+                kill_workers(lane.workers)
                 with ready:
-                    del active[item]
                     if not item.confirm:
-                        results.errors[item.test] = lane.error or ""
+                        results.errors[item.test] = lane.error
                     working[0] -= 1
                     ready.notify_all()
                 if item.confirm:
                     confirming = False
                     continue
                 return
-            shared.close()
             with ready:
-                del active[item]
                 if item.confirm:
                     results.confirmations[item.test] = run
                 else:

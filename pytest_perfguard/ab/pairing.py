@@ -12,7 +12,7 @@ Pairs are judged at the looks of a `LookSchedule`; a test stops at the first loo
 every gated metric is settled, or when the next look would overrun its time budget.
 Under callgrind one counted pair decides (`counted_pair`). At the session's end each
 regression is paired again between two worker processes (`pair_on_workers`), which is how
-lanes pair every test; a lane with nothing left joins another's long test (`join_pairs`).
+lanes pair every test.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -470,116 +469,17 @@ class PairedRun:
 
 
 class BaseRoundFailed(Exception):
-    """The base's test raised in a round: no comparison for this test. `worker`: the
-    process whose round raised, which has left the test's call phase."""
-
-    def __init__(self, message: str, worker: Worker | None = None) -> None:
-        super().__init__(message)
-        self.worker = worker
+    """The base's test raised in a round: no comparison for this test."""
 
 
 class HeadRoundFailed(BaseRoundFailed):
     """The test raised in a round of a head worker (a lane's or a confirmation's)."""
 
 
-class SharedPairs:
-    """One test's pairs in lanes, taken by the lane that paired it first (its *owner*)
-    and by lanes that *join* it (`join_pairs`) once they have nothing of their own left,
-    so that a long test at the end of the lanes' work does not keep the other lanes idle.
-
-    The owner sets how many pairs the next look needs (`fill`); every lane reserves a pair
-    before it takes one, so the look sees exactly that many, and the owner judges it once
-    every reserved pair is in. Pairs from different lanes are pairs of the same two
-    processes in effect: a lane's workers are copies of one base and one head worker,
-    forked after collection, so where their data lies in memory is the same, and each
-    pair is taken on one lane's CPUs."""
-
-    def __init__(self, notify: Callable[[], None] = lambda: None) -> None:
-        self._cond = threading.Condition()
-        self._notify = notify
-        self.run: PairedRun | None = None
-        self.repeat = 0  # calls a side per pair, once the owner's first pair set it
-        self.target = 0
-        self.reserved = 0
-        self.done = False
-        self.failure: BaseRoundFailed | None = None
-
-    def joinable(self) -> bool:
-        """Whether another lane may join: the owner's first pair showed a long call (one
-        call a side per pair; a short test ends before a joining lane could help), and the
-        pairs go on."""
-        with self._cond:
-            return self.repeat == 1 and not self.done
-
-    def open(self, run: PairedRun, repeat: int) -> None:
-        """The owner has started `run` with `repeat` calls a side per pair."""
-        with self._cond:
-            self.run, self.repeat = run, repeat
-            self.reserved = len(run.head)
-        self._notify()
-
-    def fill(self, count: int, take: Callable[[], tuple[Round, Round]]) -> None:
-        """The owner's pairs up to `count` for the next look, taken by it and by the lanes
-        that joined; returns once all are in. Raises a joining lane's round failure."""
-        with self._cond:
-            self.target = count
-            self._cond.notify_all()
-        while True:
-            with self._cond:
-                while self.failure is None and self.reserved >= self.target:
-                    assert self.run is not None
-                    if len(self.run.head) >= self.target:
-                        return
-                    self._cond.wait()
-                if self.failure is not None:
-                    raise self.failure
-                self.reserved += 1
-            self._add(take())
-
-    def reserve(self) -> bool:
-        """A joining lane's turn to take a pair: waits while the owner judges a look;
-        False once the pairs are over."""
-        with self._cond:
-            while not self.done and self.failure is None and self.reserved >= self.target:
-                self._cond.wait()
-            if self.done or self.failure is not None:
-                return False
-            self.reserved += 1
-            return True
-
-    def add(self, pair: tuple[Round, Round]) -> None:
-        """A joining lane's reserved pair."""
-        self._add(pair)
-
-    def _add(self, pair: tuple[Round, Round]) -> None:
-        with self._cond:
-            if not self.done and self.run is not None:
-                self.run.base.append(pair[0])
-                self.run.head.append(pair[1])
-            self._cond.notify_all()
-
-    def release(self, failure: BaseRoundFailed | None = None) -> None:
-        """A joining lane's reserved pair that it could not take: its worker died (the
-        owner takes the pair), or the test raised there (`failure`, which ends the pairs
-        as the owner's own would)."""
-        with self._cond:
-            self.reserved -= 1
-            if failure is not None and self.failure is None:
-                self.failure = failure
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        """The owner's pairs are over: joining lanes leave, and add nothing more."""
-        with self._cond:
-            self.done = True
-            self._cond.notify_all()
-        self._notify()
-
-
 def _expect_round(worker: Worker, failed: type[BaseRoundFailed] = BaseRoundFailed) -> Round:
     message = worker.recv()
     if message.get("op") == "failed":
-        raise failed(message.get("error", "failed"), worker)
+        raise failed(message.get("error", "failed"))
     if message.get("op") != "round":
         raise WorkerError(f"the {worker.name} answered {message.get('op')!r} to a round")
     return Round.of(message)
@@ -710,19 +610,15 @@ def _take_looks(
     describe: Callable[[list[Round], list[Round]], list[Series]],
     thresholds: Callable[[Series], float],
     pairs_started: float | None = None,
-    shared: SharedPairs | None = None,
 ) -> None:
     """Pairs from `take`, look after look, until every gated metric is settled, the last
     look, or the budget: `plan.budget` seconds of pairs after the deciding look (the
     first that can find a regression, so it is always taken). `pairs_started`: when the
-    pairs already in `run` began (now when None). With `shared`, lanes that join take
-    some of each look's pairs."""
+    pairs already in `run` began (now when None)."""
     schedule = plan.schedule()
     pairs_started = plan.clock() if pairs_started is None else pairs_started
     first_look_done = pairs_started
     for index, count in enumerate(schedule.counts):
-        if shared is not None:
-            shared.fill(count, take)
         while len(run.head) < count:
             base, head = take()
             run.base.append(base)
@@ -872,7 +768,6 @@ def pair_in_call_phases(
     thresholds: Callable[[Series], float],
     *,
     warm_together: bool = True,
-    shared: SharedPairs | None = None,
 ) -> PairedRun:
     """A test's pairs between two worker processes, both ready in the test's call phase:
     the head's code in a head worker, the base's in a base worker. A confirmation pairs a
@@ -889,68 +784,22 @@ def pair_in_call_phases(
             plan, run, lambda: _warm_up_workers(plan, base, head, warm_together),
             lambda calls: take_worker_pair(plan, base, head, calls),
         )  # fmt: skip
-        if shared is not None:
-            shared.open(run, repeat)
         _take_looks(
             plan, run, lambda: take_worker_pair(plan, base, head, repeat),
-            describe, thresholds, pairs_started, shared,
+            describe, thresholds, pairs_started,
         )  # fmt: skip
+    except HeadRoundFailed as exc:
+        run.head_error = str(exc)
+        in_call.remove(head)
     except BaseRoundFailed as exc:
-        # A joining lane's failure ends the pairs as this lane's own would; its workers
-        # left their call phase, this lane's did not.
-        if isinstance(exc, HeadRoundFailed):
-            run.head_error = str(exc)
-        else:
-            run.base_error = str(exc)
-        in_call = [side for side in in_call if side is not exc.worker]
+        run.base_error = str(exc)
+        in_call.remove(base)
     finally:
-        if shared is not None:
-            shared.close()
         run.seconds = plan.clock() - started
         for side in in_call:
             with contextlib.suppress(WorkerError):
                 side.send({"op": "end"})
     return run
-
-
-def join_pairs(
-    plan: PairingPlan, base: Worker, head: Worker, test: str, shared: SharedPairs
-) -> None:
-    """Join another lane's pairing of `test` (`SharedPairs`) with this lane's workers:
-    both run the test to its call phase, warm up as the owner did (the marker's warm-up
-    calls; a long call's first pair counts, as the owner's did), then take pairs until the
-    owner's pairs are over. A test this lane cannot run leaves the pairs to the others.
-    Raises WorkerError when a worker dies (its reserved pair goes back to the others)."""
-    sides = (base, head)
-    for side in sides:
-        side.send({"op": "test", "id": test, "next": None, "keep": True})
-    answers = [side.recv() for side in sides]
-    in_call = [side for side, answer in zip(sides, answers, strict=True) if answer["op"] == "ready"]
-    try:
-        if len(in_call) < 2:
-            return
-        if plan.warmup:
-            _warm_up_workers(plan, base, head, together=False)
-        while shared.reserve():
-            try:
-                pair = take_worker_pair(plan, base, head, shared.repeat)
-            except BaseRoundFailed as exc:
-                shared.release(exc)
-                in_call = [side for side in in_call if side is not exc.worker]
-                return
-            except BaseException:
-                shared.release()
-                raise
-            shared.add(pair)
-    except BaseRoundFailed as exc:  # in the warm-up: the others go on without this lane
-        in_call = [side for side in in_call if side is not exc.worker]
-    finally:
-        for side in in_call:
-            with contextlib.suppress(WorkerError):
-                side.send({"op": "end"})
-        for side in sides:
-            while side.recv()["op"] != "done":
-                pass
 
 
 def pair_on_workers(
@@ -964,12 +813,11 @@ def pair_on_workers(
     following: str | None = None,
     keep: bool = False,
     warm_together: bool = True,
-    shared: SharedPairs | None = None,
 ) -> PairedRun:
     """Run `test` in both workers and pair it in their call phases (`pair_in_call_phases`); the
     workers tear down for `following` afterwards, or with `keep` (a lane, whose next test
     is not known yet) keep every fixture above the test function for the next one;
-    `warm_together` as in `_warm_up_workers`; `shared` lets other lanes join. A
+    `warm_together` as in `_warm_up_workers`. A
     side that cannot run the test (its setup failed, or it has no such test) gives
     `base_error` or `head_error`. Raises WorkerError when a worker dies."""
     sides = (base, head)
@@ -979,9 +827,8 @@ def pair_on_workers(
     try:
         if all(answer["op"] == "ready" for answer in answers):
             return pair_in_call_phases(
-                plan, base, head, describe, thresholds, warm_together=warm_together,
-                shared=shared,
-            )  # fmt: skip
+                plan, base, head, describe, thresholds, warm_together=warm_together
+            )
         for side, answer in zip(sides, answers, strict=True):
             if answer["op"] == "ready":
                 side.send({"op": "end"})

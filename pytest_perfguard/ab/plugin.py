@@ -47,13 +47,11 @@ from .pairing import (
     Mode,
     PairedRun,
     PairingPlan,
-    SharedPairs,
     Worker,
     WorkerError,
     WorkerProcess,
     confirmation_args,
     forwarded_options,
-    join_pairs,
     pair_on_workers,
     pair_test,
     python_for_base,
@@ -397,7 +395,7 @@ class ABSession:
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             return  # pytest stops here with "errors during collection"
         results = run_lanes(
-            self.lanes, self.lane_tests, self._pair_in_lane, join=self._join_in_lane,
+            self.lanes, self.lane_tests, self._pair_in_lane,
             confirm_if=self._likely_regression, start_confirming=self._confirmation_lanes,
         )  # fmt: skip
         self.lane_runs, self.lane_errors = results.runs, results.errors
@@ -427,25 +425,15 @@ class ABSession:
         self.worker = None
         self.confirming = []
 
-    def _pair_in_lane(self, lane: Lane, test: str, shared: SharedPairs | None = None) -> PairedRun:
-        """One test's pairs between a lane's two workers (in the lane's thread), which
-        other lanes may join through `shared`."""
-        plan = self._lane_plan(lane, test)
+    def _pair_in_lane(self, lane: Lane, test: str) -> PairedRun:
+        """One test's pairs between a lane's two workers (in the lane's thread)."""
+        plan = self.lane_plans[id(lane)]
         spec, gated = self.specs.get(test), self.gated[test]
+        plan.warmup = spec.warmup if spec is not None else 0
         return pair_on_workers(
             plan, lane.base, lane.head, test, *self._judging(spec, gated),
-            keep=True, warm_together=False, shared=shared,
+            keep=True, warm_together=False,
         )  # fmt: skip
-
-    def _join_in_lane(self, lane: Lane, test: str, shared: SharedPairs) -> None:
-        """Another lane's pairing of `test`, joined with this lane's workers."""
-        join_pairs(self._lane_plan(lane, test), lane.base, lane.head, test, shared)
-
-    def _lane_plan(self, lane: Lane, test: str) -> PairingPlan:
-        plan = self.lane_plans[id(lane)]
-        spec = self.specs.get(test)
-        plan.warmup = spec.warmup if spec is not None else 0
-        return plan
 
     def _likely_regression(self, test: str, run: PairedRun) -> bool:
         assert self.plan is not None
@@ -661,7 +649,7 @@ class ABSession:
         except WorkerError as exc:
             self._not_confirmed(str(exc))
             return {}
-        results = run_lanes(lanes, flagged, self._pair_in_lane, join=self._join_in_lane)
+        results = run_lanes(lanes, flagged, self._pair_in_lane)
         if results.errors:
             self._not_confirmed(next(iter(results.errors.values())))
         elif results.left:

@@ -34,7 +34,7 @@ def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name(
         "pairings-2026-12-01.jsonl"
     )
-    # tests, stopped at 3, at 4, at 6, at 3 or 4 (the looks A/B sessions take), at 4 but not 3
+    # tests, stopped at 3, at 4, at 6, at 3 or 4 (a look at 3 was tried: RESULTS.md), at 4 not 3
     counts: dict[tuple[str, bool], list[int]] = defaultdict(lambda: [0] * 6)
     for line in path.read_text().splitlines():
         row = json.loads(line)

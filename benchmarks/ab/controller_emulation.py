@@ -53,10 +53,6 @@ def prepare() -> None:
 def run(kind: str, ms: float, factor: float = 1.0) -> None:
     pass
 '''
-HOG = (
-    "import os\nparent = os.getppid()\na = bytearray(256 << 20)\n"
-    "while os.getppid() == parent:\n    b = bytes(a)\n    a[:] = b\n"
-)
 
 
 def prepare(work: Path, seed: str) -> dict[str, Path]:
@@ -134,7 +130,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERFGUARD")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as on a user's machine
     env["PYTHONPYCACHEPREFIX"] = str(args.work / "pycache")
-    hog = None if args.quiet else subprocess.Popen([sys.executable, "-c", HOG])
+    hog = None if args.quiet else harness.Hogs("mem")
     rows: list[dict] = []
     try:
         for trial in range(args.trials):
@@ -157,8 +153,7 @@ def main() -> None:
                           f"{row['cpu']:.2f} CPU-s", row["verdicts"], flush=True)  # fmt: skip
     finally:
         if hog is not None:
-            hog.kill()
-            hog.wait()
+            hog.stop()
     print("\n".join(summary(rows)))
 
 

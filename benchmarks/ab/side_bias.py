@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -28,10 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as harness  # benchmarks/ab/run.py: the suite's writer
 
 SETTINGS = {"pytest process": ["--perf-ab-lanes", "1"], "head worker": []}
-HOG = (
-    "import os\nparent = os.getppid()\na = bytearray(256 << 20)\n"
-    "while os.getppid() == parent:\n    b = bytes(a)\n    a[:] = b\n"
-)
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -66,11 +60,8 @@ def main() -> None:
     for directory in (base, head):
         if not directory.is_dir():
             harness.write_suite(directory, [], 1.0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERFGUARD")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(args.work / "pycache")
     report = args.work / "report.json"
-    hog = subprocess.Popen([sys.executable, "-c", HOG]) if args.hog else None
+    hog = harness.Hogs("mem") if args.hog else None
     rows = []
     try:
         for run in range(args.runs):
@@ -78,12 +69,12 @@ def main() -> None:
             if run % 2:
                 order.reverse()
             for setting, options in order:
-                subprocess.run(
-                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                     "-p", "no:randomly", f"--perf-against={base}", "--perf-threshold", "0.1",
-                     f"--perf-json={report}", *options],
-                    cwd=head, env=env, capture_output=True, check=False,
+                rc, _, _, text = harness.pytest_run(
+                    head, f"--perf-against={base}", "--perf-threshold", "0.1",
+                    f"--perf-json={report}", *options,
                 )  # fmt: skip
+                if rc not in (0, 1):
+                    raise SystemExit(f"{setting}: exit {rc}\n{text[-2000:]}")
                 ratios = {
                     c["metric"]: c["ratio"]
                     for c in json.loads(report.read_text())["comparisons"]
@@ -96,8 +87,7 @@ def main() -> None:
                 print(run, setting, flush=True)
     finally:
         if hog is not None:
-            hog.kill()
-            hog.wait()
+            hog.stop()
     print("\n".join(summary(rows)))
 
 

@@ -1,8 +1,9 @@
 """What an A/B head process that does not collect would save: an emulation, run beside
-the memory hog (or quiet), against the current code in the same spells.
+the memory hog (or quiet, or under three busy loops), against the current code in the same
+spells.
 
     python benchmarks/ab/controller_emulation.py --emulating PYTHON --current PYTHON \\
-        [--trials 6] [--quiet] [--out emulation.jsonl] [--work DIR]
+        [--trials 6] [--load mem|cpu|quiet] [--out emulation.jsonl] [--work DIR]
     python benchmarks/ab/controller_emulation.py --summary emulation.jsonl
 
 Today the head process collects the suite (importing every test module), the lanes' head
@@ -114,7 +115,10 @@ def main() -> None:
     parser.add_argument("--current", help="python with the code to compare")
     parser.add_argument("--summary", type=Path, nargs="+", help="only summarise these files")
     parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--quiet", action="store_true", help="no memory hog")
+    parser.add_argument(
+        "--load", choices=("mem", "cpu", "quiet"), default="mem",
+        help="the memory hog, three busy loops (the harness's), or none",
+    )  # fmt: skip
     parser.add_argument("--seed", default="emulation")
     parser.add_argument("--out", type=Path, default=Path("emulation.jsonl"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/perfguard-emulation"))
@@ -130,7 +134,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERFGUARD")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as on a user's machine
     env["PYTHONPYCACHEPREFIX"] = str(args.work / "pycache")
-    hog = None if args.quiet else harness.Hogs("mem")
+    hog = None if args.load == "quiet" else harness.Hogs(args.load)
     rows: list[dict] = []
     try:
         for trial in range(args.trials):
@@ -145,7 +149,7 @@ def main() -> None:
                     configs.reverse()
                 for name, python, cwd, run_env in configs:
                     row = one_run(python, cwd, dirs["base"], args.work / f"{name}.json", run_env)
-                    row.update(trial=trial, kind=kind, config=name, hog=hog is not None)
+                    row.update(trial=trial, kind=kind, config=name, load=args.load)
                     rows.append(row)
                     with args.out.open("a", encoding="utf-8") as out:
                         out.write(json.dumps(row) + "\n")

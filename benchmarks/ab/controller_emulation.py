@@ -124,9 +124,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/perfguard-emulation"))
     args = parser.parse_args()
     if args.summary:
-        for path in args.summary:
-            rows = [json.loads(line) for line in path.read_text().splitlines()]
-            print(f"{path.name}:", *summary(rows), sep="\n  ")
+        harness.print_summaries(args.summary, summary)
         return
     if not (args.emulating and args.current):
         parser.error("--emulating and --current are both needed (or --summary)")
@@ -151,8 +149,7 @@ def main() -> None:
                     row = one_run(python, cwd, dirs["base"], args.work / f"{name}.json", run_env)
                     row.update(trial=trial, kind=kind, config=name, load=args.load)
                     rows.append(row)
-                    with args.out.open("a", encoding="utf-8") as out:
-                        out.write(json.dumps(row) + "\n")
+                    harness.append_row(args.out, row)
                     print(trial, kind, name, row["rc"], f"{row['secs']:.2f} s",
                           f"{row['cpu']:.2f} CPU-s", row["verdicts"], flush=True)  # fmt: skip
     finally:

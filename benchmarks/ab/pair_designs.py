@@ -18,28 +18,20 @@ its interval have to see through. benchmarks/ab/RESULTS.md quotes one run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def _load_workloads() -> Any:
-    """The verdict harness's workloads module (benchmarks/verdicts/workloads.py)."""
-    path = Path(__file__).resolve().parents[1] / "verdicts" / "workloads.py"
-    spec = importlib.util.spec_from_file_location("workloads", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import run as harness  # benchmarks/ab/run.py: the verdict harness's workloads
 
-
-workloads = _load_workloads()
+workloads = harness.load_workloads()
 
 PROBE_UNITS = 250  # sha256 of 64 bytes: about 0.1 ms
 

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,36 @@ AB_ARGS = {
     "interleave-other": ["--perf-ab-mode", "interleave"],
 }
 RECORD_RUNS = 5
+
+
+def load_workloads() -> Any:
+    """The verdict harness's workloads module (benchmarks/verdicts/workloads.py), for the
+    scripts here that time its calls directly."""
+    spec = importlib.util.spec_from_file_location(
+        "workloads", HERE.parent / "verdicts" / "workloads.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A result file's rows, one JSON object a line."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps(row) + "\n")
+
+
+def print_summaries(
+    paths: list[Path], summarise: Callable[[list[dict[str, Any]]], list[str]]
+) -> None:
+    """`--summary FILE...` of the scripts here: each file's name, then its summary lines."""
+    for path in paths:
+        print(f"{path.name}:", *summarise(read_rows(path)), sep="\n  ")
 
 
 def names() -> list[str]:
@@ -221,7 +252,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     log = work / "runs.log"
     write_suite(work / "base", [], 1.0, args.unmarked)
-    done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    done = read_rows(out) if out.exists() else []
     finished = {(d["condition"], d["trial"], d["config"]) for d in done}
     rng = random.Random(f"{args.seed}-{args.condition}")
     plans = [
@@ -260,8 +291,7 @@ def run(args: argparse.Namespace) -> None:
                     "load": load_average(),
                     **result,
                 }
-                with out.open("a") as stream:
-                    stream.write(json.dumps(row) + "\n")
+                append_row(out, row)
                 print(
                     f"{args.condition} trial {trial} {config}: rc {row['rc']} "
                     f"{row['secs']:.1f} s load {row['load']:.1f}",
@@ -273,7 +303,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def summary(path: Path) -> str:
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = read_rows(path)
     table: dict[tuple[str, float, str], dict[str, Any]] = {}
     kinds: dict[tuple[str, float, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for row in rows:

@@ -11,33 +11,24 @@ the lanes' time").
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as harness  # benchmarks/ab/run.py: the verdict harness's workloads
 
 Work = Callable[[int], object]
-
-
-def sha(units: int) -> bytes:
-    h = b"x" * 64
-    for _ in range(units):
-        h = hashlib.sha256(h).digest()
-    return h
-
-
-def interp(units: int) -> int:
-    d: dict[int, int] = {}
-    for i in range(units):
-        k = i % 97
-        d[k] = d.get(k, 0) + i
-    return len(d)
-
-
-# About 30 ms a call on this project's machine.
-WORK: dict[str, tuple[Work, int]] = {"sha": (sha, 75_000), "interp": (interp, 320_000)}
+workloads = harness.load_workloads()
+# 30 ms a call in this project's machine's fast state (`workloads.UNITS_PER_MS`).
+WORK: dict[str, tuple[Work, int]] = {
+    kind: (workloads.KINDS[kind], workloads.units(kind, 30.0)) for kind in ("sha", "interp")
+}
 
 
 def neighbour(kind: str, name: str) -> None:

@@ -52,9 +52,7 @@ def main() -> None:
     parser.add_argument("--summary", type=Path, nargs="+", help="only summarise these files")
     args = parser.parse_args()
     if args.summary:
-        for path in args.summary:
-            rows = [json.loads(line) for line in path.read_text().splitlines()]
-            print(f"{path.name}:", *summary(rows), sep="\n  ")
+        harness.print_summaries(args.summary, summary)
         return
     base, head = args.work / "base", args.work / "head"
     for directory in (base, head):
@@ -82,8 +80,7 @@ def main() -> None:
                 }
                 row = {"run": run, "setting": setting, "hog": args.hog, "ratios": ratios}
                 rows.append(row)
-                with args.out.open("a", encoding="utf-8") as out:
-                    out.write(json.dumps(row) + "\n")
+                harness.append_row(args.out, row)
                 print(run, setting, flush=True)
     finally:
         if hog is not None:

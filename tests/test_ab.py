@@ -495,7 +495,7 @@ def test_a_test_that_passes_once_only_is_not_compared_and_says_why(
 ) -> None:
     """Pairs call a test many times with one setup of its fixtures. One that asserts on
     what it captured passes once and fails when called again: it passes (its first call,
-    in this process, whether this process pairs it or a lane does), is not compared, and
+    whether this process pairs it or a lane's head worker does), is not compared, and
     the verdict says it failed on a repeated call rather than blaming either side's code."""
     test = "import logging, pytest\n\n@pytest.mark.perf\ndef test_logs_once(caplog):\n"
     test += "    logging.getLogger('x').warning('w')\n    assert len(caplog.records) {}\n"
@@ -513,8 +513,8 @@ def test_a_test_that_passes_once_only_is_not_compared_and_says_why(
     rows = {r["test"]: r for r in json.loads((project / "report.json").read_text())["comparisons"]}
     row = rows["test_once.py::test_logs_once"]
     assert row["verdict"] == "skipped_failed"
-    where = "failed on head" if lanes == "1" or not TWO_CPUS else "failed in the head's worker"
-    assert row["detail"].startswith(where), row["detail"]
+    # With lanes, a lane's head worker reports the test's outcome as this process would.
+    assert row["detail"].startswith("failed on head"), row["detail"]
     assert "called again with the same fixtures, after 1 call: AssertionError" in row["detail"]
 
 
@@ -616,15 +616,31 @@ def test_a_base_that_cannot_be_collected_exits_4_naming_it(
     assert _worktrees(project) == 1
 
 
+# The head process's id, noted where the head process configures (it loads the rootdir's
+# conftest, and with lanes it runs no test itself), and a signal for it from a test.
+SIGNAL_HEAD = """
+import os, signal, sys
+from pathlib import Path
+
+HEAD = Path(__file__).with_name("head-pid")
+
+
+def pytest_configure(config):
+    if "_perfguard_ab_worker" not in sys.modules:
+        HEAD.write_text(str(os.getpid()))
+
+
+def pytest_runtest_call(item):
+    if item.name == "test_one_ms":
+        os.kill(int(HEAD.read_text()), signal.{signal})
+"""
+
+
 def test_the_worktree_is_removed_after_an_interrupted_session(
     pytester: pytest.Pytester, project: Path
 ) -> None:
-    (project / "conftest.py").write_text(
-        "import pytest\n\n"
-        "def pytest_runtest_call(item):\n"
-        "    if item.name == 'test_one_ms':\n"
-        "        raise KeyboardInterrupt\n"
-    )
+    # Ctrl-C reaches the head process (with its workers: they are its process group's).
+    (project / "conftest.py").write_text(SIGNAL_HEAD.format(signal="SIGINT"))
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--perf-against", "HEAD", "--perf-ab-mode", "interleave",
         timeout=240,
@@ -636,12 +652,7 @@ def test_the_worktree_is_removed_after_an_interrupted_session(
 
 
 def test_the_worktree_is_removed_after_sigterm(pytester: pytest.Pytester, project: Path) -> None:
-    (project / "conftest.py").write_text(
-        "import os, signal\n\n"
-        "def pytest_runtest_call(item):\n"
-        "    if item.name == 'test_one_ms':\n"
-        "        os.kill(os.getpid(), signal.SIGTERM)\n"
-    )
+    (project / "conftest.py").write_text(SIGNAL_HEAD.format(signal="SIGTERM"))
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--perf-against", "HEAD", "--perf-ab-mode", "interleave",
         timeout=240,
@@ -882,6 +893,15 @@ def test_a_worker_that_dies_fails_its_test_and_leaves_no_process(
     assert _worktrees(project) == 1
 
 
+# The head process loads the rootdir's conftest (and with lanes imports no test module).
+HEAD_PID = """
+
+def pytest_configure(config):
+    if "_perfguard_ab_worker" not in sys.modules:
+        with open({path!r}, "w") as head:
+            head.write(str(os.getpid()))
+"""
+
 SIGNALLING_TESTS = """
 import os
 import signal
@@ -892,9 +912,7 @@ import pytest
 import speedlib
 
 SENT = Path({sent!r})
-HEAD = SENT.with_name("head-pid")
-if "_perfguard_ab_worker" not in sys.modules:  # the head process, collecting
-    HEAD.write_text(str(os.getpid()))
+HEAD = SENT.with_name("head-pid")  # written by the head process (HEAD_PID)
 
 
 @pytest.mark.perf
@@ -920,7 +938,8 @@ def test_sigterm_while_the_lanes_pair_leaves_no_process_and_no_worktree(
     pids = tmp_path / "pids"
     pids.touch()
     sent = tmp_path / "sent"
-    (project / "conftest.py").write_text(WORKER_PIDS.format(path=str(pids)))
+    head_pid = HEAD_PID.format(path=str(sent.with_name("head-pid")))
+    (project / "conftest.py").write_text(WORKER_PIDS.format(path=str(pids)) + head_pid)
     (project / "test_speed.py").write_text(SIGNALLING_TESTS.format(sent=str(sent)))
     _git(project, "add", ".")
     _git(project, "commit", "-q", "-m", "a test that stops the session")

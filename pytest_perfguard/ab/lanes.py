@@ -166,6 +166,8 @@ def run_lanes(
     *,
     confirm_if: Callable[[str, PairedRun], bool] | None = None,
     start_confirming: Callable[[], Sequence[Lane]] | None = None,
+    progress: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> LaneResults:
     """Measure `tests` over the lanes at once: each lane's thread waits for its workers
     to say hello (`Lane.check_hellos`; a lane that cannot start takes nothing), then takes
@@ -180,18 +182,24 @@ def run_lanes(
     lane took are `left`; confirmations no lane could make are dropped (the caller makes
     them at the end).
 
+    `progress` is called in this (the calling) thread each time a job ends, and once
+    after the last; once `should_stop` says so, no lane takes another test.
+
     On an interrupt (Ctrl-C, or SIGTERM turned into one) every lane's workers are killed,
     which ends their threads' pipe reads, the threads are joined and the interrupt goes
     on."""
     queue = deque(_Job(test) for test in tests)
     ready = threading.Condition()
     working = [0]  # lanes running a job: each may still queue a confirmation
+    changed = threading.Event()  # a job ended: `progress` has something to see
     results = LaneResults()
     started: list[bool] = []  # whether start_confirming was called
 
     def take(index: int, confirming: bool) -> _Job | None:
         with ready:
             while True:
+                if should_stop is not None and should_stop():
+                    return None
                 found = next((j for j in queue if not j.confirm), None)
                 if found is None and confirming and queue:
                     # Another lane's flags first; then its own, so that no confirmation
@@ -257,6 +265,7 @@ def run_lanes(
                         results.errors[item.test] = lane.error
                     working[0] -= 1
                     ready.notify_all()
+                changed.set()
                 if item.confirm:
                     confirming = False
                     continue
@@ -270,6 +279,7 @@ def run_lanes(
                     flag(item.test, index)
                 working[0] -= 1
                 ready.notify_all()
+            changed.set()
 
     threads = [
         threading.Thread(target=drive, args=(index,), name=f"perfguard-lane-{index}", daemon=True)
@@ -278,8 +288,15 @@ def run_lanes(
     try:
         for thread in threads:
             thread.start()
+        if progress is not None:
+            while any(thread.is_alive() for thread in threads):
+                changed.wait(0.5)
+                changed.clear()
+                progress()
         for thread in threads:
             thread.join()
+        if progress is not None:
+            progress()
     except BaseException:
         kill_workers([worker for lane in [*lanes, *results.confirming] for worker in lane.workers])
         for thread in threads:

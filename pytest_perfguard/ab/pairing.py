@@ -248,7 +248,12 @@ class WorkerProcess(Worker):
         if count:
             env[round_runner.COUNT_ENV] = valgrind.__file__
         command = [
-            *launcher, python, "-c", round_runner.BOOTSTRAP, round_runner.__file__, *pytest_args
+            *launcher,
+            python,
+            "-c",
+            round_runner.BOOTSTRAP,
+            round_runner.__file__,
+            *pytest_args,
         ]
         try:
             self.process = subprocess.Popen(
@@ -473,13 +478,22 @@ class BaseRoundFailed(Exception):
 
 
 class HeadRoundFailed(BaseRoundFailed):
-    """The test raised in a round of a head worker (a lane's or a confirmation's)."""
+    """The test raised in a round of a head worker (a lane's or a confirmation's);
+    `repeated`: after its first call passed, and a worker that reports to the head kept
+    the first call's outcome (`worker.BaseWorker._serve`)."""
+
+    def __init__(self, error: str, repeated: bool = False) -> None:
+        super().__init__(error)
+        self.repeated = repeated
 
 
 def _expect_round(worker: Worker, failed: type[BaseRoundFailed] = BaseRoundFailed) -> Round:
     message = worker.recv()
     if message.get("op") == "failed":
-        raise failed(message.get("error", "failed"))
+        error = message.get("error", "failed")
+        if failed is HeadRoundFailed:
+            raise HeadRoundFailed(error, bool(message.get("repeated")))
+        raise failed(error)
     if message.get("op") != "round":
         raise WorkerError(f"the {worker.name} answered {message.get('op')!r} to a round")
     return Round.of(message)
@@ -768,6 +782,7 @@ def pair_in_call_phases(
     thresholds: Callable[[Series], float],
     *,
     warm_together: bool = True,
+    reporting: bool = False,
 ) -> PairedRun:
     """A test's pairs between two worker processes, both ready in the test's call phase:
     the head's code in a head worker, the base's in a base worker. A confirmation pairs a
@@ -775,7 +790,9 @@ def pair_in_call_phases(
     pairing faster or slower than the other (where its data landed in memory) is drawn
     afresh, while a change in the code is not; a lane pairs its tests this way from the
     start. A round that raises ends it with `base_error` or `head_error` set; every side
-    still in its call phase leaves it."""
+    still in its call phase leaves it. `reporting`: the head worker reports the test's
+    outcome (the head process does not run it), so a later call's failure is
+    `repeat_error`, as in the head process."""
     run = PairedRun()
     started = plan.clock()
     in_call = [base, head]
@@ -789,7 +806,10 @@ def pair_in_call_phases(
             describe, thresholds, pairs_started,
         )  # fmt: skip
     except HeadRoundFailed as exc:
-        run.head_error = str(exc)
+        if exc.repeated and reporting:
+            run.repeat_error = str(exc)
+        else:
+            run.head_error = str(exc)
         in_call.remove(head)
     except BaseRoundFailed as exc:
         run.base_error = str(exc)
@@ -813,22 +833,27 @@ def pair_on_workers(
     following: str | None = None,
     keep: bool = False,
     warm_together: bool = True,
+    reported: Callable[[dict[str, Any]], None] | None = None,
 ) -> PairedRun:
     """Run `test` in both workers and pair it in their call phases (`pair_in_call_phases`); the
     workers tear down for `following` afterwards, or with `keep` (a lane, whose next test
     is not known yet) keep every fixture above the test function for the next one;
     `warm_together` as in `_warm_up_workers`. A
     side that cannot run the test (its setup failed, or it has no such test) gives
-    `base_error` or `head_error`. Raises WorkerError when a worker dies."""
+    `base_error` or `head_error`. `reported`: the head worker reports the test's outcome,
+    and its ``done`` message (the test's reports) goes to `reported`. Raises WorkerError
+    when a worker dies."""
     sides = (base, head)
-    for side in sides:
-        side.send({"op": "test", "id": test, "next": following, "keep": keep})
+    command = {"op": "test", "id": test, "next": following, "keep": keep}
+    base.send(command)
+    head.send({**command, "report": True} if reported is not None else command)
     answers = [side.recv() for side in sides]
     try:
         if all(answer["op"] == "ready" for answer in answers):
             return pair_in_call_phases(
-                plan, base, head, describe, thresholds, warm_together=warm_together
-            )
+                plan, base, head, describe, thresholds, warm_together=warm_together,
+                reporting=reported is not None,
+            )  # fmt: skip
         for side, answer in zip(sides, answers, strict=True):
             if answer["op"] == "ready":
                 side.send({"op": "end"})
@@ -838,8 +863,10 @@ def pair_on_workers(
         return PairedRun(head_error=head_answer.get("error", "did not run"))
     finally:
         for side in sides:
-            while side.recv()["op"] != "done":
+            while (message := side.recv())["op"] != "done":
                 pass
+            if side is head and reported is not None:
+                reported(message)
 
 
 def worker_args(

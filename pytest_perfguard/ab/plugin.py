@@ -5,10 +5,13 @@ With one lane (`--perf-ab-lanes 1`, or one CPU) the head is this pytest process:
 gated test that the base has too, its call phase becomes a series of pairs
 (`pairing.pair_test`) with the base worker, which holds the same test in its own call
 phase; fixtures are set up once per side. With more lanes (`lanes`), every such test is
-paired between a base worker and a head worker of a lane before the normal test loop
-starts, the lanes at once; the loop then runs each test once in this process for its
-outcome. Gated tests the base lacks run once, as usual, and are reported as new; unmarked
-tests run once, as usual, and are not compared (unless ``--perf-gate all``).
+paired between a base worker and a head worker of a lane, the lanes at once. Then, as a
+rule, this process does not collect at all: the lanes' head workers collect, run every
+test (paired, or once) and report, and this process replays their reports
+(`controller`); where an option needs the tests here (`controller.controller_blocker`),
+it collects, the lanes pair before the normal loop, and the loop runs each test once in
+this process for its outcome. Gated tests the base lacks run once and are reported as
+new; unmarked tests run once and are not compared (unless ``--perf-gate all``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ from ..results import PlatformInfo, TestOutcome
 from ..settings import PerfSettings
 from ..valgrind import CallgrindCounter, CallgrindError, open_callgrind_counter, valgrind_tool
 from .base import BaseCheckout, BaseError, resolve_base
+from .controller import (
+    Replay,
+    controller_blocker,
+    deselected_items,
+    replay_warnings,
+    reporting_options,
+)
 from .finish import (
     ABResult,
     ABSummary,
@@ -110,6 +120,12 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     python = python_for_base(settings.against_python)
     lanes: list[Lane] = []
     copies = count if count > 1 and cpus else 1
+    # With lanes, this process leaves the head's tests to the lanes' head workers
+    # (`controller`) unless an option needs them here.
+    controlling = copies > 1 and controller_blocker(config) is None
+    head_args = (reporting_options(config) if controlling else []) + _worker_args(
+        config, config.rootpath
+    )
     try:
         worker = WorkerProcess(
             checkout.path, python, args, count=counter is not None, copies=copies
@@ -125,7 +141,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
             lanes = start_lanes(
                 lane_cpus(mode, cpus, count),
                 worker,
-                lambda base: _head_worker(config, base),
+                lambda base: _head_worker(config, base, head_args),
             )
         except WorkerError as exc:
             close_workers([worker])
@@ -134,6 +150,7 @@ def start_ab_session(config: pytest.Config, settings: PerfSettings) -> ABSession
     return ABSession(
         config, settings, checkout, worker, mode, cpus, platform, db_url,
         "; ".join(n for n in (note, lanes_note) if n), counter=counter, lanes=lanes,
+        controlling=controlling and bool(lanes),
     )  # fmt: skip
 
 
@@ -215,6 +232,7 @@ class ABSession:
         *,
         counter: CallgrindCounter | None = None,
         lanes: list[Lane] | None = None,
+        controlling: bool = False,
     ) -> None:
         assert mode in MODES
         self.config = config
@@ -253,6 +271,12 @@ class ABSession:
         self.pairing = False
         self.ready = False
         self.result: ABResult | None = None
+        # This process does not collect: the lanes' head workers run every test and
+        # their reports are replayed here (`controller`).
+        self.controlling = controlling
+        self.head_tests: list[str] = []  # what the head workers collected, to run
+        self.locations: dict[str, tuple[str, int | None, str]] = {}
+        self.replay: Replay | None = None
         self._previous_sigterm: Any = None
         if hasattr(signal, "SIGTERM"):
             try:
@@ -268,6 +292,8 @@ class ABSession:
         mode: str = "instruction counts" if self.counter is not None else self.mode
         if self.lanes:
             mode = f"{mode}, {len(self.lanes)} lanes"
+        if self.controlling:
+            mode += "; the tests run in the lanes' head workers"
         lines = [
             f"perfguard: {__version__}, platform {self.platform.key}, A/B against "
             f"{self.checkout.describe} ({mode})"
@@ -306,7 +332,66 @@ class ABSession:
     def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
         self.deselected.update(item.nodeid for item in items)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> bool | None:
+        """When controlling, the head worker's collection stands for this process's."""
+        if not self.controlling:
+            return None
+        config = session.config
+        try:
+            hello = self.lanes[0].head.wait_hello()
+        except WorkerError as exc:
+            raise pytest.UsageError(f"--perf-against {self.label}: {exc}") from None
+        if hello["imports"]:
+            raise pytest.UsageError(
+                f"--perf-against {self.label}: {hello['imports'][0]} (see docs/ab.md, imports)"
+            )
+        replay_warnings(config, hello.get("warnings", []))
+        for data in hello["collect_reports"]:
+            report = config.hook.pytest_report_from_serializable(config=config, data=data)
+            session.ihook.pytest_collectreport(report=report)
+        gate_all = self.settings.gate == "all"
+        for test in hello["tests"]:
+            nodeid = test["id"]
+            problem = None
+            if test["marked"]:
+                try:
+                    if "marker_error" in test:
+                        raise PerfUsageError(f"perf marker: {test['marker_error']}")
+                    marker = test["marker"]
+                    self.specs[nodeid] = parse_marker(marker["args"], marker["kwargs"])
+                    self.gated[nodeid] = True
+                except PerfUsageError as exc:
+                    problem = f"{nodeid}: {exc}"
+            elif gate_all:
+                self.specs[nodeid], self.gated[nodeid] = None, True
+            if problem is None:
+                self.head_tests.append(nodeid)
+                path, line, name = test["location"]
+                self.locations[nodeid] = (path, line, name)
+            else:
+                report = pytest.CollectReport(nodeid, "failed", problem, [])
+                session.ihook.pytest_collectreport(report=report)
+        if hello["deselected"]:
+            self.deselected.update(hello["deselected"])
+            config.hook.pytest_deselected(items=deselected_items(hello["deselected"]))
+        session.testscollected = len(self.head_tests)
+        terminal = config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None and config.get_verbosity() >= 0:
+            found = len(self.head_tests) + len(self.deselected)
+            line = f"collected {found} item{'' if found == 1 else 's'}"
+            if self.deselected:
+                line += f" / {len(self.deselected)} deselected / {len(self.head_tests)} selected"
+            terminal.write_line(line + " (by the head worker)", bold=True)
+        self._match_base(self.head_tests)
+        return True
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._match_base([item.nodeid for item in session.items])
+
+    def _match_base(self, head_tests: list[str]) -> None:
+        """Compare the head's collected tests (node ids, in order) with the base worker's:
+        which are paired, new and removed; then plan the pairs."""
         label = self.label
         assert self.worker is not None
         try:
@@ -328,9 +413,8 @@ class ABSession:
                 f"--perf-against {label}: {hello['imports'][0]} (see docs/ab.md, imports)"
             )
         in_base = {t["id"]: t["marked"] for t in hello["tests"]}
-        head_ids = {item.nodeid for item in session.items}
-        for item in session.items:
-            nodeid = item.nodeid
+        head_ids = set(head_tests)
+        for nodeid in head_tests:
             if nodeid not in self.gated:
                 continue
             if nodeid in in_base:
@@ -360,7 +444,9 @@ class ABSession:
         if not self.lanes:
             return
         keep = min(len(self.lanes), len(self.order))
-        if keep < 2:
+        if self.controlling:
+            keep = max(1, min(len(self.lanes), len(self.head_tests)))
+        elif keep < 2:
             keep = 0
             self._unpin_base()
         for lane in self.lanes[keep:]:
@@ -388,12 +474,16 @@ class ABSession:
             )
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> None:
-        """With lanes, pair every test they can before the normal loop runs the tests."""
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        """With lanes, pair every test they can before the normal loop runs the tests;
+        when controlling, the lanes run every test and this is the loop."""
+        if self.controlling:
+            self._run_in_lanes(session)
+            return True
         if not self.lanes or not self.lane_tests or session.config.option.collectonly:
-            return
+            return None
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
-            return  # pytest stops here with "errors during collection"
+            return None  # pytest stops here with "errors during collection"
         results = run_lanes(
             self.lanes, self.lane_tests, self._pair_in_lane,
             confirm_if=self._likely_regression, start_confirming=self._confirmation_lanes,
@@ -414,6 +504,73 @@ class ABSession:
         self.plan.late_starts += sum(plan.late_starts for plan in self.lane_plans.values())
         if all(test in self.lane_runs or test in self.lane_errors for test in self.order):
             self._quit_workers()
+        return None
+
+    def _run_in_lanes(self, session: pytest.Session) -> None:
+        """The loop of a process that does not collect: the lanes pair each paired test
+        and run every other once, their head workers reporting; the reports are replayed
+        here in collection order as they come. As pytest's own loop, it stops at
+        collection errors and where -x / --maxfail stop the session."""
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            errors = session.testsfailed
+            plural = "s" if errors != 1 else ""
+            raise session.Interrupted(f"{errors} error{plural} during collection")
+        replay = self.replay = Replay(list(self.head_tests))
+        paired, label = set(self.order), self.label
+
+        def work(lane: Lane, test: str) -> PairedRun:
+            if lane not in self.lanes:  # a confirmation lane: fresh workers, no reports
+                return self._pair_in_lane(lane, test)
+            try:
+                if test in paired:
+                    found: list[dict[str, Any]] = []
+                    run = self._pair_in_lane(lane, test, reported=found.append)
+                    replay.add(test, found[0] if found else {}, run)
+                    return run
+                command = {"op": "test", "id": test, "keep": True, "run": True, "report": True}
+                lane.head.send(command)
+                while (message := lane.head.recv())["op"] != "done":
+                    pass
+            except WorkerError as exc:  # the lane ends (`run_lanes`); its test fails
+                replay.add_failure(test, self.locations[test], f"--perf-against {label}: {exc}")
+                raise
+            replay.add(test, message, None)
+            return PairedRun()
+
+        def on_test(test: str, run: PairedRun | None) -> None:
+            if run is not None:
+                self.tests[test] = PairedTest(self.specs.get(test), self.gated[test], run)
+
+        results = run_lanes(
+            self.lanes, self.head_tests, work,
+            confirm_if=lambda test, run: test in paired and self._likely_regression(test, run),
+            start_confirming=self._confirmation_lanes,
+            progress=lambda: replay.replay(session, on_test),
+            should_stop=lambda: replay.stopped,
+        )  # fmt: skip
+        self.lane_runs = results.runs
+        self.lane_confirmations = results.confirmations
+        for problem in dict.fromkeys(results.unusable):
+            self.messages.append(f"perfguard: a lane could not start: {problem}")
+        for lane in self.lanes:
+            if lane.error is None:
+                try:
+                    lane.head.send({"op": "finish"})
+                    while (message := lane.head.recv())["op"] != "finished":
+                        pass
+                    replay.add_extras(message)
+                except WorkerError as exc:
+                    lane.error = str(exc)
+        # Tests no lane took: every lane's worker died (each on a test of its own).
+        why = next((lane.error for lane in self.lanes if lane.error), "no lane could run it")
+        for test in results.left:
+            replay.add_failure(test, self.locations[test], f"--perf-against {label}: {why}")
+        replay.replay(session, on_test)
+        self._quit_workers()
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
 
     def _quit_workers(self) -> None:
         """Every test is paired and every flag the lanes raised confirmed: the workers
@@ -425,14 +582,20 @@ class ABSession:
         self.worker = None
         self.confirming = []
 
-    def _pair_in_lane(self, lane: Lane, test: str) -> PairedRun:
-        """One test's pairs between a lane's two workers (in the lane's thread)."""
+    def _pair_in_lane(
+        self,
+        lane: Lane,
+        test: str,
+        reported: Callable[[dict[str, Any]], None] | None = None,
+    ) -> PairedRun:
+        """One test's pairs between a lane's two workers (in the lane's thread); the head
+        worker reports the test's outcome to `reported` when given."""
         plan = self.lane_plans[id(lane)]
         spec, gated = self.specs.get(test), self.gated[test]
         plan.warmup = spec.warmup if spec is not None else 0
         return pair_on_workers(
             plan, lane.base, lane.head, test, *self._judging(spec, gated),
-            keep=True, warm_together=False,
+            keep=True, warm_together=False, reported=reported,
         )  # fmt: skip
 
     def _likely_regression(self, test: str, run: PairedRun) -> bool:
@@ -657,9 +820,7 @@ class ABSession:
         return results.runs
 
     def _not_confirmed(self, why: str) -> None:
-        self.messages.append(
-            f"perfguard: regressions not confirmed in fresh processes: {why}"
-        )
+        self.messages.append(f"perfguard: regressions not confirmed in fresh processes: {why}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.result is None:

@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -51,6 +51,10 @@ FDS_ENV = "PERFGUARD_AB_FDS"
 START_LINE_ENV = "PERFGUARD_AB_START_LINE"
 COUNT_ENV = "PERFGUARD_AB_COUNT"
 MODULE_NAME = "_perfguard_ab_worker"
+# A head worker's argument (before its pytest arguments) with the options its reports are
+# written with, as JSON: the head's --tb, --showlocals, --full-trace and verbosity. They
+# are the terminal plugin's options, and a worker runs without it.
+REPORTING_ARG = "--perfguard-ab-reporting="
 # The answer to a `test` command for a test this worker did not collect.
 NOT_COLLECTED = "not collected here"
 # The line a worker writes to its log when a copy it forked exits: slot and exit status.
@@ -264,9 +268,43 @@ class _Record:
         self.threshold = threshold
 
 
+class WorkerUsageError(ValueError):
+    """A test used the `perf` fixture wrongly: the head's `PerfUsageError`, in words the
+    head's fixture uses (this file cannot import perfguard)."""
+
+
+def _finite(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value == value
+        and value not in (float("inf"), float("-inf"))
+    )
+
+
+class WorkerStep:
+    """What `perf.measure` yields in a worker: a step's name, data and times, as the
+    head's `StepRecord` (a test may write to `step.data`)."""
+
+    __slots__ = ("data", "end", "error", "name", "start", "success")
+
+    def __init__(self, name: str, data: dict[str, Any]) -> None:
+        self.name = name
+        self.data = data
+        self.start = time.perf_counter()
+        self.end: float | None = None
+        self.success = True
+        self.error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end is None else self.end - self.start
+
+
 class BaseRecorder:
-    """The `perf` fixture on the base side: keeps `perf.record` values per round; steps
-    and `perf.benchmark` just run their code (as the head's inactive fixture does)."""
+    """The `perf` fixture in a worker: keeps `perf.record` values per round, checking
+    their arguments as the head's fixture does (a head worker runs the head's tests);
+    steps and `perf.benchmark` just run their code (as the head's inactive fixture does)."""
 
     def __init__(self) -> None:
         self.records: dict[str, _Record] = {}
@@ -279,16 +317,45 @@ class BaseRecorder:
         direction: str = "lower",
         threshold: float | None = None,
     ) -> None:
+        where = f"perf.record({name!r})"
+        if not isinstance(name, str) or not name.strip():
+            raise WorkerUsageError(f"perf.record: name={name!r} must be a non-empty string")
+        if name.startswith("step:"):
+            raise WorkerUsageError(f"{where}: names starting with 'step:' are reserved")
+        if not _finite(value):
+            raise WorkerUsageError(f"{where}: value={value!r} must be a finite number")
+        if direction not in ("lower", "higher"):
+            raise WorkerUsageError(
+                f"{where}: direction={direction!r} is invalid; use 'lower' or 'higher'"
+            )
+        if threshold is not None and (not _finite(threshold) or float(threshold) < 0):
+            raise WorkerUsageError(
+                f"{where}: threshold={threshold!r} is invalid; use a number >= 0 such as 0.1 "
+                "for 10 %"
+            )
         entry = self.records.get(name)
         if entry is None:
-            entry = self.records[name] = _Record(unit, direction, threshold)
+            checked = None if threshold is None else float(threshold)
+            entry = self.records[name] = _Record(unit, direction, checked)
         entry.values.append(float(value))
 
     @contextmanager
-    def measure(self, name: str) -> Iterator[None]:
-        yield
+    def measure(self, name: str, **data: Any) -> Iterator[WorkerStep]:
+        if not isinstance(name, str) or not name.strip():
+            raise WorkerUsageError(f"perf.measure: name={name!r} must be a non-empty string")
+        step = WorkerStep(name, data)
+        try:
+            yield step
+        except BaseException as exc:
+            step.success = False
+            step.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise
+        finally:
+            step.end = time.perf_counter()
 
     def benchmark(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not callable(fn):
+            raise WorkerUsageError(f"perf.benchmark: {fn!r} is not callable")
         return fn(*args, **kwargs)
 
 
@@ -303,6 +370,26 @@ def _short(longrepr: object) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("E ")]
     return (errors[0][2:].strip() if errors else lines[-1] if lines else "error")[:300]
+
+
+def _described(item: pytest.Item) -> dict[str, Any]:
+    """A collected test for the hello: its node id and location, and its `perf` marker's
+    arguments (for a head that does not collect, as JSON; `marker_error` when they are not
+    JSON values)."""
+    marker = item.get_closest_marker("perf")
+    described: dict[str, Any] = {
+        "id": item.nodeid,
+        "marked": marker is not None,
+        "location": list(item.location),
+    }
+    if marker is not None:
+        try:
+            json.dumps([marker.args, marker.kwargs])
+        except (TypeError, ValueError):
+            described["marker_error"] = f"arguments {marker.args!r} {marker.kwargs!r}"
+        else:
+            described["marker"] = {"args": list(marker.args), "kwargs": dict(marker.kwargs)}
+    return described
 
 
 def _import_problems(root: Path) -> list[str]:
@@ -340,41 +427,120 @@ class BaseWorker:
         self.counter_error = counter_error
         self.errors: list[str] = []
         self.current: pytest.Item | None = None
+        self.current_session: pytest.Session | None = None
         self.serving = False
         self.ready = False
         self.failure: str | None = None
         self.quitting = False
+        # Reports for the head (`report` in a `test` command: the head process does not
+        # collect, and a head worker's reports stand for its tests, as xdist's workers'
+        # do): serialized, with the warnings recorded meanwhile.
+        self.config: pytest.Config | None = None
+        self.collect_reports: list[dict[str, Any]] = []
+        self.deselected: list[str] = []
+        self.reporting = False  # the last `test` command asked for reports
+        self.report_options: dict[str, Any] = {}  # `REPORTING_ARG`
+        self.reports: list[pytest.TestReport] = []  # of the test running, when reporting
+        self.previous: pytest.Item | None = None  # the last test run, whose fixtures may stay
+        self.late: list[dict[str, Any]] = []
+        self.warnings: list[dict[str, Any]] = []
+        self.first_call: float | None = None  # the served test's first measured call
+
+    def _serialize(self, report: pytest.CollectReport | pytest.TestReport) -> dict[str, Any]:
+        assert self.config is not None
+        data: dict[str, Any] = self.config.hook.pytest_report_to_serializable(
+            config=self.config, report=report
+        )
+        return data
+
+    def pytest_warning_recorded(
+        self, warning_message: warnings.WarningMessage, when: str, nodeid: str
+    ) -> None:
+        category = warning_message.category
+        self.warnings.append(
+            {
+                "message": str(warning_message.message),
+                "module": category.__module__,
+                "category": category.__qualname__,
+                "filename": str(warning_message.filename),
+                "lineno": warning_message.lineno,
+                "when": when,
+                "nodeid": nodeid,
+            }
+        )
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.reporting:
+            self.reports.append(report)
+
+    def _take_warnings(self) -> list[dict[str, Any]]:
+        found, self.warnings = self.warnings, []
+        return found
+
+    def _tear_down_kept(self, nextitem: pytest.Item | None) -> None:
+        """Tear down the fixtures the previous test kept that `nextitem` does not need
+        (all of them for None). pytest reports their errors in the teardown of the test
+        before; so does a reporting worker (`late`), where another does not report."""
+        assert self.current_session is not None
+        setup_state = self.current_session._setupstate
+        previous, self.previous = self.previous, None
+        if previous is None or not self.reporting:
+            with suppress(Exception):
+                setup_state.teardown_exact(nextitem)
+            return
+        from _pytest.runner import CallInfo
+
+        info = CallInfo.from_call(lambda: setup_state.teardown_exact(nextitem), "teardown")
+        if info.excinfo is not None:
+            # Not through pytest_runtest_makereport: the test's protocol is over and
+            # plugins' hooks there expect its fixtures still to be held.
+            report = pytest.TestReport.from_item_and_call(previous, info)
+            self.late.append(self._serialize(report))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Generator[None, Any, None]:
+        outcome: Any = yield
+        if call.when == "call" and item is self.current and self.first_call is not None:
+            # Its call phase lasted all the pairs; --durations and junitxml get one call.
+            outcome.get_result().duration = self.first_call
 
     def pytest_configure(self, config: pytest.Config) -> None:
+        self.config = config
         config.addinivalue_line("markers", MARKER_LINE)
+        for name, value in self.report_options.items():
+            setattr(config.option, name, value)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.errors.append(f"{report.nodeid or 'collection'}: {_short(report.longrepr)}")
+            self.collect_reports.append(self._serialize(report))
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += [item.nodeid for item in items]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         from _pytest.runner import runtestprotocol
 
+        self.config = session.config
+        self.current_session = session
         channel = self.take_slot(session.config)
         items = {item.nodeid: item for item in session.items}
         channel.send(
             {
                 "op": "hello",
                 "pid": os.getpid(),
-                "tests": [
-                    {"id": item.nodeid, "marked": item.get_closest_marker("perf") is not None}
-                    for item in session.items
-                ],
+                "tests": [_described(item) for item in session.items],
                 "errors": self.errors,
+                "collect_reports": self.collect_reports,
+                "deselected": self.deselected,
+                "warnings": self._take_warnings(),
                 "imports": _import_problems(Path(session.config.rootpath)),
                 "count_error": self.counter_error,
                 "python": sys.version.split()[0],
                 "pytest": pytest.__version__,
             }
         )
-        pending = False
-        setup_state = session._setupstate
         while True:
             try:
                 command = channel.recv()
@@ -382,6 +548,12 @@ class BaseWorker:
                 break
             if command["op"] == "quit":
                 break
+            if command["op"] == "finish":
+                # The head has no more tests for this worker: the last one's kept fixtures
+                # go now, their errors reported as pytest would (`late`).
+                self._tear_down_kept(None)
+                channel.send({"op": "finished", **self._reported()})
+                continue
             if command["op"] != "test":
                 continue  # an `end` for a call phase that a failed round already left
             item = items.get(command["id"])
@@ -391,10 +563,12 @@ class BaseWorker:
                 continue
             # Fixtures the previous test kept (`keep`, or a `next` other than this one) and
             # this one does not need are torn down first, as pytest would have done after
-            # the previous test; their errors are nobody's to report here.
-            with suppress(Exception):
-                setup_state.teardown_exact(item)
-            self.current, self.ready, self.failure = item, False, None
+            # the previous test; their errors are reported only to a head that asks.
+            self._tear_down_kept(item)
+            reporting = self.reporting = bool(command.get("report"))
+            run_only = bool(command.get("run"))  # a test not paired: run once, as pytest does
+            self.current = None if run_only else item
+            self.ready, self.failure, self.first_call = False, None, None
             if command.get("keep"):
                 # A lane does not know its next test yet: keep everything above this
                 # function (session, package, module, class fixtures) for it; the line
@@ -402,21 +576,39 @@ class BaseWorker:
                 nextitem: Any = item.parent
             else:
                 nextitem = items.get(command.get("next") or "")
-            reports = runtestprotocol(item, log=False, nextitem=nextitem)
-            pending = nextitem is not None
-            if not self.ready:
+            if reporting:
+                # The whole protocol, as pytest runs it: other plugins' wrappers of it
+                # (the warnings plugin's capture) apply; its reports arrive in
+                # `pytest_runtest_logreport`.
+                self.reports = []
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                reports = self.reports
+            else:
+                reports = runtestprotocol(item, log=False, nextitem=nextitem)
+            self.previous = item if nextitem is not None else None
+            if not self.ready and not run_only:
                 reason = self.failure or next(
                     (f"{r.when}: {_short(r.longrepr)}" for r in reports if not r.passed),
                     "the test did not run",
                 )
                 channel.send({"op": "unavailable", "error": reason})
-            channel.send({"op": "done"})
+            done: dict[str, Any] = {"op": "done"}
+            if reporting:
+                done["reports"] = [self._serialize(report) for report in reports]
+                done.update(self._reported())
+            channel.send(done)
             self.current = None
             if self.quitting:
                 break
-        if pending:
-            setup_state.teardown_exact(None)
+        if self.previous is not None:
+            self.previous = None
+            session._setupstate.teardown_exact(None)
         return True
+
+    def _reported(self) -> dict[str, Any]:
+        """The late teardown reports and warnings since the last message that had them."""
+        late, self.late = self.late, []
+        return {"late": late, "warnings": self._take_warnings()}
 
     def take_slot(self, config: pytest.Config) -> Channel:
         """This process's pipes and start line; with more than one slot, first a copy of
@@ -427,6 +619,11 @@ class BaseWorker:
         pytest's capture is stopped around the fork and started again on each side, so
         that each process captures into files of its own."""
         slot = 0
+        factory = getattr(config, "_tmp_path_factory", None)
+        if self.report_options and factory is not None and config.option.basetemp:
+            # A given basetemp is emptied where it is first used: once, before the copies
+            # share it, not in each copy.
+            factory.getbasetemp()
         if len(self.slots) > 1:
             capture = config.pluginmanager.getplugin("capturemanager")
             if capture is not None:
@@ -509,8 +706,14 @@ class BaseWorker:
                 )
             except BaseException as exc:
                 error = repeated_call_error(calls, exc) if calls else describe_error(exc)
-                channel.send({"op": "failed", "error": error})
+                channel.send({"op": "failed", "error": error, "repeated": calls > 0})
+                if calls and self.reporting and isinstance(exc, Exception):
+                    # As in the head process: the test's outcome is its first call's; the
+                    # head names this failure in its summary.
+                    return
                 raise
+            if self.first_call is None and not command.get("warm"):
+                self.first_call = result["wall"]
             calls += command.get("warm", 0) + command.get("repeat", 1)
             result["op"] = "round"
             result["received"] = received
@@ -619,6 +822,8 @@ def main(args: list[str]) -> int:
         sys.path.insert(1, str(src))
     counter, counter_error = _open_counter(os.environ.pop(COUNT_ENV, ""))
     worker = BaseWorker(slots, counter, counter_error)
+    if args and args[0].startswith(REPORTING_ARG):
+        worker.report_options = json.loads(args.pop(0)[len(REPORTING_ARG) :])
     try:
         code = pytest.main(
             # No terminal: nobody reads the worker's summary, and plugins' summary hooks

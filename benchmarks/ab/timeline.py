@@ -2,8 +2,13 @@
 lane's pairings, with wall and CPU seconds, to stderr.
 
     cd <head checkout>
-    PYTHONPATH=<this repo>/benchmarks/ab python -m pytest -p timeline -q \\
-        --perf-against=<base checkout> --perf-threshold 0.1
+    PYTHONPATH=<this repo>/benchmarks/ab python -c \\
+        "import sys, pytest, timeline; sys.exit(pytest.main(sys.argv[1:], plugins=[timeline]))" \\
+        -q --perf-against=<base checkout> --perf-threshold 0.1
+
+(Registered by `pytest.main`, not `-p timeline`: the A/B head workers would not load a
+plugin the command line switches on, so with it there the head process collects and
+runs the tests itself, the fallback of `ab/controller.py`.)
 
 Lines:
 - ``phase``: seconds since the plugin was imported, this process's CPU seconds and its
@@ -51,9 +56,9 @@ _pair_in_lane = ab_plugin.ABSession._pair_in_lane
 _confirmation_lanes = ab_plugin.ABSession._confirmation_lanes
 
 
-def _timed_pair_in_lane(self: Any, lane: Any, test: str) -> Any:
+def _timed_pair_in_lane(self: Any, lane: Any, test: str, *args: Any, **kwargs: Any) -> Any:
     start = time.perf_counter() - T0
-    run = _pair_in_lane(self, lane, test)
+    run = _pair_in_lane(self, lane, test, *args, **kwargs)
     kind = "C" if any(lane is other for other in self.confirming) else "L"
     _write(
         f"pair  {kind}{lane.cpus} {start:7.3f}-{time.perf_counter() - T0:7.3f}s  "
@@ -79,6 +84,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _phase("collection finished")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, None, None]:
+    yield
+    _phase("collection done (in a head worker, when this process does not collect)")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

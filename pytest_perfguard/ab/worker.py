@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import mmap
 import os
 import sys
@@ -274,12 +275,7 @@ class WorkerUsageError(ValueError):
 
 
 def _finite(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and value == value
-        and value not in (float("inf"), float("-inf"))
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class WorkerStep:

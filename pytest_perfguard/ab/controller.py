@@ -22,7 +22,7 @@ import importlib
 import json
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,9 +217,7 @@ class Replay:
         self.warnings += message.get("warnings", [])
 
     def replay(
-        self,
-        session: pytest.Session,
-        on_test: Any,
+        self, session: pytest.Session, on_test: Callable[[str, PairedRun | None], None]
     ) -> None:
         """Replay what arrived: each test whose turn has come (`on_test(test, run)` first),
         late teardown reports of tests already replayed, and warnings. Stops for good when
@@ -266,10 +264,6 @@ class Replay:
             found_warnings = [w for w in self.warnings if w["nodeid"] not in waiting]
             self.warnings = [w for w in self.warnings if w["nodeid"] in waiting]
         replay_warnings(config, found_warnings)
-
-    def waiting(self) -> str | None:
-        """The first test whose reports have not come (after the lanes ended: none will)."""
-        return None if self.replayed >= len(self.order) else self.order[self.replayed]
 
 
 def _report(config: pytest.Config, data: dict[str, Any] | pytest.TestReport) -> Any:

@@ -276,7 +276,6 @@ class ABSession:
         self.controlling = controlling
         self.head_tests: list[str] = []  # what the head workers collected, to run
         self.locations: dict[str, tuple[str, int | None, str]] = {}
-        self.replay: Replay | None = None
         self._previous_sigterm: Any = None
         if hasattr(signal, "SIGTERM"):
             try:
@@ -515,7 +514,7 @@ class ABSession:
             errors = session.testsfailed
             plural = "s" if errors != 1 else ""
             raise session.Interrupted(f"{errors} error{plural} during collection")
-        replay = self.replay = Replay(list(self.head_tests))
+        replay = Replay(list(self.head_tests))
         paired, label = set(self.order), self.label
 
         def work(lane: Lane, test: str) -> PairedRun:

@@ -254,7 +254,9 @@ class CallgrindProject:
             for k, v in os.environ.items()
             if not k.startswith(("PERFGUARD", "PYTEST_")) and k not in ("CI", "GITHUB_ACTIONS")
         }
-        env.update(PYTHONHASHSEED="0", WORK_FACTOR=str(factor))
+        # One hash seed, and no bytecode written: sessions that run at once would otherwise
+        # find the suite compiled or not, and start their tests from heaps 0.1 % apart.
+        env.update(PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", WORK_FACTOR=str(factor))
         launcher = [
             "valgrind",
             "--tool=callgrind",

@@ -168,6 +168,24 @@ def test_three_times_slower_head_fails_with_the_ab_header(
     assert _worktrees(project) == 1
 
 
+def test_three_times_faster_head_is_an_improvement_and_passes(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    """A head that reads far faster goes on past the futility looks (they only find tests
+    unchanged) to the first look that tests, which states the improvement; the run passes."""
+    (project / "speedlib.py").write_text(LIBRARY.format(factor=1 / 3))
+    result = _run(pytester, "--perf-against=HEAD", "--perf-ab-lanes", "1",
+                  "--perf-json", "report.json")  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    rows = {(r["test"], r["metric"]): r for r in
+            json.loads((project / "report.json").read_text())["comparisons"]}  # fmt: skip
+    for test in ("test_speed.py::test_two_ms", "test_speed.py::test_one_ms"):
+        row = rows[(test, "duration")]
+        assert row["verdict"] == "improvement", row
+        assert row["mode"] == "ab" and row["ratio"] < 0.5 and row["pairs"] > 6, row
+    assert _worktrees(project) == 1
+
+
 # Test modules' known amount of work (they import `time`).
 SPIN = """
 def spin(ms):

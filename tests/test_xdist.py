@@ -91,10 +91,10 @@ def test_plain_tests_share_one_layout_in_whatever_order_they_ran(
 def test_slowdown_is_caught_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x=SUITE)
     common = ["--perf-platform", "px", "-p", "no:cacheprovider", "-n", "2"]
-    for _ in range(3):
+    for _ in range(2):
         pytester.runpytest_subprocess(*common, "--perf-record").assert_outcomes(passed=5)
     update = pytester.runpytest_subprocess(
-        *common, "--perf-update-baselines", "--perf-min-runs", "3"
+        *common, "--perf-update-baselines", "--perf-min-runs", "2"
     )
     update.stdout.fnmatch_lines(["*baselines update*"])
     assert pytester.runpytest_subprocess(*common).ret == 0

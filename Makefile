@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # The suite is mostly pytest sessions in subprocesses, one CPU each: two xdist workers
 # take it from about 530 s to 290-320 s on a 2-vCPU machine (2026-11-30). worksteal: a few
-# tests take 10-40 s, and an idle worker takes over the other's queue.
+# tests take 10-40 s, and an idle worker takes over the other's queue. Three workers were no
+# faster (536 s of pytest against 535 s in the same spell, 2026-12-02).
 TEST_WORKERS ?= 2
 
 .PHONY: demo test install lint

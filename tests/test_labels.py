@@ -46,7 +46,7 @@ def run(
 def test_labelled_runs_are_gated_apart(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for _ in range(2):  # perf_min_runs=2
+    for _ in range(2):  # as many as the baselines need (perf_min_runs=2)
         assert (
             run(suite, monkeypatch, 1.0, "--perf-record", "--perf-label", "model=openai").ret == 0
         )

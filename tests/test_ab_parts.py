@@ -424,6 +424,44 @@ def test_a_lane_that_cannot_start_takes_nothing() -> None:
     assert results.unusable == ["the head worker could not collect: x.py: SyntaxError"]
 
 
+def test_the_lanes_end_wakes_the_progress_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calling thread shows progress as each job ends and returns once the lanes have
+    ended, without waiting out its poll: a lane that ends after its last job's signal wakes
+    it too. The last job's lane is held in `should_stop` until progress has seen that job,
+    so that the lane is still alive when the loop looks; with a poll of 10 minutes a missed
+    wake-up would hold `run_lanes` far past the 60 s this test waits."""
+    monkeypatch.setattr(lanes, "PROGRESS_POLL", 600.0)
+    seen_all = threading.Event()
+    finished = threading.Event()
+    results: list[lanes.LaneResults] = []
+    runs: dict[str, pairing.PairedRun] = {}
+
+    def job(lane: lanes.Lane, test: str) -> pairing.PairedRun:
+        runs[test] = pairing.PairedRun()
+        return runs[test]
+
+    def should_stop() -> bool:
+        if len(runs) == 2:
+            seen_all.wait(timeout=60)
+        return False
+
+    def progress() -> None:
+        if len(runs) == 2:
+            seen_all.set()
+
+    def run() -> None:
+        results.append(
+            lanes.run_lanes(
+                [_fake_lane()], ["t1", "t2"], job, progress=progress, should_stop=should_stop
+            )
+        )
+        finished.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert finished.wait(timeout=60)
+    assert sorted(results[0].runs) == ["t1", "t2"]
+
+
 def test_a_likely_regression_is_confirmed_in_fresh_lanes_after_the_rest() -> None:
     """`confirm_if` starts the confirmation lanes at the first flag (once), and the test
     is paired again there, in fresh processes, behind the first pairings."""

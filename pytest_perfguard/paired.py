@@ -46,13 +46,9 @@ rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
   budget's pairs: noise hides a change of that size (never fails).
 
 A **confirmation** (a flagged regression paired again in fresh processes) bears the
-regression out when its own test, alone at q, says the head is slower and the two
-pairings together put the change past the threshold: the geometric mean of the two
-estimates (`confirmation_threshold`, `decide_confirmation`). Each draw of two processes
-offsets its pairs by as much as the threshold (A/A draws read up to +45 %), so the size is
-judged over both draws, each weighed once; what the fresh draw must show alone is the
-direction. Its interval's better bound need not be past half the threshold, which the
-first pairing has shown.
+regression out when its own estimate is past the threshold and its own test, alone at q,
+says the head is slower (`decide_confirmation`); its interval's better bound need not be
+past half the threshold, which the first pairing has shown.
 """
 
 from __future__ import annotations
@@ -403,43 +399,20 @@ def decide_pairs_session(
     return decisions
 
 
-def confirmation_threshold(
-    first_ratio: float | None, threshold: float, direction: Direction
-) -> float:
-    """The relative change (worse positive) a confirmation's own estimate must pass for the
-    geometric mean of its ratio and the first pairing's (`first_ratio`) to be past
-    `threshold`; `threshold` itself without a first ratio."""
-    if first_ratio is None or not first_ratio > 0 or not math.isfinite(first_ratio):
-        return threshold
-    bound = 1 + threshold if direction == "lower" else 1 - threshold
-    return oriented_change(bound * bound / first_ratio, direction)
-
-
 def decide_confirmation(
-    assessment: PairedAssessment,
-    threshold: float,
-    *,
-    q: float = 0.05,
-    first_ratio: float | None = None,
+    assessment: PairedAssessment, threshold: float, *, q: float = 0.05
 ) -> PairedDecision:
     """A confirmation's pairs of a flagged regression, in fresh processes, judged on their
-    own: "regression" (the flag borne out) when the look-adjusted p-value is at most `q`
-    and the estimate past `confirmation_threshold` (with the first pairing's ratio, the
-    two estimates' geometric mean past the threshold; without it, this estimate), with no
-    family to share `q` with (the first pairing already held the session's false
-    discoveries to `q`) and no bound on the interval: the first pairing's interval showed
-    the change's size, and what a confirmation adds is a new draw of both processes, which
-    must see the head slower. Otherwise the verdict the rule gives these pairs (unchanged,
-    unstable, improvement). It only ever decides whether a regression stands, never makes
-    one."""
+    own: "regression" (the flag borne out) when the estimate is past the threshold and the
+    look-adjusted p-value at most `q`, with no family to share `q` with (the first pairing
+    already held the session's false discoveries to `q`) and no bound on the interval: the
+    first pairing's interval showed the change's size, and what a confirmation adds is a
+    new draw of both processes, which must see the head slower by more than the threshold.
+    Otherwise the verdict the rule gives these pairs (unchanged, unstable, improvement).
+    It only ever decides whether a regression stands, never makes one."""
     a, t = assessment, threshold
-    needed = confirmation_threshold(first_ratio, t, a.direction)
-    if shows_regression(a, needed, a.p_value, q, confirming=True):
-        detail = f"{_basis(a)}, q={a.p_value:.2g}"
-        if first_ratio is not None and needed != t:
-            both = math.sqrt(first_ratio * a.ratio.estimate)
-            detail += f", both pairings {both:.3f}"
-        return PairedDecision("regression", a, t, a.p_value, detail)
+    if shows_regression(a, t, a.p_value, q, confirming=True):
+        return PairedDecision("regression", a, t, a.p_value, f"{_basis(a)}, q={a.p_value:.2g}")
     kind, detail = classify_pairs(a, t, q=q)
     return PairedDecision(kind, a, t, a.p_value, detail)
 

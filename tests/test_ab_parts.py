@@ -293,34 +293,6 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
     assert len(run.head) == second
 
 
-def likely_unsettled(base: list[Any], head: list[Any]) -> list[series.Series]:
-    """A gated metric whose estimate (+13 %) is past the 10 % threshold while its test
-    stays far from significant: the head's rounds alternate far above and below."""
-    wide = [0.8 if i % 2 else 1.6 for i in range(len(head))]
-    flat = [1.0] * len(head)
-    return [series.Series("duration", "s", "lower", "primary", True, None, flat, wide)]
-
-
-@pytest.mark.parametrize(("describe", "pairs"), [(never_settled, 9), (likely_unsettled, 14)])
-def test_a_likely_regression_may_take_twice_the_budget(
-    describe: Callable[[list[Any], list[Any]], list[series.Series]], pairs: int
-) -> None:
-    """At a budget of 0.45 s, 0.1 s a pair, looks at 6, 9, 14 and 21 pairs: a test whose
-    estimate is short of the threshold stops at 9 (14 would take 0.8 s after the deciding
-    look); one whose estimate is past it takes twice the budget (`LIKELY_REGRESSION_BUDGET`)
-    and goes on to 14 (21 would take 1.5 s)."""
-    assert pairing.LIKELY_REGRESSION_BUDGET == 2.0
-    clock, call = _call_clock()
-    plan = pairing.PairingPlan(
-        mode="interleave", budget=0.45, q=0.05, metrics=1, cpus=None, clock=clock
-    )
-    assert plan.schedule().counts[1:] == (6, 9, 14, 21)
-    run = pairing.pair_test(
-        plan, _RecordingWorker(), call, None, describe, lambda _: 0.1  # type: ignore[arg-type]
-    )
-    assert len(run.head) == pairs
-
-
 def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None:
     """With 24 gated metrics futility looks at 4 and 6 pairs come before the deciding look
     at 10: a test that is not settled at 6 pairs goes on to 10 however long the 6 took (the
@@ -680,10 +652,8 @@ def test_six_clear_pairs_in_fresh_processes_confirm_a_regression() -> None:
 def test_a_noisy_confirmation_past_the_threshold_bears_a_regression_out() -> None:
     """Fresh processes read the flagged test 1.01-1.30 times slower, six pairs: estimate
     +15 %, the head slower by its own test, the interval's lower bound 1.01. The
-    regression stands (as a first pairing these pairs would be "unstable"). Fresh pairs
-    reading 1.01-1.09 slower bear a +30 % first pairing out too: the head is slower in
-    both draws, by 17 % over the two (the geometric mean of 1.3 and 1.05); fresh pairs
-    that do not read the head slower do not."""
+    regression stands (as a first pairing these pairs would be "unstable"); fresh pairs
+    reading 1.01-1.09 slower do not bear it out."""
     from pytest_perfguard.ab.finish import PairedTest, judge
 
     summary = _ab_summary()
@@ -701,35 +671,7 @@ def test_a_noisy_confirmation_past_the_threshold_bears_a_regression_out() -> Non
     )
     decided, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": small})
     (verdict,) = decided.verdicts
-    assert verdict.kind == "regression", verdict.detail
-    assert "both pairings 1.168" in verdict.detail
-    either_way = pairing.PairedRun(
-        _rounds(base_times), _rounds([0.010 * r for r in (0.97, 1.02, 0.99, 1.03, 1.01, 0.98)])
-    )
-    decided, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": either_way})
-    (verdict,) = decided.verdicts
     assert verdict.kind == "unstable" and "not confirmed in fresh processes" in verdict.detail
-
-
-def test_a_confirmation_must_bring_both_pairings_past_the_threshold() -> None:
-    """A first pairing of +12 % and fresh pairs all +5 % (the head slower by their own test):
-    over both draws the change is +8.4 %, below the 10 % threshold, so the flag is not borne
-    out; fresh pairs of +9 % bring the two to +10.5 % and it stands. The confirmation's
-    looks stop on the same rule (`finish.confirmation_thresholds`)."""
-    from pytest_perfguard.ab.finish import PairedTest, confirmation_thresholds, judge
-
-    summary = _ab_summary()
-    first = _paired_run(10, 1.12)
-    tests = {"t.py::test_a": PairedTest(None, True, first)}
-    flagged, _, _ = judge(tests, [], [], summary, False)
-    assert [v.kind for v in flagged.verdicts] == ["regression"]
-    decided, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": _paired_run(6, 1.05)})
-    assert [v.kind for v in decided.verdicts] == ["unstable"]
-    decided, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": _paired_run(6, 1.09)})
-    assert [v.kind for v in decided.verdicts] == ["regression"], decided.verdicts[0].detail
-    (s,) = [s for s in series.pair_series(first.base, first.head, None, True) if s.gated]
-    needed = confirmation_thresholds(first, None, True, lambda _: 0.1)(s)
-    assert needed == pytest.approx(1.1**2 / 1.12 - 1)
 
 
 def test_a_clear_confirmation_stands_whatever_the_other_confirmations_show() -> None:

@@ -1,4 +1,4 @@
-"""Replay the confirmations recorded in this directory's result files under two rules.
+"""Replay the confirmations recorded in this directory's result files under three rules.
 
     python benchmarks/ab/confirm_replay.py [FILES...]   # default: results-*.jsonl here
 
@@ -17,9 +17,17 @@ For each, whether the confirmation would have borne the regression out under
 
 - the rule until 2026-12-01, 15:30: estimate past the threshold and the interval's lower
   bound past half of it (as a first pairing needs);
-- the rule since: estimate past the threshold and the head slower by the confirmation's own
-  test (the interval's lower bound above 1: at the interval's confidence, ``1 - 2 q w``,
-  the same as the look-adjusted p-value at most q).
+- the rule since (the code's): estimate past the threshold and the head slower by the
+  confirmation's own test (the interval's lower bound above 1: at the interval's
+  confidence, ``1 - 2 q w``, the same as the look-adjusted p-value at most q);
+- a rule measured on 2026-12-02 and not kept (RESULTS.md, "A confirmation sized over
+  both draws"): the head slower by the confirmation's own test, its
+  interval's upper bound at or past the threshold (it does not exclude a change of the
+  threshold's size), and the geometric mean of the first pairing's estimate and the
+  confirmation's past the threshold.
+
+The confirmations' looks stop as they did (an estimate past the threshold and the test
+at q is borne out under every rule here), so a later rule judges the same pairs.
 
 The intervals are the ones recorded at the confirmation's last look; under a rule that
 settles sooner the confirmation would have stopped at an earlier look, so this replays the
@@ -32,6 +40,7 @@ harness's +25 % (the `factor` of each row) and its 10 % threshold.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -44,16 +53,22 @@ NOTE = re.compile(
     r"not confirmed in fresh processes: ratio ([\d.]+) \[([\d.]+), ([\d.]+)\], (\d+) pairs"
 )
 
-Confirmation = tuple[float, float, float]  # estimate, lower bound, upper bound
+# The first pairing's estimate; the confirmation's estimate, lower and upper bound.
+Confirmation = tuple[float, float, float, float]
 RULES: dict[str, Callable[[Confirmation], bool]] = {
-    "until 15:30 (lower bound past half the threshold)": lambda c: (
-        c[0] > 1 + THRESHOLD and c[1] > 1 + THRESHOLD / 2
+    "until 2026-12-01 15:30 (lower bound past half the threshold)": lambda c: (
+        c[1] > 1 + THRESHOLD and c[2] > 1 + THRESHOLD / 2
     ),
-    "since (lower bound above 1)": lambda c: c[0] > 1 + THRESHOLD and c[1] > 1,
+    "since 2026-12-01 15:30 (lower bound above 1)": lambda c: c[1] > 1 + THRESHOLD and c[2] > 1,
+    "both draws, not kept (lower bound above 1, upper bound at the threshold or past it, "
+    "both pairings past the threshold)": lambda c: (
+        math.sqrt(c[0] * c[1]) > 1 + THRESHOLD and c[2] > 1 and c[3] >= 1 + THRESHOLD
+    ),
 }
 
 
 def main(paths: list[Path]) -> None:
+    """Print, for every rule, the clean flags it would confirm and the detections it keeps."""
     clean_verdicts = clean_runs = slowed = 0
     flags: list[tuple[str, str, Confirmation]] = []
     lost: list[tuple[str, str, Confirmation]] = []
@@ -74,7 +89,7 @@ def main(paths: list[Path]) -> None:
                     continue
                 numbers = [float(g) for g in found.groups()]
                 where = f"{path.name} trial {row['trial']}"
-                entry = (where, test, (numbers[4], numbers[5], numbers[6]))
+                entry = (where, test, (numbers[0], numbers[4], numbers[5], numbers[6]))
                 (lost if test in slow else flags).append(entry)
     print(
         f"{len(paths)} files: {clean_runs} clean runs, {clean_verdicts} clean verdicts, "
@@ -85,8 +100,11 @@ def main(paths: list[Path]) -> None:
         alarms = [entry for entry in flags if rule(entry[2])]
         kept = [entry for entry in lost if rule(entry[2])]
         print(f"- {name}: {len(alarms)} false alarms, {len(kept)} of {len(lost)} detections kept")
-        for where, test, (estimate, low, high) in alarms:
-            print(f"    false alarm: {where} {test} {estimate:.3f} [{low:.3f}, {high:.3f}]")
+        for where, test, (first, estimate, low, high) in alarms:
+            print(
+                f"    false alarm: {where} {test} {first:.3f}, then {estimate:.3f} "
+                f"[{low:.3f}, {high:.3f}]"
+            )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -298,30 +298,6 @@ def confirmation_schedule(q: float) -> paired.LookSchedule:
     return paired.LookSchedule.plan(metrics=CONFIRMATION_METRICS, q=q, looks=CONFIRMATION_LOOKS)
 
 
-def confirmation_thresholds(
-    first: PairedRun,
-    spec: PerfSpec | None,
-    gated: bool,
-    threshold_of: Callable[[Series], float],
-) -> Callable[[Series], float]:
-    """Each series' threshold for a confirmation's looks: the change its own estimate must
-    pass for the two pairings together to be past the series' threshold
-    (`paired.confirmation_threshold`, the rule `_confirm` judges by at the end), from the
-    first pairing's estimate of the same metric."""
-    ratios: dict[str, float] = {}
-    for s in pair_series(first.base, first.head, spec, gated):
-        try:
-            ratios[s.metric] = paired.hodges_lehmann_pairs(s.base, s.head).estimate
-        except ValueError:
-            continue
-
-    def threshold(series: Series) -> float:
-        own = threshold_of(series)
-        return paired.confirmation_threshold(ratios.get(series.metric), own, series.direction)
-
-    return threshold
-
-
 def likely_regression(
     run: PairedRun,
     spec: PerfSpec | None,
@@ -359,10 +335,9 @@ def _confirm(
     confirmations: Mapping[str, PairedRun],
     summary: ABSummary,
 ) -> None:
-    """Judge the confirmations' pairs of the flagged metrics, each with its first
-    pairing's estimate (`paired.decide_confirmation`), and keep a regression only where
-    its confirmation bears it out. Requiring two independent pairings to agree can only
-    remove alarms, never add them."""
+    """Judge the confirmations' pairs of the flagged metrics, each on its own, and keep a
+    regression only where its confirmation is one too. Requiring two independent
+    pairings to agree can only remove alarms, never add them."""
     schedule = confirmation_schedule(summary.q)
     for key, verdict in decided.items():
         test, metric = key
@@ -384,10 +359,7 @@ def _confirm(
             )
         except ValueError:
             continue
-        first = verdict.ratio if isinstance(verdict, paired.PairedVerdict) else None
-        decision = paired.decide_confirmation(
-            assessment, verdict.threshold, q=summary.q, first_ratio=first
-        )
+        decision = paired.decide_confirmation(assessment, verdict.threshold, q=summary.q)
         if decision.kind == "regression":
             detail = f"{verdict.detail}; confirmed in fresh processes: {decision.detail}"
             decided[key] = replace(verdict, detail=detail)

@@ -617,12 +617,6 @@ def _start(
     return _first_pair(plan, run, take), started
 
 
-# A test whose estimate is past its threshold, not yet significant, may take this many
-# times the budget: it is the test whose next look can make a regression, where a noisy
-# 30 ms test stopped at 15 pairs reading +22 % to +26 % (benchmarks/ab/RESULTS.md).
-LIKELY_REGRESSION_BUDGET = 2.0
-
-
 def _take_looks(
     plan: PairingPlan,
     run: PairedRun,
@@ -633,9 +627,8 @@ def _take_looks(
 ) -> None:
     """Pairs from `take`, look after look, until every gated metric is settled, the last
     look, or the budget: `plan.budget` seconds of pairs after the deciding look (the
-    first that can find a regression, so it is always taken), `LIKELY_REGRESSION_BUDGET`
-    times that while an unsettled metric's estimate is past its threshold.
-    `pairs_started`: when the pairs already in `run` began (now when None)."""
+    first that can find a regression, so it is always taken). `pairs_started`: when the
+    pairs already in `run` began (now when None)."""
     schedule = plan.schedule()
     pairs_started = plan.clock() if pairs_started is None else pairs_started
     first_look_done = pairs_started
@@ -646,7 +639,7 @@ def _take_looks(
             run.head.append(head)
         if index == schedule.deciding:
             first_look_done = plan.clock()
-        settled, likely = True, False
+        settled = True
         for series in describe(run.base, run.head):
             if not series.gated:
                 continue
@@ -660,13 +653,12 @@ def _take_looks(
                 )
             except ValueError:
                 continue
-            threshold = thresholds(series)
             if not paired.is_settled(
-                assessment, threshold, q=plan.q, metrics=plan.metrics,
+                assessment, thresholds(series), q=plan.q, metrics=plan.metrics,
                 confirming=plan.confirming,
             ):  # fmt: skip
                 settled = False
-                likely = likely or assessment.change > threshold
+                break
         if settled or index + 1 == schedule.looks:
             return
         if index < schedule.deciding:
@@ -674,8 +666,7 @@ def _take_looks(
         now = plan.clock()
         per_pair = (now - pairs_started) / len(run.head)
         spent = now - first_look_done
-        budget = plan.budget * (LIKELY_REGRESSION_BUDGET if likely else 1)
-        if spent + per_pair * (schedule.counts[index + 1] - count) > budget:
+        if spent + per_pair * (schedule.counts[index + 1] - count) > plan.budget:
             return
 
 

@@ -47,7 +47,6 @@ from .finish import (
     ABSummary,
     PairedTest,
     confirmation_plan,
-    confirmation_thresholds,
     finish_ab,
     judge,
     likely_regression,
@@ -269,9 +268,6 @@ class ABSession:
         self.lane_confirmations: dict[str, PairedRun] = {}
         # The lanes of fresh workers that confirm regressions, once one needed them.
         self.confirming: list[Lane] = []
-        # The first pairing of each test the lanes flagged: its estimates size what the
-        # test's confirmation must show (`finish.confirmation_thresholds`).
-        self.flagged: dict[str, PairedRun] = {}
         self.pairing = False
         self.ready = False
         self.result: ABResult | None = None
@@ -596,36 +592,17 @@ class ABSession:
         plan = self.lane_plans[id(lane)]
         spec, gated = self.specs.get(test), self.gated[test]
         plan.warmup = spec.warmup if spec is not None else 0
-        confirming = any(lane is other for other in self.confirming)
-        judging = self._confirmation_judging(test) if confirming else self._judging(spec, gated)
         return pair_on_workers(
-            plan, lane.base, lane.head, test, *judging,
+            plan, lane.base, lane.head, test, *self._judging(spec, gated),
             keep=True, warm_together=False, reported=reported,
         )  # fmt: skip
 
     def _likely_regression(self, test: str, run: PairedRun) -> bool:
-        """Whether the lanes confirm `test` now (`finish.likely_regression`); its pairs are
-        kept for the confirmation's looks."""
         assert self.plan is not None
-        likely = likely_regression(
+        return likely_regression(
             run, self.specs.get(test), self.gated[test] and self.settings.gate != "none",
             q=self.settings.q, schedule=self.plan.schedule(), threshold=self.settings.threshold,
         )  # fmt: skip
-        if likely:
-            self.flagged[test] = run
-        return likely
-
-    def _confirmation_judging(
-        self, test: str
-    ) -> tuple[Callable[[list[Round], list[Round]], list[Series]], Callable[[Series], float]]:
-        """A confirmation's series of its pairs, and each series' threshold for its looks:
-        what the confirmation must show, given the test's first pairing."""
-        spec, gated = self.specs.get(test), self.gated[test]
-        describe, threshold_of = self._judging(spec, gated)
-        first = self.flagged.get(test) or (self.tests[test].run if test in self.tests else None)
-        if first is None:
-            return describe, threshold_of
-        return describe, confirmation_thresholds(first, spec, gated, threshold_of)
 
     def _judging(
         self, spec: PerfSpec | None, gated: bool
@@ -787,7 +764,7 @@ class ABSession:
                 entry = self.tests[test]
                 plan.warmup = entry.spec.warmup if entry.spec else 0
                 found[test] = pair_on_workers(
-                    plan, base, head, test, *self._confirmation_judging(test),
+                    plan, base, head, test, *self._judging(entry.spec, entry.gated),
                     following=flagged[index + 1] if index + 1 < len(flagged) else None,
                 )  # fmt: skip
         except WorkerError as exc:

@@ -825,13 +825,21 @@ def test_lanes_collect_once_a_side_and_confirm_in_fresh_processes(
     assert _processes(notes, "imported") == _processes(notes, "collected")
 
     notes.write_text("")
-    (project / "speedlib.py").write_text(LIBRARY.format(factor=3.0))
+    _rewrite(project / "speedlib.py", LIBRARY.format(factor=3.0))
     result = _run(pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "2")
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*confirmed in fresh processes*"])
     collected = _processes(notes, "collected")
     assert len(collected) == 4
     assert len(_processes(notes, "imported")) == 2 and _processes(notes, "imported") < collected
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Write a module a run has imported (and cached as bytecode) since: the cache goes
+    too, since a source of the same size rewritten within the second it was compiled in
+    passes the cache's check (size and whole-second mtime), and the old code would run."""
+    path.write_text(text)
+    shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)
 
 
 # A module of unmarked tests: every worker of the lanes imports it (they collect what the

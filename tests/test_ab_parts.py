@@ -293,6 +293,38 @@ def test_the_budget_counts_the_pairs_after_the_first_look() -> None:
     assert len(run.head) == second
 
 
+def likely_unsettled(base: list[Any], head: list[Any]) -> list[series.Series]:
+    """A gated metric whose estimate (+13 %) is past the 10 % threshold while its test
+    stays far from significant: the head's rounds alternate far above and below."""
+    wide = [0.8 if i % 2 else 1.6 for i in range(len(head))]
+    flat = [1.0] * len(head)
+    return [series.Series("duration", "s", "lower", "primary", True, None, flat, wide)]
+
+
+@pytest.mark.parametrize(
+    ("confirming", "describe", "pairs"),
+    [(True, likely_unsettled, 14), (True, never_settled, 9), (False, likely_unsettled, 9)],
+)
+def test_a_confirmation_past_the_threshold_may_take_twice_the_budget(
+    confirming: bool, describe: Callable[[list[Any], list[Any]], list[series.Series]], pairs: int
+) -> None:
+    """At a budget of 0.45 s, 0.1 s a pair, looks at 6, 9, 14 and 21 pairs: a confirmation
+    whose estimate is past the threshold, not yet significant, takes twice the budget and
+    goes on to 14 (21 would take 1.5 s after the deciding look); one whose estimate is
+    short of it stops at 9 (14 would take 0.8 s), as does a first pairing past it."""
+    assert pairing.CONFIRMING_PAST_THRESHOLD_BUDGET == 2.0
+    clock, call = _call_clock()
+    plan = pairing.PairingPlan(
+        mode="interleave", budget=0.45, q=0.05, metrics=1, cpus=None, clock=clock, looks=5,
+        early_futility=None, confirming=confirming,
+    )  # fmt: skip
+    assert plan.schedule().counts[:4] == (6, 9, 14, 21)
+    run = pairing.pair_test(
+        plan, _RecordingWorker(), call, None, describe, lambda _: 0.1  # type: ignore[arg-type]
+    )
+    assert len(run.head) == pairs
+
+
 def test_the_futility_look_never_stops_a_test_before_its_deciding_look() -> None:
     """With 24 gated metrics futility looks at 4 and 6 pairs come before the deciding look
     at 10: a test that is not settled at 6 pairs goes on to 10 however long the 6 took (the

@@ -650,7 +650,7 @@ def _take_looks(
             run.head.append(head)
         if index == schedule.deciding:
             first_look_done = plan.clock()
-        settled, likely = True, False
+        settled, past_threshold = True, False
         for series in describe(run.base, run.head):
             if not series.gated:
                 continue
@@ -670,7 +670,9 @@ def _take_looks(
                 confirming=plan.confirming,
             ):  # fmt: skip
                 settled = False
-                likely = likely or (plan.confirming and assessment.change > threshold)
+                past_threshold = past_threshold or (
+                    plan.confirming and assessment.change > threshold
+                )
         if settled or index + 1 == schedule.looks:
             return
         if index < schedule.deciding:
@@ -678,7 +680,7 @@ def _take_looks(
         now = plan.clock()
         per_pair = (now - pairs_started) / len(run.head)
         spent = now - first_look_done
-        budget = plan.budget * (CONFIRMING_PAST_THRESHOLD_BUDGET if likely else 1)
+        budget = plan.budget * (CONFIRMING_PAST_THRESHOLD_BUDGET if past_threshold else 1)
         if spent + per_pair * (schedule.counts[index + 1] - count) > budget:
             return
 

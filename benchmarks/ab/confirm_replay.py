@@ -27,7 +27,8 @@ For each, whether the confirmation would have borne the regression out under
   confirmation's past the threshold.
 
 The confirmations' looks stop as they did (an estimate past the threshold and the test
-at q is borne out under every rule here), so a later rule judges the same pairs.
+at q is borne out under the rule since 15:30 and under the rule not kept), so those rules
+judge the same pairs.
 
 The intervals are the ones recorded at the confirmation's last look; under a rule that
 settles sooner the confirmation would have stopped at an earlier look, so this replays the

@@ -1,21 +1,21 @@
 """Are the lanes' forked copies fresh draws for memory-bound tests?
 
-    python benchmarks/ab/lane_draws.py SUITE_DIR RUNS OUT.json   # about 5 s a run here
+    python benchmarks/ab/lane_draws.py SUITE_DIR RUNS OUT.json   # about 10 s a run here
     python benchmarks/ab/lane_draws.py --summary OUT.json
 
 A/A: a base and a head worker rooted in the same checkout of the verdict harness's suite
 (`run.py` writes one, e.g. `<work>/base`), each with two copies, as two lanes start. In
 four turns (lane 0, lane 1, lane 0 again, lane 1's copies on lane 0's CPU: `TURNS`) every
-memory-bound test and two interpreter tests take 23 pairs; each run starts fresh
+memory-bound test and two interpreter tests take up to 23 pairs; each run starts fresh
 processes. A copy is forked after collection, so it shares its process's address-space
 layout and hash seed, while every page it writes is its own (`worker._own_every_page`):
 where a test's offset between the two sides comes from where its data lies in physical
 memory, the two lanes read it differently; where it comes from the virtual layout, they
-read it alike. The summary gives, per test, the spread of
-the offsets over runs and between turns of a run (`summary`): lane 0 against lane 0 again
-is the control, what the pairs' own noise and the time between make of the same processes;
-against lane 1's copies on the same CPU, what another copy adds; lane 1 on its own CPU
-against lane 0's, what another CPU adds.
+read it alike. The summary gives, per test, the spread of the offsets over runs and
+between turns of a run (`summary`): lane 0 against lane 0 again is the control, what the
+pairs' own noise and the time between make of the same processes; against lane 1's copies
+on the same CPU, what another copy adds; lane 1 on its own CPU against lane 0's, what
+another CPU adds.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _series(base: list[Any], head: list[Any]) -> list[Series]:
 
 
 def measure(root: Path, runs: int) -> list[dict[str, Any]]:
-    """Each test's median pair log-ratio (head over base) per lane and run."""
+    """Each test's median pair log-ratio (head over base) per turn and run."""
     args = ["--rootdir", str(root), "-p", "no:randomly", SUITE]
     rows = []
     for run in range(runs):
@@ -69,7 +69,8 @@ def measure(root: Path, runs: int) -> list[dict[str, Any]]:
                 b.pin([cpu])
                 h.pin([cpu])
                 for test in TESTS:
-                    # A threshold no estimate can settle under: every look is taken (23 pairs).
+                    # A threshold of -100 %: nothing settles as unchanged, so a test takes
+                    # every look (23 pairs) unless its offset is significant (10 or 15).
                     plan = pairing.PairingPlan(
                         mode="interleave", budget=100.0, q=0.05, metrics=24, cpus=[cpu], looks=3
                     )

@@ -670,9 +670,9 @@ def _take_looks(
                 confirming=plan.confirming,
             ):  # fmt: skip
                 settled = False
-                past_threshold = past_threshold or (
-                    plan.confirming and assessment.change > threshold
-                )
+                past_threshold = plan.confirming and assessment.change > threshold
+                if past_threshold or not plan.confirming:
+                    break  # nothing the other metrics show changes the budget now
         if settled or index + 1 == schedule.looks:
             return
         if index < schedule.deciding:

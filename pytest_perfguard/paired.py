@@ -48,7 +48,13 @@ rule defines it) and ``better``/``worse`` the interval's bounds in that sense:
 A **confirmation** (a flagged regression paired again in fresh processes) bears the
 regression out when its own estimate is past the threshold and its own test, alone at q,
 says the head is slower (`decide_confirmation`); its interval's better bound need not be
-past half the threshold, which the first pairing has shown.
+past half the threshold, which the first pairing has shown. A first pairing that ends
+unstable but *leans* to a regression (`leans_to_regression`: its estimate past half the
+threshold) is paired again in fresh processes too, a *redraw*, and becomes a regression
+when the redraw, judged alone by the same rule, bears it out: whatever made the first
+pairing lean, the redraw's pairs are independent of it, so where pairs are exchangeable
+the redraws add at most q false regressions per leaning metric, and a metric leans far
+less often than it is tested.
 """
 
 from __future__ import annotations
@@ -353,7 +359,16 @@ def shows_regression(
     )
 
 
-def _basis(a: PairedAssessment) -> str:
+def leans_to_regression(a: PairedAssessment, threshold: float) -> bool:
+    """Whether pairs that show no regression still lean to one: the estimate past half the
+    threshold toward worse, the interval reaching past the threshold. A first pairing's
+    estimate is a draw of two processes (where their data landed in memory) as much as of
+    the code, so such a metric is paired again in fresh processes (a redraw) rather than
+    left unstable; one within half the threshold is not (`is_settled` stops it there)."""
+    return a.change > threshold / 2 + _EPSILON and a.reach > threshold + _EPSILON
+
+
+def basis(a: PairedAssessment) -> str:
     """What a verdict's note says of its pairs: the ratio, its interval, how many."""
     return f"ratio {a.ratio.estimate:.3f} [{a.ratio.low:.3f}, {a.ratio.high:.3f}], {a.pairs} pairs"
 
@@ -365,14 +380,14 @@ def classify_pairs(
     BH-adjusted p-value (its own p-value when None: a session of one metric)."""
     qv = a.p_value if q_value is None else q_value
     t = threshold
-    basis = _basis(a)
+    text = basis(a)
     if shows_regression(a, t, qv, q, confirming=False):
-        return "regression", f"{basis}, q={qv:.2g}"
+        return "regression", f"{text}, q={qv:.2g}"
     if a.change < -t - _EPSILON and a.worse < -t / 2 and a.share > 0:
-        return "improvement", basis
+        return "improvement", text
     if a.reach <= t + _EPSILON:
-        return "unchanged", basis
-    return "unstable", f"{basis}; the interval still reaches past the {t:.0%} threshold"
+        return "unchanged", text
+    return "unstable", f"{text}; the interval still reaches past the {t:.0%} threshold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,10 +424,11 @@ def decide_confirmation(
     first pairing's interval showed the change's size, and what a confirmation adds is a
     new draw of both processes, which must see the head slower by more than the threshold.
     Otherwise the verdict the rule gives these pairs (unchanged, unstable, improvement).
-    It only ever decides whether a regression stands, never makes one."""
+    A redraw (the pairs of a metric whose first pairing leaned to a regression,
+    `leans_to_regression`) is judged by the same rule."""
     a, t = assessment, threshold
     if shows_regression(a, t, a.p_value, q, confirming=True):
-        return PairedDecision("regression", a, t, a.p_value, f"{_basis(a)}, q={a.p_value:.2g}")
+        return PairedDecision("regression", a, t, a.p_value, f"{basis(a)}, q={a.p_value:.2g}")
     kind, detail = classify_pairs(a, t, q=q)
     return PairedDecision(kind, a, t, a.p_value, detail)
 
@@ -546,6 +562,9 @@ class PairedVerdict(Verdict):
     high: float | None = None
     pairs: int = 0
     mode: str = "ab"
+    # Unstable, leaning to a regression (`leans_to_regression`): the session pairs its test
+    # again in fresh processes (a redraw). Not reported: the detail says what came of it.
+    leaning: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         row = Verdict.to_dict(self)

@@ -726,38 +726,152 @@ def test_a_clear_confirmation_stands_whatever_the_other_confirmations_show() -> 
     assert kinds == {name: "regression" if i < 3 else "unstable" for i, name in enumerate(names)}
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.floats(0.7, 1.6), st.integers(6, 24), st.floats(0.7, 1.6), st.integers(6, 20)
-        ),
-        min_size=1,
-        max_size=6,
+def _leaning_run() -> pairing.PairedRun:
+    """Ten pairs reading 1.00 to 1.14: ratio 1.069 [1.031, 1.108], unstable (its plain
+    interval reaches past 10 %), its estimate past half the threshold."""
+    base_times = [0.010] * 10
+    return pairing.PairedRun(
+        _rounds(base_times), _rounds([0.010 * (1 + 0.14 * i / 9) for i in range(10)])
     )
-)
-@settings(max_examples=60, deadline=None)
-def test_confirmations_only_ever_remove_regressions(
-    tests_drawn: list[tuple[float, int, float, int]],
+
+
+def test_a_first_pairing_that_leans_is_a_regression_if_its_redraw_bears_it_out() -> None:
+    """A first pairing that leans to a regression (+6.9 %, its interval reaching past the
+    threshold) is drawn again in fresh processes: six pairs all 30 % slower there make it a
+    regression, sized by the redraw; a redraw that reads the same on both sides leaves it
+    unstable. A pairing within half the threshold is not drawn again, and fresh pairs of
+    it are not read."""
+    from pytest_perfguard.ab.finish import PairedTest, draws_again, judge
+
+    summary = _ab_summary()
+    tests = {"t.py::test_a": PairedTest(None, True, _leaning_run())}
+    first, _, _ = judge(tests, [], [], summary, False)
+    (verdict,) = first.verdicts
+    assert verdict.kind == "unstable" and draws_again(verdict), verdict.detail
+
+    borne_out, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": _paired_run(6, 1.3)})
+    (verdict,) = borne_out.verdicts
+    assert verdict.kind == "regression" and verdict.fails, verdict.detail
+    assert verdict.detail.startswith("ratio 1.300 [")
+    assert "drawn again in fresh processes; the first pairing leaned: ratio 1.069" in (
+        verdict.detail
+    )
+    assert verdict.to_dict()["pairs"] == 6 and verdict.to_dict()["ratio"] == pytest.approx(1.3)
+
+    same, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": _paired_run(9, 1.0)})
+    (verdict,) = same.verdicts
+    assert verdict.kind == "unstable"
+    assert "; drawn again in fresh processes: ratio 1.000" in verdict.detail
+
+    within_half = pairing.PairedRun(
+        _rounds([0.010] * 10), _rounds([0.010 * (0.88 + 0.32 * i / 9) for i in range(10)])
+    )
+    tests = {"t.py::test_a": PairedTest(None, True, within_half)}
+    (verdict,) = judge(tests, [], [], summary, False)[0].verdicts
+    assert verdict.kind == "unstable" and not draws_again(verdict), verdict.detail
+    fresh = {"t.py::test_a": _paired_run(6, 1.3)}
+    assert judge(tests, [], [], summary, False, fresh)[0].verdicts[0].kind == "unstable"
+
+
+def test_a_fresh_draw_that_leans_is_followed_by_one_more() -> None:
+    """A flag whose confirmation leans (+6.9 %, its interval past the threshold) is due
+    one more draw in other fresh processes (`leans`), and stands when that draw bears it
+    out; a second draw that reads nothing leaves it unstable and due no more. The same
+    holds for a redraw of a leaning first pairing. A confirmation that does not lean is
+    not followed: its second draw is not read."""
+    from pytest_perfguard.ab.finish import PairedTest, judge, leans
+
+    summary = _ab_summary()
+    name = "t.py::test_a"
+    for first_pairing in (_paired_run(10, 1.3), _leaning_run()):
+        tests = {name: PairedTest(None, True, first_pairing)}
+        first = {name: _leaning_run()}
+        (due,) = judge(tests, [], [], summary, False, first)[0].verdicts
+        assert due.kind == "unstable" and leans(due), due.detail
+
+        second = {name: _paired_run(6, 1.3)}
+        (verdict,) = judge(tests, [], [], summary, False, first, second)[0].verdicts
+        assert verdict.kind == "regression" and not leans(verdict), verdict.detail
+        assert "ratio 1.300" in verdict.detail
+        assert "(drawn twice: the first read ratio 1.069 [" in verdict.detail
+
+        nothing = {name: _paired_run(9, 1.0)}
+        (verdict,) = judge(tests, [], [], summary, False, first, nothing)[0].verdicts
+        assert verdict.kind == "unstable" and not leans(verdict), verdict.detail
+
+    tests = {name: PairedTest(None, True, _paired_run(10, 1.3))}
+    cleared = {name: _paired_run(9, 1.0)}
+    (verdict,) = judge(tests, [], [], summary, False, cleared, second)[0].verdicts
+    assert verdict.kind == "unstable" and not leans(verdict), verdict.detail
+    assert "drawn twice" not in verdict.detail
+
+
+def test_an_ungated_metric_that_leans_is_not_drawn_again() -> None:
+    """Only what can fail the session is paired again: a leaning test under
+    `--perf-gate none` (or an unmarked one) is not, and the lanes do not queue it."""
+    from pytest_perfguard.ab.finish import PairedTest, draws_again, judge
+
+    summary = _ab_summary()
+    tests = {"t.py::test_a": PairedTest(None, True, _leaning_run())}
+    (verdict,) = judge(tests, [], [], summary, True)[0].verdicts
+    assert verdict.kind == "unstable" and not draws_again(verdict)
+    for gated, queued in ((True, True), (False, False)):
+        assert finish.may_draw_again(
+            _leaning_run(), None, gated, q=0.05, schedule=summary.schedule, threshold=0.1
+        ) is queued  # fmt: skip
+
+
+def _spread_run(pairs: int, low: float, high: float) -> pairing.PairedRun:
+    """`pairs` pairs whose ratios rise evenly from `low` to `high`."""
+    step = (high - low) / max(pairs - 1, 1)
+    return pairing.PairedRun(
+        _rounds([0.010] * pairs), _rounds([0.010 * (low + step * i) for i in range(pairs)])
+    )
+
+
+_DRAW = st.tuples(st.floats(0.8, 1.4), st.floats(0.0, 0.4), st.integers(6, 24))
+
+
+@given(st.lists(st.tuples(_DRAW, _DRAW, _DRAW), min_size=1, max_size=6))
+@settings(max_examples=80, deadline=None)
+def test_fresh_draws_remove_regressions_and_add_only_those_a_draw_bears_out(
+    tests_drawn: list[tuple[tuple[float, float, int], ...]],
 ) -> None:
-    """Whatever the first pairings and their confirmations read, the regressions with the
-    confirmations are among those without them: confirming can only remove alarms."""
+    """Whatever the first pairings and their fresh draws read, a regression with the fresh
+    draws was, without them, a regression or an unstable verdict leaning to one, and one
+    of its fresh draws, judged alone, is a regression; a second draw counts only after a
+    first that leaned."""
+    from pytest_perfguard import paired
     from pytest_perfguard.ab.finish import PairedTest, judge
 
     summary = _ab_summary()
     names = [f"t.py::test_{i}" for i in range(len(tests_drawn))]
-    tests = {
-        name: PairedTest(None, True, _paired_run(pairs, ratio))
-        for name, (ratio, pairs, _, _) in zip(names, tests_drawn, strict=True)
-    }
-    confirmations = {
-        name: _paired_run(pairs, ratio)
-        for name, (_, _, ratio, pairs) in zip(names, tests_drawn, strict=True)
-    }
+    runs = [
+        [_spread_run(pairs, low, low + width) for low, width, pairs in draws]
+        for draws in tests_drawn
+    ]
+    tests = {name: PairedTest(None, True, r[0]) for name, r in zip(names, runs, strict=True)}
+    first = {name: r[1] for name, r in zip(names, runs, strict=True)}
+    second = {name: r[2] for name, r in zip(names, runs, strict=True)}
     without, _, _ = judge(tests, [], [], summary, False)
-    with_them, _, _ = judge(tests, [], [], summary, False, confirmations)
-    flagged = {v.test for v in without.verdicts if v.kind == "regression"}
-    confirmed = {v.test for v in with_them.verdicts if v.kind == "regression"}
-    assert confirmed <= flagged
+    with_them, _, _ = judge(tests, [], [], summary, False, first, second)
+    before = {v.test: v for v in without.verdicts}
+    schedule = finish.confirmation_schedule(summary.q)
+
+    def alone(run: pairing.PairedRun) -> paired.PairedDecision:
+        base, head = [r.wall for r in run.base], [r.wall for r in run.head]
+        a = paired.assess_pairs(base, head, q=0.05, share=schedule.share_at(len(base)))
+        return paired.decide_confirmation(a, 0.1, q=0.05)
+
+    for verdict in with_them.verdicts:
+        if verdict.kind != "regression":
+            continue
+        was = before[verdict.test]
+        assert was.kind == "regression" or finish.leans(was)
+        one, two = alone(first[verdict.test]), alone(second[verdict.test])
+        assert one.kind == "regression" or (
+            paired.leans_to_regression(one.assessment, 0.1) and two.kind == "regression"
+        )
 
 
 def test_a_steady_test_stops_at_the_early_futility_look() -> None:

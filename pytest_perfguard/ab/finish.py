@@ -128,10 +128,14 @@ def judge(
     summary: ABSummary,
     gate_none: bool,
     confirmations: Mapping[str, PairedRun] | None = None,
+    second_draws: Mapping[str, PairedRun] | None = None,
 ) -> tuple[Comparison, list[Measurement], list[Measurement]]:
     """The paired verdicts of the session, and each side's measurement rows. A regression
     whose test was paired again in fresh processes (`confirmations`) stands only when that
-    pairing shows it too; otherwise it is unstable."""
+    pairing shows it too; otherwise it is unstable. An unstable metric that leans to a
+    regression and was paired again there (a redraw) is a regression when the redraw
+    bears it out. A fresh pairing that leans itself is followed by the test's
+    `second_draws` pairing, in other fresh processes (`_judge_fresh`)."""
     comparison = Comparison(platform=summary.platform.key)
     head_rows: list[Measurement] = []
     base_rows: list[Measurement] = []
@@ -215,18 +219,25 @@ def judge(
         decisions = paired.decide_pairs_session(
             [a for _, _, a, _ in batch], [t for _, _, _, t in batch], q=summary.q
         )
-        for (test, s, _, _), decision in zip(batch, decisions, strict=True):
-            decided[(test, s.metric)] = paired.verdict_of(
-                decision,
-                test=test,
-                metric=s.metric,
-                unit=s.unit,
-                base=statistics.median(s.base),
-                head=statistics.median(s.head),
-                gated=gated,
+        for (test, s, a, t), decision in zip(batch, decisions, strict=True):
+            leans = gated and decision.kind == "unstable" and paired.leans_to_regression(a, t)
+            decided[(test, s.metric)] = replace(
+                paired.verdict_of(
+                    decision,
+                    test=test,
+                    metric=s.metric,
+                    unit=s.unit,
+                    base=statistics.median(s.base),
+                    head=statistics.median(s.head),
+                    gated=gated,
+                ),
+                leaning=leans,
             )
     if confirmations:
-        _confirm(decided, tests, confirmations, summary)
+        draws = {test: [run] for test, run in confirmations.items()}
+        for test, run in (second_draws or {}).items():
+            draws.setdefault(test, []).append(run)
+        _judge_fresh(decided, tests, draws, summary)
     for item in ordered:
         if isinstance(item, Verdict):
             comparison.verdicts.append(item)
@@ -298,7 +309,20 @@ def confirmation_schedule(q: float) -> paired.LookSchedule:
     return paired.LookSchedule.plan(metrics=CONFIRMATION_METRICS, q=q, looks=CONFIRMATION_LOOKS)
 
 
-def likely_regression(
+def leans(verdict: Verdict) -> bool:
+    """Whether this gated verdict is unstable with its latest pairing leaning to a
+    regression (`paired.leans_to_regression`): a draw in fresh processes, or one more,
+    may bear the regression out (`_judge_fresh`)."""
+    return verdict.gated and isinstance(verdict, paired.PairedVerdict) and verdict.leaning
+
+
+def draws_again(verdict: Verdict) -> bool:
+    """Whether the session pairs this first pairing's test again in fresh processes: a
+    gated regression, to confirm it, or a gated metric that leans to one, to redraw it."""
+    return (verdict.gated and verdict.kind == "regression") or leans(verdict)
+
+
+def may_draw_again(
     run: PairedRun,
     spec: PerfSpec | None,
     gated: bool,
@@ -308,10 +332,10 @@ def likely_regression(
     threshold: float,
 ) -> bool:
     """Whether one test's pairs, judged alone, show a regression of a gated metric that
-    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q). Lanes confirm
-    such a test in their confirmation lanes while they still run; this only saves time,
-    since which regressions need a confirmation is decided at the end by `judge`, as
-    without lanes."""
+    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q), or lean to one
+    (`paired.leans_to_regression`). Lanes pair such a test again in their confirmation
+    lanes while they still run; this only saves time, since which tests `draws_again` is
+    decided at the end by `judge`, as without lanes."""
     if not gated or run.base_error or run.head_error or run.repeat_error:
         return False
     for s in pair_series(run.base, run.head, spec, gated):
@@ -324,48 +348,121 @@ def likely_regression(
             )
         except ValueError:
             continue
-        if paired.shows_regression(a, limit, a.p_value, q):
+        if paired.shows_regression(a, limit, a.p_value, q) or paired.leans_to_regression(
+            a, limit
+        ):
             return True
     return False
 
 
-def _confirm(
+def _fresh_decision(
+    verdict: Verdict, run: PairedRun, tests: Mapping[str, PairedTest], summary: ABSummary
+) -> tuple[paired.PairedDecision, Series] | str | None:
+    """The verdict's metric's pairs in fresh processes (`run`: a confirmation's or a
+    redraw's), judged alone by `paired.decide_confirmation`, with their series; why there
+    are none, when a side failed; None when they give no ratio of that metric."""
+    if run.base_error or run.head_error or not run.head:
+        return run.base_error or run.head_error or "no pairs"
+    entry = tests[verdict.test]
+    series = pair_series(run.base, run.head, entry.spec, entry.gated)
+    s = next((s for s in series if s.metric == verdict.metric), None)
+    if s is None:
+        return None
+    schedule = confirmation_schedule(summary.q)
+    try:
+        assessment = paired.assess_pairs(
+            s.base, s.head, s.direction, q=summary.q, share=schedule.share_at(len(s.base))
+        )
+    except ValueError:
+        return None
+    return paired.decide_confirmation(assessment, verdict.threshold, q=summary.q), s
+
+
+def _fresh_decisions(
+    verdict: Verdict,
+    runs: Sequence[PairedRun],
+    tests: Mapping[str, PairedTest],
+    summary: ABSummary,
+) -> tuple[list[paired.PairedDecision], Series | None] | str | None:
+    """The decisions of the verdict's fresh draws in order (`_fresh_decision`), up to the
+    first that bears a regression out, with that draw's series; a draw after one that did
+    not lean is not read. A str: why a draw has no pairs (a side failed)."""
+    decisions: list[paired.PairedDecision] = []
+    for run in runs:
+        fresh = _fresh_decision(verdict, run, tests, summary)
+        if isinstance(fresh, str):
+            return fresh
+        if fresh is None:
+            return None
+        decision, s = fresh
+        decisions.append(decision)
+        if decision.kind == "regression":
+            return decisions, s
+        if not paired.leans_to_regression(decision.assessment, verdict.threshold):
+            break
+    return decisions, None
+
+
+def _fresh_text(decisions: Sequence[paired.PairedDecision]) -> str:
+    """What fresh draws read: the last; a first that leaned, after it."""
+    if len(decisions) == 1:
+        return decisions[0].detail
+    first = paired.basis(decisions[0].assessment)
+    return f"{decisions[-1].detail} (drawn twice: the first read {first})"
+
+
+def _judge_fresh(
     decided: dict[tuple[str, str], Verdict],
     tests: Mapping[str, PairedTest],
-    confirmations: Mapping[str, PairedRun],
+    draws: Mapping[str, Sequence[PairedRun]],
     summary: ABSummary,
 ) -> None:
-    """Judge the confirmations' pairs of the flagged metrics, each on its own, and keep a
-    regression only where its confirmation is one too. Requiring two independent
-    pairings to agree can only remove alarms, never add them."""
-    schedule = confirmation_schedule(summary.q)
+    """Judge each flagged or leaning metric's fresh draws alone by a confirmation's rule
+    (`paired.decide_confirmation`). A flag stands only where a draw bears it out, and is
+    unstable otherwise: requiring independent pairings to agree can only remove alarms. A
+    leaning metric (a redraw) becomes a regression where a draw bears one out, sized by
+    that draw's pairs, and stays unstable otherwise. A draw that leans itself is followed
+    by one more, when the session made it (`draws`: a test's draws in order); a verdict
+    whose draws all lean, the last without a follower, is `leaning`: due another."""
     for key, verdict in decided.items():
-        test, metric = key
-        run = confirmations.get(test)
-        if verdict.kind != "regression" or run is None:
+        if not isinstance(verdict, paired.PairedVerdict):
             continue
-        if run.base_error or run.head_error or not run.head:
-            why = run.base_error or run.head_error or "no pairs"
-            decided[key] = replace(verdict, detail=f"{verdict.detail}; not confirmed: {why}")
+        flagged = verdict.kind == "regression"
+        runs = draws.get(key[0], ())
+        if not (flagged or verdict.leaning) or not runs:
             continue
-        entry = tests[test]
-        series = pair_series(run.base, run.head, entry.spec, entry.gated)
-        s = next((s for s in series if s.metric == metric), None)
-        if s is None:
+        fresh = _fresh_decisions(verdict, runs, tests, summary)
+        if isinstance(fresh, str):
+            what = "confirmed" if flagged else "drawn again"
+            decided[key] = replace(verdict, detail=f"{verdict.detail}; not {what}: {fresh}")
             continue
-        try:
-            assessment = paired.assess_pairs(
-                s.base, s.head, s.direction, q=summary.q, share=schedule.share_at(len(s.base))
-            )
-        except ValueError:
+        if fresh is None:
             continue
-        decision = paired.decide_confirmation(assessment, verdict.threshold, q=summary.q)
-        if decision.kind == "regression":
-            detail = f"{verdict.detail}; confirmed in fresh processes: {decision.detail}"
+        decisions, borne_out = fresh
+        last = decisions[-1]
+        due = (
+            borne_out is None
+            and len(decisions) == len(runs)
+            and paired.leans_to_regression(last.assessment, verdict.threshold)
+        )
+        text = _fresh_text(decisions)
+        if flagged and borne_out is not None:
+            detail = f"{verdict.detail}; confirmed in fresh processes: {text}"
             decided[key] = replace(verdict, detail=detail)
+        elif flagged:
+            detail = f"{verdict.detail}; not confirmed in fresh processes: {text}"
+            decided[key] = replace(verdict, kind="unstable", detail=detail, leaning=due)
+        elif borne_out is not None:
+            redrawn = paired.verdict_of(
+                last, test=key[0], metric=key[1], unit=verdict.unit,
+                base=statistics.median(borne_out.base), head=statistics.median(borne_out.head),
+                gated=True,
+            )  # fmt: skip
+            detail = f"{text}, drawn again in fresh processes; the first pairing leaned: "
+            decided[key] = replace(redrawn, detail=detail + verdict.detail)
         else:
-            detail = f"{verdict.detail}; not confirmed in fresh processes: {decision.detail}"
-            decided[key] = replace(verdict, kind="unstable", detail=detail)
+            detail = f"{verdict.detail}; drawn again in fresh processes: {text}"
+            decided[key] = replace(verdict, detail=detail, leaning=due)
 
 
 def _note(s: Series, summary: ABSummary) -> str:
@@ -398,11 +495,12 @@ def finish_ab(
     db_url: str | None,
     exitstatus: int,
     confirmations: Mapping[str, PairedRun] | None = None,
+    second_draws: Mapping[str, PairedRun] | None = None,
 ) -> ABResult:
     """Judge, report and (with `--perf-record`) store an A/B session."""
     comparison, head_rows, base_rows = judge(
         tests, new, removed, summary, gate_none=settings.gate == "none",
-        confirmations=confirmations,
+        confirmations=confirmations, second_draws=second_draws,
     )  # fmt: skip
     git = git_state(summary.rootdir)
     base_text = describe_base(summary.base_label, summary.base_commit)

@@ -47,9 +47,11 @@ from .finish import (
     ABSummary,
     PairedTest,
     confirmation_plan,
+    draws_again,
     finish_ab,
     judge,
-    likely_regression,
+    leans,
+    may_draw_again,
 )
 from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
 from .pairing import (
@@ -485,7 +487,7 @@ class ABSession:
             return None  # pytest stops here with "errors during collection"
         results = run_lanes(
             self.lanes, self.lane_tests, self._pair_in_lane,
-            confirm_if=self._likely_regression, start_confirming=self._confirmation_lanes,
+            confirm_if=self._may_draw_again, start_confirming=self._confirmation_lanes,
         )  # fmt: skip
         self.lane_runs, self.lane_errors = results.runs, results.errors
         self.lane_confirmations = results.confirmations
@@ -542,7 +544,7 @@ class ABSession:
 
         results = run_lanes(
             self.lanes, self.head_tests, work,
-            confirm_if=lambda test, run: test in paired and self._likely_regression(test, run),
+            confirm_if=lambda test, run: test in paired and self._may_draw_again(test, run),
             start_confirming=self._confirmation_lanes,
             progress=lambda: replay.replay(session, on_test),
             should_stop=lambda: replay.stopped,
@@ -597,9 +599,9 @@ class ABSession:
             keep=True, warm_together=False, reported=reported,
         )  # fmt: skip
 
-    def _likely_regression(self, test: str, run: PairedRun) -> bool:
+    def _may_draw_again(self, test: str, run: PairedRun) -> bool:
         assert self.plan is not None
-        return likely_regression(
+        return may_draw_again(
             run, self.specs.get(test), self.gated[test] and self.settings.gate != "none",
             q=self.settings.q, schedule=self.plan.schedule(), threshold=self.settings.threshold,
         )  # fmt: skip
@@ -697,12 +699,17 @@ class ABSession:
             lanes=len(self.lanes) if self.lane_runs else 1,
         )
         tests = {k: v for k, v in self.tests.items() if v.outcome != "skipped"}
+        confirmations: dict[str, PairedRun] | None = None
+        second_draws: dict[str, PairedRun] | None = None
         try:
-            confirmations = self._confirm(tests, summary) if self.counter is None else None
+            if self.counter is None:
+                confirmations = self._confirm(tests, summary)
         finally:
             for lane in confirming:
                 for worker in lane.workers:
                     worker.quit()
+        if confirmations:
+            second_draws = self._draw_once_more(tests, summary, confirmations)
         self.result = finish_ab(
             tests,
             self.new,
@@ -712,6 +719,7 @@ class ABSession:
             db_url=self.db_url,
             exitstatus=int(exitstatus),
             confirmations=confirmations,
+            second_draws=second_draws,
         )
         self.result.messages += [(text, {"yellow": True}) for text in self.messages]
         if self.result.fail_session and session.exitstatus == pytest.ExitCode.OK:
@@ -720,15 +728,14 @@ class ABSession:
     def _confirm(
         self, tests: dict[str, PairedTest], summary: ABSummary
     ) -> dict[str, PairedRun] | None:
-        """Pair each test flagged as a regression again, between two fresh processes (a new
-        base worker and a head worker running this checkout's code; with lanes, another
-        lane's two): a difference between the first pairing's two processes is not carried
-        over, a change in the code is. Nothing is confirmed, and the verdicts stand, when
-        the fresh workers cannot start."""
+        """Pair each test flagged as a regression, or leaning to one, again between two
+        fresh processes (a new base worker and a head worker running this checkout's code;
+        with lanes, another lane's two): a difference between the first pairing's two
+        processes is not carried over, a change in the code is (`finish.draws_again`).
+        Nothing is confirmed or redrawn, and the verdicts stand, when the fresh workers
+        cannot start."""
         comparison, _, _ = judge(tests, [], [], summary, self.settings.gate == "none")
-        flagged = list(dict.fromkeys(
-            v.test for v in comparison.verdicts if v.kind == "regression" and v.gated
-        ))  # fmt: skip
+        flagged = list(dict.fromkeys(v.test for v in comparison.verdicts if draws_again(v)))
         if not flagged or self.plan is None:
             return None
         found = {t: self.lane_confirmations[t] for t in flagged if t in self.lane_confirmations}
@@ -738,6 +745,17 @@ class ABSession:
         elif rest:
             found.update(self._confirm_fresh(rest))
         return found
+
+    def _draw_once_more(
+        self, tests: dict[str, PairedTest], summary: ABSummary, first: dict[str, PairedRun]
+    ) -> dict[str, PairedRun] | None:
+        """The tests whose pairs in fresh processes still lean to a regression
+        (`finish.leans`) are paired once more, in two other fresh processes: one such
+        draw can hide a change as a first pairing can."""
+        gate_none = self.settings.gate == "none"
+        comparison, _, _ = judge(tests, [], [], summary, gate_none, confirmations=first)
+        due = list(dict.fromkeys(v.test for v in comparison.verdicts if leans(v)))
+        return self._confirm_fresh(due) if due else None
 
     def _confirm_fresh(self, flagged: list[str]) -> dict[str, PairedRun]:
         """The confirmations in a new base worker and a new head worker, one test after

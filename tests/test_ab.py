@@ -834,6 +834,87 @@ def test_lanes_collect_once_a_side_and_confirm_in_fresh_processes(
     assert len(_processes(notes, "imported")) == 2 and _processes(notes, "imported") < collected
 
 
+# The head's code, slower by a factor each process draws at its first call, in the order
+# the processes call it: "lean" is a cycle of factors whose pairs read +8 %, spread past the
+# threshold (`paired.leans_to_regression` at every look of a first pairing and of a fresh
+# draw). A 12 ms call makes one call a side per pair, so each pair reads one factor.
+DRAWN_LIBRARY = """
+import itertools
+import os
+import time
+
+DRAWS = {draws!r}
+LEAN = [1.0, 1.18, 1.04, 1.14, 0.98, 1.2, 1.06, 1.12]
+_factors = None
+
+
+def _factor():
+    global _factors
+    if _factors is None:
+        with open({path!r}, "a") as drawn:
+            drawn.write("x")
+        draw = DRAWS[min(os.path.getsize({path!r}), len(DRAWS)) - 1]
+        _factors = itertools.cycle(LEAN if draw == "lean" else [draw])
+    return next(_factors)
+
+
+def work(ms):
+    end = time.thread_time() + ms / 1000 * _factor()
+    while time.thread_time() < end:
+        pass
+"""
+
+TWELVE_MS = """
+import pytest
+import speedlib
+
+
+@pytest.mark.perf
+def test_twelve_ms():
+    speedlib.work(12)
+"""
+
+
+@pytest.mark.parametrize(
+    ("draws", "fails", "says"),
+    [
+        (["lean", 1.3], True, r"^ratio 1\.[23].*, drawn again in fresh processes; the first "
+         r"pairing leaned: ratio 1\.0"),
+        ([1.3, "lean", 1.3], True, r"; confirmed in fresh processes: ratio 1\.[23].*\(drawn "
+         r"twice: the first read ratio 1\.0"),
+        ([1.3, "lean", 1.0], False, r"; not confirmed in fresh processes: ratio [01]\.[09].*"
+         r"\(drawn twice: the first read ratio 1\.0"),
+    ],
+    ids=["redraw", "second-draw", "second-draw-clears"],
+)
+def test_a_leaning_pairing_is_drawn_again_in_fresh_processes(
+    pytester: pytest.Pytester,
+    project: Path,
+    tmp_path: Path,
+    draws: list[object],
+    fails: bool,
+    says: str,
+) -> None:
+    """The head process pairs first, then each fresh head worker draws its own factor. A
+    first pairing that leans to a regression is drawn again, and a regression when the
+    redraw bears one out; a flag whose confirmation leans gets one more draw in other fresh
+    processes, which decides it."""
+    (project / "test_speed.py").write_text(TWELVE_MS)
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "one 12 ms test")
+    drawn = tmp_path / "drawn"
+    _rewrite(project / "speedlib.py", DRAWN_LIBRARY.format(draws=draws, path=str(drawn)))
+    result = _run(
+        pytester, "--perf-against", "HEAD", "--perf-ab-lanes", "1", "--perf-threshold", "0.1",
+        "--perf-json", "ab.json",
+    )  # fmt: skip
+    (verdict,) = json.loads((project / "ab.json").read_text())["comparisons"]
+    assert result.ret == (1 if fails else 0), verdict["detail"]
+    assert verdict["verdict"] == ("regression" if fails else "unstable")
+    assert re.search(says, verdict["detail"]), verdict["detail"]
+    assert len(drawn.read_text()) == len(draws)
+
+
 def _rewrite(path: Path, text: str) -> None:
     """Write a module a run has imported (and cached as bytecode) since: the cache goes
     too, since a source of the same size rewritten within the second it was compiled in

@@ -50,11 +50,9 @@ regression out when its own estimate is past the threshold and its own test, alo
 says the head is slower (`decide_confirmation`); its interval's better bound need not be
 past half the threshold, which the first pairing has shown. A first pairing that ends
 unstable but *leans* to a regression (`leans_to_regression`: its estimate past half the
-threshold) is paired again in fresh processes too, a *redraw*, and becomes a regression
-when the redraw, judged alone by the same rule, bears it out: whatever made the first
-pairing lean, the redraw's pairs are independent of it, so where pairs are exchangeable
-the redraws add at most q false regressions per leaning metric, and a metric leans far
-less often than it is tested.
+threshold) is paired again in fresh processes too, a *redraw*, judged by the same rule;
+it becomes a regression where two fresh draws bear one out, so that every regression
+rests on two draws of processes that each show it.
 """
 
 from __future__ import annotations
@@ -562,9 +560,10 @@ class PairedVerdict(Verdict):
     high: float | None = None
     pairs: int = 0
     mode: str = "ab"
-    # Unstable, leaning to a regression (`leans_to_regression`): the session pairs its test
-    # again in fresh processes (a redraw). Not reported: the detail says what came of it.
-    leaning: bool = False
+    # Unstable, and a draw in fresh processes may still make it a regression: its first
+    # pairing leans to one (`leans_to_regression`), or its fresh draws so far may yet add
+    # up to the two a regression needs. Not reported: the detail says what came of it.
+    draw_due: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         row = Verdict.to_dict(self)

@@ -878,14 +878,16 @@ def test_twelve_ms():
 @pytest.mark.parametrize(
     ("draws", "fails", "says"),
     [
-        (["lean", 1.3], True, r"^ratio 1\.[23].*, drawn again in fresh processes; the first "
-         r"pairing leaned: ratio 1\.0"),
+        (["lean", 1.3, 1.3], True, r"^ratio 1\.[23].*\(drawn twice: the first read ratio "
+         r"1\.[23].*, drawn again in fresh processes; the first pairing leaned: ratio 1\.0"),
+        (["lean", 1.3, 1.0], False, r"; drawn again in fresh processes: ratio [01]\.[09].*"
+         r"\(drawn twice: the first read ratio 1\.[23]"),
         ([1.3, "lean", 1.3], True, r"; confirmed in fresh processes: ratio 1\.[23].*\(drawn "
          r"twice: the first read ratio 1\.0"),
         ([1.3, "lean", 1.0], False, r"; not confirmed in fresh processes: ratio [01]\.[09].*"
          r"\(drawn twice: the first read ratio 1\.0"),
     ],
-    ids=["redraw", "second-draw", "second-draw-clears"],
+    ids=["redraw", "redraw-clears", "confirmation-drawn-twice", "second-draw-clears"],
 )
 def test_a_leaning_pairing_is_drawn_again_in_fresh_processes(
     pytester: pytest.Pytester,
@@ -896,9 +898,9 @@ def test_a_leaning_pairing_is_drawn_again_in_fresh_processes(
     says: str,
 ) -> None:
     """The head process pairs first, then each fresh head worker draws its own factor. A
-    first pairing that leans to a regression is drawn again, and a regression when the
-    redraw bears one out; a flag whose confirmation leans gets one more draw in other fresh
-    processes, which decides it."""
+    first pairing that leans to a regression is drawn again, and a regression when two
+    fresh draws bear one out; a flag whose confirmation leans gets one more draw in other
+    fresh processes, which decides it."""
     (project / "test_speed.py").write_text(TWELVE_MS)
     _git(project, "add", ".")
     _git(project, "commit", "-q", "-m", "one 12 ms test")

@@ -735,75 +735,85 @@ def _leaning_run() -> pairing.PairedRun:
     )
 
 
-def test_a_first_pairing_that_leans_is_a_regression_if_its_redraw_bears_it_out() -> None:
+def test_a_first_pairing_that_leans_is_a_regression_if_two_redraws_bear_it_out() -> None:
     """A first pairing that leans to a regression (+6.9 %, its interval reaching past the
-    threshold) is drawn again in fresh processes: six pairs all 30 % slower there make it a
-    regression, sized by the redraw; a redraw that reads the same on both sides leaves it
-    unstable. A pairing within half the threshold is not drawn again, and fresh pairs of
-    it are not read."""
-    from pytest_perfguard.ab.finish import PairedTest, draws_again, judge
+    threshold) is drawn again in fresh processes: six pairs all 30 % slower there make it
+    due a second draw, and a second such draw makes it a regression, sized by that draw; a
+    redraw, or a second draw, that reads the same on both sides leaves it unstable. A
+    pairing within half the threshold is not drawn again, and fresh pairs of it are not
+    read."""
+    from pytest_perfguard.ab.finish import PairedTest, draws_again, due_a_draw, judge
 
     summary = _ab_summary()
-    tests = {"t.py::test_a": PairedTest(None, True, _leaning_run())}
-    first, _, _ = judge(tests, [], [], summary, False)
-    (verdict,) = first.verdicts
+    name = "t.py::test_a"
+    tests = {name: PairedTest(None, True, _leaning_run())}
+    (verdict,) = judge(tests, [], [], summary, False)[0].verdicts
     assert verdict.kind == "unstable" and draws_again(verdict), verdict.detail
 
-    borne_out, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": _paired_run(6, 1.3)})
-    (verdict,) = borne_out.verdicts
+    once = {name: _paired_run(6, 1.3)}
+    (verdict,) = judge(tests, [], [], summary, False, once)[0].verdicts
+    assert verdict.kind == "unstable" and due_a_draw(verdict), verdict.detail
+    assert "; drawn again in fresh processes: ratio 1.300" in verdict.detail
+
+    twice = {name: _paired_run(9, 1.25)}
+    (verdict,) = judge(tests, [], [], summary, False, once, twice)[0].verdicts
     assert verdict.kind == "regression" and verdict.fails, verdict.detail
-    assert verdict.detail.startswith("ratio 1.300 [")
+    assert verdict.detail.startswith("ratio 1.250 [")
+    assert "(drawn twice: the first read ratio 1.300 [" in verdict.detail
     assert "drawn again in fresh processes; the first pairing leaned: ratio 1.069" in (
         verdict.detail
     )
-    assert verdict.to_dict()["pairs"] == 6 and verdict.to_dict()["ratio"] == pytest.approx(1.3)
+    assert verdict.to_dict()["pairs"] == 9 and verdict.to_dict()["ratio"] == pytest.approx(1.25)
 
-    same, _, _ = judge(tests, [], [], summary, False, {"t.py::test_a": _paired_run(9, 1.0)})
-    (verdict,) = same.verdicts
-    assert verdict.kind == "unstable"
-    assert "; drawn again in fresh processes: ratio 1.000" in verdict.detail
+    same = {name: _paired_run(9, 1.0)}
+    for first, second in ((same, twice), (once, same)):
+        (verdict,) = judge(tests, [], [], summary, False, first, second)[0].verdicts
+        assert verdict.kind == "unstable" and not due_a_draw(verdict), verdict.detail
+        assert "; drawn again in fresh processes: ratio 1.000" in verdict.detail
 
     within_half = pairing.PairedRun(
         _rounds([0.010] * 10), _rounds([0.010 * (0.88 + 0.32 * i / 9) for i in range(10)])
     )
-    tests = {"t.py::test_a": PairedTest(None, True, within_half)}
+    tests = {name: PairedTest(None, True, within_half)}
     (verdict,) = judge(tests, [], [], summary, False)[0].verdicts
     assert verdict.kind == "unstable" and not draws_again(verdict), verdict.detail
-    fresh = {"t.py::test_a": _paired_run(6, 1.3)}
-    assert judge(tests, [], [], summary, False, fresh)[0].verdicts[0].kind == "unstable"
+    assert judge(tests, [], [], summary, False, once, twice)[0].verdicts[0].kind == "unstable"
 
 
-def test_a_fresh_draw_that_leans_is_followed_by_one_more() -> None:
+def test_a_confirmation_that_leans_is_followed_by_one_more_draw() -> None:
     """A flag whose confirmation leans (+6.9 %, its interval past the threshold) is due
-    one more draw in other fresh processes (`leans`), and stands when that draw bears it
-    out; a second draw that reads nothing leaves it unstable and due no more. The same
-    holds for a redraw of a leaning first pairing. A confirmation that does not lean is
-    not followed: its second draw is not read."""
-    from pytest_perfguard.ab.finish import PairedTest, judge, leans
+    one more draw in other fresh processes, and stands when that draw bears it out; a
+    second draw that reads nothing, or leans too, leaves it unstable and due no more. A
+    confirmation that does not lean is not followed (its second draw is not read), and a
+    redraw that leans cannot reach two draws that bear a regression out: it ends there."""
+    from pytest_perfguard.ab.finish import PairedTest, due_a_draw, judge
 
     summary = _ab_summary()
     name = "t.py::test_a"
-    for first_pairing in (_paired_run(10, 1.3), _leaning_run()):
-        tests = {name: PairedTest(None, True, first_pairing)}
-        first = {name: _leaning_run()}
-        (due,) = judge(tests, [], [], summary, False, first)[0].verdicts
-        assert due.kind == "unstable" and leans(due), due.detail
-
-        second = {name: _paired_run(6, 1.3)}
-        (verdict,) = judge(tests, [], [], summary, False, first, second)[0].verdicts
-        assert verdict.kind == "regression" and not leans(verdict), verdict.detail
-        assert "ratio 1.300" in verdict.detail
-        assert "(drawn twice: the first read ratio 1.069 [" in verdict.detail
-
-        nothing = {name: _paired_run(9, 1.0)}
-        (verdict,) = judge(tests, [], [], summary, False, first, nothing)[0].verdicts
-        assert verdict.kind == "unstable" and not leans(verdict), verdict.detail
-
     tests = {name: PairedTest(None, True, _paired_run(10, 1.3))}
+    first = {name: _leaning_run()}
+    (due,) = judge(tests, [], [], summary, False, first)[0].verdicts
+    assert due.kind == "unstable" and due_a_draw(due), due.detail
+
+    second = {name: _paired_run(6, 1.3)}
+    (verdict,) = judge(tests, [], [], summary, False, first, second)[0].verdicts
+    assert verdict.kind == "regression" and not due_a_draw(verdict), verdict.detail
+    assert "; confirmed in fresh processes: ratio 1.300" in verdict.detail
+    assert "(drawn twice: the first read ratio 1.069 [" in verdict.detail
+
+    for second_reads in (_paired_run(9, 1.0), _leaning_run()):  # no third draw
+        again = {name: second_reads}
+        (verdict,) = judge(tests, [], [], summary, False, first, again)[0].verdicts
+        assert verdict.kind == "unstable" and not due_a_draw(verdict), verdict.detail
+
     cleared = {name: _paired_run(9, 1.0)}
     (verdict,) = judge(tests, [], [], summary, False, cleared, second)[0].verdicts
-    assert verdict.kind == "unstable" and not leans(verdict), verdict.detail
+    assert verdict.kind == "unstable" and not due_a_draw(verdict), verdict.detail
     assert "drawn twice" not in verdict.detail
+
+    tests = {name: PairedTest(None, True, _leaning_run())}
+    (verdict,) = judge(tests, [], [], summary, False, first)[0].verdicts
+    assert verdict.kind == "unstable" and not due_a_draw(verdict), verdict.detail
 
 
 def test_an_ungated_metric_that_leans_is_not_drawn_again() -> None:
@@ -838,9 +848,9 @@ def test_fresh_draws_remove_regressions_and_add_only_those_a_draw_bears_out(
     tests_drawn: list[tuple[tuple[float, float, int], ...]],
 ) -> None:
     """Whatever the first pairings and their fresh draws read, a regression with the fresh
-    draws was, without them, a regression or an unstable verdict leaning to one, and one
-    of its fresh draws, judged alone, is a regression; a second draw counts only after a
-    first that leaned."""
+    draws rests on two draws that each show one: a first pairing that was a regression
+    and a fresh draw, or two fresh draws of a first pairing that leaned; a second fresh
+    draw counts only after a first that leaned or bore the regression out."""
     from pytest_perfguard import paired
     from pytest_perfguard.ab.finish import PairedTest, judge
 
@@ -867,11 +877,13 @@ def test_fresh_draws_remove_regressions_and_add_only_those_a_draw_bears_out(
         if verdict.kind != "regression":
             continue
         was = before[verdict.test]
-        assert was.kind == "regression" or finish.leans(was)
         one, two = alone(first[verdict.test]), alone(second[verdict.test])
-        assert one.kind == "regression" or (
-            paired.leans_to_regression(one.assessment, 0.1) and two.kind == "regression"
-        )
+        one_leans = paired.leans_to_regression(one.assessment, 0.1)
+        if was.kind == "regression":
+            assert one.kind == "regression" or (one_leans and two.kind == "regression")
+        else:
+            assert finish.due_a_draw(was)
+            assert one.kind == "regression" and two.kind == "regression"
 
 
 def test_a_steady_test_stops_at_the_early_futility_look() -> None:

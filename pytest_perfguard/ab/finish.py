@@ -231,7 +231,7 @@ def judge(
                     head=statistics.median(s.head),
                     gated=gated,
                 ),
-                leaning=leans,
+                draw_due=leans,
             )
     if confirmations:
         draws = {test: [run] for test, run in confirmations.items()}
@@ -309,17 +309,18 @@ def confirmation_schedule(q: float) -> paired.LookSchedule:
     return paired.LookSchedule.plan(metrics=CONFIRMATION_METRICS, q=q, looks=CONFIRMATION_LOOKS)
 
 
-def leans(verdict: Verdict) -> bool:
-    """Whether this gated verdict is unstable with its latest pairing leaning to a
-    regression (`paired.leans_to_regression`): a draw in fresh processes, or one more,
-    may bear the regression out (`_judge_fresh`)."""
-    return verdict.gated and isinstance(verdict, paired.PairedVerdict) and verdict.leaning
+def due_a_draw(verdict: Verdict) -> bool:
+    """Whether this gated verdict is unstable and a draw in fresh processes, or one more,
+    may still make it a regression: its first pairing leaned to one
+    (`paired.leans_to_regression`), or its fresh draws so far may yet add up to the two a
+    regression needs (`_judge_fresh`)."""
+    return verdict.gated and isinstance(verdict, paired.PairedVerdict) and verdict.draw_due
 
 
 def draws_again(verdict: Verdict) -> bool:
     """Whether the session pairs this first pairing's test again in fresh processes: a
     gated regression, to confirm it, or a gated metric that leans to one, to redraw it."""
-    return (verdict.gated and verdict.kind == "regression") or leans(verdict)
+    return (verdict.gated and verdict.kind == "regression") or due_a_draw(verdict)
 
 
 def may_draw_again(
@@ -355,6 +356,11 @@ def may_draw_again(
     return False
 
 
+# A flagged or leaning verdict is paired in fresh processes at most this many times
+# (`_judge_fresh`).
+FRESH_DRAWS = 2
+
+
 def _fresh_decision(
     verdict: Verdict, run: PairedRun, tests: Mapping[str, PairedTest], summary: ABSummary
 ) -> tuple[paired.PairedDecision, Series] | str | None:
@@ -378,37 +384,12 @@ def _fresh_decision(
     return paired.decide_confirmation(assessment, verdict.threshold, q=summary.q), s
 
 
-def _fresh_decisions(
-    verdict: Verdict,
-    runs: Sequence[PairedRun],
-    tests: Mapping[str, PairedTest],
-    summary: ABSummary,
-) -> tuple[list[paired.PairedDecision], Series | None] | str | None:
-    """The decisions of the verdict's fresh draws in order (`_fresh_decision`), up to the
-    first that bears a regression out, with that draw's series; a draw after one that did
-    not lean is not read. A str: why a draw has no pairs (a side failed)."""
-    decisions: list[paired.PairedDecision] = []
-    for run in runs:
-        fresh = _fresh_decision(verdict, run, tests, summary)
-        if isinstance(fresh, str):
-            return fresh
-        if fresh is None:
-            return None
-        decision, s = fresh
-        decisions.append(decision)
-        if decision.kind == "regression":
-            return decisions, s
-        if not paired.leans_to_regression(decision.assessment, verdict.threshold):
-            break
-    return decisions, None
-
-
-def _fresh_text(decisions: Sequence[paired.PairedDecision]) -> str:
-    """What fresh draws read: the last; a first that leaned, after it."""
+def _fresh_text(decisions: Sequence[tuple[paired.PairedDecision, Series]]) -> str:
+    """What fresh draws read: the last; the first after it, when there were two."""
+    last = decisions[-1][0].detail
     if len(decisions) == 1:
-        return decisions[0].detail
-    first = paired.basis(decisions[0].assessment)
-    return f"{decisions[-1].detail} (drawn twice: the first read {first})"
+        return last
+    return f"{last} (drawn twice: the first read {paired.basis(decisions[0][0].assessment)})"
 
 
 def _judge_fresh(
@@ -417,52 +398,69 @@ def _judge_fresh(
     draws: Mapping[str, Sequence[PairedRun]],
     summary: ABSummary,
 ) -> None:
-    """Judge each flagged or leaning metric's fresh draws alone by a confirmation's rule
-    (`paired.decide_confirmation`). A flag stands only where a draw bears it out, and is
-    unstable otherwise: requiring independent pairings to agree can only remove alarms. A
-    leaning metric (a redraw) becomes a regression where a draw bears one out, sized by
-    that draw's pairs, and stays unstable otherwise. A draw that leans itself is followed
-    by one more, when the session made it (`draws`: a test's draws in order); a verdict
-    whose draws all lean, the last without a follower, is `leaning`: due another."""
+    """Judge each flagged or leaning metric's draws in fresh processes (`draws`: a
+    test's, in order), each alone by a confirmation's rule (`paired.decide_confirmation`).
+
+    A regression stands only where two draws of processes bear it out, each on its own:
+    a flag (the first pairing) and one fresh draw; for a first pairing that leaned to a
+    regression (a redraw), two fresh draws, the verdict then sized by the last. A fresh
+    draw that leans itself neither counts nor ends the test's draws; one that does
+    neither ends them. At most `FRESH_DRAWS` fresh draws: a verdict that could still
+    reach its two with the next is `draw_due` (its test is drawn again at the end), and
+    once that is impossible it is unstable. Requiring independent draws to agree can only
+    remove alarms from those the draws would raise on their own."""
     for key, verdict in decided.items():
         if not isinstance(verdict, paired.PairedVerdict):
             continue
         flagged = verdict.kind == "regression"
         runs = draws.get(key[0], ())
-        if not (flagged or verdict.leaning) or not runs:
+        if not (flagged or verdict.draw_due) or not runs:
             continue
-        fresh = _fresh_decisions(verdict, runs, tests, summary)
-        if isinstance(fresh, str):
+        needed = 1 if flagged else 2
+        read: list[tuple[paired.PairedDecision, Series]] = []
+        why, ended = "", False
+        for run in runs[:FRESH_DRAWS]:
+            fresh = _fresh_decision(verdict, run, tests, summary)
+            if fresh is None or isinstance(fresh, str):
+                why, ended = fresh or "", True
+                break
+            read.append(fresh)
+            decision = fresh[0]
+            if decision.kind == "regression":
+                needed -= 1
+            elif not paired.leans_to_regression(decision.assessment, verdict.threshold):
+                ended = True
+            if needed == 0 or ended:
+                break
+        if why:
             what = "confirmed" if flagged else "drawn again"
-            decided[key] = replace(verdict, detail=f"{verdict.detail}; not {what}: {fresh}")
+            decided[key] = replace(verdict, detail=f"{verdict.detail}; not {what}: {why}")
             continue
-        if fresh is None:
+        if not read:
             continue
-        decisions, borne_out = fresh
-        last = decisions[-1]
         due = (
-            borne_out is None
-            and len(decisions) == len(runs)
-            and paired.leans_to_regression(last.assessment, verdict.threshold)
+            not ended
+            and 0 < needed <= FRESH_DRAWS - len(read)
+            and len(read) == len(runs)
         )
-        text = _fresh_text(decisions)
-        if flagged and borne_out is not None:
+        text = _fresh_text(read)
+        if flagged and needed == 0:
             detail = f"{verdict.detail}; confirmed in fresh processes: {text}"
             decided[key] = replace(verdict, detail=detail)
         elif flagged:
             detail = f"{verdict.detail}; not confirmed in fresh processes: {text}"
-            decided[key] = replace(verdict, kind="unstable", detail=detail, leaning=due)
-        elif borne_out is not None:
+            decided[key] = replace(verdict, kind="unstable", detail=detail, draw_due=due)
+        elif needed == 0:
+            last, s = read[-1]
             redrawn = paired.verdict_of(
                 last, test=key[0], metric=key[1], unit=verdict.unit,
-                base=statistics.median(borne_out.base), head=statistics.median(borne_out.head),
-                gated=True,
+                base=statistics.median(s.base), head=statistics.median(s.head), gated=True,
             )  # fmt: skip
             detail = f"{text}, drawn again in fresh processes; the first pairing leaned: "
             decided[key] = replace(redrawn, detail=detail + verdict.detail)
         else:
             detail = f"{verdict.detail}; drawn again in fresh processes: {text}"
-            decided[key] = replace(verdict, detail=detail, leaning=due)
+            decided[key] = replace(verdict, detail=detail, draw_due=due)
 
 
 def _note(s: Series, summary: ABSummary) -> str:

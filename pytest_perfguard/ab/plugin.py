@@ -48,9 +48,9 @@ from .finish import (
     PairedTest,
     confirmation_plan,
     draws_again,
+    due_a_draw,
     finish_ab,
     judge,
-    leans,
     may_draw_again,
 )
 from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
@@ -749,12 +749,12 @@ class ABSession:
     def _draw_once_more(
         self, tests: dict[str, PairedTest], summary: ABSummary, first: dict[str, PairedRun]
     ) -> dict[str, PairedRun] | None:
-        """The tests whose pairs in fresh processes still lean to a regression
-        (`finish.leans`) are paired once more, in two other fresh processes: one such
-        draw can hide a change as a first pairing can."""
+        """The tests whose draws in fresh processes may still make a regression
+        (`finish.due_a_draw`: a confirmation that leaned to one, or a redraw that bore one
+        out and needs a second) are paired once more, in two other fresh processes."""
         gate_none = self.settings.gate == "none"
         comparison, _, _ = judge(tests, [], [], summary, gate_none, confirmations=first)
-        due = list(dict.fromkeys(v.test for v in comparison.verdicts if leans(v)))
+        due = list(dict.fromkeys(v.test for v in comparison.verdicts if due_a_draw(v)))
         return self._confirm_fresh(due) if due else None
 
     def _confirm_fresh(self, flagged: list[str]) -> dict[str, PairedRun]:

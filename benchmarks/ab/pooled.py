@@ -22,6 +22,25 @@ def _geomean(values: list[float]) -> float:
     return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
 
 
+def _by_kind(runs: list[dict[str, dict[str, Any]]], config: str) -> str:
+    """Detections by kind of work (the tests' name prefix), and false alarms among every
+    test not slowed, clean runs and slowed runs alike."""
+    caught: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    alarms = unslowed = 0
+    for r in runs:
+        row = r[config]
+        for test, verdict in row["verdicts"].items():
+            if test in row["slow"]:
+                counts = caught[test.split("_")[0]]
+                counts[0] += verdict == "regression"
+                counts[1] += 1
+            else:
+                alarms += verdict == "regression"
+                unslowed += 1
+    kinds = ", ".join(f"{kind} {a}/{b}" for kind, (a, b) in sorted(caught.items()))
+    return f"by kind {kinds}; false alarms among all unslowed tests {alarms}/{unslowed}"
+
+
 def pooled(rows: list[dict[str, Any]]) -> list[str]:
     """One line per condition and configuration (see the module docstring)."""
     trials: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -55,6 +74,7 @@ def pooled(rows: list[dict[str, Any]]) -> list[str]:
                 f"{statistics.median(ratio):.2f}x (clean {statistics.median(clean):.2f}x, "
                 f"slowed {statistics.median(slowed):.2f}x, sums {sums:.2f}x); "
                 f"false alarms {false_alarms}/{clean_verdicts}, detected {detected}/{slowed_tests}"
+                f"; {_by_kind(both, config)}"
             )
         paired = [r for r in runs if "interleave" in r and "interleave-other" in r]
         if paired:

@@ -349,9 +349,8 @@ def may_draw_again(
             )
         except ValueError:
             continue
-        if paired.shows_regression(a, limit, a.p_value, q) or paired.leans_to_regression(
-            a, limit
-        ):
+        shows = paired.shows_regression(a, limit, a.p_value, q)
+        if shows or paired.leans_to_regression(a, limit):
             return True
     return False
 

@@ -826,9 +826,13 @@ def test_an_ungated_metric_that_leans_is_not_drawn_again() -> None:
     (verdict,) = judge(tests, [], [], summary, True)[0].verdicts
     assert verdict.kind == "unstable" and not draws_again(verdict)
     for gated, queued in ((True, True), (False, False)):
-        assert finish.may_draw_again(
-            _leaning_run(), None, gated, q=0.05, schedule=summary.schedule, threshold=0.1
+        assert finish.likely_regression(
+            _leaning_run(), None, gated, q=0.05, schedule=summary.schedule, threshold=0.1,
+            leaning=True,
         ) is queued  # fmt: skip
+        assert not finish.likely_regression(
+            _leaning_run(), None, gated, q=0.05, schedule=summary.schedule, threshold=0.1
+        )  # a lean is not a flag: it does not start the confirmation lanes
 
 
 def _spread_run(pairs: int, low: float, high: float) -> pairing.PairedRun:

@@ -323,7 +323,7 @@ def draws_again(verdict: Verdict) -> bool:
     return (verdict.gated and verdict.kind == "regression") or due_a_draw(verdict)
 
 
-def may_draw_again(
+def likely_regression(
     run: PairedRun,
     spec: PerfSpec | None,
     gated: bool,
@@ -331,12 +331,14 @@ def may_draw_again(
     q: float,
     schedule: paired.LookSchedule,
     threshold: float,
+    leaning: bool = False,
 ) -> bool:
     """Whether one test's pairs, judged alone, show a regression of a gated metric that
-    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q), or lean to one
-    (`paired.leans_to_regression`). Lanes pair such a test again in their confirmation
-    lanes while they still run; this only saves time, since which tests `draws_again` is
-    decided at the end by `judge`, as without lanes."""
+    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q); with
+    `leaning`, whether they lean to one instead (`paired.leans_to_regression`). Lanes pair
+    such a test again in their confirmation lanes while they still run; this only saves
+    time, since which tests `draws_again` is decided at the end by `judge`, as without
+    lanes."""
     if not gated or run.base_error or run.head_error or run.repeat_error:
         return False
     for s in pair_series(run.base, run.head, spec, gated):
@@ -350,7 +352,7 @@ def may_draw_again(
         except ValueError:
             continue
         shows = paired.shows_regression(a, limit, a.p_value, q)
-        if shows or paired.leans_to_regression(a, limit):
+        if shows if not leaning else not shows and paired.leans_to_regression(a, limit):
             return True
     return False
 

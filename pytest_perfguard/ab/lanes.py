@@ -169,6 +169,7 @@ def run_lanes(
     job: Callable[[Lane, str], PairedRun],
     *,
     confirm_if: Callable[[str, PairedRun], bool] | None = None,
+    redraw_if: Callable[[str, PairedRun], bool] | None = None,
     start_confirming: Callable[[], Sequence[Lane]] | None = None,
     progress: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -182,9 +183,12 @@ def run_lanes(
     (`LaneResults.confirmations`): the first flag calls `start_confirming` for the
     confirmation lanes (new workers, one lane for each of `lanes`, on its CPUs), which
     collect while the lanes go on; each lane's thread, once no first pairing is left,
-    takes the confirmations in its confirmation lane, the other lanes' tests first. Tests no
-    lane took are `left`; confirmations no lane could make are dropped (the caller makes
-    them at the end).
+    takes the confirmations in its confirmation lane, the other lanes' tests first. A test
+    whose pairs `redraw_if` flags (a redraw) is queued there too, but only once a flag has
+    started the confirmation lanes: their workers collect while the lanes pair, which
+    disturbs the pairs taken meanwhile, and a redraw alone is not worth that (the caller
+    makes it at the end). Tests no lane took are `left`; confirmations no lane could make
+    are dropped (the caller makes them at the end).
 
     `progress` is called in this (the calling) thread each time a job ends, and once
     after the last; once `should_stop` says so, no lane takes another test.
@@ -267,7 +271,11 @@ def run_lanes(
                     continue
             try:
                 run = job(lane, item.test)
-                again = not item.confirm and confirm_if is not None and confirm_if(item.test, run)
+                pairing = not item.confirm  # a first pairing, not a confirmation's
+                again = pairing and confirm_if is not None and confirm_if(item.test, run)
+                redraw = (
+                    pairing and not again and redraw_if is not None and redraw_if(item.test, run)
+                )
             except Exception as exc:  # WorkerError, or a bug: either way the lane is done
                 lane.error = str(exc) if isinstance(exc, WorkerError) else repr(exc)
                 # Its other worker may still wait in the test's call phase, where a
@@ -290,6 +298,8 @@ def run_lanes(
                     results.runs[item.test] = run
                 if again:
                     flag(item.test, index)
+                elif redraw and results.confirming:
+                    queue.append(_Job(item.test, confirm=True, lane=index))
                 working[0] -= 1
                 ready.notify_all()
             changed.set()

@@ -51,7 +51,7 @@ from .finish import (
     due_a_draw,
     finish_ab,
     judge,
-    may_draw_again,
+    likely_regression,
 )
 from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
 from .pairing import (
@@ -487,7 +487,8 @@ class ABSession:
             return None  # pytest stops here with "errors during collection"
         results = run_lanes(
             self.lanes, self.lane_tests, self._pair_in_lane,
-            confirm_if=self._may_draw_again, start_confirming=self._confirmation_lanes,
+            confirm_if=self._likely_regression, redraw_if=self._leans,
+            start_confirming=self._confirmation_lanes,
         )  # fmt: skip
         self.lane_runs, self.lane_errors = results.runs, results.errors
         self.lane_confirmations = results.confirmations
@@ -544,7 +545,8 @@ class ABSession:
 
         results = run_lanes(
             self.lanes, self.head_tests, work,
-            confirm_if=lambda test, run: test in paired and self._may_draw_again(test, run),
+            confirm_if=lambda test, run: test in paired and self._likely_regression(test, run),
+            redraw_if=lambda test, run: test in paired and self._leans(test, run),
             start_confirming=self._confirmation_lanes,
             progress=lambda: replay.replay(session, on_test),
             should_stop=lambda: replay.stopped,
@@ -599,12 +601,16 @@ class ABSession:
             keep=True, warm_together=False, reported=reported,
         )  # fmt: skip
 
-    def _may_draw_again(self, test: str, run: PairedRun) -> bool:
+    def _likely_regression(self, test: str, run: PairedRun, leaning: bool = False) -> bool:
         assert self.plan is not None
-        return may_draw_again(
+        return likely_regression(
             run, self.specs.get(test), self.gated[test] and self.settings.gate != "none",
             q=self.settings.q, schedule=self.plan.schedule(), threshold=self.settings.threshold,
+            leaning=leaning,
         )  # fmt: skip
+
+    def _leans(self, test: str, run: PairedRun) -> bool:
+        return self._likely_regression(test, run, leaning=True)
 
     def _judging(
         self, spec: PerfSpec | None, gated: bool

@@ -11,7 +11,8 @@ workers; rounds are timed inside the workers, so the head process's threads only
 judge looks and send the next command. Collection order keeps each worker's tests in the
 order pytest would run them, so a worker sets each module's and class's fixtures up once
 for its tests. A likely regression is queued for its confirmation, in a confirmation lane
-of fresh workers started at the first one.
+of fresh workers started at the first one; a test that leans to a regression joins that
+queue for its redraw once the confirmation lanes have started.
 
 A worker that dies stops its lane (its other worker is killed): its test gets the
 worker's error, the other lanes go on with the rest. An interrupt of the head kills every

@@ -826,9 +826,8 @@ def test_an_ungated_metric_that_leans_is_not_drawn_again() -> None:
     (verdict,) = judge(tests, [], [], summary, True)[0].verdicts
     assert verdict.kind == "unstable" and not draws_again(verdict)
     for gated, queued in ((True, True), (False, False)):
-        assert finish.likely_regression(
-            _leaning_run(), None, gated, q=0.05, schedule=summary.schedule, threshold=0.1,
-            leaning=True,
+        assert finish.likely_lean(
+            _leaning_run(), None, gated, q=0.05, schedule=summary.schedule, threshold=0.1
         ) is queued  # fmt: skip
         assert not finish.likely_regression(
             _leaning_run(), None, gated, q=0.05, schedule=summary.schedule, threshold=0.1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -323,6 +323,31 @@ def draws_again(verdict: Verdict) -> bool:
     return (verdict.gated and verdict.kind == "regression") or due_a_draw(verdict)
 
 
+def _assessed_alone(
+    run: PairedRun,
+    spec: PerfSpec | None,
+    gated: bool,
+    *,
+    q: float,
+    schedule: paired.LookSchedule,
+    threshold: float,
+) -> Iterator[tuple[paired.PairedAssessment, float]]:
+    """Each gated metric of one test's pairs, judged alone (no Benjamini-Hochberg), with
+    its threshold; nothing for a test that failed or cannot fail the session."""
+    if not gated or run.base_error or run.head_error or run.repeat_error:
+        return
+    for s in pair_series(run.base, run.head, spec, gated):
+        if not s.gated or s.exact:
+            continue
+        try:
+            a = paired.assess_pairs(
+                s.base, s.head, s.direction, q=q, share=schedule.share_at(len(s.base))
+            )
+        except ValueError:
+            continue
+        yield a, _threshold(s, spec, threshold)
+
+
 def likely_regression(
     run: PairedRun,
     spec: PerfSpec | None,
@@ -331,30 +356,32 @@ def likely_regression(
     q: float,
     schedule: paired.LookSchedule,
     threshold: float,
-    leaning: bool = False,
 ) -> bool:
     """Whether one test's pairs, judged alone, show a regression of a gated metric that
-    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q); with
-    `leaning`, whether they lean to one instead (`paired.leans_to_regression`). Lanes pair
-    such a test again in their confirmation lanes while they still run; this only saves
-    time, since which tests `draws_again` is decided at the end by `judge`, as without
-    lanes."""
-    if not gated or run.base_error or run.head_error or run.repeat_error:
-        return False
-    for s in pair_series(run.base, run.head, spec, gated):
-        if not s.gated or s.exact:
-            continue
-        limit = _threshold(s, spec, threshold)
-        try:
-            a = paired.assess_pairs(
-                s.base, s.head, s.direction, q=q, share=schedule.share_at(len(s.base))
-            )
-        except ValueError:
-            continue
-        shows = paired.shows_regression(a, limit, a.p_value, q)
-        if shows if not leaning else not shows and paired.leans_to_regression(a, limit):
-            return True
-    return False
+    Benjamini-Hochberg could confirm (its look-adjusted p-value at most q). Lanes confirm
+    such a test in their confirmation lanes while they still run; this only saves time,
+    since which tests `draws_again` is decided at the end by `judge`, as without lanes."""
+    found = _assessed_alone(run, spec, gated, q=q, schedule=schedule, threshold=threshold)
+    return any(paired.shows_regression(a, t, a.p_value, q) for a, t in found)
+
+
+def likely_lean(
+    run: PairedRun,
+    spec: PerfSpec | None,
+    gated: bool,
+    *,
+    q: float,
+    schedule: paired.LookSchedule,
+    threshold: float,
+) -> bool:
+    """Whether one test's pairs, judged alone, lean to a regression of a gated metric
+    (`paired.leans_to_regression`) without showing one: lanes queue its redraw once the
+    confirmation lanes have started, as `likely_regression` saves time for a flag."""
+    found = _assessed_alone(run, spec, gated, q=q, schedule=schedule, threshold=threshold)
+    return any(
+        not paired.shows_regression(a, t, a.p_value, q) and paired.leans_to_regression(a, t)
+        for a, t in found
+    )
 
 
 # A flagged or leaning verdict is paired in fresh processes at most this many times

@@ -51,6 +51,7 @@ from .finish import (
     due_a_draw,
     finish_ab,
     judge,
+    likely_lean,
     likely_regression,
 )
 from .lanes import Lane, close_workers, lane_count, lane_cpus, run_lanes, start_lanes
@@ -601,16 +602,20 @@ class ABSession:
             keep=True, warm_together=False, reported=reported,
         )  # fmt: skip
 
-    def _likely_regression(self, test: str, run: PairedRun, leaning: bool = False) -> bool:
-        assert self.plan is not None
-        return likely_regression(
-            run, self.specs.get(test), self.gated[test] and self.settings.gate != "none",
-            q=self.settings.q, schedule=self.plan.schedule(), threshold=self.settings.threshold,
-            leaning=leaning,
-        )  # fmt: skip
+    def _likely_regression(self, test: str, run: PairedRun) -> bool:
+        return self._alone(likely_regression, test, run)
 
     def _leans(self, test: str, run: PairedRun) -> bool:
-        return self._likely_regression(test, run, leaning=True)
+        return self._alone(likely_lean, test, run)
+
+    def _alone(self, check: Callable[..., bool], test: str, run: PairedRun) -> bool:
+        """`check` (`likely_regression`, `likely_lean`) on one test's pairs, judged alone
+        while the lanes run."""
+        assert self.plan is not None
+        return check(
+            run, self.specs.get(test), self.gated[test] and self.settings.gate != "none",
+            q=self.settings.q, schedule=self.plan.schedule(), threshold=self.settings.threshold,
+        )  # fmt: skip
 
     def _judging(
         self, spec: PerfSpec | None, gated: bool
